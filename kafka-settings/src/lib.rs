@@ -1,0 +1,298 @@
+//! How lagrate's services connect to Kafka (Amazon MSK or any broker).
+//!
+//! [`ClusterSettings`] holds bootstrap servers, TLS and authentication, is
+//! read from the scaler's config file (serde, camelCase) or built by the
+//! workloads from their environment, and turns into an rdkafka
+//! [`ClientConfig`] with [`ClusterSettings::client_config`]. Every client is
+//! created with [`KafkaContext`], which answers librdkafka's OAUTHBEARER
+//! refresh callback with Amazon MSK IAM tokens when `auth` is `msk-iam`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::consumer::ConsumerContext;
+use serde::Deserialize;
+
+/// Errors in settings; each names the field and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("bootstrapServers must list at least one host:port")]
+    NoBootstrapServers,
+    #[error("bootstrapServers entry {0:?} is not host:port")]
+    BadBootstrapServer(String),
+    #[error("auth.passwordEnv names {0}, which is not set in the environment")]
+    MissingPasswordEnv(String),
+    #[error("auth.passwordFile {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Connection settings of one Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// `host:port` of one or more brokers.
+    pub bootstrap_servers: Vec<String>,
+    /// TLS to the brokers. Implied by `scram-sha-512` and `msk-iam`.
+    #[serde(default)]
+    pub tls: Tls,
+    /// How the client authenticates.
+    #[serde(default)]
+    pub auth: Auth,
+}
+
+/// TLS settings; the system trust store is used unless `caFile` is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tls {
+    #[serde(default)]
+    pub enabled: bool,
+    /// PEM file of the CA that signed the brokers' certificates.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Authentication mechanism: `none`, `scram-sha-512` or `msk-iam`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(tag = "mechanism", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Auth {
+    /// Plaintext (or TLS without client authentication).
+    #[default]
+    None,
+    /// SASL/SCRAM-SHA-512 over TLS. The password never sits in the config
+    /// file: it is read from an environment variable or a mounted file.
+    #[serde(rename_all = "camelCase")]
+    ScramSha512 {
+        username: String,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+    },
+    /// Amazon MSK IAM: SASL/OAUTHBEARER over TLS with tokens signed by the
+    /// AWS default credential chain (Pod Identity on EKS).
+    #[serde(rename_all = "camelCase")]
+    MskIam { region: String },
+}
+
+impl ClusterSettings {
+    /// Settings for plaintext brokers at `bootstrap_servers`.
+    pub fn plaintext(bootstrap_servers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into_iter().map(Into::into).collect(),
+            tls: Tls::default(),
+            auth: Auth::None,
+        }
+    }
+
+    /// Checks the settings without connecting.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(SettingsError::NoBootstrapServers);
+        }
+        for server in &self.bootstrap_servers {
+            let port_ok = server
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(SettingsError::BadBootstrapServer(server.clone()));
+            }
+        }
+        if let Auth::ScramSha512 { .. } = &self.auth {
+            self.scram_password()?;
+        }
+        Ok(())
+    }
+
+    /// An rdkafka config with connection, TLS and SASL settings applied.
+    /// Callers add their role's settings (group id, acks, ...) on top.
+    pub fn client_config(&self) -> Result<ClientConfig, SettingsError> {
+        self.validate()?;
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap_servers.join(","));
+        let tls = self.tls.enabled || !matches!(self.auth, Auth::None);
+        let protocol = match (&self.auth, tls) {
+            (Auth::None, false) => "plaintext",
+            (Auth::None, true) => "ssl",
+            (_, _) => "sasl_ssl",
+        };
+        config.set("security.protocol", protocol);
+        if let Some(ca) = &self.tls.ca_file {
+            config.set("ssl.ca.location", ca.display().to_string());
+        }
+        match &self.auth {
+            Auth::None => {}
+            Auth::ScramSha512 { username, .. } => {
+                config
+                    .set("sasl.mechanism", "SCRAM-SHA-512")
+                    .set("sasl.username", username)
+                    .set("sasl.password", self.scram_password()?);
+            }
+            Auth::MskIam { .. } => {
+                config.set("sasl.mechanism", "OAUTHBEARER");
+            }
+        }
+        Ok(config)
+    }
+
+    /// The context every client of this cluster is created with.
+    pub fn context(&self) -> KafkaContext {
+        KafkaContext {
+            msk_region: match &self.auth {
+                Auth::MskIam { region } => Some(region.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    fn scram_password(&self) -> Result<String, SettingsError> {
+        let Auth::ScramSha512 {
+            password_env,
+            password_file,
+            ..
+        } = &self.auth
+        else {
+            return Ok(String::new());
+        };
+        if let Some(path) = password_file {
+            return std::fs::read_to_string(path)
+                .map(|s| s.trim_end().to_owned())
+                .map_err(|source| SettingsError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                });
+        }
+        let var = password_env.as_deref().unwrap_or("KAFKA_SASL_PASSWORD");
+        std::env::var(var).map_err(|_| SettingsError::MissingPasswordEnv(var.to_owned()))
+    }
+}
+
+/// rdkafka client context: logs through `tracing` and, for MSK IAM, signs
+/// OAUTHBEARER tokens. librdkafka asks for a new token before the old one
+/// expires (at 80% of its lifetime), so tokens are refreshed in time.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaContext {
+    msk_region: Option<String>,
+}
+
+/// Lifetime MSK accepts for a signed token; the signer reports the exact
+/// expiry, this is the fallback if it does not.
+const MSK_TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+
+impl ClientContext for KafkaContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let Some(region) = self.msk_region.clone() else {
+            return Err("OAUTHBEARER is only supported with auth.mechanism msk-iam".into());
+        };
+        // librdkafka may call this from a thread that is inside a Tokio
+        // runtime (a consumer's poll); sign on a thread of our own.
+        let signed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(aws_msk_iam_sasl_signer::generate_auth_token(
+                    aws_types::region::Region::new(region),
+                ))
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .join()
+        .map_err(|_| "MSK IAM token signer panicked")??;
+        let (token, expiry_ms) = signed;
+        let lifetime_ms = if expiry_ms > 0 {
+            expiry_ms
+        } else {
+            now_ms_fallback() + MSK_TOKEN_LIFETIME.as_millis() as i64
+        };
+        tracing::debug!(lifetime_ms, "signed MSK IAM token");
+        Ok(OAuthToken {
+            token,
+            principal_name: "msk-iam".to_owned(),
+            lifetime_ms,
+        })
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
+
+#[allow(clippy::disallowed_methods)] // I/O boundary: token expiry is wall-clock time
+fn now_ms_fallback() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msk_iam_uses_sasl_ssl_oauthbearer() {
+        let settings = ClusterSettings {
+            auth: Auth::MskIam {
+                region: "eu-west-1".into(),
+            },
+            ..ClusterSettings::plaintext(["b-1.msk:9098"])
+        };
+        let config = settings.client_config().unwrap();
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        assert_eq!(settings.context().msk_region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn scram_reads_password_from_file_not_config() {
+        let dir = std::env::temp_dir().join(format!("kafka-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let settings = ClusterSettings {
+            auth: Auth::ScramSha512 {
+                username: "svc".into(),
+                password_env: None,
+                password_file: Some(file),
+            },
+            ..ClusterSettings::plaintext(["b-1:9096"])
+        };
+        let config = settings.client_config().unwrap();
+        assert_eq!(config.get("sasl.password"), Some("s3cret"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+    }
+
+    #[test]
+    fn bad_bootstrap_server_is_named() {
+        let err = ClusterSettings::plaintext(["localhost"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("\"localhost\""), "{err}");
+        assert!(matches!(
+            ClusterSettings::plaintext(Vec::<String>::new()).validate(),
+            Err(SettingsError::NoBootstrapServers)
+        ));
+    }
+
+    #[test]
+    fn auth_parses_from_yaml_shape() {
+        let auth: Auth = serde_json_like(r#"{"mechanism":"none"}"#);
+        assert_eq!(auth, Auth::None);
+        let auth: Auth = serde_json_like(r#"{"mechanism":"msk-iam","region":"us-east-1"}"#);
+        assert_eq!(
+            auth,
+            Auth::MskIam {
+                region: "us-east-1".into()
+            }
+        );
+    }
+
+    fn serde_json_like<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_json::from_str(s).unwrap()
+    }
+}

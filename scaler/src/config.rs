@@ -1,0 +1,284 @@
+//! The scaler's configuration file (mounted from a ConfigMap), parsed with
+//! `deny_unknown_fields` and validated once into typed values.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use kafka_settings::ClusterSettings;
+use serde::Deserialize;
+
+use crate::policy::PolicySettings;
+
+/// MSK open monitoring's broker inbound rate; `<topic>` is replaced by each
+/// (validated) topic name and the results are summed.
+pub const DEFAULT_RATE_QUERY: &str = r#"sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[1m]))"#;
+
+/// Errors in the configuration file; each names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_norway::Error,
+    },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    sampling: RawSampling,
+    #[serde(default)]
+    clusters: BTreeMap<String, ClusterSettings>,
+    /// Whether ScaledObjects may name brokers inline with `bootstrapServers`
+    /// instead of a configured `cluster`. Off: a tenant cannot point the
+    /// scaler at arbitrary hosts.
+    #[serde(default)]
+    allow_inline_bootstrap_servers: bool,
+    prometheus: Option<RawPrometheus>,
+    #[serde(default)]
+    policies: BTreeMap<String, PolicySettings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSampling {
+    interval: Option<String>,
+    max_staleness: Option<String>,
+    window: Option<String>,
+    idle_expiry: Option<String>,
+    kafka_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    rate_query: Option<String>,
+    timeout: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub sampling: Sampling,
+    pub clusters: BTreeMap<String, ClusterSettings>,
+    pub allow_inline_bootstrap_servers: bool,
+    pub prometheus: Option<Prometheus>,
+    /// Named policies; `default` always exists (built-in values unless the
+    /// file sets it).
+    pub policies: BTreeMap<String, PolicySettings>,
+}
+
+/// How sources are sampled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Period of the wall-clock grid every source key is sampled on.
+    pub interval: Duration,
+    /// Past this age of the newest good sample, GetMetrics is Unavailable.
+    pub max_staleness: Duration,
+    /// History kept per source key; decisions are a function of it.
+    pub window: Duration,
+    /// A source key nobody asked about for this long stops being sampled.
+    pub idle_expiry: Duration,
+    /// Deadline of each Kafka request.
+    pub kafka_timeout: Duration,
+}
+
+/// Where the inbound rate comes from when Prometheus is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Prometheus {
+    pub url: String,
+    pub rate_query: String,
+    pub timeout: Duration,
+}
+
+fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let parsed = humantime::parse_duration(text.trim()).map_err(|_| {
+        invalid(
+            field,
+            format!("must be a duration such as 5s, 1m or 500ms, got {text:?}"),
+        )
+    })?;
+    if parsed.is_zero() {
+        return Err(invalid(field, "must be longer than zero"));
+    }
+    Ok(parsed)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_norway::from_str(text).map_err(|source| ConfigError::Parse {
+            path: "config".into(),
+            source,
+        })?;
+        let s = &raw.sampling;
+        let interval = duration(
+            "sampling.interval",
+            s.interval.as_deref(),
+            Duration::from_secs(5),
+        )?;
+        let max_staleness = duration(
+            "sampling.maxStaleness",
+            s.max_staleness.as_deref(),
+            Duration::from_secs(60),
+        )?;
+        if max_staleness < interval {
+            return Err(invalid(
+                "sampling.maxStaleness",
+                "must be at least sampling.interval, or every answer would be stale",
+            ));
+        }
+        for (name, cluster) in &raw.clusters {
+            cluster
+                .validate()
+                .map_err(|e| invalid(format!("clusters.{name}"), e.to_string()))?;
+        }
+        let mut policies = raw.policies.clone();
+        policies.entry("default".into()).or_default();
+        for (name, policy) in &policies {
+            policy
+                .validate()
+                .map_err(|(key, message)| invalid(format!("policies.{name}.{key}"), message))?;
+        }
+        // Keep enough history for the longest window any policy looks back on.
+        let longest_policy_window = policies
+            .values()
+            .map(PolicySettings::history_needed_seconds)
+            .fold(0.0, f64::max);
+        let needed = Duration::from_secs_f64(longest_policy_window) + interval * 2;
+        let window = duration("sampling.window", s.window.as_deref(), needed)?.max(needed);
+        let prometheus = raw
+            .prometheus
+            .as_ref()
+            .map(|p| -> Result<Prometheus, ConfigError> {
+                let url = reqwest::Url::parse(&p.url).map_err(|e| {
+                    invalid("prometheus.url", format!("must be an http(s) URL: {e}"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(invalid("prometheus.url", "must be an http(s) URL"));
+                }
+                let rate_query = p.rate_query.clone().unwrap_or(DEFAULT_RATE_QUERY.into());
+                if !rate_query.contains("<topic>") {
+                    return Err(invalid(
+                        "prometheus.rateQuery",
+                        "must contain the placeholder <topic>",
+                    ));
+                }
+                Ok(Prometheus {
+                    url: p.url.trim_end_matches('/').to_owned(),
+                    rate_query,
+                    timeout: duration(
+                        "prometheus.timeout",
+                        p.timeout.as_deref(),
+                        Duration::from_secs(2),
+                    )?,
+                })
+            })
+            .transpose()?;
+        Ok(Config {
+            sampling: Sampling {
+                interval,
+                max_staleness,
+                window,
+                idle_expiry: duration(
+                    "sampling.idleExpiry",
+                    s.idle_expiry.as_deref(),
+                    Duration::from_secs(600),
+                )?,
+                kafka_timeout: duration(
+                    "sampling.kafkaTimeout",
+                    s.kafka_timeout.as_deref(),
+                    Duration::from_secs(3),
+                )?,
+            },
+            clusters: raw.clusters,
+            allow_inline_bootstrap_servers: raw.allow_inline_bootstrap_servers,
+            prometheus,
+            policies,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example shipped in examples/ and shown in the README; it must load as is.
+    const EXAMPLE: &str = include_str!("../../examples/config.yaml");
+
+    #[test]
+    fn readme_example_loads() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.sampling.interval, Duration::from_secs(5));
+        assert_eq!(config.sampling.max_staleness, Duration::from_secs(60));
+        assert_eq!(
+            config.clusters["local"].bootstrap_servers,
+            ["127.0.0.1:9092"]
+        );
+        assert_eq!(config.prometheus.unwrap().rate_query, DEFAULT_RATE_QUERY);
+        let default = &config.policies["default"];
+        assert_eq!(default.settle_seconds, 120.0);
+        assert!(config.sampling.window >= Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_name() {
+        let err = Config::parse("sampling:\n  intervall: 5s\n").unwrap_err();
+        assert!(err.to_string().contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_field() {
+        let err = Config::parse("sampling:\n  interval: often\n").unwrap_err();
+        assert!(err.to_string().contains("sampling.interval"), "{err}");
+    }
+
+    #[test]
+    fn bad_policy_value_names_policy_and_key() {
+        let err = Config::parse("policies:\n  fast:\n    headroom: -1\n").unwrap_err();
+        assert!(err.to_string().contains("policies.fast.headroom"), "{err}");
+    }
+
+    #[test]
+    fn rate_query_needs_topic_placeholder() {
+        let err =
+            Config::parse("prometheus:\n  url: http://p:9090\n  rateQuery: up\n").unwrap_err();
+        assert!(err.to_string().contains("prometheus.rateQuery"), "{err}");
+    }
+}

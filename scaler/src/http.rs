@@ -1,0 +1,74 @@
+//! The HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/debug/decisions`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::clock::unix_now;
+use crate::registry::Registry;
+
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/debug/decisions", get(decisions))
+        .with_state(registry)
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        registry.metrics.encode(),
+    )
+}
+
+async fn decisions(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    Json(registry.decisions())
+}
+
+/// Ready when the config is loaded (it is, once serving) and at least one
+/// source answers: a fresh sample, or else a configured cluster's metadata.
+async fn ready(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    let config = registry.config();
+    let max_staleness = config.sampling.max_staleness.as_secs_f64();
+    if registry
+        .freshest_sample()
+        .is_some_and(|t| unix_now() - t <= max_staleness)
+    {
+        return (StatusCode::OK, "ready: sampling\n".to_owned());
+    }
+    let clusters: Vec<_> = config.clusters.into_iter().collect();
+    let probe = tokio::task::spawn_blocking(move || {
+        clusters.iter().find_map(|(name, cluster)| {
+            let consumer: BaseConsumer<_> = cluster
+                .client_config()
+                .ok()?
+                .create_with_context(cluster.context())
+                .ok()?;
+            consumer
+                .fetch_metadata(None, Duration::from_secs(2))
+                .ok()
+                .map(|_| name.clone())
+        })
+    })
+    .await
+    .ok()
+    .flatten();
+    match probe {
+        Some(name) => (StatusCode::OK, format!("ready: cluster {name} reachable\n")),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no fresh sample and no configured cluster reachable\n".to_owned(),
+        ),
+    }
+}

@@ -1,0 +1,27 @@
+//! lagrate: a KEDA external scaler for Kafka consumer groups.
+//!
+//! KEDA calls the gRPC [`service`] for every ScaledObject whose trigger
+//! points here. The service parses the trigger metadata ([`trigger`]) and
+//! finds or creates its [`registry`] entry. Each entry reads a [`sampler`]
+//! shared by every trigger with the same source key; the sampler samples
+//! Kafka offsets and the Prometheus inbound rate ([`source`]) on the
+//! wall-clock grid. [`signals`] turns the window of samples into an
+//! observation, and the pure [`policy`] turns observations into the desired
+//! replicas KEDA receives as the metric value. [`config`] is the ConfigMap,
+//! [`reload`] watches it, [`http`] serves metrics, health and decisions, and
+//! [`server`] wires it all together.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod policy;
+pub mod registry;
+pub mod reload;
+pub mod sampler;
+pub mod server;
+pub mod service;
+pub mod signals;
+pub mod source;
+pub mod trigger;

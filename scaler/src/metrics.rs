@@ -1,0 +1,167 @@
+//! Every Prometheus metric the scaler exports, registered in one place.
+//! Labels are bounded: ScaledObjects (operator-defined), actions, results.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Label of per-ScaledObject series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    /// `namespace/name`.
+    pub scaled_object: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub method: String,
+    pub code: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The scaler's metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    pub desired_replicas: Family<ObjectLabels, Gauge>,
+    pub lag_messages: Family<ObjectLabels, Gauge>,
+    pub inbound_rate: Family<ObjectLabels, FloatGauge>,
+    pub rate_from_offsets: Family<ObjectLabels, Gauge>,
+    pub pods_needed_beyond_partitions: Family<ObjectLabels, Gauge>,
+    pub hot_partition_rate: Family<ObjectLabels, FloatGauge>,
+    pub capacity_per_pod: Family<ObjectLabels, FloatGauge>,
+    pub decisions: Family<ActionLabels, Counter>,
+    pub offset_queries: Counter,
+    pub samples: Family<ResultLabels, Counter>,
+    pub source_keys: Gauge,
+    pub rpcs: Family<RpcLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_valid: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lagrate");
+        let m = Metrics {
+            desired_replicas: Family::default(),
+            lag_messages: Family::default(),
+            inbound_rate: Family::default(),
+            rate_from_offsets: Family::default(),
+            pods_needed_beyond_partitions: Family::default(),
+            hot_partition_rate: Family::default(),
+            capacity_per_pod: Family::default(),
+            decisions: Family::default(),
+            offset_queries: Counter::default(),
+            samples: Family::default(),
+            source_keys: Gauge::default(),
+            rpcs: Family::default(),
+            config_reloads: Family::default(),
+            config_valid: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "desired_replicas",
+            "Desired replicas answered to KEDA",
+            m.desired_replicas.clone(),
+        );
+        registry.register(
+            "lag_messages",
+            "Consumer group lag counted for scaling",
+            m.lag_messages.clone(),
+        );
+        registry.register(
+            "inbound_rate_per_second",
+            "Inbound messages per second used by the policy",
+            m.inbound_rate.clone(),
+        );
+        registry.register(
+            "rate_from_offsets",
+            "1 when the inbound rate was derived from offsets (Prometheus not configured, down or empty)",
+            m.rate_from_offsets.clone(),
+        );
+        registry.register(
+            "pods_needed_beyond_partitions",
+            "Pods the load needs when that exceeds the partition count (0 otherwise): add partitions",
+            m.pods_needed_beyond_partitions.clone(),
+        );
+        registry.register(
+            "hot_partition_rate_per_second",
+            "Inbound rate of a partition that alone exceeds one pod's capacity (0 when none)",
+            m.hot_partition_rate.clone(),
+        );
+        registry.register(
+            "capacity_per_pod",
+            "Messages per second per pod used by the policy",
+            m.capacity_per_pod.clone(),
+        );
+        registry.register("decisions", "Decisions by action", m.decisions.clone());
+        registry.register(
+            "offset_queries",
+            "Offset snapshots read from Kafka",
+            m.offset_queries.clone(),
+        );
+        registry.register("samples", "Samples taken by result", m.samples.clone());
+        registry.register(
+            "source_keys",
+            "Source keys being sampled",
+            m.source_keys.clone(),
+        );
+        registry.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            m.rpcs.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_valid",
+            "1 when the last config read was valid",
+            m.config_valid.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Forgets the series of a ScaledObject that went away.
+    pub fn remove_object(&self, object: &str) {
+        let labels = ObjectLabels {
+            scaled_object: object.to_owned(),
+        };
+        self.desired_replicas.remove(&labels);
+        self.lag_messages.remove(&labels);
+        self.inbound_rate.remove(&labels);
+        self.rate_from_offsets.remove(&labels);
+        self.pods_needed_beyond_partitions.remove(&labels);
+        self.hot_partition_rate.remove(&labels);
+        self.capacity_per_pod.remove(&labels);
+    }
+}

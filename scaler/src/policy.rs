@@ -1,0 +1,665 @@
+//! The scaling policy: observations in, desired replicas out.
+//!
+//! Pure: no I/O, no clock reads, no randomness. `now` is an argument, and
+//! everything the policy remembers is in [`State`], returned with each
+//! [`Decision`]. The server and the simulator run this same code.
+//!
+//! Two ways of sizing, chosen by the trigger:
+//! * lag-only (KEDA's Kafka keys only): `ceil(lag / lagThreshold)`, capped at
+//!   the partitions, exactly what KEDA's Kafka scaler makes the HPA do;
+//! * rate-aware (a `policy` or `podCapacity`): the smallest partition-aware
+//!   pod count that serves `λ·(1+headroom) + backlog/drainSeconds` at `c`
+//!   messages per second per pod.
+//!
+//! Both then go through the same hysteresis: one step up to the need, a
+//! settle window through start-up and rebalance in which backlog inside the
+//! projection is not new demand, scale-down only after the need stayed lower
+//! for the stabilization window, a dead band, no scale-down from a cold
+//! start, and scale to zero only after an idle window.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Below this inbound rate (msg/s) a topic counts as idle.
+const IDLE_RATE_PER_S: f64 = 1e-3;
+/// Weight of a new capacity sample in the learned per-pod capacity.
+const CAPACITY_LEARNING_WEIGHT: f64 = 0.3;
+/// A group counts as saturated (so `μ/n` measures capacity) while its backlog
+/// exceeds this many seconds of inbound traffic.
+const SATURATION_BACKLOG_SECONDS: f64 = 10.0;
+
+/// Tunables of a named policy (config file `policies.NAME`, or overrides in
+/// trigger metadata under the same names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// Spare capacity over the inbound rate (0.2 = 20 %).
+    pub headroom: f64,
+    /// Backlog is sized to drain within this many seconds.
+    pub drain_seconds: f64,
+    /// After a scale-up, hold this long (pod start, ramp-up, rebalance).
+    pub settle_seconds: f64,
+    /// The need must stay lower this long before scaling down.
+    pub scale_down_stabilization_seconds: f64,
+    /// Largest fraction of the current replicas removed in one step (0..=1).
+    pub max_scale_down_step: f64,
+    /// Changes within this fraction of the current replicas are ignored.
+    pub dead_band: f64,
+    /// Lag at or under the activation threshold and no inbound traffic for
+    /// this long: scale to zero. Until then one pod stays.
+    pub idle_seconds: f64,
+    /// Expected time from a scale-up to a new pod consuming (S).
+    pub startup_seconds: f64,
+    /// Expected consumption pause of a rebalance (R).
+    pub rebalance_seconds: f64,
+    /// Messages per second one pod processes; learned while the group is
+    /// saturated when absent.
+    pub pod_capacity: Option<f64>,
+    /// Floor of the answer (0 allows scale to zero).
+    pub min_replicas: u32,
+    /// Ceiling of the answer.
+    pub max_replicas: u32,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            headroom: 0.2,
+            drain_seconds: 60.0,
+            settle_seconds: 120.0,
+            scale_down_stabilization_seconds: 300.0,
+            max_scale_down_step: 0.5,
+            dead_band: 0.1,
+            idle_seconds: 300.0,
+            startup_seconds: 60.0,
+            rebalance_seconds: 60.0,
+            pod_capacity: None,
+            min_replicas: 0,
+            max_replicas: 100,
+        }
+    }
+}
+
+/// The keys of [`PolicySettings`] that trigger metadata may override.
+pub const OVERRIDE_KEYS: &[&str] = &[
+    "headroom",
+    "drainSeconds",
+    "settleSeconds",
+    "scaleDownStabilizationSeconds",
+    "maxScaleDownStep",
+    "deadBand",
+    "idleSeconds",
+    "startupSeconds",
+    "rebalanceSeconds",
+    "podCapacity",
+    "minReplicas",
+    "maxReplicas",
+];
+
+impl PolicySettings {
+    /// Checks ranges; the error is `(key, what is allowed)`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let non_negative = [
+            ("headroom", self.headroom),
+            ("settleSeconds", self.settle_seconds),
+            (
+                "scaleDownStabilizationSeconds",
+                self.scale_down_stabilization_seconds,
+            ),
+            ("deadBand", self.dead_band),
+            ("idleSeconds", self.idle_seconds),
+            ("startupSeconds", self.startup_seconds),
+            ("rebalanceSeconds", self.rebalance_seconds),
+        ];
+        for (key, value) in non_negative {
+            if !value.is_finite() || value < 0.0 {
+                return Err((key, format!("must be a number >= 0, got {value}")));
+            }
+        }
+        if !self.drain_seconds.is_finite() || self.drain_seconds <= 0.0 {
+            return Err((
+                "drainSeconds",
+                format!("must be a number > 0, got {}", self.drain_seconds),
+            ));
+        }
+        if !(self.max_scale_down_step > 0.0 && self.max_scale_down_step <= 1.0) {
+            return Err((
+                "maxScaleDownStep",
+                format!(
+                    "must be a fraction in (0, 1], got {}",
+                    self.max_scale_down_step
+                ),
+            ));
+        }
+        if self.dead_band >= 1.0 {
+            return Err((
+                "deadBand",
+                format!("must be a fraction below 1, got {}", self.dead_band),
+            ));
+        }
+        if let Some(c) = self.pod_capacity
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err((
+                "podCapacity",
+                format!("must be a number of messages per second > 0, got {c}"),
+            ));
+        }
+        if self.max_replicas == 0 || self.min_replicas > self.max_replicas {
+            return Err((
+                "maxReplicas",
+                format!(
+                    "must be >= 1 and >= minReplicas ({}), got {}",
+                    self.min_replicas, self.max_replicas
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies one metadata override; the error says what is allowed.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let number = || -> Result<f64, String> {
+            value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("{key} must be a number, got {value:?}"))
+        };
+        let count = || -> Result<u32, String> {
+            value
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{key} must be a whole number >= 0, got {value:?}"))
+        };
+        match key {
+            "headroom" => self.headroom = number()?,
+            "drainSeconds" => self.drain_seconds = number()?,
+            "settleSeconds" => self.settle_seconds = number()?,
+            "scaleDownStabilizationSeconds" => self.scale_down_stabilization_seconds = number()?,
+            "maxScaleDownStep" => self.max_scale_down_step = number()?,
+            "deadBand" => self.dead_band = number()?,
+            "idleSeconds" => self.idle_seconds = number()?,
+            "startupSeconds" => self.startup_seconds = number()?,
+            "rebalanceSeconds" => self.rebalance_seconds = number()?,
+            "podCapacity" => self.pod_capacity = Some(number()?),
+            "minReplicas" => self.min_replicas = count()?,
+            "maxReplicas" => self.max_replicas = count()?,
+            _ => {
+                return Err(format!(
+                    "{key} is not a policy setting; allowed: {}",
+                    OVERRIDE_KEYS.join(", ")
+                ));
+            }
+        }
+        self.validate()
+            .map_err(|(key, message)| format!("{key} {message}"))
+    }
+
+    /// How long a newly started scaler must observe before it may scale
+    /// down: the windows a scale-down decision depends on.
+    pub fn cold_start_seconds(&self) -> f64 {
+        self.scale_down_stabilization_seconds
+            .max(self.settle_seconds)
+    }
+
+    /// The longest look-back of this policy, in seconds: the history a
+    /// sampler must keep for decisions to be a function of it.
+    pub fn history_needed_seconds(&self) -> f64 {
+        self.scale_down_stabilization_seconds
+            .max(self.settle_seconds)
+            .max(self.idle_seconds)
+    }
+}
+
+/// Which partitions bound the replica count (KEDA's Kafka scaler rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PartitionCap {
+    /// At most one pod per partition (KEDA's default).
+    Partitions,
+    /// At most one pod per partition that has lag (`limitToPartitionsWithLag`).
+    PartitionsWithLag,
+    /// No cap (`allowIdleConsumers`).
+    None,
+}
+
+/// Everything the policy is configured with for one ScaledObject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub settings: PolicySettings,
+    /// KEDA `lagThreshold`: lag one pod is expected to carry (lag-only sizing).
+    pub lag_threshold: f64,
+    /// KEDA `activationLagThreshold`.
+    pub activation_lag_threshold: f64,
+    pub cap: PartitionCap,
+    /// Size from the inbound rate and per-pod capacity (a `policy` or
+    /// `podCapacity` was given); otherwise lag-only like KEDA.
+    pub rate_aware: bool,
+}
+
+/// Where the inbound rate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateSource {
+    /// Prometheus answered with the inbound rate.
+    Prometheus,
+    /// Derived from high-watermark deltas; Prometheus is not configured.
+    Offsets,
+    /// Derived from offsets because Prometheus failed or returned nothing.
+    OffsetsPrometheusDown,
+    /// Prometheus answered, but the offsets show a higher (newer) rate.
+    OffsetsAhead,
+}
+
+impl RateSource {
+    /// Short name used in reasons and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateSource::Prometheus => "prometheus",
+            RateSource::Offsets => "offsets",
+            RateSource::OffsetsPrometheusDown => "offsets (prometheus unavailable)",
+            RateSource::OffsetsAhead => "offsets (ahead of prometheus)",
+        }
+    }
+}
+
+/// A partition whose own inbound rate exceeds what one pod can process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HotPartition {
+    /// `topic/partition`.
+    pub partition: String,
+    pub rate_per_s: f64,
+}
+
+/// The signals of one ScaledObject at one sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    /// Total lag counted for scaling (KEDA's rules applied).
+    pub lag: f64,
+    /// Total lag counted for activation (persistent lag included).
+    pub activation_lag: f64,
+    /// Partitions of the topics.
+    pub partitions: u32,
+    /// Partitions with lag > 0.
+    pub partitions_with_lag: u32,
+    /// λ, messages per second into the topics; None before two samples.
+    pub inbound_rate_per_s: Option<f64>,
+    pub rate_source: RateSource,
+    /// μ, committed offsets per second.
+    pub processing_rate_per_s: Option<f64>,
+    /// The fastest partition, when it alone needs more than one pod.
+    pub hottest_partition: Option<HotPartition>,
+    /// Consumer group members, when the broker reports them.
+    pub members: Option<u32>,
+    /// Whether a full window of history exists (false right after a start).
+    pub window_full: bool,
+}
+
+/// What the policy remembers between samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// The last answer.
+    pub replicas: Option<u32>,
+    /// End of the settle window of the last scale-up.
+    pub settle_until: f64,
+    /// Backlog the last scale-up expected its own pause to create.
+    pub projected_backlog: f64,
+    /// Since when the need has stayed below the answer.
+    pub lower_since: Option<f64>,
+    /// Since when the topic has been idle.
+    pub idle_since: Option<f64>,
+    /// Learned messages per second per pod.
+    pub learned_capacity_per_s: Option<f64>,
+}
+
+/// Why the answer is what it is; `label()` names it for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Initial,
+    ScaleUp,
+    ScaleDown,
+    Steady,
+    DeadBand,
+    Settling,
+    ColdStart,
+    Stabilizing,
+    IdleKeepOne,
+    Idle,
+}
+
+impl Action {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Initial => "initial",
+            Action::ScaleUp => "scale-up",
+            Action::ScaleDown => "scale-down",
+            Action::Steady => "steady",
+            Action::DeadBand => "dead-band",
+            Action::Settling => "settling",
+            Action::ColdStart => "cold-start",
+            Action::Stabilizing => "stabilizing",
+            Action::IdleKeepOne => "idle-keep-one",
+            Action::Idle => "idle",
+        }
+    }
+}
+
+/// More pods are needed than partitions allow: the fix is more partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLimit {
+    pub pods_needed: u32,
+    pub partitions: u32,
+}
+
+/// The answer for one sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Desired replicas: the metric value KEDA receives.
+    pub replicas: u32,
+    /// The need before hysteresis.
+    pub need: u32,
+    /// KEDA activation (IsActive).
+    pub active: bool,
+    pub action: Action,
+    /// Human-readable: the action and the numbers behind it.
+    pub reason: String,
+    pub partition_limit: Option<PartitionLimit>,
+    pub hot_partition: Option<HotPartition>,
+    /// Per-pod capacity used (configured or learned), msg/s.
+    pub capacity_per_s: Option<f64>,
+}
+
+/// The need and how it was computed.
+struct Need {
+    pods: u32,
+    basis: String,
+    partition_limit: Option<PartitionLimit>,
+}
+
+/// Decides the desired replicas at time `now` (seconds on any fixed clock).
+pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (Decision, State) {
+    let s = &params.settings;
+    let mut next = state.clone();
+    let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
+
+    let idle_now = obs.activation_lag <= params.activation_lag_threshold && rate < IDLE_RATE_PER_S;
+    next.idle_since = if idle_now {
+        state.idle_since.or(Some(now))
+    } else {
+        None
+    };
+    let idle_for = next.idle_since.map_or(0.0, |since| now - since);
+
+    let capacity = s
+        .pod_capacity
+        .or_else(|| learn_capacity(params, state, obs, now, &mut next));
+    let in_settle = now < state.settle_until;
+    // Backlog inside the last scale-up's projection is its own pause, not demand.
+    let excess_backlog = if in_settle {
+        (obs.lag - state.projected_backlog).max(0.0)
+    } else {
+        obs.lag
+    };
+    let need = match (params.rate_aware, capacity) {
+        (true, Some(c)) => rate_need(params, obs, rate, excess_backlog, c),
+        // Lag-only sizing counts the whole backlog; the settle rule below
+        // keeps it from reacting to backlog inside the projection.
+        _ => lag_need(params, obs, obs.lag),
+    };
+    let mut pods = need.pods.clamp(s.min_replicas, s.max_replicas);
+    if params.rate_aware && !idle_now {
+        pods = pods.max(1);
+    }
+    let to_zero = idle_now && idle_for >= s.idle_seconds && s.min_replicas == 0;
+
+    let (replicas, action) = match state.replicas {
+        None => (pods, Action::Initial),
+        Some(_) if to_zero => (0, Action::Idle),
+        Some(current) if pods > current => {
+            if current > 0 && f64::from(pods) <= f64::from(current) * (1.0 + s.dead_band) {
+                (current, Action::DeadBand)
+            } else if in_settle && !params.rate_aware && obs.lag <= state.projected_backlog {
+                (current, Action::Settling)
+            } else {
+                (pods, Action::ScaleUp)
+            }
+        }
+        Some(current) if pods < current => {
+            if idle_now && pods == 0 && params.rate_aware {
+                (current.min(1), Action::IdleKeepOne)
+            } else if !obs.window_full {
+                (current, Action::ColdStart)
+            } else if in_settle {
+                (current, Action::Settling)
+            } else if f64::from(pods) >= f64::from(current) * (1.0 - s.dead_band) {
+                (current, Action::DeadBand)
+            } else {
+                let since = state.lower_since.unwrap_or(now);
+                if now - since >= s.scale_down_stabilization_seconds {
+                    let step_floor =
+                        (f64::from(current) * (1.0 - s.max_scale_down_step)).floor() as u32;
+                    (pods.max(step_floor), Action::ScaleDown)
+                } else {
+                    (current, Action::Stabilizing)
+                }
+            }
+        }
+        Some(current) => (current, Action::Steady),
+    };
+
+    // Bookkeeping of the windows.
+    let previous = state.replicas.unwrap_or(0);
+    if replicas > previous {
+        next.settle_until = now + s.settle_seconds;
+        // The new pods start, then the group pauses to rebalance: traffic
+        // keeps arriving for S + R while the backlog waits.
+        next.projected_backlog = obs.lag + rate * (s.startup_seconds + s.rebalance_seconds);
+    }
+    next.lower_since = match action {
+        Action::Stabilizing | Action::DeadBand if pods < replicas => {
+            state.lower_since.or(Some(now))
+        }
+        // After a bounded step, the next step waits another window.
+        Action::ScaleDown if replicas > pods => Some(now),
+        _ => None,
+    };
+    next.replicas = Some(replicas);
+
+    let reason = describe(action, replicas, state, now, idle_for, s, &need.basis);
+    let hot_partition = match (capacity, &obs.hottest_partition) {
+        (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),
+        _ => None,
+    };
+    let active = if params.rate_aware {
+        obs.activation_lag > params.activation_lag_threshold
+            || rate >= IDLE_RATE_PER_S
+            || replicas > 0
+    } else {
+        obs.activation_lag > params.activation_lag_threshold
+    };
+    let decision = Decision {
+        replicas,
+        need: pods,
+        active,
+        action,
+        reason,
+        partition_limit: need.partition_limit,
+        hot_partition,
+        capacity_per_s: capacity,
+    };
+    (decision, next)
+}
+
+fn describe(
+    action: Action,
+    replicas: u32,
+    before: &State,
+    now: f64,
+    idle_for: f64,
+    s: &PolicySettings,
+    basis: &str,
+) -> String {
+    let from = before.replicas.unwrap_or(0);
+    match action {
+        Action::Initial => format!("initial: {replicas} ({basis})"),
+        Action::ScaleUp => format!(
+            "scale up {from} -> {replicas} in one step, settle for {}s ({basis})",
+            s.settle_seconds
+        ),
+        Action::ScaleDown => format!("scale down {from} -> {replicas} ({basis})"),
+        Action::Steady => format!("steady at {replicas} ({basis})"),
+        Action::DeadBand => format!(
+            "hold {replicas}: need within the {:.0}% dead band ({basis})",
+            s.dead_band * 100.0
+        ),
+        Action::Settling => format!(
+            "hold {replicas}: settling after scale-up for {:.0}s more ({basis})",
+            (before.settle_until - now).max(0.0)
+        ),
+        Action::ColdStart => {
+            format!("hold {replicas}: no scale-down before a full window of samples ({basis})")
+        }
+        Action::Stabilizing => format!(
+            "hold {replicas}: need lower, waiting out the {}s stabilization window ({basis})",
+            s.scale_down_stabilization_seconds
+        ),
+        Action::IdleKeepOne => format!(
+            "hold {replicas}: idle for {idle_for:.0}s of {}s before scaling to zero",
+            s.idle_seconds
+        ),
+        Action::Idle => format!("idle for {idle_for:.0}s: scale to zero"),
+    }
+}
+
+/// KEDA's Kafka scaler: `ceil(lag / lagThreshold)`, capped at the partitions.
+fn lag_need(params: &Params, obs: &Observation, lag: f64) -> Need {
+    let raw = if lag > 0.0 {
+        (lag / params.lag_threshold).ceil() as u32
+    } else {
+        0
+    };
+    let cap = partition_cap(params, obs);
+    let pods = cap.map_or(raw, |cap| raw.min(cap));
+    Need {
+        pods,
+        basis: format!("lag {lag:.0} / lagThreshold {}", params.lag_threshold),
+        partition_limit: cap
+            .filter(|&cap| raw > cap && cap == obs.partitions)
+            .map(|cap| PartitionLimit {
+                pods_needed: raw,
+                partitions: cap,
+            }),
+    }
+}
+
+fn partition_cap(params: &Params, obs: &Observation) -> Option<u32> {
+    match params.cap {
+        PartitionCap::Partitions => Some(obs.partitions),
+        PartitionCap::PartitionsWithLag => Some(obs.partitions_with_lag),
+        PartitionCap::None => None,
+    }
+}
+
+/// Smallest pod count that serves the demand, partition-aware: with P
+/// partitions over n pods some pod owns ceil(P/n) of them.
+fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capacity: f64) -> Need {
+    let s = &params.settings;
+    let demand = rate * (1.0 + s.headroom) + backlog / s.drain_seconds;
+    let basis = format!(
+        "rate {rate:.1}/s from {} x {:.2} + backlog {backlog:.0} / {}s over {capacity:.1}/s per pod",
+        obs.rate_source.label(),
+        1.0 + s.headroom,
+        s.drain_seconds
+    );
+    let unbounded = (demand / capacity).ceil() as u32;
+    let Some(cap) = partition_cap(params, obs) else {
+        return Need {
+            pods: unbounded,
+            basis,
+            partition_limit: None,
+        };
+    };
+    let p = obs.partitions.max(1);
+    let per_partition = demand / f64::from(p);
+    let partitions_per_pod = if per_partition > 0.0 {
+        (capacity / per_partition).floor()
+    } else {
+        f64::from(p)
+    };
+    let (pods, partition_limit) = if partitions_per_pod < 1.0 {
+        (
+            p,
+            Some(PartitionLimit {
+                pods_needed: unbounded,
+                partitions: p,
+            }),
+        )
+    } else {
+        let k = (partitions_per_pod as u32).min(p);
+        (p.div_ceil(k).max(unbounded.min(p)), None)
+    };
+    let pods = if demand <= 0.0 {
+        0
+    } else {
+        pods.min(cap.max(1))
+    };
+    Need {
+        pods,
+        basis: match partition_limit {
+            Some(limit) => format!(
+                "{basis}; needs {} pods but the topic has {} partitions: add partitions",
+                limit.pods_needed, limit.partitions
+            ),
+            None => basis,
+        },
+        partition_limit,
+    }
+}
+
+/// DS2-style: while the group is saturated, μ/n is what a pod can do.
+fn learn_capacity(
+    params: &Params,
+    state: &State,
+    obs: &Observation,
+    now: f64,
+    next: &mut State,
+) -> Option<f64> {
+    if !params.rate_aware {
+        return None;
+    }
+    let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
+    let saturated = obs.lag
+        > params
+            .activation_lag_threshold
+            .max(rate * SATURATION_BACKLOG_SECONDS)
+        && obs.lag > 0.0;
+    let settled = now >= state.settle_until;
+    let pods = obs.members.or(state.replicas).unwrap_or(0);
+    if let (true, true, Some(mu)) = (saturated, settled && pods > 0, obs.processing_rate_per_s)
+        && mu > 0.0
+    {
+        let sample = mu / f64::from(pods);
+        let learned = match state.learned_capacity_per_s {
+            None => sample,
+            Some(c) => c + CAPACITY_LEARNING_WEIGHT * (sample.clamp(c / 2.0, c * 2.0) - c),
+        };
+        next.learned_capacity_per_s = Some(learned);
+    }
+    next.learned_capacity_per_s
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.replicas, self.reason)
+    }
+}

@@ -1,0 +1,70 @@
+//! Hot reload of the config file. Kubernetes updates a mounted ConfigMap by
+//! swapping the `..data` symlink in its directory, so the directory is
+//! watched, not the file. An invalid file keeps the last good config.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::metrics::ResultLabels;
+use crate::registry::Registry;
+
+/// Events closer together than this are one change.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Watches `path`'s directory until the returned watcher is dropped.
+pub fn watch(path: PathBuf, registry: Arc<Registry>) -> notify::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
+            apply(&path, &registry);
+        }
+    });
+    Ok(watcher)
+}
+
+/// Reads the file once; applies it when valid and changed.
+pub fn apply(path: &Path, registry: &Registry) {
+    let metrics = &registry.metrics;
+    match Config::load(path) {
+        Ok(config) => {
+            metrics.config_valid.set(1);
+            if config != registry.config() {
+                registry.reload(config);
+                metrics
+                    .config_reloads
+                    .get_or_create(&ResultLabels {
+                        result: "ok".into(),
+                    })
+                    .inc();
+                tracing::info!(path = %path.display(), "config reloaded");
+            }
+        }
+        Err(e) => {
+            metrics.config_valid.set(0);
+            metrics
+                .config_reloads
+                .get_or_create(&ResultLabels {
+                    result: "error".into(),
+                })
+                .inc();
+            tracing::error!(path = %path.display(), error = %e, "config rejected; keeping the last good config");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! One sampler per source key (cluster + group + topics): a task that reads
+//! Kafka offsets and the Prometheus rate on the wall-clock grid and keeps a
+//! window of samples. Every ScaledObject with that key shares it, so Kafka
+//! sees one offset query per key per interval however often KEDA calls.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kafka_settings::ClusterSettings;
+use tokio::sync::watch;
+
+use crate::clock::{next_grid_tick, unix_now};
+use crate::config;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::signals::{PrometheusReading, Sample};
+use crate::source::prometheus::PrometheusRate;
+use crate::source::{OffsetSource, SourceError};
+
+/// Everything that identifies what a sampler reads and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    pub cluster: ClusterSettings,
+    pub group: String,
+    pub topics: Option<Vec<String>>,
+    pub prometheus: Option<config::Prometheus>,
+    pub interval: Duration,
+    pub window: Duration,
+    pub kafka_timeout: Duration,
+}
+
+/// The samples of one key, oldest first.
+#[derive(Debug, Default)]
+struct Window {
+    samples: VecDeque<Arc<Sample>>,
+    /// Grid time of this process's first sample of the key.
+    started_at: Option<f64>,
+    last_error: Option<String>,
+}
+
+/// A consistent copy of a sampler's window.
+#[derive(Debug, Clone)]
+pub struct WindowView {
+    pub samples: Vec<Arc<Sample>>,
+    pub started_at: f64,
+    /// Increases with every new sample.
+    pub seq: u64,
+    pub last_error: Option<String>,
+}
+
+/// A running sampler; dropping the last handle stops its task.
+pub struct Sampler {
+    pub key: SourceKey,
+    window: Arc<RwLock<Window>>,
+    seq: watch::Receiver<u64>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sampler {
+    /// Starts sampling `source` (and Prometheus, when configured) for `key`.
+    pub fn start(
+        key: SourceKey,
+        source: Arc<dyn OffsetSource>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let window = Arc::new(RwLock::new(Window::default()));
+        let (seq_tx, seq) = watch::channel(0u64);
+        let prometheus = key
+            .prometheus
+            .as_ref()
+            .map(|p| PrometheusRate::new(&p.url, &p.rate_query, p.timeout));
+        let task = tokio::spawn(run(
+            key.clone(),
+            source,
+            prometheus,
+            window.clone(),
+            seq_tx,
+            metrics,
+        ));
+        Arc::new(Sampler {
+            key,
+            window,
+            seq,
+            task: task.abort_handle(),
+        })
+    }
+
+    /// Notified after every sample attempt (successful or not).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.seq.clone()
+    }
+
+    /// The current window.
+    pub fn view(&self) -> WindowView {
+        let window = self.window.read().expect("sampler lock poisoned");
+        WindowView {
+            samples: window.samples.iter().cloned().collect(),
+            started_at: window.started_at.unwrap_or(0.0),
+            seq: *self.seq.borrow(),
+            last_error: window.last_error.clone(),
+        }
+    }
+
+    /// Waits until the first sample attempt has finished, up to `timeout`.
+    pub async fn first_attempt(&self, timeout: Duration) {
+        let mut rx = self.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|seq| *seq > 0)).await;
+    }
+}
+
+async fn run(
+    key: SourceKey,
+    source: Arc<dyn OffsetSource>,
+    prometheus: Option<PrometheusRate>,
+    window: Arc<RwLock<Window>>,
+    seq: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+) {
+    let interval = key.interval.as_secs_f64();
+    let mut first = true;
+    loop {
+        // The first sample is taken at once so a new ScaledObject gets an
+        // answer quickly; it is stamped with the grid instant just passed.
+        let now = unix_now();
+        let tick = if first {
+            first = false;
+            next_grid_tick(now, interval) - interval
+        } else {
+            let tick = next_grid_tick(now, interval);
+            tokio::time::sleep(Duration::from_secs_f64((tick - now).max(0.0))).await;
+            tick
+        };
+        let result = take_sample(&source, prometheus.as_ref(), &key, tick, &metrics).await;
+        {
+            let mut w = window.write().expect("sampler lock poisoned");
+            match result {
+                Ok(sample) => {
+                    w.started_at.get_or_insert(tick);
+                    w.samples.push_back(Arc::new(sample));
+                    let oldest = tick - key.window.as_secs_f64();
+                    while w.samples.front().is_some_and(|s| s.t < oldest) {
+                        w.samples.pop_front();
+                    }
+                    w.last_error = None;
+                    metrics
+                        .samples
+                        .get_or_create(&ResultLabels {
+                            result: "ok".into(),
+                        })
+                        .inc();
+                }
+                Err(e) => {
+                    tracing::warn!(group = %key.group, error = %e, "sample failed");
+                    w.last_error = Some(e.to_string());
+                    metrics
+                        .samples
+                        .get_or_create(&ResultLabels {
+                            result: "error".into(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        seq.send_modify(|s| *s += 1);
+    }
+}
+
+async fn take_sample(
+    source: &Arc<dyn OffsetSource>,
+    prometheus: Option<&PrometheusRate>,
+    key: &SourceKey,
+    tick: f64,
+    metrics: &Metrics,
+) -> Result<Sample, SourceError> {
+    metrics.offset_queries.inc();
+    let source = source.clone();
+    let offsets = tokio::task::spawn_blocking(move || source.snapshot())
+        .await
+        .map_err(|e| SourceError::Kafka(format!("offset reader stopped: {e}")))??;
+    let prometheus = match prometheus {
+        None => PrometheusReading::NotConfigured,
+        Some(p) => {
+            let mut topics: Vec<&str> = offsets.partitions.iter().map(|p| &*p.topic).collect();
+            topics.dedup();
+            match p.inbound_rate(&topics).await {
+                Ok(Some(rate)) => PrometheusReading::Rate(rate),
+                Ok(None) => PrometheusReading::Unavailable,
+                Err(e) => {
+                    tracing::debug!(group = %key.group, error = %e, "prometheus rate unavailable; using offsets");
+                    PrometheusReading::Unavailable
+                }
+            }
+        }
+    };
+    Ok(Sample {
+        t: tick,
+        offsets,
+        prometheus,
+    })
+}

@@ -1,0 +1,81 @@
+//! `lagrate serve`: the gRPC and HTTP listeners, the registry, the config
+//! watch, and graceful shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lagrate_proto::external_scaler_server::ExternalScalerServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registry::{KafkaFactory, Registry};
+use crate::service::ScalerService;
+
+/// Serves on already-bound listeners (tests bind port 0) until `shutdown`
+/// completes; then stops taking requests, ends streams and returns.
+pub async fn run(
+    config_path: PathBuf,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Config::load(&config_path)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.config_valid.set(1);
+    let registry = Arc::new(Registry::new(config, Arc::new(KafkaFactory), metrics));
+    let _watcher = crate::reload::watch(config_path.clone(), registry.clone())?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ExternalScalerServer<ScalerService>>()
+        .await;
+    let service = ScalerService::new(registry.clone(), stop_rx.clone());
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, config = %config_path.display(), "lagrate serving");
+
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(ExternalScalerServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            let _ = grpc_stop.wait_for(|stop| *stop).await;
+        });
+    let mut http_stop = stop_rx.clone();
+    let http_server =
+        axum::serve(http, crate::http::router(registry)).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        });
+    let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
+    grpc_result?;
+    http_result?;
+    tracing::info!("lagrate stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM (Kubernetes) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,205 @@
+//! KEDA's `externalscaler.ExternalScaler` gRPC service over the registry.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use lagrate_proto::external_scaler_server::ExternalScaler;
+use lagrate_proto::{
+    GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec,
+    MetricValue, ScaledObjectRef,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::ScalerError;
+use crate::metrics::RpcLabels;
+use crate::registry::{Entry, Registry};
+
+/// The gRPC service. `shutdown` ends the long-lived streams so a graceful
+/// shutdown does not wait for KEDA to hang up.
+#[derive(Clone)]
+pub struct ScalerService {
+    registry: Arc<Registry>,
+    shutdown: watch::Receiver<bool>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl ScalerService {
+    pub fn new(registry: Arc<Registry>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { registry, shutdown }
+    }
+
+    async fn entry(&self, object: &ScaledObjectRef) -> Result<Arc<Entry>, ScalerError> {
+        self.registry
+            .entry(&object.namespace, &object.name, &object.scaler_metadata)
+            .await
+    }
+
+    fn count<T>(&self, method: &str, result: &Result<T, ScalerError>) {
+        let code = match result {
+            Ok(_) => "ok",
+            Err(e) => e.metric_label(),
+        };
+        self.registry
+            .metrics
+            .rpcs
+            .get_or_create(&RpcLabels {
+                method: method.into(),
+                code: code.into(),
+            })
+            .inc();
+        if let Err(e) = result {
+            tracing::debug!(method, error = %e, "request failed");
+        }
+    }
+
+    async fn is_active_inner(&self, object: &ScaledObjectRef) -> Result<bool, ScalerError> {
+        let entry = self.entry(object).await?;
+        Ok(self.registry.evaluate(&entry).await?.decision.active)
+    }
+
+    async fn metric_spec(
+        &self,
+        object: &ScaledObjectRef,
+    ) -> Result<GetMetricSpecResponse, ScalerError> {
+        let entry = self.entry(object).await?;
+        Ok(spec_response(&entry))
+    }
+
+    async fn metrics_inner(
+        &self,
+        request: &GetMetricsRequest,
+    ) -> Result<GetMetricsResponse, ScalerError> {
+        let object = request
+            .scaled_object_ref
+            .as_ref()
+            .ok_or_else(|| ScalerError::InvalidArgument("scaledObjectRef is required".into()))?;
+        let entry = self.entry(object).await?;
+        let evaluation = self.registry.evaluate(&entry).await?;
+        let replicas = evaluation.decision.replicas;
+        let metric_name = if request.metric_name.is_empty() {
+            entry.spec.metric_name()
+        } else {
+            request.metric_name.clone()
+        };
+        Ok(GetMetricsResponse {
+            metric_values: vec![MetricValue {
+                metric_name,
+                metric_value: i64::from(replicas),
+                metric_value_float: f64::from(replicas),
+            }],
+        })
+    }
+}
+
+/// Target 1 per pod with an AverageValue target: the HPA computes
+/// `ceil(desired / 1)` and so follows the scaler's answer.
+fn spec_response(entry: &Entry) -> GetMetricSpecResponse {
+    GetMetricSpecResponse {
+        metric_specs: vec![MetricSpec {
+            metric_name: entry.spec.metric_name(),
+            target_size: 1,
+            target_size_float: 1.0,
+        }],
+    }
+}
+
+#[tonic::async_trait]
+impl ExternalScaler for ScalerService {
+    async fn is_active(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<IsActiveResponse>, Status> {
+        let result = self.is_active_inner(request.get_ref()).await;
+        self.count("IsActive", &result);
+        Ok(Response::new(IsActiveResponse { result: result? }))
+    }
+
+    type StreamIsActiveStream = ResponseStream<IsActiveResponse>;
+
+    /// Sends the activation at once, then whenever it changes; a sample that
+    /// shows lag on an idle group is pushed within one sample interval.
+    async fn stream_is_active(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
+        let object = request.into_inner();
+        let entry = self.entry(&object).await;
+        self.count("StreamIsActive", &entry);
+        let entry = entry?;
+        let (tx, rx) = mpsc::channel(4);
+        let registry = self.registry.clone();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut samples = entry.sampler().subscribe();
+            let mut last_sent = None;
+            loop {
+                if let Ok(evaluation) = registry.evaluate(&entry).await {
+                    let active = evaluation.decision.active;
+                    if last_sent != Some(active) {
+                        if tx
+                            .send(Ok(IsActiveResponse { result: active }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        last_sent = Some(active);
+                    }
+                }
+                tokio::select! {
+                    changed = samples.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_metric_spec(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<GetMetricSpecResponse>, Status> {
+        let result = self.metric_spec(request.get_ref()).await;
+        self.count("GetMetricSpec", &result);
+        Ok(Response::new(result?))
+    }
+
+    async fn get_metrics(
+        &self,
+        request: Request<GetMetricsRequest>,
+    ) -> Result<Response<GetMetricsResponse>, Status> {
+        let result = self.metrics_inner(request.get_ref()).await;
+        self.count("GetMetrics", &result);
+        Ok(Response::new(result?))
+    }
+
+    type StreamMetricSpecStream = ResponseStream<GetMetricSpecResponse>;
+
+    /// The spec (target 1) never changes: send it at once and keep the
+    /// stream open, consistent with GetMetricSpec.
+    async fn stream_metric_spec(
+        &self,
+        request: Request<ScaledObjectRef>,
+    ) -> Result<Response<Self::StreamMetricSpecStream>, Status> {
+        let result = self.metric_spec(request.get_ref()).await;
+        self.count("StreamMetricSpec", &result);
+        let first = result?;
+        let (tx, rx) = mpsc::channel(1);
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tx.closed() => {}
+                _ = shutdown.wait_for(|stop| *stop) => {}
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

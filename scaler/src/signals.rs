@@ -1,0 +1,305 @@
+//! From raw samples to the policy's [`Observation`]: KEDA's per-partition lag
+//! rules, and rates from offset deltas. Pure, like the policy.
+
+use std::sync::Arc;
+
+use crate::policy::{HotPartition, Observation, RateSource};
+use crate::source::{OffsetSnapshot, PartitionOffsets};
+use crate::trigger::{LagRules, OffsetReset};
+
+/// Rates are measured over at least this span (and at least one interval).
+pub const SHORT_RATE_WINDOW_S: f64 = 15.0;
+
+/// What Prometheus said at a sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PrometheusReading {
+    NotConfigured,
+    Rate(f64),
+    /// Down, failing, or no series for the topic.
+    Unavailable,
+}
+
+/// One sample of a source key, taken on the wall-clock grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Unix seconds of the grid instant.
+    pub t: f64,
+    pub offsets: OffsetSnapshot,
+    pub prometheus: PrometheusReading,
+}
+
+/// Lag of one partition for scaling and for activation, KEDA's way.
+pub fn partition_lag(
+    rules: &LagRules,
+    now: &PartitionOffsets,
+    previous: Option<&PartitionOffsets>,
+) -> (i64, i64) {
+    match now.committed {
+        None => match rules.offset_reset {
+            OffsetReset::Latest => {
+                let lag = i64::from(!rules.scale_to_zero_on_invalid_offset);
+                (lag, lag)
+            }
+            OffsetReset::Earliest => (now.high_watermark, now.high_watermark),
+        },
+        Some(committed) => {
+            let lag = (now.high_watermark - committed).max(0);
+            // A consumer stuck on a partition: its lag does not scale, it
+            // only keeps the group active.
+            let stuck = previous.is_some_and(|p| p.committed == Some(committed));
+            if rules.exclude_persistent_lag && stuck && lag > 0 {
+                (0, lag)
+            } else {
+                (lag, lag)
+            }
+        }
+    }
+}
+
+fn find<'a>(
+    snapshot: &'a OffsetSnapshot,
+    index: usize,
+    like: &PartitionOffsets,
+) -> Option<&'a PartitionOffsets> {
+    match snapshot.partitions.get(index) {
+        Some(p) if p.partition == like.partition && p.topic == like.topic => Some(p),
+        _ => snapshot
+            .partitions
+            .iter()
+            .find(|p| p.partition == like.partition && p.topic == like.topic),
+    }
+}
+
+fn rate(later: f64, earlier: f64, dt: f64) -> f64 {
+    if dt > 0.0 {
+        ((later - earlier) / dt).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// The observation at `samples[i]`, looking back over earlier samples.
+pub fn observe(
+    rules: &LagRules,
+    samples: &[Arc<Sample>],
+    i: usize,
+    window_full: bool,
+) -> Observation {
+    let now = &samples[i];
+    let previous = i.checked_sub(1).map(|j| &samples[j]);
+    let mut lag = 0i64;
+    let mut activation_lag = 0i64;
+    let mut partitions_with_lag = 0u32;
+    for (k, p) in now.offsets.partitions.iter().enumerate() {
+        let before = previous.and_then(|s| find(&s.offsets, k, p));
+        let (scaling, activation) = partition_lag(rules, p, before);
+        lag += scaling;
+        activation_lag += activation;
+        partitions_with_lag += u32::from(scaling > 0);
+    }
+
+    // Short window: the oldest sample within SHORT_RATE_WINDOW_S, at least
+    // the previous one. The rate since the newest sample sees a step first.
+    let base = samples[..i]
+        .iter()
+        .rposition(|s| now.t - s.t >= SHORT_RATE_WINDOW_S)
+        .or(i.checked_sub(1));
+    let sum_high = |s: &Sample| {
+        s.offsets
+            .partitions
+            .iter()
+            .map(|p| p.high_watermark as f64)
+            .sum::<f64>()
+    };
+    let sum_committed = |s: &Sample| {
+        s.offsets
+            .partitions
+            .iter()
+            .filter_map(|p| p.committed)
+            .map(|c| c as f64)
+            .sum::<f64>()
+    };
+    let (offsets_rate, processing_rate, hottest) = match (base, previous) {
+        (Some(b), Some(prev)) => {
+            let base = &samples[b];
+            let dt = now.t - base.t;
+            let short = rate(sum_high(now), sum_high(base), dt);
+            let newest = rate(sum_high(now), sum_high(prev), now.t - prev.t);
+            let processing = rate(sum_committed(now), sum_committed(base), dt);
+            let hottest = now
+                .offsets
+                .partitions
+                .iter()
+                .enumerate()
+                .filter_map(|(k, p)| {
+                    let b = find(&base.offsets, k, p)?;
+                    Some((
+                        p,
+                        rate(p.high_watermark as f64, b.high_watermark as f64, dt),
+                    ))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(p, r)| HotPartition {
+                    partition: format!("{}/{}", p.topic, p.partition),
+                    rate_per_s: r,
+                });
+            (Some(short.max(newest)), Some(processing), hottest)
+        }
+        _ => (None, None, None),
+    };
+    let (inbound_rate_per_s, rate_source) = match (now.prometheus, offsets_rate) {
+        (PrometheusReading::Rate(prom), Some(offsets)) if offsets > prom => {
+            (Some(offsets), RateSource::OffsetsAhead)
+        }
+        (PrometheusReading::Rate(prom), _) => (Some(prom), RateSource::Prometheus),
+        (PrometheusReading::NotConfigured, r) => (r, RateSource::Offsets),
+        (PrometheusReading::Unavailable, r) => (r, RateSource::OffsetsPrometheusDown),
+    };
+    Observation {
+        lag: lag as f64,
+        activation_lag: activation_lag as f64,
+        partitions: now.offsets.partitions.len() as u32,
+        partitions_with_lag,
+        inbound_rate_per_s,
+        rate_source,
+        processing_rate_per_s: processing_rate,
+        hottest_partition: hottest,
+        members: now.offsets.members,
+        window_full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(partition: i32, high: i64, committed: Option<i64>) -> PartitionOffsets {
+        PartitionOffsets {
+            topic: Arc::from("t"),
+            partition,
+            high_watermark: high,
+            committed,
+        }
+    }
+
+    fn rules(offset_reset: OffsetReset) -> LagRules {
+        LagRules {
+            offset_reset,
+            scale_to_zero_on_invalid_offset: false,
+            exclude_persistent_lag: false,
+        }
+    }
+
+    fn sample(
+        t: f64,
+        partitions: Vec<PartitionOffsets>,
+        prometheus: PrometheusReading,
+    ) -> Arc<Sample> {
+        Arc::new(Sample {
+            t,
+            offsets: OffsetSnapshot {
+                partitions,
+                members: None,
+            },
+            prometheus,
+        })
+    }
+
+    #[test]
+    fn uncommitted_partition_counts_one_under_latest_and_whole_log_under_earliest() {
+        let p = part(0, 500, None);
+        assert_eq!(partition_lag(&rules(OffsetReset::Latest), &p, None), (1, 1));
+        assert_eq!(
+            partition_lag(&rules(OffsetReset::Earliest), &p, None),
+            (500, 500)
+        );
+        let zero = LagRules {
+            scale_to_zero_on_invalid_offset: true,
+            ..rules(OffsetReset::Latest)
+        };
+        assert_eq!(partition_lag(&zero, &p, None), (0, 0));
+    }
+
+    #[test]
+    fn persistent_lag_keeps_activation_but_not_scaling() {
+        let r = LagRules {
+            exclude_persistent_lag: true,
+            ..rules(OffsetReset::Latest)
+        };
+        let before = part(0, 100, Some(40));
+        assert_eq!(
+            partition_lag(&r, &part(0, 120, Some(40)), Some(&before)),
+            (0, 80)
+        );
+        assert_eq!(
+            partition_lag(&r, &part(0, 120, Some(60)), Some(&before)),
+            (60, 60)
+        );
+        assert_eq!(partition_lag(&r, &part(0, 120, Some(40)), None), (80, 80));
+    }
+
+    #[test]
+    fn rate_sees_a_step_in_the_newest_interval() {
+        let samples = vec![
+            sample(
+                0.0,
+                vec![part(0, 0, Some(0))],
+                PrometheusReading::NotConfigured,
+            ),
+            sample(
+                5.0,
+                vec![part(0, 50, Some(50))],
+                PrometheusReading::NotConfigured,
+            ),
+            sample(
+                10.0,
+                vec![part(0, 100, Some(100))],
+                PrometheusReading::NotConfigured,
+            ),
+            sample(
+                15.0,
+                vec![part(0, 5100, Some(150))],
+                PrometheusReading::NotConfigured,
+            ),
+        ];
+        let obs = observe(&rules(OffsetReset::Latest), &samples, 3, true);
+        assert_eq!(obs.inbound_rate_per_s, Some(1000.0));
+        assert_eq!(obs.processing_rate_per_s, Some(10.0));
+        assert_eq!(obs.lag, 4950.0);
+        assert_eq!(obs.rate_source, RateSource::Offsets);
+    }
+
+    #[test]
+    fn prometheus_rate_is_used_unless_offsets_are_ahead() {
+        let samples = vec![
+            sample(0.0, vec![part(0, 0, Some(0))], PrometheusReading::Rate(7.0)),
+            sample(
+                5.0,
+                vec![part(0, 10, Some(10))],
+                PrometheusReading::Rate(7.0),
+            ),
+        ];
+        let obs = observe(&rules(OffsetReset::Latest), &samples, 1, true);
+        assert_eq!(
+            (obs.inbound_rate_per_s, obs.rate_source),
+            (Some(7.0), RateSource::Prometheus)
+        );
+        let samples = vec![
+            sample(
+                0.0,
+                vec![part(0, 0, Some(0))],
+                PrometheusReading::Unavailable,
+            ),
+            sample(
+                5.0,
+                vec![part(0, 10, Some(10))],
+                PrometheusReading::Unavailable,
+            ),
+        ];
+        let obs = observe(&rules(OffsetReset::Latest), &samples, 1, true);
+        assert_eq!(
+            (obs.inbound_rate_per_s, obs.rate_source),
+            (Some(2.0), RateSource::OffsetsPrometheusDown)
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Offsets from Kafka with rdkafka: high watermarks (one ListOffsets for all
+//! partitions), the group's committed offsets (one OffsetFetch) and, when
+//! the broker answers DescribeGroups, the member count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use kafka_settings::{ClusterSettings, KafkaContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError};
+
+/// After DescribeGroups fails, skip it for this many samples.
+const MEMBERS_RETRY_SAMPLES: u32 = 12;
+
+/// One group on one cluster, sampled through a client that never joins it.
+pub struct KafkaOffsets {
+    consumer: BaseConsumer<KafkaContext>,
+    group: String,
+    /// None: every topic the group has committed offsets for.
+    topics: Option<Vec<String>>,
+    timeout: Duration,
+    members_backoff: AtomicU32,
+}
+
+impl KafkaOffsets {
+    /// A client for `group` on `cluster`; connects lazily.
+    pub fn new(
+        cluster: &ClusterSettings,
+        group: &str,
+        topics: Option<Vec<String>>,
+        timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        let mut config = cluster
+            .client_config()
+            .map_err(|e| SourceError::Kafka(e.to_string()))?;
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("client.id", "lagrate")
+            .set("log_level", "3");
+        let consumer = config
+            .create_with_context(cluster.context())
+            .map_err(|e| SourceError::Kafka(format!("cannot create client: {e}")))?;
+        Ok(Self {
+            consumer,
+            group: group.to_owned(),
+            topics,
+            timeout,
+            members_backoff: AtomicU32::new(0),
+        })
+    }
+
+    fn partitions_of(&self, topic: Option<&str>) -> Result<Vec<(String, i32)>, SourceError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(topic, self.timeout)
+            .map_err(|e| SourceError::Kafka(format!("metadata: {e}")))?;
+        let mut out = Vec::new();
+        for t in metadata.topics() {
+            if topic.is_none() && t.name().starts_with("__") {
+                continue;
+            }
+            if let Some(err) = t.error() {
+                return Err(SourceError::Kafka(format!("topic {}: {:?}", t.name(), err)));
+            }
+            out.extend(t.partitions().iter().map(|p| (t.name().to_owned(), p.id())));
+        }
+        Ok(out)
+    }
+
+    fn members(&self) -> Option<u32> {
+        let backoff = self.members_backoff.load(Ordering::Relaxed);
+        if backoff > 0 {
+            self.members_backoff.store(backoff - 1, Ordering::Relaxed);
+            return None;
+        }
+        match self
+            .consumer
+            .fetch_group_list(Some(&self.group), self.timeout.min(Duration::from_secs(1)))
+        {
+            Ok(list) => list
+                .groups()
+                .iter()
+                .find(|g| g.name() == self.group)
+                .map(|g| g.members().len() as u32),
+            Err(e) => {
+                tracing::debug!(group = %self.group, error = %e, "DescribeGroups unavailable; member count unknown");
+                self.members_backoff
+                    .store(MEMBERS_RETRY_SAMPLES, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+impl OffsetSource for KafkaOffsets {
+    fn snapshot(&self) -> Result<OffsetSnapshot, SourceError> {
+        let mut partitions = match &self.topics {
+            Some(topics) => {
+                let mut all = Vec::new();
+                for topic in topics {
+                    all.extend(self.partitions_of(Some(topic))?);
+                }
+                all
+            }
+            None => self.partitions_of(None)?,
+        };
+        partitions.sort();
+
+        let mut request = TopicPartitionList::with_capacity(partitions.len());
+        for (topic, partition) in &partitions {
+            request
+                .add_partition_offset(topic, *partition, Offset::Invalid)
+                .map_err(|e| SourceError::Kafka(e.to_string()))?;
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(request, self.timeout)
+            .map_err(|e| {
+                SourceError::Kafka(format!("committed offsets of group {}: {e}", self.group))
+            })?;
+        // ListOffsets with timestamp -1 (Offset::End) answers the high
+        // watermarks of every partition in one request per broker.
+        let mut latest = TopicPartitionList::with_capacity(partitions.len());
+        for (topic, partition) in &partitions {
+            latest
+                .add_partition_offset(topic, *partition, Offset::End)
+                .map_err(|e| SourceError::Kafka(e.to_string()))?;
+        }
+        let high = self
+            .consumer
+            .offsets_for_times(latest, self.timeout)
+            .map_err(|e| SourceError::Kafka(format!("high watermarks: {e}")))?;
+
+        let mut topic_names: Vec<Arc<str>> = Vec::new();
+        let mut out = Vec::with_capacity(partitions.len());
+        for (topic, partition) in &partitions {
+            let high_watermark = match high.find_partition(topic, *partition).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                other => {
+                    return Err(SourceError::Kafka(format!(
+                        "no high watermark for {topic}/{partition}: {other:?}"
+                    )));
+                }
+            };
+            let committed = match committed
+                .find_partition(topic, *partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) if o >= 0 => Some(o),
+                _ => None,
+            };
+            let name = match topic_names.last() {
+                Some(last) if **last == **topic => last.clone(),
+                _ => {
+                    let name: Arc<str> = Arc::from(topic.as_str());
+                    topic_names.push(name.clone());
+                    name
+                }
+            };
+            out.push(PartitionOffsets {
+                topic: name,
+                partition: *partition,
+                high_watermark,
+                committed,
+            });
+        }
+        if self.topics.is_none() {
+            // Only the topics the group has committed offsets for.
+            let with_commits: std::collections::BTreeSet<Arc<str>> = out
+                .iter()
+                .filter(|p| p.committed.is_some())
+                .map(|p| p.topic.clone())
+                .collect();
+            out.retain(|p| with_commits.contains(&p.topic));
+        }
+        Ok(OffsetSnapshot {
+            partitions: out,
+            members: self.members(),
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! The topic's inbound rate from Prometheus: an instant query built from the
+//! configured template, once per topic, summed.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::SourceError;
+use crate::trigger::is_valid_topic_name;
+
+/// A Prometheus server and the query template (`<topic>` placeholder).
+#[derive(Debug, Clone)]
+pub struct PrometheusRate {
+    client: reqwest::Client,
+    url: String,
+    template: String,
+}
+
+#[derive(Deserialize)]
+struct QueryResponse {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    data: Option<QueryData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryData {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+impl PrometheusRate {
+    pub fn new(url: &str, template: &str, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .expect("a client without custom TLS settings always builds");
+        Self {
+            client,
+            url: url.trim_end_matches('/').to_owned(),
+            template: template.to_owned(),
+        }
+    }
+
+    /// The query for one topic. Topic names are checked against Kafka's
+    /// legal characters, which cannot close the label string or the selector.
+    pub fn query_for(&self, topic: &str) -> Result<String, SourceError> {
+        if !is_valid_topic_name(topic) {
+            return Err(SourceError::Prometheus(format!(
+                "topic {topic:?} is not a legal Kafka topic name; not sent to PromQL"
+            )));
+        }
+        Ok(self.template.replace("<topic>", topic))
+    }
+
+    /// Sum of the per-topic rates; `Ok(None)` when Prometheus has no data.
+    pub async fn inbound_rate(&self, topics: &[&str]) -> Result<Option<f64>, SourceError> {
+        let mut total = None;
+        for topic in topics {
+            if let Some(rate) = self.instant(&self.query_for(topic)?).await? {
+                *total.get_or_insert(0.0) += rate;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn instant(&self, query: &str) -> Result<Option<f64>, SourceError> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .map_err(|e| SourceError::Prometheus(format!("{}: {e}", self.url)))?;
+        let status = response.status();
+        let body: QueryResponse = response.json().await.map_err(|e| {
+            SourceError::Prometheus(format!("HTTP {status}, unreadable answer: {e}"))
+        })?;
+        if body.status != "success" {
+            return Err(SourceError::Prometheus(format!(
+                "query failed: {}",
+                body.error.unwrap_or(body.status)
+            )));
+        }
+        let Some(data) = body.data else {
+            return Ok(None);
+        };
+        parse_result(&data.result_type, &data.result)
+    }
+}
+
+/// Sums an instant vector, or reads a scalar; NaN and empty mean no data.
+fn parse_result(result_type: &str, result: &serde_json::Value) -> Result<Option<f64>, SourceError> {
+    let value_of = |pair: &serde_json::Value| -> Option<f64> {
+        pair.get(1)?
+            .as_str()?
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+    };
+    match result_type {
+        "vector" => {
+            let series = result.as_array().map(Vec::as_slice).unwrap_or_default();
+            let values: Vec<f64> = series
+                .iter()
+                .filter_map(|s| s.get("value").and_then(value_of))
+                .collect();
+            Ok((!values.is_empty()).then(|| values.iter().sum()))
+        }
+        "scalar" => Ok(value_of(result)),
+        other => Err(SourceError::Prometheus(format!(
+            "the rate query must return a vector or scalar, got {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_cannot_inject_promql() {
+        let p = PrometheusRate::new(
+            "http://127.0.0.1:1",
+            crate::config::DEFAULT_RATE_QUERY,
+            Duration::from_secs(1),
+        );
+        assert!(p.query_for(r#"x"} or vector(1e9) or {a=""#).is_err());
+        assert!(
+            p.query_for("trades.v1_EU-west")
+                .unwrap()
+                .contains(r#"topic="trades.v1_EU-west""#)
+        );
+    }
+
+    #[test]
+    fn vector_results_are_summed_and_empty_is_none() {
+        let v: serde_json::Value = serde_json::json!([
+            {"metric": {}, "value": [1.0, "2.5"]},
+            {"metric": {}, "value": [1.0, "1.5"]}
+        ]);
+        assert_eq!(parse_result("vector", &v).unwrap(), Some(4.0));
+        assert_eq!(
+            parse_result("vector", &serde_json::json!([])).unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_result("scalar", &serde_json::json!([1.0, "NaN"])).unwrap(),
+            None
+        );
+        assert!(parse_result("matrix", &v).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! The `lagrate` command line, run as a user would.
+
+use std::process::Command;
+
+const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
+
+#[test]
+fn config_check_accepts_the_example_and_rejects_a_broken_file_with_the_reason() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/config.yaml");
+    let ok = Command::new(LAGRATE)
+        .args(["config", "check", example])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "policies:\n  default:\n    maxScaleDownStep: 2\n").unwrap();
+    let bad = Command::new(LAGRATE)
+        .args(["config", "check"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("policies.default.maxScaleDownStep"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(0, 1]"), "{stderr}");
+}
+
+#[test]
+fn serve_help_explains_every_flag() {
+    let help = Command::new(LAGRATE)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--config",
+        "--grpc-listen",
+        "--http-listen",
+        "0.0.0.0:9090",
+        "0.0.0.0:8080",
+        "/debug/decisions",
+    ] {
+        assert!(text.contains(flag), "serve --help lacks {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn serve_with_a_missing_config_fails_with_the_path() {
+    let out = Command::new(LAGRATE)
+        .args([
+            "serve",
+            "--config",
+            "/nonexistent/lagrate.yaml",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lagrate.yaml"));
+}

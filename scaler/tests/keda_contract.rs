@@ -1,0 +1,718 @@
+//! `lagrate serve` against a real tansu broker (and a real Prometheus),
+//! called over gRPC the way KEDA calls it.
+
+// Tests wait on real processes: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lagrate_proto::external_scaler_client::ExternalScalerClient;
+use lagrate_proto::{GetMetricsRequest, ScaledObjectRef};
+use testbed::{Lagrate, Prometheus, Tansu, eventually, scaled_object, unique};
+use tonic::transport::Channel;
+
+const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
+
+fn config(bootstrap: &str, extra: &str) -> String {
+    format!(
+        "sampling:\n  interval: 1s\n  maxStaleness: 4s\n  kafkaTimeout: 2s\nclusters:\n  local:\n    bootstrapServers: [\"{bootstrap}\"]\n    auth: {{ mechanism: none }}\n{extra}"
+    )
+}
+
+async fn client(lagrate: &Lagrate) -> ExternalScalerClient<Channel> {
+    ExternalScalerClient::connect(lagrate.grpc_url())
+        .await
+        .expect("connect to lagrate")
+}
+
+async fn metric(
+    client: &mut ExternalScalerClient<Channel>,
+    object: &ScaledObjectRef,
+) -> Result<f64, tonic::Status> {
+    let response = client
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(object.clone()),
+            metric_name: "lagrate-test".into(),
+        })
+        .await?
+        .into_inner();
+    let value = &response.metric_values[0];
+    assert_eq!(
+        value.metric_value as f64, value.metric_value_float,
+        "integer and float fields agree"
+    );
+    assert_eq!(
+        value.metric_name, "lagrate-test",
+        "the metric name KEDA asked for comes back"
+    );
+    Ok(value.metric_value_float)
+}
+
+/// Polls GetMetrics until it returns `want` (samples arrive every second).
+async fn metric_becomes(
+    client: &mut ExternalScalerClient<Channel>,
+    object: &ScaledObjectRef,
+    want: f64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    while Instant::now() < deadline {
+        match metric(client, object).await {
+            Ok(v) if v == want => return,
+            other => last = Some(other),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("GetMetrics did not become {want}; last answer {last:?}");
+}
+
+/// A topic with `partitions` partitions, each committed at offset 0 by `group`.
+fn committed_topic(broker: &Tansu, partitions: i32) -> (String, String) {
+    let topic = unique("orders");
+    let group = unique("workers");
+    broker.create_topic(&topic, partitions);
+    broker.commit(&group, &topic, &(0..partitions).map(|p| (p, 0)).collect());
+    (topic, group)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lag_over_threshold_matches_keda_and_caps_at_partitions() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 24);
+    broker.produce(&topic, 0..24, 40);
+    broker.produce(&topic, [0], 40); // lag 1000
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "orders",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("lagThreshold", "100"),
+        ],
+    );
+
+    let spec = client
+        .get_metric_spec(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs.len(), 1);
+    assert_eq!(
+        spec.metric_specs[0].target_size_float, 1.0,
+        "AverageValue target 1: value = replicas"
+    );
+    assert_eq!(spec.metric_specs[0].target_size, 1);
+
+    assert_eq!(
+        metric(&mut client, &object).await.unwrap(),
+        10.0,
+        "ceil(1000 / 100)"
+    );
+    assert!(
+        client
+            .is_active(object.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+
+    broker.produce(&topic, 0..24, 375); // lag 10000: 100 pods by lag, 24 partitions
+    metric_becomes(&mut client, &object, 24.0).await;
+
+    // A group first seen at lag 10000: KEDA would ask for 100 pods when idle
+    // consumers are allowed.
+    let other_group = unique("auditors");
+    broker.commit(&other_group, &topic, &(0..24).map(|p| (p, 0)).collect());
+    let idle_ok = scaled_object(
+        "audit",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &other_group),
+            ("topic", &topic),
+            ("lagThreshold", "100"),
+            ("allowIdleConsumers", "true"),
+        ],
+    );
+    assert_eq!(
+        metric(&mut client, &idle_ok).await.unwrap(),
+        100.0,
+        "allowIdleConsumers lifts the cap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncommitted_partitions_follow_offset_reset_policy() {
+    let broker = Tansu::start();
+    let topic = unique("payments");
+    let group = unique("settlement");
+    broker.create_topic(&topic, 4);
+    broker.produce(&topic, 0..4, 50);
+    broker.commit(&group, &topic, &HashMap::from([(0, 50)]));
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let base = [
+        ("cluster", "local"),
+        ("consumerGroup", group.as_str()),
+        ("topic", topic.as_str()),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut all: Vec<(&str, &str)> = base.to_vec();
+        all.extend_from_slice(extra);
+        scaled_object("settlement", &all)
+    };
+
+    // latest: each uncommitted partition counts lag 1.
+    assert_eq!(
+        metric(&mut client, &with(&[("lagThreshold", "1")]))
+            .await
+            .unwrap(),
+        3.0
+    );
+    // ... or 0 with scaleToZeroOnInvalidOffset, and then nothing activates.
+    let zero = with(&[
+        ("lagThreshold", "1"),
+        ("scaleToZeroOnInvalidOffset", "true"),
+    ]);
+    assert_eq!(metric(&mut client, &zero).await.unwrap(), 0.0);
+    assert!(!client.is_active(zero).await.unwrap().into_inner().result);
+    // earliest: their whole log, 150 messages.
+    let earliest = with(&[
+        ("lagThreshold", "10"),
+        ("offsetResetPolicy", "earliest"),
+        ("allowIdleConsumers", "true"),
+    ]);
+    assert_eq!(metric(&mut client, &earliest).await.unwrap(), 15.0);
+    let capped = with(&[("lagThreshold", "10"), ("offsetResetPolicy", "earliest")]);
+    assert_eq!(
+        metric(&mut client, &capped).await.unwrap(),
+        4.0,
+        "capped at 4 partitions"
+    );
+    let lagging = with(&[
+        ("lagThreshold", "10"),
+        ("offsetResetPolicy", "earliest"),
+        ("limitToPartitionsWithLag", "true"),
+    ]);
+    assert_eq!(
+        metric(&mut client, &lagging).await.unwrap(),
+        3.0,
+        "capped at the 3 partitions with lag"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activation_is_pushed_when_lag_appears_on_an_idle_group() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 3);
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "ledger",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("activationLagThreshold", "5"),
+        ],
+    );
+    assert!(
+        !client
+            .is_active(object.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    let mut stream = client
+        .stream_is_active(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(
+        !first.result,
+        "the stream opens with the current activation"
+    );
+
+    broker.produce(&topic, [1], 5); // at the threshold: still idle
+    broker.produce(&topic, [2], 1);
+    let produced = Instant::now();
+    let pushed = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("no push within 10s")
+        .unwrap()
+        .unwrap();
+    assert!(pushed.result);
+    // One sample interval (1s) plus the sample itself.
+    assert!(
+        produced.elapsed() < Duration::from_secs(3),
+        "pushed after {:?}",
+        produced.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_metadata_is_invalid_argument_naming_the_key() {
+    let broker = Tansu::start();
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("consumerGroup", "g"), ("lagThreshold", "abc")],
+            "lagThreshold must be a number > 0, got \"abc\"",
+        ),
+        (
+            &[("consumerGroup", "g"), ("lagThreshold", "0")],
+            "lagThreshold",
+        ),
+        (
+            &[("consumerGroup", "g"), ("offsetResetPolicy", "newest")],
+            "offsetResetPolicy must be latest or earliest",
+        ),
+        (
+            &[("consumerGroup", "g"), ("allowIdleConsumers", "yes")],
+            "allowIdleConsumers must be true or false",
+        ),
+        (
+            &[("consumerGroup", "g"), ("colour", "blue")],
+            "unknown key colour",
+        ),
+        (&[("lagThreshold", "5")], "consumerGroup is required"),
+        (
+            &[("consumerGroup", "g"), ("cluster", "prod")],
+            "cluster \"prod\" is not in the scaler config",
+        ),
+        (
+            &[
+                ("consumerGroup", "g"),
+                ("bootstrapServers", "10.1.1.1:9092"),
+            ],
+            "bootstrapServers",
+        ),
+        (
+            &[
+                ("consumerGroup", "g"),
+                ("allowIdleConsumers", "true"),
+                ("limitToPartitionsWithLag", "true"),
+            ],
+            "cannot both be true",
+        ),
+        (
+            &[("consumerGroup", "g"), ("topic", "a\"} or vector(1)")],
+            "not a legal Kafka topic name",
+        ),
+        (
+            &[("consumerGroup", "g"), ("policy", "turbo")],
+            "policy \"turbo\"",
+        ),
+    ];
+    for (metadata, message) in cases {
+        let object = scaled_object("bad", metadata);
+        let status = metric(&mut client, &object).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{metadata:?}: {status:?}"
+        );
+        assert!(
+            status.message().contains(message),
+            "{metadata:?}: {:?} lacks {message:?}",
+            status.message()
+        );
+        let status = client.get_metric_spec(object.clone()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let status = client.is_active(object).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+}
+
+/// Serves MSK open monitoring's inbound counter for `topic`, rising at
+/// `rate_per_s`, for Prometheus to scrape.
+fn fake_msk_exporter(topic: String, rate_per_s: f64) -> (SocketAddr, Arc<AtomicBool>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let count = started.elapsed().as_secs_f64() * rate_per_s;
+            let body = format!(
+                "# TYPE kafka_server_BrokerTopicMetrics_Count counter\nkafka_server_BrokerTopicMetrics_Count{{name=\"MessagesInPerSec\",topic=\"{topic}\"}} {count}\n"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, stop)
+}
+
+fn decision_of(lagrate: &Lagrate, object: &str) -> Option<serde_json::Value> {
+    let (status, body) = lagrate.http_get("/debug/decisions");
+    if status != 200 {
+        return None;
+    }
+    let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+    all.get(object).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 6);
+    let (exporter, _stop) = fake_msk_exporter(topic.clone(), 600.0);
+    let prometheus = Prometheus::start(&[exporter]);
+    let lagrate = Lagrate::start(
+        LAGRATE,
+        &config(
+            &broker.bootstrap(),
+            &format!(
+                "prometheus:\n  url: {}\n  timeout: 1s\n  rateQuery: '{}'\n",
+                prometheus.url(),
+                // MSK's series with a short window, so the test need not wait a minute.
+                r#"sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[5s]))"#
+            ),
+        ),
+    );
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "trades",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("podCapacity", "100"),
+            ("headroom", "0"),
+        ],
+    );
+    // 600 msg/s at 100 per pod: several pods, seen only through Prometheus.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = metric(&mut client, &object).await.unwrap();
+        let d = decision_of(&lagrate, "test/trades").unwrap();
+        let source = d["evaluation"]["observation"]["rateSource"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if value >= 3.0 && source == "prometheus" {
+            // The topic itself is idle: only Prometheus can have said so.
+            let rate = d["evaluation"]["observation"]["inboundRatePerS"]
+                .as_f64()
+                .unwrap();
+            assert!((200.0..=700.0).contains(&rate), "rate {rate}");
+            assert!(
+                d["reason"].as_str().unwrap().contains("from prometheus"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus rate never used: {value} {d}\n{}",
+            lagrate.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    drop(prometheus);
+    broker.produce(&topic, 0..6, 10);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            metric(&mut client, &object).await.is_ok(),
+            "still answering without Prometheus"
+        );
+        let d = decision_of(&lagrate, "test/trades").unwrap();
+        if d["evaluation"]["observation"]["rateSource"] == "offsets-prometheus-down" {
+            assert!(
+                d["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("offsets (prometheus unavailable)"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "offsets never took over: {d}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (_, metrics) = lagrate.http_get("/metrics");
+    assert!(
+        metrics.contains("lagrate_rate_from_offsets{scaled_object=\"test/trades\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_down_serves_last_decision_then_unavailable_then_recovers() {
+    let mut broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 4);
+    broker.produce(&topic, 0..4, 100);
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "risk",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("lagThreshold", "100"),
+        ],
+    );
+    assert_eq!(metric(&mut client, &object).await.unwrap(), 4.0);
+
+    broker.stop();
+    let stopped = Instant::now();
+    // Fresher than maxStaleness (4s): the last decision.
+    assert_eq!(metric(&mut client, &object).await.unwrap(), 4.0);
+    let status = loop {
+        match metric(&mut client, &object).await {
+            Ok(v) => assert_eq!(v, 4.0),
+            Err(status) => break status,
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "never became Unavailable"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("maxStaleness"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "stale only after maxStaleness"
+    );
+
+    broker.restart();
+    metric_becomes(&mut client, &object, 4.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_reload_applies_valid_changes_and_keeps_last_good_on_errors() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 8);
+    broker.produce(&topic, 0..8, 50); // lag 400
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "fx",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("policy", "burst"),
+            ("lagThreshold", "100"),
+        ],
+    );
+    let status = metric(&mut client, &object).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "policy burst is not configured yet"
+    );
+
+    // A valid change: the policy appears (rate-aware, 50 msg/s per pod,
+    // backlog drained in 4 s: 400 / 4 / 50 = 2 pods).
+    let with_policy = config(
+        &broker.bootstrap(),
+        "policies:\n  burst:\n    podCapacity: 50\n    drainSeconds: 4\n    headroom: 0\n",
+    );
+    lagrate.write_config(&with_policy);
+    metric_becomes(&mut client, &object, 2.0).await;
+    let (_, metrics) = lagrate.http_get("/metrics");
+    assert!(
+        metrics.contains("lagrate_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+
+    // A broken change is rejected; the last good config stays.
+    lagrate.write_config("sampling:\n  interval: sometimes\n");
+    eventually(Duration::from_secs(10), "the rejection metric", || {
+        let (_, metrics) = lagrate.http_get("/metrics");
+        metrics.contains("lagrate_config_valid 0").then_some(())
+    });
+    assert_eq!(metric(&mut client, &object).await.unwrap(), 2.0);
+    assert!(
+        lagrate.logs().contains("config rejected"),
+        "the log says why"
+    );
+    assert!(
+        lagrate.logs().contains("sampling.interval"),
+        "the log names the field"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_queried_alternately_agree_while_lag_falls_and_after_a_restart() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 12);
+    broker.produce(&topic, 0..12, 100); // lag 1200
+    let policy = "policies:\n  default:\n    settleSeconds: 2\n    scaleDownStabilizationSeconds: 3\n    deadBand: 0\n    maxScaleDownStep: 1\n";
+    let a = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), policy));
+    let mut b = a.replica();
+    let object = scaled_object(
+        "books",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("lagThreshold", "100"),
+        ],
+    );
+
+    async fn alternate(
+        a: &Lagrate,
+        b: &Lagrate,
+        object: &ScaledObjectRef,
+        rounds: usize,
+    ) -> Vec<f64> {
+        let mut ca = client(a).await;
+        let mut cb = client(b).await;
+        let mut seen = Vec::new();
+        for _ in 0..rounds {
+            let va = metric(&mut ca, object).await.unwrap();
+            let vb = metric(&mut cb, object).await.unwrap();
+            assert_eq!(va, vb, "replicas disagree (a then b)");
+            seen.push(va);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        seen
+    }
+
+    let _ = alternate(&a, &b, &object, 1).await.first().copied();
+    // Let both fill a window, then let the lag fall in steps. After each
+    // step both see the same samples; they must answer alike throughout,
+    // including while the scale-down waits out its stabilization window.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut answers = Vec::new();
+    for consumed in [300, 600, 900] {
+        broker.commit(
+            &group,
+            &topic,
+            &(0..12).map(|p| (p, consumed as i64 / 12)).collect(),
+        );
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        answers.extend(alternate(&a, &b, &object, 20).await);
+    }
+    assert_eq!(answers.first(), Some(&12.0), "held during stabilization");
+    assert_eq!(
+        answers.last(),
+        Some(&3.0),
+        "scaled down to ceil(300 / 100) in the end: {answers:?}"
+    );
+
+    b.restart();
+    let after_restart = alternate(&a, &b, &object, 10).await;
+    assert!(after_restart.iter().all(|v| *v == 3.0), "{after_restart:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_scaled_objects_on_one_source_key_share_one_offset_query_per_interval() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 4);
+    let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    let mut client = client(&lagrate).await;
+    let objects: Vec<_> = (0..5)
+        .map(|i| {
+            scaled_object(
+                &format!("consumer-{i}"),
+                &[
+                    ("cluster", "local"),
+                    ("consumerGroup", &group),
+                    ("topic", &topic),
+                    ("lagThreshold", &format!("{}", 10 + i)),
+                ],
+            )
+        })
+        .collect();
+    for o in &objects {
+        metric(&mut client, o).await.unwrap();
+    }
+    let queries = || -> f64 {
+        let (_, m) = lagrate.http_get("/metrics");
+        m.lines()
+            .find(|l| l.starts_with("lagrate_offset_queries_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap()
+    };
+    let before = queries();
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        for o in &objects {
+            metric(&mut client, o).await.unwrap();
+            calls += 1;
+        }
+    }
+    let during = queries() - before;
+    assert!(calls > 50, "only {calls} calls");
+    assert!(
+        (3.0..=6.0).contains(&during),
+        "{during} offset queries in 4s at a 1s interval for {calls} calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_endpoints_and_graceful_shutdown() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 2);
+    let mut lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
+    assert_eq!(lagrate.http_get("/healthz").0, 200);
+    assert_eq!(
+        lagrate.http_get("/readyz").0,
+        200,
+        "the configured cluster answers"
+    );
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "desk",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+        ],
+    );
+    metric(&mut client, &object).await.unwrap();
+    let d = decision_of(&lagrate, "test/desk").expect("decision listed");
+    assert!(
+        d["reason"].as_str().unwrap().contains("lagThreshold"),
+        "{d}"
+    );
+    assert_eq!(d["desired"], 0);
+    let (_, metrics) = lagrate.http_get("/metrics");
+    assert!(
+        metrics.contains("lagrate_desired_replicas{scaled_object=\"test/desk\"} 0"),
+        "{metrics}"
+    );
+
+    // An open stream must not hold up shutdown.
+    let _stream = client.stream_is_active(object).await.unwrap();
+    let started = Instant::now();
+    let status = lagrate.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let idle = Lagrate::start(LAGRATE, &config("127.0.0.1:1", ""));
+    assert_eq!(idle.http_get("/readyz").0, 503, "no source reachable");
+}

@@ -1,0 +1,416 @@
+//! Real servers for tests and benchmarks, each on 127.0.0.1 with a free
+//! port, in its own temp directory, and killed when dropped (also when the
+//! test fails): a tansu Kafka broker on SQLite, a Prometheus server, and
+//! `lagrate serve`. Plus small Kafka helpers: topics, produce, commit.
+
+// Tests wait on real processes: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// A random suffix for topic and group names.
+pub fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{prefix}-{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+/// Waits until `check` returns Some, or panics after `timeout` with `what`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, name: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{name} exited with {status} before listening on {port}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen on {port} within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed on drop.
+struct Guarded(Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Finds a tool: `$ENV_VAR`, then the install cache, then PATH.
+pub fn tool(env_var: &str, cached: &str, name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env_var) {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var("LAGRATE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/lagrate")
+        });
+    let candidate = cache.join(cached);
+    if candidate.exists() {
+        return candidate;
+    }
+    PathBuf::from(name)
+}
+
+/// A tansu broker with its SQLite engine (it survives restarts and reports
+/// correct high watermarks).
+pub struct Tansu {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Guarded>,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let mut broker = Tansu {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (its data stays).
+    pub fn stop(&mut self) {
+        self.child = None;
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_path = self.dir.path().join("tansu.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(tool("TANSU_BIN", "tansu/bin/tansu", "tansu"))
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("cannot start tansu: run scripts/install-test-deps.sh");
+        wait_for_port(self.port, &mut child, "tansu", &log_path);
+        self.child = Some(Guarded(child));
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("admin client");
+        // A runtime of its own, on a thread of its own: callers may be async tests.
+        let results = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    runtime.block_on(admin.create_topics(
+                        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                    ))
+                })
+                .join()
+                .expect("create_topics thread")
+        })
+        .expect("create_topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Produces `count` messages to each listed partition and waits for acks.
+    pub fn produce(&self, topic: &str, partitions: impl IntoIterator<Item = i32>, count: usize) {
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .config()
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let payload = [b'x'; 64];
+        for partition in partitions {
+            for _ in 0..count {
+                let mut record = BaseRecord::<(), [u8]>::to(topic)
+                    .payload(&payload[..])
+                    .partition(partition);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, r)) => {
+                            record = r;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
+    /// Commits `offsets[partition]` for `group`, as a consumer would.
+    pub fn commit(&self, group: &str, topic: &str, offsets: &HashMap<i32, i64>) {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in offsets {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .expect("partition");
+        }
+        consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    }
+}
+
+/// A Prometheus server scraping the given loopback targets every second.
+pub struct Prometheus {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: Guarded,
+}
+
+impl Prometheus {
+    pub fn start(targets: &[SocketAddr]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus config");
+        let log_path = dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(tool(
+            "PROMETHEUS_BIN",
+            "prometheus/prometheus",
+            "prometheus",
+        ))
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("cannot start prometheus: run scripts/install-test-deps.sh");
+        wait_for_port(port, &mut child, "prometheus", &log_path);
+        Prometheus {
+            port,
+            _dir: dir,
+            _child: Guarded(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// `lagrate serve` on free ports with a config file of its own.
+pub struct Lagrate {
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub config_path: PathBuf,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Guarded>,
+}
+
+impl Lagrate {
+    /// Starts `bin` (the test's `CARGO_BIN_EXE_lagrate`) with `config`.
+    pub fn start(bin: &str, config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut lagrate = Lagrate {
+            grpc_port: free_port(),
+            http_port: free_port(),
+            config_path,
+            bin: PathBuf::from(bin),
+            dir,
+            child: None,
+        };
+        lagrate.restart();
+        lagrate
+    }
+
+    /// Another process on the same config file (a second replica).
+    pub fn replica(&self) -> Self {
+        Self::start(
+            self.bin.to_str().expect("utf-8 path"),
+            &std::fs::read_to_string(&self.config_path).expect("config"),
+        )
+    }
+
+    pub fn stop(&mut self) {
+        self.child = None;
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let log_path = self.dir.path().join(format!("lagrate-{}.log", free_port()));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(&self.bin)
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .arg(format!("--grpc-listen=127.0.0.1:{}", self.grpc_port))
+            .arg(format!("--http-listen=127.0.0.1:{}", self.http_port))
+            .env("RUST_LOG", "info,lagrate=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("cannot start lagrate");
+        wait_for_port(self.grpc_port, &mut child, "lagrate", &log_path);
+        wait_for_port(self.http_port, &mut child, "lagrate", &log_path);
+        self.child = Some(Guarded(child));
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut guarded = self.child.take().expect("lagrate is running");
+        let pid = guarded.0.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = guarded.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lagrate did not stop within 10s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn write_config(&self, config: &str) {
+        // Write then rename, as a ConfigMap update swaps files atomically.
+        let tmp = self.dir.path().join("config.yaml.tmp");
+        std::fs::write(&tmp, config).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("rename config");
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// GET a path on the HTTP listener; returns (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(SocketAddr::from(([127, 0, 0, 1], self.http_port)), path)
+    }
+
+    /// All log lines so far.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A minimal HTTP/1.0 GET, enough for loopback test servers.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A ScaledObjectRef as KEDA sends it, with KEDA's own external-trigger keys.
+pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> lagrate_proto::ScaledObjectRef {
+    let mut scaler_metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    scaler_metadata.insert("scalerAddress".into(), "lagrate.keda.svc:9090".into());
+    lagrate_proto::ScaledObjectRef {
+        name: name.to_owned(),
+        namespace: "test".to_owned(),
+        scaler_metadata,
+    }
+}
