@@ -400,9 +400,12 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     };
     let idle_for = next.idle_since.map_or(0.0, |since| now - since);
 
-    let capacity = s
-        .pod_capacity
-        .or_else(|| learn_capacity(params, state, obs, now, &mut next));
+    // Decide with what was known before this sample; learn from it for the next.
+    let capacity = s.pod_capacity.or(state.learned_capacity_per_s);
+    if s.pod_capacity.is_none() {
+        learn_capacity(params, state, obs, now, &mut next);
+    }
+    let lag_sized = !(params.rate_aware && capacity.is_some());
     let in_settle = now < state.settle_until;
     // Backlog inside the last scale-up's projection is its own pause, not demand.
     let excess_backlog = if in_settle {
@@ -410,8 +413,8 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     } else {
         obs.lag
     };
-    let need = match (params.rate_aware, capacity) {
-        (true, Some(c)) => rate_need(params, obs, rate, excess_backlog, c),
+    let need = match capacity {
+        Some(c) if !lag_sized => rate_need(params, obs, rate, excess_backlog, c),
         // Lag-only sizing counts the whole backlog; the settle rule below
         // keeps it from reacting to backlog inside the projection.
         _ => lag_need(params, obs, obs.lag),
@@ -424,11 +427,14 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
 
     let (replicas, action) = match state.replicas {
         None => (pods, Action::Initial),
+        // A scaler that just started has not seen the windows a scale-down
+        // depends on: hold, whatever the need says.
+        Some(current) if pods < current && !obs.window_full => (current, Action::ColdStart),
         Some(_) if to_zero => (0, Action::Idle),
         Some(current) if pods > current => {
             if current > 0 && f64::from(pods) <= f64::from(current) * (1.0 + s.dead_band) {
                 (current, Action::DeadBand)
-            } else if in_settle && !params.rate_aware && obs.lag <= state.projected_backlog {
+            } else if in_settle && lag_sized && obs.lag <= state.projected_backlog {
                 (current, Action::Settling)
             } else {
                 (pods, Action::ScaleUp)
@@ -437,8 +443,6 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Some(current) if pods < current => {
             if idle_now && pods == 0 && params.rate_aware {
                 (current.min(1), Action::IdleKeepOne)
-            } else if !obs.window_full {
-                (current, Action::ColdStart)
             } else if in_settle {
                 (current, Action::Settling)
             } else if f64::from(pods) >= f64::from(current) * (1.0 - s.dead_band) {
@@ -627,15 +631,9 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
 }
 
 /// DS2-style: while the group is saturated, μ/n is what a pod can do.
-fn learn_capacity(
-    params: &Params,
-    state: &State,
-    obs: &Observation,
-    now: f64,
-    next: &mut State,
-) -> Option<f64> {
+fn learn_capacity(params: &Params, state: &State, obs: &Observation, now: f64, next: &mut State) {
     if !params.rate_aware {
-        return None;
+        return;
     }
     let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
     let saturated = obs.lag
@@ -655,11 +653,198 @@ fn learn_capacity(
         };
         next.learned_capacity_per_s = Some(learned);
     }
-    next.learned_capacity_per_s
 }
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.replicas, self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lag_only(lag_threshold: f64) -> Params {
+        Params {
+            settings: PolicySettings::default(),
+            lag_threshold,
+            activation_lag_threshold: 0.0,
+            cap: PartitionCap::Partitions,
+            rate_aware: false,
+        }
+    }
+
+    fn rate_aware(pod_capacity: f64) -> Params {
+        Params {
+            settings: PolicySettings {
+                pod_capacity: Some(pod_capacity),
+                headroom: 0.0,
+                ..PolicySettings::default()
+            },
+            rate_aware: true,
+            ..lag_only(10.0)
+        }
+    }
+
+    fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
+        Observation {
+            lag,
+            activation_lag: lag,
+            partitions,
+            partitions_with_lag: partitions,
+            inbound_rate_per_s: Some(rate),
+            rate_source: RateSource::Offsets,
+            processing_rate_per_s: None,
+            hottest_partition: None,
+            members: None,
+            window_full: true,
+        }
+    }
+
+    #[test]
+    fn first_answer_is_kedas_ceil_lag_over_threshold_capped_at_partitions() {
+        let first = |lag, partitions| {
+            decide(
+                &lag_only(100.0),
+                &State::default(),
+                &obs(lag, 0.0, partitions),
+                0.0,
+            )
+            .0
+        };
+        assert_eq!(first(1000.0, 24).replicas, 10);
+        assert_eq!(first(1001.0, 24).replicas, 11);
+        let capped = first(10_000.0, 24);
+        assert_eq!(capped.replicas, 24);
+        assert_eq!(
+            capped.partition_limit,
+            Some(PartitionLimit {
+                pods_needed: 100,
+                partitions: 24
+            })
+        );
+        assert_eq!(first(0.0, 24).replicas, 0);
+    }
+
+    #[test]
+    fn partition_aware_need_is_the_smallest_count_whose_busiest_pod_keeps_up() {
+        // 24 partitions, 1000 msg/s, 100 per pod: 10 pods would leave some pod
+        // 3 partitions (125 msg/s); 12 pods give each 2 (83 msg/s).
+        let d = decide(
+            &rate_aware(100.0),
+            &State::default(),
+            &obs(0.0, 1000.0, 24),
+            0.0,
+        )
+        .0;
+        assert_eq!(d.replicas, 12);
+    }
+
+    #[test]
+    fn load_beyond_the_partitions_is_reported_not_answered_with_more_pods() {
+        let d = decide(
+            &rate_aware(100.0),
+            &State::default(),
+            &obs(0.0, 5000.0, 24),
+            0.0,
+        )
+        .0;
+        assert_eq!(d.replicas, 24);
+        assert_eq!(
+            d.partition_limit,
+            Some(PartitionLimit {
+                pods_needed: 50,
+                partitions: 24
+            })
+        );
+        assert!(
+            d.reason
+                .contains("needs 50 pods but the topic has 24 partitions"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn hot_partition_is_named() {
+        let mut o = obs(0.0, 300.0, 8);
+        o.hottest_partition = Some(HotPartition {
+            partition: "trades/3".into(),
+            rate_per_s: 250.0,
+        });
+        let d = decide(&rate_aware(100.0), &State::default(), &o, 0.0).0;
+        assert_eq!(
+            d.hot_partition.map(|h| h.partition),
+            Some("trades/3".to_owned())
+        );
+    }
+
+    #[test]
+    fn scale_down_waits_the_stabilization_window_then_goes_in_one_bounded_step() {
+        let mut p = rate_aware(100.0);
+        p.settings.max_scale_down_step = 0.75;
+        let (up, mut state) = decide(&p, &State::default(), &obs(0.0, 2000.0, 48), 0.0);
+        assert_eq!(up.replicas, 24);
+        let mut t = 200.0; // past the settle window
+        let mut answers = Vec::new();
+        while t <= 200.0 + 300.0 {
+            let (d, next) = decide(&p, &state, &obs(0.0, 400.0, 48), t);
+            answers.push((t, d.replicas, d.action));
+            state = next;
+            t += 5.0;
+        }
+        assert!(
+            answers.iter().all(|&(t, r, _)| t >= 500.0 || r == 24),
+            "held during the window: {answers:?}"
+        );
+        let (_, last, action) = *answers.last().unwrap();
+        assert_eq!(
+            (last, action),
+            (6, Action::ScaleDown),
+            "24 -> 6 (max(need 4, 24 x 0.25)) in one step"
+        );
+    }
+
+    #[test]
+    fn idle_topic_keeps_one_pod_for_the_idle_window_then_goes_to_zero() {
+        let p = rate_aware(100.0);
+        let (_, mut state) = decide(&p, &State::default(), &obs(0.0, 300.0, 8), 0.0);
+        let mut seen = Vec::new();
+        for i in 1..=80 {
+            let t = 200.0 + f64::from(i) * 5.0;
+            let (d, next) = decide(&p, &state, &obs(0.0, 0.0, 8), t);
+            seen.push((t, d.replicas));
+            state = next;
+        }
+        assert_eq!(seen[0].1, 1, "one pod stays at once");
+        let zero_at = seen.iter().find(|(_, r)| *r == 0).map(|(t, _)| *t).unwrap();
+        assert!(
+            (505.0..=510.0).contains(&zero_at),
+            "zero after 300 s idle, at {zero_at}"
+        );
+    }
+
+    #[test]
+    fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
+        let p = rate_aware(100.0);
+        let (up, state) = decide(
+            &p,
+            &State {
+                replicas: Some(2),
+                ..State::default()
+            },
+            &obs(0.0, 1000.0, 24),
+            0.0,
+        );
+        assert_eq!(up.replicas, 12);
+        // During start-up and rebalance nothing is consumed: backlog builds.
+        let mut state = state;
+        for i in 1..24 {
+            let t = f64::from(i) * 5.0;
+            let (d, next) = decide(&p, &state, &obs(1000.0 * t, 1000.0, 24), t);
+            assert_eq!(d.replicas, 12, "at {t}s: {}", d.reason);
+            state = next;
+        }
     }
 }

@@ -1,0 +1,167 @@
+//! Invariants of the policy, over arbitrary parameters and observations.
+
+use lagrate::policy::{
+    Action, Observation, Params, PartitionCap, PolicySettings, RateSource, State, decide,
+};
+use proptest::prelude::*;
+
+fn params() -> impl Strategy<Value = Params> {
+    (
+        any::<bool>(),
+        prop::option::of(1.0f64..500.0),
+        1.0f64..2000.0,
+        0u32..3,
+        1u32..200,
+        prop_oneof![
+            Just(PartitionCap::Partitions),
+            Just(PartitionCap::PartitionsWithLag),
+            Just(PartitionCap::None)
+        ],
+        (0.0f64..1.0, 5.0f64..300.0, 0.0f64..0.3, 0.1f64..=1.0),
+    )
+        .prop_map(
+            |(
+                rate_aware,
+                pod_capacity,
+                lag_threshold,
+                min,
+                max_extra,
+                cap,
+                (headroom, drain, dead_band, step),
+            )| Params {
+                settings: PolicySettings {
+                    headroom,
+                    drain_seconds: drain,
+                    dead_band,
+                    max_scale_down_step: step,
+                    pod_capacity,
+                    min_replicas: min,
+                    max_replicas: min + max_extra,
+                    ..PolicySettings::default()
+                },
+                lag_threshold,
+                activation_lag_threshold: 0.0,
+                cap,
+                rate_aware: rate_aware || pod_capacity.is_some(),
+            },
+        )
+}
+
+fn observation(lag: f64, rate: f64, partitions: u32, window_full: bool) -> Observation {
+    Observation {
+        lag,
+        activation_lag: lag,
+        partitions,
+        partitions_with_lag: if lag > 0.0 { partitions } else { 0 },
+        inbound_rate_per_s: Some(rate),
+        rate_source: RateSource::Offsets,
+        processing_rate_per_s: Some(rate),
+        hottest_partition: None,
+        members: None,
+        window_full,
+    }
+}
+
+/// (lag, rate) pairs, one per 5 s sample.
+fn load() -> impl Strategy<Value = Vec<(f64, f64)>> {
+    prop::collection::vec((0.0f64..100_000.0, 0.0f64..10_000.0), 1..40)
+}
+
+/// Runs a sequence; returns the state after it and the answers.
+fn run(
+    params: &Params,
+    partitions: u32,
+    steps: &[(f64, f64)],
+    window_full: bool,
+) -> (State, Vec<u32>) {
+    let mut state = State::default();
+    let mut answers = Vec::new();
+    for (i, &(lag, rate)) in steps.iter().enumerate() {
+        let (d, next) = decide(
+            params,
+            &state,
+            &observation(lag, rate, partitions, window_full),
+            i as f64 * 5.0,
+        );
+        answers.push(d.replicas);
+        state = next;
+    }
+    (state, answers)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn answers_stay_within_min_max_and_the_partition_cap(p in params(), partitions in 1u32..64, steps in load()) {
+        let (_, answers) = run(&p, partitions, &steps, true);
+        let s = &p.settings;
+        for r in answers {
+            prop_assert!(r <= s.max_replicas, "{r} > maxReplicas {}", s.max_replicas);
+            prop_assert!(r == 0 || r >= s.min_replicas.min(s.max_replicas));
+            if p.cap != PartitionCap::None {
+                prop_assert!(r <= partitions.max(s.min_replicas), "{r} pods for {partitions} partitions");
+            }
+        }
+    }
+
+    #[test]
+    fn more_lag_or_more_rate_never_means_fewer_pods(
+        p in params(), partitions in 1u32..64, prefix in load(),
+        lag in 0.0f64..100_000.0, more_lag in 0.0f64..100_000.0,
+        rate in 0.0f64..10_000.0, more_rate in 0.0f64..10_000.0,
+    ) {
+        let (state, _) = run(&p, partitions, &prefix, true);
+        let now = prefix.len() as f64 * 5.0;
+        // The group's processing rate is what it is; only lag and λ vary.
+        let obs = |lag, inbound| Observation { inbound_rate_per_s: Some(inbound), ..observation(lag, rate, partitions, true) };
+        let at = |lag, inbound| decide(&p, &state, &obs(lag, inbound), now).0.replicas;
+        prop_assert!(at(lag, rate) <= at(lag + more_lag, rate), "monotone in lag");
+        prop_assert!(at(lag, rate) <= at(lag, rate + more_rate), "monotone in rate");
+        let fresh = |lag, inbound| decide(&p, &State::default(), &obs(lag, inbound), now).0.replicas;
+        prop_assert!(fresh(lag, rate) <= fresh(lag + more_lag, rate + more_rate));
+    }
+
+    #[test]
+    fn no_second_scale_up_inside_the_settle_window_while_backlog_is_within_the_projection(
+        p in params(), partitions in 1u32..64,
+        lag in 1_000.0f64..100_000.0, rate in 1.0f64..5_000.0,
+        later in prop::collection::vec((0.0f64..=1.0, 0.0f64..=1.0), 1..20),
+    ) {
+        let start = State { replicas: Some(1), ..State::default() };
+        let (first, state) = decide(&p, &start, &observation(lag, rate, partitions, true), 0.0);
+        prop_assume!(first.action == Action::ScaleUp);
+        let settle = p.settings.settle_seconds;
+        let mut state = state;
+        for (i, (lag_share, rate_share)) in later.into_iter().enumerate() {
+            let t = (i as f64 + 1.0) * settle / 21.0;
+            // Backlog anywhere up to the projection, rate no higher than seen.
+            let obs = observation(state.projected_backlog * lag_share, rate * rate_share, partitions, true);
+            let (d, next) = decide(&p, &state, &obs, t);
+            prop_assert!(d.replicas <= first.replicas, "scaled up again at {t}s: {}", d.reason);
+            state = next;
+        }
+    }
+
+    #[test]
+    fn a_cold_start_never_scales_down(p in params(), partitions in 1u32..64, steps in load()) {
+        let (_, answers) = run(&p, partitions, &steps, false);
+        for pair in answers.windows(2) {
+            prop_assert!(pair[1] >= pair[0], "scaled down {} -> {} before a full window", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn constant_input_never_reverses(p in params(), partitions in 1u32..64, lag in 0.0f64..100_000.0, rate in 0.0f64..10_000.0, start in 0u32..100) {
+        let mut state = State { replicas: Some(start), ..State::default() };
+        let mut answers = vec![start];
+        for i in 0..200 {
+            let (d, next) = decide(&p, &state, &observation(lag, rate, partitions, true), f64::from(i) * 5.0);
+            answers.push(d.replicas);
+            state = next;
+        }
+        let ups = answers.windows(2).any(|w| w[1] > w[0]);
+        let downs = answers.windows(2).any(|w| w[1] < w[0]);
+        prop_assert!(!(ups && downs), "reversal under constant input: {answers:?}");
+    }
+}
