@@ -371,18 +371,130 @@ pub struct Decision {
     /// KEDA activation (IsActive).
     pub active: bool,
     pub action: Action,
-    /// Human-readable: the action and the numbers behind it.
-    pub reason: String,
+    /// The action and the numbers behind it; displays as a sentence.
+    #[serde(serialize_with = "as_text")]
+    pub reason: Reason,
     pub partition_limit: Option<PartitionLimit>,
     pub hot_partition: Option<HotPartition>,
     /// Per-pod capacity used (configured or learned), msg/s.
     pub capacity_per_s: Option<f64>,
 }
 
+/// How the need was computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Basis {
+    Lag {
+        lag: f64,
+        lag_threshold: f64,
+    },
+    Rate {
+        rate_per_s: f64,
+        source: RateSource,
+        headroom: f64,
+        backlog: f64,
+        drain_seconds: f64,
+        capacity_per_s: f64,
+    },
+}
+
+/// Why a decision is what it is. Kept as numbers and rendered only when
+/// displayed: the server replays many decisions and shows one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub action: Action,
+    pub from: u32,
+    pub to: u32,
+    pub basis: Basis,
+    pub partition_limit: Option<PartitionLimit>,
+    /// Seconds into (or left of) the window the action refers to.
+    pub elapsed_seconds: f64,
+    /// Length of that window (settle, stabilization, idle) or the dead band.
+    pub window: f64,
+}
+
+fn as_text<S: serde::Serializer>(reason: &Reason, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(reason)
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Basis::Lag { lag, lag_threshold } => {
+                write!(f, "lag {lag:.0} / lagThreshold {lag_threshold}")
+            }
+            Basis::Rate {
+                rate_per_s,
+                source,
+                headroom,
+                backlog,
+                drain_seconds,
+                capacity_per_s,
+            } => write!(
+                f,
+                "rate {rate_per_s:.1}/s from {} x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
+                source.label(),
+                1.0 + headroom
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Reason {
+            from,
+            to,
+            basis,
+            window,
+            elapsed_seconds,
+            ..
+        } = self;
+        match self.action {
+            Action::Initial => write!(f, "initial: {to} ({basis})")?,
+            Action::ScaleUp => write!(
+                f,
+                "scale up {from} -> {to} in one step, settle for {window}s ({basis})"
+            )?,
+            Action::ScaleDown => write!(f, "scale down {from} -> {to} ({basis})")?,
+            Action::Steady => write!(f, "steady at {to} ({basis})")?,
+            Action::DeadBand => write!(
+                f,
+                "hold {to}: need within the {:.0}% dead band ({basis})",
+                window * 100.0
+            )?,
+            Action::Settling => write!(
+                f,
+                "hold {to}: settling after scale-up for {elapsed_seconds:.0}s more ({basis})"
+            )?,
+            Action::ColdStart => write!(
+                f,
+                "hold {to}: no scale-down before a full window of samples ({basis})"
+            )?,
+            Action::Stabilizing => write!(
+                f,
+                "hold {to}: need lower for {elapsed_seconds:.0}s of the {window}s stabilization window ({basis})"
+            )?,
+            Action::IdleKeepOne => write!(
+                f,
+                "hold {to}: idle for {elapsed_seconds:.0}s of {window}s before scaling to zero"
+            )?,
+            Action::Idle => write!(f, "idle for {elapsed_seconds:.0}s: scale to zero")?,
+        }
+        if let Some(limit) = self.partition_limit {
+            write!(
+                f,
+                "; needs {} pods but the topic has {} partitions: add partitions",
+                limit.pods_needed, limit.partitions
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The need and how it was computed.
 struct Need {
     pods: u32,
-    basis: String,
+    basis: Basis,
     partition_limit: Option<PartitionLimit>,
 }
 
@@ -479,7 +591,26 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     };
     next.replicas = Some(replicas);
 
-    let reason = describe(action, replicas, state, now, idle_for, s, &need.basis);
+    let (elapsed_seconds, window) = match action {
+        Action::ScaleUp => (0.0, s.settle_seconds),
+        Action::Settling => ((state.settle_until - now).max(0.0), s.settle_seconds),
+        Action::Stabilizing => (
+            now - next.lower_since.unwrap_or(now),
+            s.scale_down_stabilization_seconds,
+        ),
+        Action::DeadBand => (0.0, s.dead_band),
+        Action::IdleKeepOne | Action::Idle => (idle_for, s.idle_seconds),
+        _ => (0.0, 0.0),
+    };
+    let reason = Reason {
+        action,
+        from: state.replicas.unwrap_or(0),
+        to: replicas,
+        basis: need.basis,
+        partition_limit: need.partition_limit,
+        elapsed_seconds,
+        window,
+    };
     let hot_partition = match (capacity, &obs.hottest_partition) {
         (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),
         _ => None,
@@ -504,47 +635,6 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     (decision, next)
 }
 
-fn describe(
-    action: Action,
-    replicas: u32,
-    before: &State,
-    now: f64,
-    idle_for: f64,
-    s: &PolicySettings,
-    basis: &str,
-) -> String {
-    let from = before.replicas.unwrap_or(0);
-    match action {
-        Action::Initial => format!("initial: {replicas} ({basis})"),
-        Action::ScaleUp => format!(
-            "scale up {from} -> {replicas} in one step, settle for {}s ({basis})",
-            s.settle_seconds
-        ),
-        Action::ScaleDown => format!("scale down {from} -> {replicas} ({basis})"),
-        Action::Steady => format!("steady at {replicas} ({basis})"),
-        Action::DeadBand => format!(
-            "hold {replicas}: need within the {:.0}% dead band ({basis})",
-            s.dead_band * 100.0
-        ),
-        Action::Settling => format!(
-            "hold {replicas}: settling after scale-up for {:.0}s more ({basis})",
-            (before.settle_until - now).max(0.0)
-        ),
-        Action::ColdStart => {
-            format!("hold {replicas}: no scale-down before a full window of samples ({basis})")
-        }
-        Action::Stabilizing => format!(
-            "hold {replicas}: need lower, waiting out the {}s stabilization window ({basis})",
-            s.scale_down_stabilization_seconds
-        ),
-        Action::IdleKeepOne => format!(
-            "hold {replicas}: idle for {idle_for:.0}s of {}s before scaling to zero",
-            s.idle_seconds
-        ),
-        Action::Idle => format!("idle for {idle_for:.0}s: scale to zero"),
-    }
-}
-
 /// KEDA's Kafka scaler: `ceil(lag / lagThreshold)`, capped at the partitions.
 fn lag_need(params: &Params, obs: &Observation, lag: f64) -> Need {
     let raw = if lag > 0.0 {
@@ -556,7 +646,10 @@ fn lag_need(params: &Params, obs: &Observation, lag: f64) -> Need {
     let pods = cap.map_or(raw, |cap| raw.min(cap));
     Need {
         pods,
-        basis: format!("lag {lag:.0} / lagThreshold {}", params.lag_threshold),
+        basis: Basis::Lag {
+            lag,
+            lag_threshold: params.lag_threshold,
+        },
         partition_limit: cap
             .filter(|&cap| raw > cap && cap == obs.partitions)
             .map(|cap| PartitionLimit {
@@ -579,12 +672,14 @@ fn partition_cap(params: &Params, obs: &Observation) -> Option<u32> {
 fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capacity: f64) -> Need {
     let s = &params.settings;
     let demand = rate * (1.0 + s.headroom) + backlog / s.drain_seconds;
-    let basis = format!(
-        "rate {rate:.1}/s from {} x {:.2} + backlog {backlog:.0} / {}s over {capacity:.1}/s per pod",
-        obs.rate_source.label(),
-        1.0 + s.headroom,
-        s.drain_seconds
-    );
+    let basis = Basis::Rate {
+        rate_per_s: rate,
+        source: obs.rate_source,
+        headroom: s.headroom,
+        backlog,
+        drain_seconds: s.drain_seconds,
+        capacity_per_s: capacity,
+    };
     let unbounded = (demand / capacity).ceil() as u32;
     let Some(cap) = partition_cap(params, obs) else {
         return Need {
@@ -619,13 +714,7 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
     };
     Need {
         pods,
-        basis: match partition_limit {
-            Some(limit) => format!(
-                "{basis}; needs {} pods but the topic has {} partitions: add partitions",
-                limit.pods_needed, limit.partitions
-            ),
-            None => basis,
-        },
+        basis,
         partition_limit,
     }
 }
@@ -760,6 +849,7 @@ mod tests {
         );
         assert!(
             d.reason
+                .to_string()
                 .contains("needs 50 pods but the topic has 24 partitions"),
             "{}",
             d.reason

@@ -194,7 +194,25 @@ impl Registry {
     /// no sample yet or the newest is older than `maxStaleness`.
     pub async fn evaluate(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
         let config = &self.current.load().config;
+        let max_staleness = config.sampling.max_staleness.as_secs_f64();
+        let fresh = |sample_time: f64, last_error: Option<&str>| {
+            let age = unix_now() - sample_time;
+            if age > max_staleness {
+                return Err(ScalerError::Unavailable(format!(
+                    "newest sample of group {} is {age:.0}s old (maxStaleness {max_staleness:.0}s): {}",
+                    entry.spec.group,
+                    last_error.unwrap_or("sampling stalled")
+                )));
+            }
+            Ok(())
+        };
         let sampler = &entry.sampler;
+        // The common case: nothing sampled since the last answer.
+        let cached = entry.last.lock().expect("entry lock poisoned").clone();
+        if let Some(last) = cached.as_ref().filter(|l| l.seq == sampler.seq()) {
+            fresh(last.sample_time, None)?;
+            return Ok(last.clone());
+        }
         let mut view = sampler.view();
         if view.samples.is_empty() {
             sampler
@@ -209,25 +227,19 @@ impl Registry {
                 view.last_error.as_deref().unwrap_or("first sample pending")
             )));
         };
-        let age = unix_now() - newest.t;
-        let max_staleness = config.sampling.max_staleness.as_secs_f64();
-        if age > max_staleness {
-            return Err(ScalerError::Unavailable(format!(
-                "newest sample of group {} is {age:.0}s old (maxStaleness {max_staleness:.0}s): {}",
-                entry.spec.group,
-                view.last_error.as_deref().unwrap_or("sampling stalled")
-            )));
-        }
-        {
-            let last = entry.last.lock().expect("entry lock poisoned");
-            if let Some(last) = last.as_ref()
-                && last.seq == view.seq
-            {
-                return Ok(last.clone());
+        fresh(newest.t, view.last_error.as_deref())?;
+        let evaluation = match cached.filter(|l| l.sample_time == newest.t) {
+            // A failed attempt: same newest sample, same decision.
+            Some(last) => Arc::new(Evaluation {
+                seq: view.seq,
+                ..(*last).clone()
+            }),
+            None => {
+                let evaluation = Arc::new(replay(entry, &view));
+                self.record(entry, &evaluation);
+                evaluation
             }
-        }
-        let evaluation = Arc::new(replay(entry, &view));
-        self.record(entry, &evaluation);
+        };
         *entry.last.lock().expect("entry lock poisoned") = Some(evaluation.clone());
         Ok(evaluation)
     }
@@ -295,7 +307,7 @@ impl Registry {
                         "policy": entry.spec.policy_name,
                         "rateAware": entry.spec.params.rate_aware,
                         "desired": evaluation.decision.replicas,
-                        "reason": evaluation.decision.reason,
+                        "reason": evaluation.decision.reason.to_string(),
                         "evaluation": &*evaluation,
                     }),
                 );

@@ -96,6 +96,11 @@ impl Sampler {
         self.seq.clone()
     }
 
+    /// Increases with every sample attempt.
+    pub fn seq(&self) -> u64 {
+        *self.seq.borrow()
+    }
+
     /// The current window.
     pub fn view(&self) -> WindowView {
         let window = self.window.read().expect("sampler lock poisoned");

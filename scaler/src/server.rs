@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lagrate_proto::external_scaler_server::ExternalScalerServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -48,9 +48,13 @@ pub async fn run(
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(ExternalScalerServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            let _ = grpc_stop.wait_for(|stop| *stop).await;
-        });
+        // No Nagle: a GetMetrics answer is one small frame, sent at once.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            async move {
+                let _ = grpc_stop.wait_for(|stop| *stop).await;
+            },
+        );
     let mut http_stop = stop_rx.clone();
     let http_server =
         axum::serve(http, crate::http::router(registry)).with_graceful_shutdown(async move {

@@ -126,23 +126,27 @@ pub fn observe(
             let short = rate(sum_high(now), sum_high(base), dt);
             let newest = rate(sum_high(now), sum_high(prev), now.t - prev.t);
             let processing = rate(sum_committed(now), sum_committed(base), dt);
-            let hottest = now
-                .offsets
-                .partitions
-                .iter()
-                .enumerate()
-                .filter_map(|(k, p)| {
-                    let b = find(&base.offsets, k, p)?;
-                    Some((
-                        p,
-                        rate(p.high_watermark as f64, b.high_watermark as f64, dt),
-                    ))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(p, r)| HotPartition {
-                    partition: format!("{}/{}", p.topic, p.partition),
-                    rate_per_s: r,
-                });
+            // Only the newest sample's hot partition is reported; earlier
+            // ones would only be formatted and dropped during a replay.
+            let newest_sample = i + 1 == samples.len();
+            let hottest = newest_sample.then_some(()).and_then(|()| {
+                now.offsets
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, p)| {
+                        let b = find(&base.offsets, k, p)?;
+                        Some((
+                            p,
+                            rate(p.high_watermark as f64, b.high_watermark as f64, dt),
+                        ))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(p, r)| HotPartition {
+                        partition: format!("{}/{}", p.topic, p.partition),
+                        rate_per_s: r,
+                    })
+            });
             (Some(short.max(newest)), Some(processing), hottest)
         }
         _ => (None, None, None),

@@ -312,7 +312,17 @@ impl Lagrate {
         self.stop();
         let log_path = self.dir.path().join(format!("lagrate-{}.log", free_port()));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(&self.bin)
+        // LAGRATE_CPUS pins the server (taskset), so a benchmark's clients
+        // do not compete with it for the same cores.
+        let mut command = match std::env::var("LAGRATE_CPUS") {
+            Ok(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpus]).arg(&self.bin);
+                c
+            }
+            Err(_) => Command::new(&self.bin),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .arg(format!("--grpc-listen=127.0.0.1:{}", self.grpc_port))
@@ -354,6 +364,32 @@ impl Lagrate {
         let tmp = self.dir.path().join("config.yaml.tmp");
         std::fs::write(&tmp, config).expect("write config");
         std::fs::rename(&tmp, &self.config_path).expect("rename config");
+    }
+
+    /// Process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.0.id())
+    }
+
+    /// Resident memory of the running server, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    /// A counter or gauge from /metrics (the first series of that name).
+    pub fn metric_value(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
     }
 
     pub fn grpc_url(&self) -> String {
