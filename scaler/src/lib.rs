@@ -9,7 +9,8 @@
 //! observation, and the pure [`policy`] turns observations into the desired
 //! replicas KEDA receives as the metric value. [`config`] is the ConfigMap,
 //! [`reload`] watches it, [`http`] serves metrics, health and decisions, and
-//! [`server`] wires it all together.
+//! [`server`] wires it all together. [`sim`] is the offline twin that runs
+//! the same policy against a simulated group, KEDA and HPA.
 
 pub mod clock;
 pub mod config;
@@ -23,5 +24,6 @@ pub mod sampler;
 pub mod server;
 pub mod service;
 pub mod signals;
+pub mod sim;
 pub mod source;
 pub mod trigger;

@@ -39,6 +39,33 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080", env = "LAGRATE_HTTP_LISTEN")]
         http_listen: SocketAddr,
     },
+    /// Compare autoscalers on a simulated topic, consumer group, KEDA and HPA.
+    ///
+    /// Runs KEDA's Kafka trigger as the reference demo configures it
+    /// (keda-lag), tuned (keda-lag-tuned), plus a Prometheus rate trigger
+    /// (keda-lag-plus-rate), lagrate's policy (lagrate), and the references
+    /// ideal-reactive and clairvoyant, on the same load, and prints one row
+    /// per autoscaler.
+    Simulate {
+        /// A built-in scenario (see --list) or a scenario YAML file.
+        #[arg(long, required_unless_present = "list")]
+        scenario: Option<String>,
+        /// Override the scenario's rebalancing: eager or cooperative.
+        #[arg(long, value_parser = ["eager", "cooperative"])]
+        rebalance: Option<String>,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Draw rates, pods and lag over time into this SVG file.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// List the built-in scenarios, one name per line first.
+        #[arg(long)]
+        list: bool,
+        /// Also print every decision that changed lagrate's answer, with its reason.
+        #[arg(long)]
+        explain: bool,
+    },
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -89,6 +116,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Simulate {
+            scenario,
+            rebalance,
+            json,
+            chart,
+            list,
+            explain,
+        } => simulate(scenario, rebalance, json, chart, list, explain),
         Command::Serve {
             config,
             grpc_listen,
@@ -111,4 +146,61 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn simulate(
+    scenario: Option<String>,
+    rebalance: Option<String>,
+    json: bool,
+    chart: Option<PathBuf>,
+    list: bool,
+    explain: bool,
+) -> ExitCode {
+    use lagrate::sim::{self, scenario::Rebalance};
+    if list {
+        for (name, description, _) in sim::scenario::builtin() {
+            println!("{name}\t{description}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(name) = scenario else {
+        eprintln!("lagrate simulate: --scenario is required");
+        return ExitCode::FAILURE;
+    };
+    let scenario = match sim::scenario::find(&name) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lagrate simulate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rebalance = rebalance.map(|r| {
+        if r == "eager" {
+            Rebalance::Eager
+        } else {
+            Rebalance::Cooperative
+        }
+    });
+    let report = sim::run(&scenario, rebalance);
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    if explain {
+        for row in report.rows.iter().filter(|r| !r.changes.is_empty()) {
+            println!("\n{} decisions that changed the answer:", row.policy);
+            for (t, text) in &row.changes {
+                println!("  {t:>7.0}s  {text}");
+            }
+        }
+    }
+    if let Some(path) = chart {
+        if let Err(e) = sim::chart::draw(&report, &path) {
+            eprintln!("lagrate simulate: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("chart written to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }

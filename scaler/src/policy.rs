@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
 const IDLE_RATE_PER_S: f64 = 1e-3;
+/// Shortest share of the stabilization window a scale-down waits.
+const MIN_STABILIZATION_SHARE: f64 = 0.2;
 /// Weight of a new capacity sample in the learned per-pod capacity.
 const CAPACITY_LEARNING_WEIGHT: f64 = 0.3;
 /// A group counts as saturated (so `μ/n` measures capacity) while its backlog
@@ -65,11 +67,11 @@ pub struct PolicySettings {
 impl Default for PolicySettings {
     fn default() -> Self {
         Self {
-            headroom: 0.2,
+            headroom: 0.1,
             drain_seconds: 60.0,
             settle_seconds: 120.0,
             scale_down_stabilization_seconds: 300.0,
-            max_scale_down_step: 0.5,
+            max_scale_down_step: 1.0,
             dead_band: 0.1,
             idle_seconds: 300.0,
             startup_seconds: 60.0,
@@ -287,8 +289,12 @@ pub struct Observation {
     pub partitions: u32,
     /// Partitions with lag > 0.
     pub partitions_with_lag: u32,
-    /// λ, messages per second into the topics; None before two samples.
+    /// λ, messages per second into the topics, fast: sees a step within two
+    /// samples (sizes scale-ups); None before two samples.
     pub inbound_rate_per_s: Option<f64>,
+    /// λ averaged over the short window (sizes scale-downs: noise in the
+    /// fast rate must not hold pods).
+    pub steady_rate_per_s: Option<f64>,
     pub rate_source: RateSource,
     /// μ, committed offsets per second.
     pub processing_rate_per_s: Option<f64>,
@@ -308,8 +314,13 @@ pub struct State {
     pub replicas: Option<u32>,
     /// End of the settle window of the last scale-up.
     pub settle_until: f64,
-    /// Backlog the last scale-up expected its own pause to create.
+    /// Backlog the last change expected at the end of its own pause.
     pub projected_backlog: f64,
+    /// When that pause (start-up and rebalance) ends.
+    pub pause_until: f64,
+    /// Messages per second the new pod count was expected to drain the
+    /// projected backlog at, after the pause.
+    pub projected_drain_per_s: f64,
     /// Since when the need has stayed below the answer.
     pub lower_since: Option<f64>,
     /// Since when the topic has been idle.
@@ -503,6 +514,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     let s = &params.settings;
     let mut next = state.clone();
     let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
+    let steady_rate = obs.steady_rate_per_s.unwrap_or(rate).min(rate);
 
     let idle_now = obs.activation_lag <= params.activation_lag_threshold && rate < IDLE_RATE_PER_S;
     next.idle_since = if idle_now {
@@ -519,29 +531,63 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     }
     let lag_sized = !(params.rate_aware && capacity.is_some());
     let in_settle = now < state.settle_until;
-    // Backlog inside the last scale-up's projection is its own pause, not demand.
-    let excess_backlog = if in_settle {
-        (obs.lag - state.projected_backlog).max(0.0)
-    } else {
-        obs.lag
+    // Backlog the last change's own pause created, still draining as
+    // planned, is not new demand: only what exceeds the projection counts.
+    let allowance = projected_allowance(state, now);
+    let excess_backlog = (obs.lag - allowance).max(0.0);
+    let current = state.replicas.unwrap_or(0);
+    // What the pause of a scale-up from here would add: S seconds of the
+    // shortfall while new pods start, then R seconds of all traffic.
+    let pause_backlog = |c: f64| {
+        s.startup_seconds * (rate - effective_capacity(params, obs, current, c)).max(0.0)
+            + s.rebalance_seconds * rate
     };
-    let need = match capacity {
-        Some(c) if !lag_sized => rate_need(params, obs, rate, excess_backlog, c),
+    // Three sizings: `need` (backlog beyond the projection: what would
+    // justify a scale-up), `need_up` (a scale-up is sized once, for the step
+    // and for its own pause), `need_down` (the whole backlog: no pods go
+    // while it still needs them).
+    let (need, need_up, need_down) = match capacity {
+        Some(c) if !lag_sized => {
+            let need = rate_need(params, obs, rate, excess_backlog, c);
+            let up = if need.pods > current {
+                rate_need(params, obs, rate, excess_backlog + pause_backlog(c), c)
+            } else {
+                rate_need(params, obs, rate, excess_backlog, c)
+            };
+            (need, up, rate_need(params, obs, steady_rate, obs.lag, c))
+        }
         // Lag-only sizing counts the whole backlog; the settle rule below
         // keeps it from reacting to backlog inside the projection.
-        _ => lag_need(params, obs, obs.lag),
+        _ => (
+            lag_need(params, obs, obs.lag),
+            lag_need(params, obs, obs.lag),
+            lag_need(params, obs, obs.lag),
+        ),
     };
-    let mut pods = need.pods.clamp(s.min_replicas, s.max_replicas);
-    if params.rate_aware && !idle_now {
-        pods = pods.max(1);
-    }
+    let bound = |n: u32| {
+        let n = n.clamp(s.min_replicas, s.max_replicas);
+        if params.rate_aware && !idle_now {
+            n.max(1)
+        } else {
+            n
+        }
+    };
+    let pods = bound(need.pods);
+    let pods_up = bound(need_up.pods).max(pods);
+    let pods_down = bound(need_down.pods).max(pods);
     let to_zero = idle_now && idle_for >= s.idle_seconds && s.min_replicas == 0;
 
     let (replicas, action) = match state.replicas {
         None => (pods, Action::Initial),
         // A scaler that just started has not seen the windows a scale-down
         // depends on: hold, whatever the need says.
-        Some(current) if pods < current && !obs.window_full => (current, Action::ColdStart),
+        Some(current) if pods_down < current && !obs.window_full => (current, Action::ColdStart),
+        // No rate yet (a single sample): nothing to size a scale-down on.
+        Some(current)
+            if pods_down < current && params.rate_aware && obs.inbound_rate_per_s.is_none() =>
+        {
+            (current, Action::ColdStart)
+        }
         Some(_) if to_zero => (0, Action::Idle),
         Some(current) if pods > current => {
             if current > 0 && f64::from(pods) <= f64::from(current) * (1.0 + s.dead_band) {
@@ -549,22 +595,22 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
             } else if in_settle && lag_sized && obs.lag <= state.projected_backlog {
                 (current, Action::Settling)
             } else {
-                (pods, Action::ScaleUp)
+                (pods_up, Action::ScaleUp)
             }
         }
-        Some(current) if pods < current => {
-            if idle_now && pods == 0 && params.rate_aware {
+        Some(current) if pods_down < current => {
+            if idle_now && pods_down == 0 && params.rate_aware {
                 (current.min(1), Action::IdleKeepOne)
             } else if in_settle {
                 (current, Action::Settling)
-            } else if f64::from(pods) >= f64::from(current) * (1.0 - s.dead_band) {
+            } else if f64::from(pods_down) >= f64::from(current) * (1.0 - s.dead_band) {
                 (current, Action::DeadBand)
             } else {
                 let since = state.lower_since.unwrap_or(now);
-                if now - since >= s.scale_down_stabilization_seconds {
+                if now - since >= stabilization_seconds(s, pods_down, current) {
                     let step_floor =
                         (f64::from(current) * (1.0 - s.max_scale_down_step)).floor() as u32;
-                    (pods.max(step_floor), Action::ScaleDown)
+                    (pods_down.max(step_floor), Action::ScaleDown)
                 } else {
                     (current, Action::Stabilizing)
                 }
@@ -575,18 +621,27 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
 
     // Bookkeeping of the windows.
     let previous = state.replicas.unwrap_or(0);
-    if replicas > previous {
-        next.settle_until = now + s.settle_seconds;
-        // The new pods start, then the group pauses to rebalance: traffic
-        // keeps arriving for S + R while the backlog waits.
-        next.projected_backlog = obs.lag + rate * (s.startup_seconds + s.rebalance_seconds);
+    if replicas != previous && replicas > 0 {
+        let c = capacity.unwrap_or(0.0);
+        let (pause_s, added) = if replicas > previous {
+            next.settle_until = now + s.settle_seconds;
+            // The new pods start, then the group pauses to rebalance:
+            // traffic keeps arriving while the backlog waits.
+            (s.startup_seconds + s.rebalance_seconds, pause_backlog(c))
+        } else {
+            // Partitions of removed pods pause while they move.
+            (s.rebalance_seconds, s.rebalance_seconds * rate)
+        };
+        next.projected_backlog = allowance.max(obs.lag) + added;
+        next.pause_until = now + pause_s;
+        next.projected_drain_per_s = (effective_capacity(params, obs, replicas, c) - rate).max(0.0);
     }
     next.lower_since = match action {
-        Action::Stabilizing | Action::DeadBand if pods < replicas => {
+        Action::Stabilizing | Action::DeadBand if pods_down < replicas => {
             state.lower_since.or(Some(now))
         }
         // After a bounded step, the next step waits another window.
-        Action::ScaleDown if replicas > pods => Some(now),
+        Action::ScaleDown if replicas > pods_down => Some(now),
         _ => None,
     };
     next.replicas = Some(replicas);
@@ -596,18 +651,25 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Action::Settling => ((state.settle_until - now).max(0.0), s.settle_seconds),
         Action::Stabilizing => (
             now - next.lower_since.unwrap_or(now),
-            s.scale_down_stabilization_seconds,
+            stabilization_seconds(s, pods_down, replicas),
         ),
         Action::DeadBand => (0.0, s.dead_band),
         Action::IdleKeepOne | Action::Idle => (idle_for, s.idle_seconds),
         _ => (0.0, 0.0),
     };
+    // A scale-up is explained by the sizing it used (pause included).
+    let shown = match action {
+        Action::ScaleUp => need_up,
+        Action::ScaleDown | Action::Stabilizing | Action::IdleKeepOne => need_down,
+        _ => need,
+    };
+    let partition_limit = shown.partition_limit;
     let reason = Reason {
         action,
         from: state.replicas.unwrap_or(0),
         to: replicas,
-        basis: need.basis,
-        partition_limit: need.partition_limit,
+        basis: shown.basis,
+        partition_limit,
         elapsed_seconds,
         window,
     };
@@ -624,15 +686,54 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     };
     let decision = Decision {
         replicas,
-        need: pods,
+        need: pods_down,
         active,
         action,
         reason,
-        partition_limit: need.partition_limit,
+        partition_limit,
         hot_partition,
         capacity_per_s: capacity,
     };
     (decision, next)
+}
+
+/// How long the need must stay lower before scaling from `current` down to
+/// `need`: the full window for a small step (noise is small steps), in
+/// proportion for a large one (a load that fell 90 % has not fallen by
+/// chance), and never less than `MIN_STABILIZATION_SHARE` of the window.
+fn stabilization_seconds(s: &PolicySettings, need: u32, current: u32) -> f64 {
+    let kept = if current == 0 {
+        1.0
+    } else {
+        f64::from(need) / f64::from(current)
+    };
+    s.scale_down_stabilization_seconds * kept.max(MIN_STABILIZATION_SHARE)
+}
+
+/// The backlog the last change projected for `now`: its peak until the pause
+/// ends, then draining at the planned rate; 0 once drained.
+fn projected_allowance(state: &State, now: f64) -> f64 {
+    if now <= state.pause_until {
+        state.projected_backlog
+    } else {
+        (state.projected_backlog - state.projected_drain_per_s * (now - state.pause_until)).max(0.0)
+    }
+}
+
+/// Messages per second `pods` process when the load is spread evenly over
+/// the partitions: the pod with the most partitions sets the pace.
+fn effective_capacity(params: &Params, obs: &Observation, pods: u32, capacity: f64) -> f64 {
+    if pods == 0 {
+        return 0.0;
+    }
+    match params.cap {
+        PartitionCap::None => f64::from(pods) * capacity,
+        _ => {
+            let p = obs.partitions.max(1);
+            let busiest = p.div_ceil(pods.min(p));
+            f64::from(p) * capacity / f64::from(busiest)
+        }
+    }
 }
 
 /// KEDA's Kafka scaler: `ceil(lag / lagThreshold)`, capped at the partitions.
@@ -783,6 +884,7 @@ mod tests {
             partitions,
             partitions_with_lag: partitions,
             inbound_rate_per_s: Some(rate),
+            steady_rate_per_s: Some(rate),
             rate_source: RateSource::Offsets,
             processing_rate_per_s: None,
             hottest_partition: None,
@@ -871,29 +973,27 @@ mod tests {
     }
 
     #[test]
-    fn scale_down_waits_the_stabilization_window_then_goes_in_one_bounded_step() {
+    fn scale_down_waits_a_window_proportional_to_what_remains_then_steps_within_the_bound() {
         let mut p = rate_aware(100.0);
         p.settings.max_scale_down_step = 0.75;
         let (up, mut state) = decide(&p, &State::default(), &obs(0.0, 2000.0, 48), 0.0);
         assert_eq!(up.replicas, 24);
-        let mut t = 200.0; // past the settle window
         let mut answers = Vec::new();
-        while t <= 200.0 + 300.0 {
+        let mut t = 200.0; // past the settle window
+        while t <= 700.0 {
             let (d, next) = decide(&p, &state, &obs(0.0, 400.0, 48), t);
-            answers.push((t, d.replicas, d.action));
+            answers.push((t, d.replicas));
             state = next;
             t += 5.0;
         }
-        assert!(
-            answers.iter().all(|&(t, r, _)| t >= 500.0 || r == 24),
-            "held during the window: {answers:?}"
-        );
-        let (_, last, action) = *answers.last().unwrap();
-        assert_eq!(
-            (last, action),
-            (6, Action::ScaleDown),
-            "24 -> 6 (max(need 4, 24 x 0.25)) in one step"
-        );
+        let at = |time: f64| answers.iter().find(|(t, _)| *t == time).unwrap().1;
+        // Need 4 of 24: the window is 300 s x 4/24 = 50 s, floored at 20 %
+        // (60 s); the step is bounded to 75 % of 24 pods.
+        assert_eq!(at(255.0), 24, "held during the window: {answers:?}");
+        assert_eq!(at(260.0), 6, "24 -> max(need 4, 24 x 0.25): {answers:?}");
+        // Then 6 -> 4 waits 300 s x 4/6 = 200 s.
+        assert_eq!(at(455.0), 6, "{answers:?}");
+        assert_eq!(at(460.0), 4, "{answers:?}");
     }
 
     #[test]
@@ -924,16 +1024,18 @@ mod tests {
                 replicas: Some(2),
                 ..State::default()
             },
-            &obs(0.0, 1000.0, 24),
+            &obs(0.0, 1000.0, 96),
             0.0,
         );
-        assert_eq!(up.replicas, 12);
+        // Sized once for 1000 msg/s and for the backlog of its own pause:
+        // S x (1000 - 200) + R x 1000 = 108000 messages, drained in 60 s.
+        assert_eq!(up.replicas, 32, "{}", up.reason);
         // During start-up and rebalance nothing is consumed: backlog builds.
         let mut state = state;
         for i in 1..24 {
             let t = f64::from(i) * 5.0;
-            let (d, next) = decide(&p, &state, &obs(1000.0 * t, 1000.0, 24), t);
-            assert_eq!(d.replicas, 12, "at {t}s: {}", d.reason);
+            let (d, next) = decide(&p, &state, &obs(1000.0 * t, 1000.0, 96), t);
+            assert_eq!(d.replicas, 32, "at {t}s: {}", d.reason);
             state = next;
         }
     }

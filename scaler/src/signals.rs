@@ -9,6 +9,9 @@ use crate::trigger::{LagRules, OffsetReset};
 
 /// Rates are measured over at least this span (and at least one interval).
 pub const SHORT_RATE_WINDOW_S: f64 = 15.0;
+/// The newest intervals' rate replaces the short window's only when it is
+/// this much higher: a step, not noise.
+pub const STEP_BAND: f64 = 0.25;
 
 /// What Prometheus said at a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,7 +127,15 @@ pub fn observe(
             let base = &samples[b];
             let dt = now.t - base.t;
             let short = rate(sum_high(now), sum_high(base), dt);
+            // The rate of the newest interval sees a step first; confirmed by
+            // the interval before it, one noisy interval cannot move it.
             let newest = rate(sum_high(now), sum_high(prev), now.t - prev.t);
+            let newest = match i.checked_sub(2).map(|j| &samples[j]) {
+                Some(before) => {
+                    newest.min(rate(sum_high(prev), sum_high(before), prev.t - before.t))
+                }
+                None => newest,
+            };
             let processing = rate(sum_committed(now), sum_committed(base), dt);
             // Only the newest sample's hot partition is reported; earlier
             // ones would only be formatted and dropped during a replay.
@@ -147,10 +158,19 @@ pub fn observe(
                         rate_per_s: r,
                     })
             });
-            (Some(short.max(newest)), Some(processing), hottest)
+            // Inside the noise band the short window is the better estimate;
+            // a step beyond it is taken from the newest intervals at once.
+            let fast = if newest > short * (1.0 + STEP_BAND) {
+                newest
+            } else {
+                short
+            };
+            (Some((fast, short)), Some(processing), hottest)
         }
         _ => (None, None, None),
     };
+    let steady_offsets_rate = offsets_rate.map(|(_, short)| short);
+    let offsets_rate = offsets_rate.map(|(fast, _)| fast);
     let (inbound_rate_per_s, rate_source) = match (now.prometheus, offsets_rate) {
         (PrometheusReading::Rate(prom), Some(offsets)) if offsets > prom => {
             (Some(offsets), RateSource::OffsetsAhead)
@@ -159,7 +179,12 @@ pub fn observe(
         (PrometheusReading::NotConfigured, r) => (r, RateSource::Offsets),
         (PrometheusReading::Unavailable, r) => (r, RateSource::OffsetsPrometheusDown),
     };
+    let steady_rate_per_s = match (rate_source, steady_offsets_rate) {
+        (RateSource::Prometheus, _) => inbound_rate_per_s,
+        (_, steady) => steady,
+    };
     Observation {
+        steady_rate_per_s,
         lag: lag as f64,
         activation_lag: activation_lag as f64,
         partitions: now.offsets.partitions.len() as u32,
@@ -243,34 +268,50 @@ mod tests {
     }
 
     #[test]
-    fn rate_sees_a_step_in_the_newest_interval() {
+    fn a_step_is_seen_in_two_intervals_and_noise_is_not() {
+        let at = |t: f64, high: i64, committed: i64| {
+            sample(
+                t,
+                vec![part(0, high, Some(committed))],
+                PrometheusReading::NotConfigured,
+            )
+        };
+        // 10 msg/s, then 1000 msg/s from t = 10.
         let samples = vec![
-            sample(
-                0.0,
-                vec![part(0, 0, Some(0))],
-                PrometheusReading::NotConfigured,
-            ),
-            sample(
-                5.0,
-                vec![part(0, 50, Some(50))],
-                PrometheusReading::NotConfigured,
-            ),
-            sample(
-                10.0,
-                vec![part(0, 100, Some(100))],
-                PrometheusReading::NotConfigured,
-            ),
-            sample(
-                15.0,
-                vec![part(0, 5100, Some(150))],
-                PrometheusReading::NotConfigured,
-            ),
+            at(0.0, 0, 0),
+            at(5.0, 50, 50),
+            at(10.0, 100, 100),
+            at(15.0, 5100, 150),
+            at(20.0, 10100, 200),
         ];
-        let obs = observe(&rules(OffsetReset::Latest), &samples, 3, true);
-        assert_eq!(obs.inbound_rate_per_s, Some(1000.0));
-        assert_eq!(obs.processing_rate_per_s, Some(10.0));
-        assert_eq!(obs.lag, 4950.0);
-        assert_eq!(obs.rate_source, RateSource::Offsets);
+        let rules = rules(OffsetReset::Latest);
+        let first = observe(&rules, &samples, 3, true);
+        assert_eq!(
+            first.inbound_rate_per_s,
+            Some(340.0),
+            "one interval: the 15 s window"
+        );
+        let second = observe(&rules, &samples, 4, true);
+        assert_eq!(
+            second.inbound_rate_per_s,
+            Some(1000.0),
+            "confirmed by a second interval"
+        );
+        assert_eq!(second.steady_rate_per_s, Some(670.0), "the 15 s window");
+        assert_eq!(second.processing_rate_per_s, Some(10.0));
+        assert_eq!(second.lag, 9900.0);
+        assert_eq!(second.rate_source, RateSource::Offsets);
+        // +-10 % noise around 100 msg/s stays the 15 s average.
+        let noisy = vec![
+            at(0.0, 0, 0),
+            at(5.0, 550, 0),
+            at(10.0, 1000, 0),
+            at(15.0, 1550, 0),
+        ];
+        assert_eq!(
+            observe(&rules, &noisy, 3, true).inbound_rate_per_s,
+            Some(1550.0 / 15.0)
+        );
     }
 
     #[test]
