@@ -121,7 +121,8 @@ pub fn run_one(s: &Scenario, mode: Rebalance, autoscaler: &mut dyn Autoscaler) -
         }
     }
     world.finish(s.duration());
-    row.unprocessed_end = world.queued();
+    // + 0.0 turns a float's -0 into 0 for the table.
+    row.unprocessed_end = world.queued() + 0.0;
     row.p50_wait_s = world.waits.quantile(0.50);
     row.p99_wait_s = world.waits.quantile(0.99);
     row.max_wait_s = world.waits.max_s;

@@ -92,6 +92,8 @@ pub struct World {
     rebalance_seconds: f64,
     mode: Rebalance,
     queues: Vec<VecDeque<(f64, f64)>>,
+    /// Messages in each queue (kept, not summed per call).
+    queued: Vec<f64>,
     arrived: Vec<f64>,
     consumed: Vec<f64>,
     inflight: Vec<f64>,
@@ -118,6 +120,7 @@ impl World {
             rebalance_seconds: s.rebalance_seconds,
             mode,
             queues: vec![VecDeque::new(); p],
+            queued: vec![0.0; p],
             arrived: vec![0.0; p],
             consumed: vec![0.0; p],
             inflight: vec![0.0; p],
@@ -229,6 +232,7 @@ impl World {
         for (p, &count) in arrivals.iter().enumerate() {
             if count > 0.0 {
                 self.queues[p].push_back((t, count));
+                self.queued[p] += count;
                 self.arrived[p] += count;
             }
         }
@@ -253,6 +257,7 @@ impl World {
                 self.waits.add(t - front.0, take);
                 front.1 -= take;
                 budget -= take;
+                self.queued[p] -= take;
                 self.consumed[p] += take;
                 self.inflight[p] += take;
                 processed += take;
@@ -270,19 +275,12 @@ impl World {
 
     /// Lag as Kafka reports it: queued plus consumed-but-uncommitted.
     pub fn lag(&self) -> f64 {
-        self.queues
-            .iter()
-            .map(|q| q.iter().map(|c| c.1).sum::<f64>())
-            .sum::<f64>()
-            + self.inflight.iter().sum::<f64>()
+        self.queued() + self.inflight.iter().sum::<f64>()
     }
 
     /// Messages not yet consumed.
     pub fn queued(&self) -> f64 {
-        self.queues
-            .iter()
-            .map(|q| q.iter().map(|c| c.1).sum::<f64>())
-            .sum()
+        self.queued.iter().sum::<f64>().max(0.0)
     }
 
     /// High watermarks and committed offsets, as the scaler would read them.
