@@ -86,6 +86,55 @@ impl ClusterSettings {
         }
     }
 
+    /// Settings of a workload from its environment: `bootstrap` plus
+    /// `KAFKA_AUTH` (`none`, `scram-sha-512`, `msk-iam`), `KAFKA_SASL_USERNAME`,
+    /// `KAFKA_SASL_PASSWORD` (or `KAFKA_SASL_PASSWORD_FILE`), `AWS_REGION`,
+    /// `KAFKA_TLS` (`true` for TLS without SASL) and `KAFKA_CA_FILE`.
+    pub fn from_env(bootstrap: &str) -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let auth = match var("KAFKA_AUTH").as_deref().unwrap_or("none") {
+            "none" => Auth::None,
+            "scram-sha-512" => Auth::ScramSha512 {
+                username: var("KAFKA_SASL_USERNAME")
+                    .ok_or("KAFKA_SASL_USERNAME is required with KAFKA_AUTH=scram-sha-512")?,
+                password_env: Some("KAFKA_SASL_PASSWORD".into()),
+                password_file: var("KAFKA_SASL_PASSWORD_FILE").map(PathBuf::from),
+            },
+            "msk-iam" => Auth::MskIam {
+                region: var("AWS_REGION")
+                    .ok_or("AWS_REGION is required with KAFKA_AUTH=msk-iam")?,
+            },
+            other => {
+                return Err(format!(
+                    "KAFKA_AUTH must be none, scram-sha-512 or msk-iam, got {other:?}"
+                ));
+            }
+        };
+        let tls = Tls {
+            enabled: match var("KAFKA_TLS").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(format!("KAFKA_TLS must be true or false, got {other:?}"));
+                }
+            },
+            ca_file: var("KAFKA_CA_FILE").map(PathBuf::from),
+        };
+        let settings = ClusterSettings {
+            bootstrap_servers: bootstrap
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            tls,
+            auth,
+        };
+        settings
+            .validate()
+            .map_err(|e| format!("KAFKA_BOOTSTRAP_SERVERS: {e}"))?;
+        Ok(settings)
+    }
+
     /// Checks the settings without connecting.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.bootstrap_servers.is_empty() {

@@ -14,14 +14,27 @@ fn main() {
     let day = scenario::find("daily").expect("built-in scenario");
     let simulated = day.duration();
     println!("one day (86,400 steps of 1 s), 48 partitions, cooperative rebalancing");
-    println!("{:<20} {:>10} {:>22}", "autoscaler", "wall s", "simulated s per wall s");
+    println!(
+        "{:<20} {:>10} {:>22}",
+        "autoscaler", "wall s", "simulated s per wall s"
+    );
     let mut total = 0.0;
     for mut autoscaler in sim::autoscalers(&day) {
         let started = Instant::now();
         let (row, _) = sim::run_one(&day, day.rebalance, autoscaler.as_mut());
         let wall = started.elapsed().as_secs_f64();
         total += wall;
-        println!("{:<20} {:>10.2} {:>22.0}", row.policy, wall, simulated / wall);
+        println!(
+            "{:<20} {:>10.2} {:>22.0}",
+            row.policy,
+            wall,
+            simulated / wall
+        );
     }
-    println!("{:<20} {:>10.2} {:>22.0}", "all six", total, simulated / total);
+    println!(
+        "{:<20} {:>10.2} {:>22.0}",
+        "all six",
+        total,
+        simulated / total
+    );
 }

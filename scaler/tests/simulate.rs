@@ -5,24 +5,52 @@ use std::process::Command;
 const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
 
 fn simulate(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(LAGRATE).arg("simulate").args(args).arg("--json").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(LAGRATE)
+        .arg("simulate")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn row<'a>(report: &'a serde_json::Value, policy: &str) -> &'a serde_json::Value {
-    report["rows"].as_array().unwrap().iter().find(|r| r["policy"] == policy).unwrap()
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == policy)
+        .unwrap()
 }
 
 #[test]
 fn list_names_every_builtin_scenario_first_on_its_line() {
-    let out = Command::new(LAGRATE).args(["simulate", "--list"]).output().unwrap();
+    let out = Command::new(LAGRATE)
+        .args(["simulate", "--list"])
+        .output()
+        .unwrap();
     let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
-    for want in ["reference", "steps", "spike", "daily", "flash-crowd", "hot-partition", "noise"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    for want in [
+        "reference",
+        "steps",
+        "spike",
+        "daily",
+        "flash-crowd",
+        "hot-partition",
+        "noise",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
 }
 
@@ -32,29 +60,62 @@ fn json_has_the_documented_shape_and_runs_are_deterministic() {
     assert_eq!(report["scenario"], "spike");
     assert_eq!(report["feasible"], true);
     assert!(report["bound_pod_seconds"].as_f64().unwrap() > 0.0);
-    let policies: Vec<_> = report["rows"].as_array().unwrap().iter().map(|r| r["policy"].as_str().unwrap().to_owned()).collect();
+    let policies: Vec<_> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["policy"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         policies,
-        ["keda-lag", "keda-lag-tuned", "keda-lag-plus-rate", "lagrate", "ideal-reactive", "clairvoyant"]
+        [
+            "keda-lag",
+            "keda-lag-tuned",
+            "keda-lag-plus-rate",
+            "lagrate",
+            "ideal-reactive",
+            "clairvoyant"
+        ]
     );
     for key in [
-        "policy", "pod_seconds", "bound_ratio", "p50_wait_s", "p99_wait_s", "max_wait_s", "peak_lag", "scale_actions", "reversals", "unprocessed_end",
+        "policy",
+        "pod_seconds",
+        "bound_ratio",
+        "p50_wait_s",
+        "p99_wait_s",
+        "max_wait_s",
+        "peak_lag",
+        "scale_actions",
+        "reversals",
+        "unprocessed_end",
     ] {
         assert!(report["rows"][0].get(key).is_some(), "row lacks {key}");
     }
-    assert_eq!(report, simulate(&["--scenario", "spike", "--rebalance", "eager"]), "same seed, same result");
+    assert_eq!(
+        report,
+        simulate(&["--scenario", "spike", "--rebalance", "eager"]),
+        "same seed, same result"
+    );
 }
 
 #[test]
 fn reference_profile_is_capacity_bound_and_lagrate_leaves_the_smallest_backlog_and_says_why() {
     for mode in ["cooperative", "eager"] {
         let report = simulate(&["--scenario", "reference", "--rebalance", mode]);
-        assert_eq!(report["feasible"], false, "5000 msg/s exceeds 24 pods x 100 msg/s");
+        assert_eq!(
+            report["feasible"], false,
+            "5000 msg/s exceeds 24 pods x 100 msg/s"
+        );
         let lagrate = row(&report, "lagrate");
         assert_eq!(lagrate["partition_limit_reported"], true);
         let left = |p: &str| row(&report, p)["unprocessed_end"].as_f64().unwrap();
         for keda in ["keda-lag", "keda-lag-tuned", "keda-lag-plus-rate"] {
-            assert!(left("lagrate") <= left(keda), "{mode}: lagrate left {} vs {keda} {}", left("lagrate"), left(keda));
+            assert!(
+                left("lagrate") <= left(keda),
+                "{mode}: lagrate left {} vs {keda} {}",
+                left("lagrate"),
+                left(keda)
+            );
         }
     }
 }
@@ -68,18 +129,33 @@ fn lagrate_is_not_dominated_by_keda_and_is_near_ideal_on_feasible_scenarios() {
         for mode in ["cooperative", "eager"] {
             let report = simulate(&["--scenario", scenario, "--rebalance", mode]);
             let lagrate = row(&report, "lagrate");
-            let (pods, p99) = (lagrate["pod_seconds"].as_f64().unwrap(), lagrate["p99_wait_s"].as_f64().unwrap());
+            let (pods, p99) = (
+                lagrate["pod_seconds"].as_f64().unwrap(),
+                lagrate["p99_wait_s"].as_f64().unwrap(),
+            );
             for keda in ["keda-lag", "keda-lag-tuned", "keda-lag-plus-rate"] {
                 let k = row(&report, keda);
                 assert!(
-                    !(k["pod_seconds"].as_f64().unwrap() < pods && k["p99_wait_s"].as_f64().unwrap() < p99),
+                    !(k["pod_seconds"].as_f64().unwrap() < pods
+                        && k["p99_wait_s"].as_f64().unwrap() < p99),
                     "{scenario}/{mode}: {keda} beats lagrate on both"
                 );
             }
             let ideal = row(&report, "ideal-reactive");
-            assert!(pods <= 1.15 * ideal["pod_seconds"].as_f64().unwrap(), "{scenario}/{mode}: pod-seconds {pods} vs ideal {}", ideal["pod_seconds"]);
-            assert!(p99 <= 1.15 * ideal["p99_wait_s"].as_f64().unwrap().max(1.0), "{scenario}/{mode}: p99 {p99} vs ideal {}", ideal["p99_wait_s"]);
-            assert!(lagrate["scale_actions"].as_u64().unwrap() <= 2 * 5, "{scenario}/{mode}: at most two actions per load step");
+            assert!(
+                pods <= 1.15 * ideal["pod_seconds"].as_f64().unwrap(),
+                "{scenario}/{mode}: pod-seconds {pods} vs ideal {}",
+                ideal["pod_seconds"]
+            );
+            assert!(
+                p99 <= 1.15 * ideal["p99_wait_s"].as_f64().unwrap().max(1.0),
+                "{scenario}/{mode}: p99 {p99} vs ideal {}",
+                ideal["p99_wait_s"]
+            );
+            assert!(
+                lagrate["scale_actions"].as_u64().unwrap() <= 2 * 5,
+                "{scenario}/{mode}: at most two actions per load step"
+            );
         }
     }
 }
@@ -97,10 +173,20 @@ fn a_user_scenario_file_runs_and_bad_fields_are_named() {
     assert_eq!(report["scenario"], "mine");
     assert_eq!(report["rows"].as_array().unwrap().len(), 6);
 
-    std::fs::write(&file, "name: bad\nload:\n  - { rate: 100, ramp: [1, 2], seconds: 10 }\n").unwrap();
-    let out = Command::new(LAGRATE).args(["simulate", "--scenario", file.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &file,
+        "name: bad\nload:\n  - { rate: 100, ramp: [1, 2], seconds: 10 }\n",
+    )
+    .unwrap();
+    let out = Command::new(LAGRATE)
+        .args(["simulate", "--scenario", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("load[0] needs exactly one of rate, ramp, sine"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("load[0] needs exactly one of rate, ramp, sine")
+    );
 }
 
 #[test]
@@ -112,7 +198,11 @@ fn chart_is_written_as_svg() {
         .arg(&chart)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("lagrate") && svg.contains("keda-lag"));
 }

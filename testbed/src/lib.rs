@@ -450,3 +450,206 @@ pub fn scaled_object(name: &str, metadata: &[(&str, &str)]) -> lagrate_proto::Sc
         scaler_metadata,
     }
 }
+
+impl Tansu {
+    /// High watermark of every partition of `topic`, in partition order.
+    pub fn high_watermarks(&self, topic: &str) -> Vec<i64> {
+        let consumer: BaseConsumer = self.config().create().expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        (0..partitions as i32)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    }
+
+    /// Produces raw payloads (keyed) to partition 0, e.g. a malformed message.
+    pub fn produce_raw(&self, topic: &str, key: &str, payloads: &[&[u8]]) {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.config().create().expect("producer");
+        for payload in payloads {
+            producer
+                .send(
+                    BaseRecord::to(topic)
+                        .key(key)
+                        .payload(*payload)
+                        .partition(0),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+}
+
+/// A PostgreSQL server of its own (Debian's postgresql package), trust
+/// authentication on 127.0.0.1, fsync off; removed on drop.
+pub struct Postgres {
+    pub port: u16,
+    _child: Guarded,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Debian's postgresql package: run scripts/install-test-deps.sh")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("no /usr/lib/postgresql/*/bin/initdb");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        // PostgreSQL refuses to run as root: run it as the postgres user.
+        let as_root = running_as_root();
+        if as_root {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+        }
+        let command = |program: &Path| {
+            if as_root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        let status = command(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(status.success(), "initdb failed");
+        let port = free_port();
+        let log_path = dir.path().join("postgres.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        if as_root {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&log_path)
+                .status();
+        }
+        let mut child = command(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .arg("-k")
+            .arg(dir.path())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("postgres");
+        wait_for_port(port, &mut child, "postgres", &log_path);
+        Postgres {
+            port,
+            _child: Guarded(child),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Any program of the workspace, run with environment variables and its
+/// output in a log file; killed on drop.
+pub struct Process {
+    pub name: String,
+    child: Option<Guarded>,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    pub fn start(bin: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("out.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(bin)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        Process {
+            name: bin.rsplit('/').next().unwrap_or(bin).to_owned(),
+            child: Some(Guarded(child)),
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+
+    /// SIGTERM, then the exit status (panics after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.as_ref().expect("running").0.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        self.wait(timeout)
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut guarded = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = guarded.0.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {timeout:?}:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}

@@ -1,0 +1,414 @@
+//! trade-consumer: consumes trade transactions in micro-batches per
+//! partition and writes them to a sink, committing a partition's offset only
+//! after the batch before it is written (at-least-once, never past an
+//! unwritten message). Partition order (so account order) is kept: one
+//! thread polls and writes, one batch at a time. On revocation, unwritten
+//! batches of revoked partitions are dropped (their new owner re-reads them)
+//! and written offsets are committed; on SIGTERM the pending batches are
+//! written, committed, and the consumer leaves the group.
+
+// A consumer is all I/O: it reads the clock to time batches.
+#![allow(clippy::disallowed_methods)]
+
+mod metrics;
+mod sink;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use kafka_settings::{ClusterSettings, KafkaContext};
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use trade_model::Trade;
+
+use metrics::Metrics;
+use sink::{Record, Sink};
+
+/// Consumes trade transactions in micro-batches.
+#[derive(Parser, Debug)]
+#[command(name = "trade-consumer", version, about)]
+struct Args {
+    /// Kafka bootstrap servers, comma-separated (auth: KAFKA_AUTH, see kafka-settings).
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: String,
+    /// Topic to consume.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "trade-tx-v2")]
+    topic: String,
+    /// Consumer group.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "trade-tx-consumer")]
+    consumer_group: String,
+    /// Messages per batch (per partition).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// A partial batch is written after this many seconds.
+    #[arg(long, env = "BATCH_TIMEOUT_SECONDS", default_value_t = 1.0)]
+    batch_timeout_seconds: f64,
+    /// Seconds the simulated sink takes per batch.
+    #[arg(long, env = "BATCH_PROCESSING_TIME", default_value_t = 1.0)]
+    batch_processing_time: f64,
+    /// Where batches go: simulated or postgres.
+    #[arg(long, env = "SINK", default_value = "simulated", value_parser = ["simulated", "postgres"])]
+    sink: String,
+    /// PostgreSQL URL for SINK=postgres, e.g. postgresql://user@host/db.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Messages that are not valid trades go to this topic (default: only counted and logged).
+    #[arg(long, env = "DLQ_TOPIC")]
+    dlq_topic: Option<String>,
+    /// Port of /metrics.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 8000)]
+    metrics_port: u16,
+}
+
+/// How often the per-partition lag metric is refreshed.
+const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Messages read but not yet written, for one partition.
+struct Batch {
+    records: Vec<Record>,
+    /// Offset after the last message (trades and skipped invalid ones).
+    next_offset: i64,
+    started: Instant,
+}
+
+/// What the poll loop and the rebalance callback share.
+#[derive(Default)]
+struct Progress {
+    pending: HashMap<i32, Batch>,
+    /// Per partition, the offset after the last written message.
+    written: HashMap<i32, i64>,
+}
+
+struct GroupContext {
+    kafka: KafkaContext,
+    topic: String,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl ClientContext for GroupContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.kafka.generate_oauth_token(config)
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut progress = self.progress.lock().expect("progress lock");
+        let mut commit = TopicPartitionList::new();
+        for element in revoked.elements() {
+            let partition = element.partition();
+            if let Some(batch) = progress.pending.remove(&partition) {
+                tracing::info!(
+                    partition,
+                    dropped = batch.records.len(),
+                    "revoked: unwritten batch dropped, the new owner re-reads it"
+                );
+            }
+            if let Some(&offset) = progress.written.get(&partition) {
+                let _ = commit.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+            }
+            progress.written.remove(&partition);
+        }
+        if commit.count() > 0
+            && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "commit on revocation failed; the new owner may re-read a written batch");
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trade-consumer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.batch_timeout_seconds.is_finite() && args.batch_timeout_seconds > 0.0) {
+        anyhow::bail!(
+            "BATCH_TIMEOUT_SECONDS must be a number > 0, got {}",
+            args.batch_timeout_seconds
+        );
+    }
+    if !(args.batch_processing_time.is_finite() && args.batch_processing_time >= 0.0) {
+        anyhow::bail!(
+            "BATCH_PROCESSING_TIME must be a number >= 0, got {}",
+            args.batch_processing_time
+        );
+    }
+    let settings =
+        ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
+    let mut sink: Box<dyn Sink> = match args.sink.as_str() {
+        "postgres" => {
+            let url = args
+                .database_url
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required with SINK=postgres"))?;
+            Box::new(sink::Postgres::connect(url)?)
+        }
+        _ => Box::new(sink::Simulated {
+            processing_time: Duration::from_secs_f64(args.batch_processing_time),
+        }),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let progress = Arc::new(Mutex::new(Progress::default()));
+    let mut config: ClientConfig = settings.client_config()?;
+    config
+        .set("group.id", &args.consumer_group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    let consumer: BaseConsumer<GroupContext> = config.create_with_context(GroupContext {
+        kafka: settings.context(),
+        topic: args.topic.clone(),
+        progress: progress.clone(),
+    })?;
+    check_topic(&consumer, &args.topic, &args.bootstrap_servers)?;
+    let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &args.dlq_topic {
+        Some(_) => Some(
+            settings
+                .client_config()?
+                .set("enable.idempotence", "true")
+                .create()?,
+        ),
+        None => None,
+    };
+    consumer.subscribe(&[&args.topic])?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind((
+        "0.0.0.0",
+        args.metrics_port,
+    )))?;
+    runtime.spawn(metrics::serve(listener, metrics.clone()));
+    let stopping = stop.clone();
+    runtime.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        stopping.store(true, Ordering::Relaxed);
+    });
+    tracing::info!(topic = %args.topic, group = %args.consumer_group, sink = %args.sink, "consuming");
+
+    let batch_size = args.batch_size as usize;
+    let timeout = Duration::from_secs_f64(args.batch_timeout_seconds);
+    let mut consumer_loop = Loop {
+        consumer: &consumer,
+        progress: &progress,
+        metrics: &metrics,
+        sink: sink.as_mut(),
+        topic: &args.topic,
+        dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
+    };
+    let mut lag_updated = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if lag_updated.elapsed() >= LAG_UPDATE_INTERVAL {
+            consumer_loop.update_lag();
+            lag_updated = Instant::now();
+        }
+        if let Some(result) = consumer.poll(Duration::from_millis(50)) {
+            match result {
+                Ok(message) => consumer_loop.route(&message),
+                Err(e) => tracing::warn!(error = %e, "poll error"),
+            }
+        }
+        consumer_loop.write_due(|batch| {
+            batch.records.len() >= batch_size || batch.started.elapsed() >= timeout
+        })?;
+    }
+    tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");
+    consumer_loop.write_due(|_| true)?;
+    consumer_loop.commit(CommitMode::Sync);
+    if let Some(p) = &dlq {
+        let _ = p.flush(Duration::from_secs(10));
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(processed = metrics.processed.get(), "stopped");
+    Ok(())
+}
+
+struct Loop<'a> {
+    consumer: &'a BaseConsumer<GroupContext>,
+    progress: &'a Arc<Mutex<Progress>>,
+    metrics: &'a Metrics,
+    sink: &'a mut dyn Sink,
+    topic: &'a str,
+    dlq: Option<(&'a ThreadedProducer<DefaultProducerContext>, &'a str)>,
+}
+
+impl Loop<'_> {
+    fn route<M: Message>(&mut self, message: &M) {
+        let partition = message.partition();
+        let offset = message.offset();
+        if let Some(ts) = message.timestamp().to_millis() {
+            self.metrics
+                .message_age
+                .observe(((unix_ms() - ts) as f64 / 1000.0).max(0.0));
+        }
+        let parsed = message.payload().map(serde_json::from_slice::<Trade>);
+        let mut progress = self.progress.lock().expect("progress lock");
+        let batch = progress.pending.entry(partition).or_insert_with(|| Batch {
+            records: Vec::new(),
+            next_offset: offset,
+            started: Instant::now(),
+        });
+        batch.next_offset = offset + 1;
+        match parsed {
+            Some(Ok(trade)) => batch.records.push(Record {
+                trade,
+                partition,
+                offset,
+            }),
+            other => {
+                // Not a trade: counted, logged, dead-lettered; never stops the partition.
+                self.metrics.invalid.inc();
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "empty payload".into(),
+                };
+                tracing::warn!(partition, offset, error = %why, "invalid message skipped");
+                if let (Some((producer, topic)), Some(payload)) = (self.dlq, message.payload()) {
+                    let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+                    if let Some(key) = message.key() {
+                        record = record.key(key);
+                    }
+                    if let Err((e, _)) = producer.send(record) {
+                        tracing::warn!(error = %e, "dead-letter send failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every pending batch `due` says is ready, in partition order
+    /// within each partition, then commits what was written.
+    fn write_due(&mut self, due: impl Fn(&Batch) -> bool) -> anyhow::Result<()> {
+        let ready: Vec<(i32, Batch)> = {
+            let mut progress = self.progress.lock().expect("progress lock");
+            let partitions: Vec<i32> = progress
+                .pending
+                .iter()
+                .filter(|(_, b)| due(b))
+                .map(|(p, _)| *p)
+                .collect();
+            partitions
+                .into_iter()
+                .filter_map(|p| progress.pending.remove(&p).map(|b| (p, b)))
+                .collect()
+        };
+        if ready.is_empty() {
+            return Ok(());
+        }
+        for (partition, batch) in ready {
+            let started = Instant::now();
+            let mut attempt = 0u32;
+            // A batch is retried until written: skipping it would lose it.
+            while let Err(e) = self.sink.write(&batch.records) {
+                attempt += 1;
+                tracing::error!(partition, attempt, error = %e, "batch write failed; retrying");
+                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
+            }
+            let took = started.elapsed().as_secs_f64();
+            self.metrics.batch_seconds.observe(took);
+            self.metrics.busy_seconds.inc_by(took);
+            self.metrics.processed.inc_by(batch.records.len() as u64);
+            let mut progress = self.progress.lock().expect("progress lock");
+            progress.written.insert(partition, batch.next_offset);
+        }
+        self.commit(CommitMode::Async);
+        Ok(())
+    }
+
+    /// Lag as this consumer sees it: high watermark minus written offset.
+    fn update_lag(&self) {
+        let written: Vec<(i32, i64)> = {
+            let progress = self.progress.lock().expect("progress lock");
+            progress.written.iter().map(|(p, o)| (*p, *o)).collect()
+        };
+        for (partition, offset) in written {
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(self.topic, partition, Duration::from_secs(1))
+            {
+                self.metrics.set_lag(partition, (high - offset).max(0));
+            }
+        }
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        let progress = self.progress.lock().expect("progress lock");
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, &offset) in &progress.written {
+            let _ = offsets.add_partition_offset(self.topic, partition, Offset::Offset(offset));
+        }
+        drop(progress);
+        if offsets.count() > 0
+            && let Err(e) = self.consumer.commit(&offsets, mode)
+        {
+            tracing::warn!(error = %e, "commit failed; will retry with the next batch");
+        }
+    }
+}
+
+/// Fails fast with a clear message when the broker or the topic is missing.
+fn check_topic(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| {
+            anyhow::anyhow!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}")
+        })?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+    if !found {
+        anyhow::bail!("topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first");
+    }
+    Ok(())
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,105 @@
+//! The consumer's metrics, with the reference dashboard's names.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub partition: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub processed: Counter,
+    pub batch_seconds: Histogram,
+    pub message_age: Histogram,
+    pub lag: Family<PartitionLabel, Gauge>,
+    pub busy_seconds: Counter<f64, AtomicU64>,
+    pub invalid: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            processed: Counter::default(),
+            batch_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            message_age: Histogram::new([
+                0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+            lag: Family::default(),
+            busy_seconds: Counter::default(),
+            invalid: Counter::default(),
+        };
+        registry.register(
+            "kafka_messages_processed",
+            "Messages written by the sink",
+            m.processed.clone(),
+        );
+        registry.register(
+            "kafka_batch_processing_seconds",
+            "Time to write one batch",
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "kafka_message_age_seconds",
+            "Now minus the message timestamp, when consumed",
+            m.message_age.clone(),
+        );
+        registry.register(
+            "kafka_consumer_partition_lag",
+            "High watermark minus the written offset, per partition",
+            m.lag.clone(),
+        );
+        registry.register(
+            "kafka_consumer_busy_seconds",
+            "Seconds spent writing batches (busy time / wall time = utilisation)",
+            m.busy_seconds.clone(),
+        );
+        registry.register(
+            "kafka_consumer_invalid_messages",
+            "Messages that are not valid trades",
+            m.invalid.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn set_lag(&self, partition: i32, lag: i64) {
+        self.lag
+            .get_or_create(&PartitionLabel {
+                partition: partition.to_string(),
+            })
+            .set(lag);
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    let router = Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move { m.encode() }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(metrics);
+    let _ = axum::serve(listener, router).await;
+}

@@ -1,0 +1,117 @@
+//! Where batches are written: a simulated write that takes
+//! BATCH_PROCESSING_TIME (as the reference consumer), or PostgreSQL.
+
+use std::time::Duration;
+
+use trade_model::Trade;
+
+/// A trade with where it came from.
+pub struct Record {
+    pub trade: Trade,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Writes one batch; returns only once the batch is durable.
+pub trait Sink {
+    fn write(&mut self, batch: &[Record]) -> anyhow::Result<()>;
+}
+
+/// Sleeps for the configured processing time per batch.
+pub struct Simulated {
+    pub processing_time: Duration,
+}
+
+impl Sink for Simulated {
+    fn write(&mut self, _batch: &[Record]) -> anyhow::Result<()> {
+        if !self.processing_time.is_zero() {
+            std::thread::sleep(self.processing_time);
+        }
+        Ok(())
+    }
+}
+
+/// One multi-row INSERT per batch into `trades`, idempotent on `trade_id`,
+/// so a batch replayed after a crash writes no duplicates.
+pub struct Postgres {
+    client: postgres::Client,
+}
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
+    trade_id        text PRIMARY KEY,
+    account_id      text NOT NULL,
+    symbol          text NOT NULL,
+    side            text NOT NULL,
+    quantity        integer NOT NULL,
+    price           double precision NOT NULL,
+    trade_time      timestamptz NOT NULL,
+    account_seq     bigint NOT NULL,
+    kafka_partition integer NOT NULL,
+    kafka_offset    bigint NOT NULL,
+    insert_seq      bigserial,
+    processed_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+)";
+
+const COLUMNS: usize = 10;
+
+impl Postgres {
+    pub fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)
+            .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
+        // Consumers start together: serialize the CREATE (IF NOT EXISTS
+        // alone races on the catalog) with a transaction-scoped lock.
+        let mut tx = client.transaction()?;
+        tx.batch_execute("SELECT pg_advisory_xact_lock(4242001)")?;
+        tx.batch_execute(CREATE)?;
+        tx.commit()?;
+        Ok(Postgres { client })
+    }
+}
+
+impl Sink for Postgres {
+    fn write(&mut self, batch: &[Record]) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
+            "INSERT INTO trades (trade_id, account_id, symbol, side, quantity, price, trade_time, account_seq, kafka_partition, kafka_offset) VALUES ",
+        );
+        let mut params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
+            Vec::with_capacity(batch.len() * COLUMNS);
+        for (i, r) in batch.iter().enumerate() {
+            let b = i * COLUMNS;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},to_timestamp(${}::double precision / 1000),${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9,
+                b + 10
+            ));
+            let t = &r.trade;
+            params.push(Box::new(t.trade_id.clone()));
+            params.push(Box::new(t.account_id.clone()));
+            params.push(Box::new(t.symbol.clone()));
+            params.push(Box::new(t.side.clone()));
+            params.push(Box::new(t.quantity as i32));
+            params.push(Box::new(t.price));
+            params.push(Box::new(t.timestamp_ms as f64));
+            params.push(Box::new(t.account_seq as i64));
+            params.push(Box::new(r.partition));
+            params.push(Box::new(r.offset));
+        }
+        sql.push_str(" ON CONFLICT (trade_id) DO NOTHING");
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref()).collect();
+        self.client.execute(sql.as_str(), &refs)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! trade-consumer facing bad input: clear errors at start, and messages
+//! that are not trades never stop a partition.
+
+// Tests wait on real processes: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::Duration;
+
+use testbed::{Process, Tansu, eventually, free_port, http_get, unique};
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_trade-consumer");
+
+#[test]
+fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1".into()),
+            ("METRICS_PORT", free_port().to_string()),
+        ],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    assert!(
+        p.logs().contains("(KAFKA_BOOTSTRAP_SERVERS)"),
+        "{}",
+        p.logs()
+    );
+
+    let broker = Tansu::start();
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", "absent".into()),
+            ("METRICS_PORT", free_port().to_string()),
+        ],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    assert!(
+        p.logs()
+            .contains("topic absent (KAFKA_TOPIC) does not exist"),
+        "{}",
+        p.logs()
+    );
+
+    for (var, value) in [
+        ("BATCH_SIZE", "abc"),
+        ("BATCH_SIZE", "0"),
+        ("SINK", "s3"),
+        ("BATCH_TIMEOUT_SECONDS", "-1"),
+    ] {
+        let mut p = Process::start(
+            CONSUMER,
+            &[],
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+                (var, value.into()),
+            ],
+        );
+        assert!(
+            !p.wait(Duration::from_secs(30)).success(),
+            "{var}={value} accepted"
+        );
+        let logs = p.logs();
+        let flag = format!("--{}", var.to_lowercase().replace('_', "-"));
+        assert!(
+            logs.contains(var) || logs.contains(&flag),
+            "{var}={value}: {logs}"
+        );
+    }
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("SINK", "postgres".into()),
+        ],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    assert!(
+        p.logs()
+            .contains("DATABASE_URL is required with SINK=postgres"),
+        "{}",
+        p.logs()
+    );
+}
+
+#[test]
+fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
+    let broker = Tansu::start();
+    let topic = unique("trades");
+    let dlq = unique("trades-dlq");
+    broker.create_topic(&topic, 1);
+    broker.create_topic(&dlq, 1);
+    let trade = |seq: u64| {
+        format!(
+            r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"AAPL","side":"BUY","quantity":1,"price":1.0,"timestamp_ms":0,"account_seq":{seq}}}"#
+        )
+    };
+    let (first, second) = (trade(1), trade(2));
+    broker.produce_raw(
+        &topic,
+        "ACC1",
+        &[first.as_bytes(), b"not json {", second.as_bytes()],
+    );
+    let port = free_port();
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.clone()),
+            ("CONSUMER_GROUP", unique("g")),
+            ("BATCH_PROCESSING_TIME", "0".into()),
+            ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
+            ("DLQ_TOPIC", dlq.clone()),
+            ("METRICS_PORT", port.to_string()),
+        ],
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "both trades processed", || {
+        let (_, m) = http_get(addr, "/metrics");
+        m.contains("kafka_messages_processed_total 2").then_some(())
+    });
+    let (_, m) = http_get(addr, "/metrics");
+    assert!(m.contains("kafka_consumer_invalid_messages_total 1"), "{m}");
+    eventually(Duration::from_secs(10), "the dead letter", || {
+        (broker.high_watermarks(&dlq) == [1]).then_some(())
+    });
+    assert!(p.logs().contains("invalid message skipped"), "{}", p.logs());
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}

@@ -1,0 +1,396 @@
+//! trade-producer: sends trade transactions to Kafka at an exact target
+//! rate (a token bucket on the monotonic clock: no drift, bursts bounded to
+//! 20 ms of traffic), following a load profile or a rate set over HTTP.
+//!
+//! Endpoints on `METRICS_PORT`: `GET /metrics`, `GET /rate`, `POST /rate`
+//! (body: a number, or `{"rate": N}`).
+
+// A load generator is all I/O: it reads the clock to pace itself.
+#![allow(clippy::disallowed_methods)]
+
+mod profile;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Parser;
+use kafka_settings::{ClusterSettings, KafkaContext};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use rdkafka::ClientConfig;
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use trade_model::TradeGenerator;
+
+/// Sends trade transactions (JSON, keyed by account) at a target rate.
+#[derive(Parser, Debug)]
+#[command(name = "trade-producer", version, about)]
+struct Args {
+    /// Kafka bootstrap servers, comma-separated (auth: KAFKA_AUTH, see kafka-settings).
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: String,
+    /// Topic to send to.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "trade-tx-v2")]
+    topic: String,
+    /// Target rate in messages per second (when no profile is given).
+    #[arg(long = "rate", env = "MESSAGES_PER_SECOND", default_value_t = 10.0)]
+    rate: f64,
+    /// Load profile: RATE@DURATION steps, e.g. "10@60s,1000@120s,5000@120s,0@60s",
+    /// or @FILE with one step per line. The producer exits when it ends.
+    #[arg(long, env = "LOAD_PROFILE")]
+    profile: Option<String>,
+    /// Stop after this many seconds (default: run until SIGTERM).
+    #[arg(long, env = "DURATION_SECONDS")]
+    duration_seconds: Option<f64>,
+    /// Distinct accounts (message keys).
+    #[arg(long, env = "ACCOUNTS", default_value_t = 10_000)]
+    accounts: u32,
+    /// Prefix of trade ids; unique per producer instance (default: host name and pid).
+    #[arg(long, env = "PRODUCER_ID")]
+    producer_id: Option<String>,
+    /// Port of /metrics and /rate.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 8001)]
+    metrics_port: u16,
+}
+
+struct Metrics {
+    registry: Registry,
+    sent: Counter,
+    errors: Counter,
+    target_rate: Gauge<f64, AtomicU64>,
+    achieved_rate: Gauge<f64, AtomicU64>,
+    latency: Histogram,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("trade_producer");
+        let m = Metrics {
+            registry: Registry::default(),
+            sent: Counter::default(),
+            errors: Counter::default(),
+            target_rate: Gauge::default(),
+            achieved_rate: Gauge::default(),
+            latency: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        };
+        registry.register(
+            "messages_sent",
+            "Messages acknowledged by the broker",
+            m.sent.clone(),
+        );
+        registry.register(
+            "send_errors",
+            "Messages the broker did not acknowledge",
+            m.errors.clone(),
+        );
+        registry.register(
+            "target_rate_per_second",
+            "Target send rate",
+            m.target_rate.clone(),
+        );
+        registry.register(
+            "achieved_rate_per_second",
+            "Acknowledged messages over the last second",
+            m.achieved_rate.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Send to broker acknowledgement",
+            m.latency.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+/// rdkafka context: MSK IAM tokens from kafka-settings, delivery metrics here.
+struct DeliveryContext {
+    kafka: KafkaContext,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for DeliveryContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.kafka.generate_oauth_token(config)
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Box<Instant>) {
+        match result {
+            Ok(_) => {
+                self.metrics.sent.inc();
+                self.metrics
+                    .latency
+                    .observe(sent_at.elapsed().as_secs_f64());
+            }
+            Err((e, _)) => {
+                self.metrics.errors.inc();
+                tracing::warn!(error = %e, "delivery failed");
+            }
+        }
+    }
+}
+
+/// The rate in force: the profile's, until POST /rate overrides it.
+struct RateControl {
+    manual: AtomicU64,
+    overridden: AtomicBool,
+}
+
+impl RateControl {
+    fn set(&self, rate: f64) {
+        self.manual.store(rate.to_bits(), Ordering::Relaxed);
+        self.overridden.store(true, Ordering::Relaxed);
+    }
+    fn manual(&self) -> Option<f64> {
+        self.overridden
+            .load(Ordering::Relaxed)
+            .then(|| f64::from_bits(self.manual.load(Ordering::Relaxed)))
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    metrics: Arc<Metrics>,
+    rate: Arc<RateControl>,
+}
+
+async fn get_metrics(State(app): State<App>) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &app.metrics.registry)
+        .expect("writing to a String");
+    out
+}
+
+async fn get_rate(State(app): State<App>) -> String {
+    format!("{}\n", app.metrics.target_rate.get())
+}
+
+async fn post_rate(State(app): State<App>, body: String) -> (StatusCode, String) {
+    let body = body.trim();
+    let parsed = body.parse::<f64>().ok().or_else(|| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()?
+            .get("rate")?
+            .as_f64()
+    });
+    match parsed.filter(|r| r.is_finite() && *r >= 0.0) {
+        Some(rate) => {
+            app.rate.set(rate);
+            tracing::info!(rate, "target rate set");
+            (StatusCode::OK, format!("rate set to {rate} msg/s\n"))
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            format!("rate must be a number >= 0 (or {{\"rate\": N}}), got {body:?}\n"),
+        ),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trade-producer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        anyhow::bail!(
+            "MESSAGES_PER_SECOND (--rate) must be a number >= 0, got {}",
+            args.rate
+        );
+    }
+    let steps = match &args.profile {
+        None => None,
+        Some(p) => {
+            let text = match p.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(Path::new(file))
+                    .map_err(|e| anyhow::anyhow!("LOAD_PROFILE file {file}: {e}"))?,
+                None => p.clone(),
+            };
+            Some(profile::parse(&text).map_err(|e| anyhow::anyhow!("LOAD_PROFILE: {e}"))?)
+        }
+    };
+    let settings =
+        ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(Metrics::new());
+    let mut config: ClientConfig = settings.client_config()?;
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000");
+    let producer: ThreadedProducer<DeliveryContext> =
+        config.create_with_context(DeliveryContext {
+            kafka: settings.context(),
+            metrics: metrics.clone(),
+        })?;
+    check_topic(&producer, &args.topic, &args.bootstrap_servers)?;
+
+    let rate = Arc::new(RateControl {
+        manual: AtomicU64::new(0),
+        overridden: AtomicBool::new(false),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind((
+        "0.0.0.0",
+        args.metrics_port,
+    )))?;
+    let app = App {
+        metrics: metrics.clone(),
+        rate: rate.clone(),
+    };
+    runtime.spawn(async move {
+        let router = Router::new()
+            .route("/metrics", get(get_metrics))
+            .route("/rate", get(get_rate).post(post_rate))
+            .with_state(app);
+        let _ = axum::serve(listener, router).await;
+    });
+    let stopping = stop.clone();
+    runtime.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        stopping.store(true, Ordering::Relaxed);
+    });
+
+    let producer_id = args
+        .producer_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let mut trades = TradeGenerator::new(producer_id, args.accounts);
+    tracing::info!(topic = %args.topic, rate = args.rate, profile = ?args.profile, "producing");
+
+    const TICK: Duration = Duration::from_millis(5);
+    const MAX_BURST_S: f64 = 0.02;
+    let started = Instant::now();
+    let mut last = started;
+    let mut credit = 0.0f64;
+    let mut window_start = started;
+    let mut window_sent = metrics.sent.get();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let elapsed = now - started;
+        let target = match (rate.manual(), &steps) {
+            (Some(manual), _) => manual,
+            (None, Some(steps)) => match profile::rate_at(steps, elapsed) {
+                Some(r) => r,
+                None => break,
+            },
+            (None, None) => args.rate,
+        };
+        if args
+            .duration_seconds
+            .is_some_and(|d| elapsed.as_secs_f64() >= d)
+        {
+            break;
+        }
+        metrics.target_rate.set(target);
+        // Tokens for the time that passed, capped at one batch (20 ms).
+        credit = (credit + target * (now - last).as_secs_f64()).min(target * MAX_BURST_S + 1.0);
+        last = now;
+        while credit >= 1.0 {
+            let trade = trades.next_trade(unix_ms());
+            let payload = serde_json::to_vec(&trade)?;
+            let record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
+                .key(trade.account_id.as_bytes())
+                .payload(&payload);
+            match producer.send(record) {
+                Ok(()) => credit -= 1.0,
+                Err((e, _)) => {
+                    // Queue full: the broker is the limit; try next tick.
+                    tracing::debug!(error = %e, "send queue full");
+                    break;
+                }
+            }
+        }
+        if now - window_start >= Duration::from_secs(1) {
+            let sent = metrics.sent.get();
+            metrics
+                .achieved_rate
+                .set((sent - window_sent) as f64 / (now - window_start).as_secs_f64());
+            window_start = now;
+            window_sent = sent;
+        }
+        std::thread::sleep(TICK.saturating_sub(now.elapsed()));
+    }
+    tracing::info!("flushing");
+    producer.flush(Duration::from_secs(30))?;
+    tracing::info!(
+        sent = metrics.sent.get(),
+        errors = metrics.errors.get(),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Fails fast with a clear message when the broker or the topic is missing.
+fn check_topic<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    topic: &str,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| {
+            anyhow::anyhow!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}")
+        })?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+    if !found {
+        anyhow::bail!("topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first");
+    }
+    Ok(())
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "producer".into())
+}
