@@ -66,6 +66,8 @@ struct Args {
     metrics_port: u16,
 }
 
+/// Longest wait in poll, and how often partial batches are checked.
+const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the per-partition lag metric is refreshed.
 const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -103,6 +105,20 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -192,7 +208,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         topic: args.topic.clone(),
         progress: progress.clone(),
     })?;
-    check_topic(&consumer, &args.topic, &args.bootstrap_servers)?;
+    kafka_settings::ensure_topic(consumer.client(), &args.topic, &args.bootstrap_servers)
+        .map_err(anyhow::Error::msg)?;
     let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &args.dlq_topic {
         Some(_) => Some(
             settings
@@ -234,20 +251,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
     };
     let mut lag_updated = Instant::now();
+    let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if lag_updated.elapsed() >= LAG_UPDATE_INTERVAL {
             consumer_loop.update_lag();
             lag_updated = Instant::now();
         }
-        if let Some(result) = consumer.poll(Duration::from_millis(50)) {
+        let mut full = false;
+        if let Some(result) = consumer.poll(POLL_TIMEOUT) {
             match result {
-                Ok(message) => consumer_loop.route(&message),
+                Ok(message) => full = consumer_loop.route(&message) >= batch_size,
                 Err(e) => tracing::warn!(error = %e, "poll error"),
             }
         }
-        consumer_loop.write_due(|batch| {
-            batch.records.len() >= batch_size || batch.started.elapsed() >= timeout
-        })?;
+        // Batches are looked at when one fills, or every poll timeout for
+        // the ones that timed out: not after every message.
+        if full || last_check.elapsed() >= POLL_TIMEOUT {
+            consumer_loop.write_due(|batch| {
+                batch.records.len() >= batch_size || batch.started.elapsed() >= timeout
+            })?;
+            last_check = Instant::now();
+        }
     }
     tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");
     consumer_loop.write_due(|_| true)?;
@@ -271,7 +295,8 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    fn route<M: Message>(&mut self, message: &M) {
+    /// Adds a message to its partition's batch; returns the batch's size.
+    fn route<M: Message>(&mut self, message: &M) -> usize {
         let partition = message.partition();
         let offset = message.offset();
         if let Some(ts) = message.timestamp().to_millis() {
@@ -312,6 +337,7 @@ impl Loop<'_> {
                 }
             }
         }
+        batch.records.len()
     }
 
     /// Writes every pending batch `due` says is ready, in partition order
@@ -382,28 +408,6 @@ impl Loop<'_> {
             tracing::warn!(error = %e, "commit failed; will retry with the next batch");
         }
     }
-}
-
-/// Fails fast with a clear message when the broker or the topic is missing.
-fn check_topic(
-    consumer: &BaseConsumer<GroupContext>,
-    topic: &str,
-    bootstrap: &str,
-) -> anyhow::Result<()> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| {
-            anyhow::anyhow!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}")
-        })?;
-    let found = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
-    if !found {
-        anyhow::bail!("topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first");
-    }
-    Ok(())
 }
 
 fn unix_ms() -> i64 {

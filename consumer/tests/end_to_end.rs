@@ -94,9 +94,10 @@ fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() 
         }
         assert!(
             Instant::now() < deadline,
-            "{stored} of {produced} trades stored\n--- a:\n{}\n--- c:\n{}",
+            "{stored} of {produced} trades stored\n--- a:\n{}\n--- c:\n{}\n--- b:\n{}",
             a.logs(),
-            c.logs()
+            c.logs(),
+            b.logs()
         );
         std::thread::sleep(Duration::from_millis(500));
     }

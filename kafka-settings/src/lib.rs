@@ -217,6 +217,29 @@ impl ClusterSettings {
     }
 }
 
+/// Fails fast with a message naming the environment variable when the
+/// brokers cannot be reached or `topic` does not exist.
+pub fn ensure_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    bootstrap: &str,
+) -> Result<(), String> {
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}"))?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+    if !found {
+        return Err(format!(
+            "topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first"
+        ));
+    }
+    Ok(())
+}
+
 /// rdkafka client context: logs through `tracing` and, for MSK IAM, signs
 /// OAUTHBEARER tokens. librdkafka asks for a new token before the old one
 /// expires (at 80% of its lifetime), so tokens are refreshed in time.

@@ -255,7 +255,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             kafka: settings.context(),
             metrics: metrics.clone(),
         })?;
-    check_topic(&producer, &args.topic, &args.bootstrap_servers)?;
+    kafka_settings::ensure_topic(producer.client(), &args.topic, &args.bootstrap_servers)
+        .map_err(anyhow::Error::msg)?;
 
     let rate = Arc::new(RateControl {
         manual: AtomicU64::new(0),
@@ -356,29 +357,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         errors = metrics.errors.get(),
         "stopped"
     );
-    Ok(())
-}
-
-/// Fails fast with a clear message when the broker or the topic is missing.
-fn check_topic<C: ProducerContext>(
-    producer: &ThreadedProducer<C>,
-    topic: &str,
-    bootstrap: &str,
-) -> anyhow::Result<()> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| {
-            anyhow::anyhow!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}")
-        })?;
-    let found = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
-    if !found {
-        anyhow::bail!("topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first");
-    }
     Ok(())
 }
 

@@ -15,28 +15,20 @@ use std::time::{Duration, Instant};
 
 use lagrate_proto::GetMetricsRequest;
 use lagrate_proto::external_scaler_client::ExternalScalerClient;
-use testbed::{Lagrate, Tansu, scaled_object, unique};
+use testbed::{Lagrate, Tansu, bench_arg, scaled_object, unique};
 
 const OBJECTS: usize = 1000;
 const PARTITIONS: i32 = 24;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(default)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {
-    let seconds = arg("--seconds", 10);
-    let clients = arg("--clients", 64) as usize;
-    let source_keys = arg("--keys", 50) as usize;
-    let interval_s = arg("--interval", 5) as f64;
+    let seconds = bench_arg("--seconds", 10);
+    let clients = bench_arg("--clients", 64) as usize;
+    let source_keys = bench_arg("--keys", 50) as usize;
+    let interval_s = bench_arg("--interval", 5) as f64;
     let broker = Tansu::start();
     let topic = unique("bench");
     broker.create_topic(&topic, PARTITIONS);

@@ -120,6 +120,15 @@ pub fn is_valid_topic_name(topic: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+fn cluster_names(config: &Config) -> String {
+    config
+        .clusters
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn err(message: String) -> TriggerError {
     TriggerError(message)
 }
@@ -189,20 +198,15 @@ pub fn parse(
             if !config.clusters.contains_key(name) {
                 return Err(err(format!(
                     "cluster {name:?} is not in the scaler config; configured: {}",
-                    config
-                        .clusters
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    cluster_names(config)
                 )));
             }
             ClusterRef::Named(name.to_owned())
         }
         (None, Some(servers)) => {
+            let list: Vec<String> = servers.split(',').map(|s| s.trim().to_owned()).collect();
             if !config.allow_inline_bootstrap_servers {
                 // The same servers as a configured cluster are fine.
-                let list: Vec<String> = servers.split(',').map(|s| s.trim().to_owned()).collect();
                 match config
                     .clusters
                     .iter()
@@ -216,7 +220,6 @@ pub fn parse(
                     }
                 }
             } else {
-                let list: Vec<String> = servers.split(',').map(|s| s.trim().to_owned()).collect();
                 kafka_settings::ClusterSettings::plaintext(list.clone())
                     .validate()
                     .map_err(|e| err(e.to_string()))?;
@@ -229,12 +232,7 @@ pub fn parse(
         (None, None) => {
             return Err(err(format!(
                 "cluster is required: one of {}",
-                config
-                    .clusters
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                cluster_names(config)
             )));
         }
     };

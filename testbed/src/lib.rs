@@ -26,6 +26,15 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// A benchmark's numeric option: `--name VALUE` on its command line.
+pub fn bench_arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A random suffix for topic and group names.
 pub fn unique(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -651,5 +660,16 @@ impl Process {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.0.id())
+    }
+
+    /// The exit status if it has exited (the process is then reaped).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.0.try_wait().ok()??;
+        self.child = None;
+        Some(status)
     }
 }
