@@ -44,7 +44,7 @@ fn main() {
         );
     }
     let config = format!(
-        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 300s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n",
+        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 300s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n",
         broker.bootstrap()
     );
     let lagrate = Lagrate::start(env!("CARGO_BIN_EXE_lagrate"), &config);

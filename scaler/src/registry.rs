@@ -19,7 +19,7 @@ use crate::metrics::{ActionLabels, Metrics, ObjectLabels};
 use crate::policy::{Decision, Observation, RateSource, State, decide};
 use crate::sampler::{Sampler, SourceKey};
 use crate::signals::observe;
-use crate::source::kafka::KafkaOffsets;
+use crate::source::kafka::{ClusterClient, KafkaOffsets};
 use crate::source::{OffsetSource, SourceError};
 use crate::trigger::{self, ClusterRef, TriggerSpec};
 
@@ -28,13 +28,28 @@ pub trait SourceFactory: Send + Sync + 'static {
     fn offsets(&self, key: &SourceKey) -> Result<Arc<dyn OffsetSource>, SourceError>;
 }
 
-/// The real factory: rdkafka clients.
-pub struct KafkaFactory;
+/// The real factory: rdkafka, one client per cluster shared by its groups.
+#[derive(Default)]
+pub struct KafkaFactory {
+    clients: Mutex<HashMap<kafka_settings::ClusterSettings, std::sync::Weak<ClusterClient>>>,
+}
 
 impl SourceFactory for KafkaFactory {
     fn offsets(&self, key: &SourceKey) -> Result<Arc<dyn OffsetSource>, SourceError> {
+        let client = {
+            let mut clients = self.clients.lock().expect("client map lock poisoned");
+            clients.retain(|_, c| c.strong_count() > 0);
+            match clients.get(&key.cluster).and_then(std::sync::Weak::upgrade) {
+                Some(client) => client,
+                None => {
+                    let client = Arc::new(ClusterClient::new(&key.cluster)?);
+                    clients.insert(key.cluster.clone(), Arc::downgrade(&client));
+                    client
+                }
+            }
+        };
         Ok(Arc::new(KafkaOffsets::new(
-            &key.cluster,
+            client,
             &key.group,
             key.topics.clone(),
             key.kafka_timeout,

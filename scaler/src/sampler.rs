@@ -119,6 +119,30 @@ impl Sampler {
     }
 }
 
+/// Where in the interval a key is sampled: a function of the key alone, so
+/// every scaler replica samples a key at the same instants, while different
+/// keys spread over the interval instead of hitting the brokers at once.
+fn grid_phase(key: &SourceKey, interval_s: f64) -> f64 {
+    use std::hash::{Hash, Hasher};
+    // FNV-1a over the identifying strings: stable across processes and builds.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    key.cluster.bootstrap_servers.hash(&mut h);
+    key.group.hash(&mut h);
+    key.topics.hash(&mut h);
+    (h.finish() % 1000) as f64 / 1000.0 * interval_s
+}
+
 async fn run(
     key: SourceKey,
     source: Arc<dyn OffsetSource>,
@@ -128,6 +152,7 @@ async fn run(
     metrics: Arc<Metrics>,
 ) {
     let interval = key.interval.as_secs_f64();
+    let phase = grid_phase(&key, interval);
     let mut first = true;
     loop {
         // The first sample is taken at once so a new ScaledObject gets an
@@ -135,9 +160,9 @@ async fn run(
         let now = unix_now();
         let tick = if first {
             first = false;
-            next_grid_tick(now, interval) - interval
+            next_grid_tick(now - phase, interval) - interval + phase
         } else {
-            let tick = next_grid_tick(now, interval);
+            let tick = next_grid_tick(now - phase, interval) + phase;
             tokio::time::sleep(Duration::from_secs_f64((tick - now).max(0.0))).await;
             tick
         };

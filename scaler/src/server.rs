@@ -26,7 +26,11 @@ pub async fn run(
     let config = Config::load(&config_path)?;
     let metrics = Arc::new(Metrics::new());
     metrics.config_valid.set(1);
-    let registry = Arc::new(Registry::new(config, Arc::new(KafkaFactory), metrics));
+    let registry = Arc::new(Registry::new(
+        config,
+        Arc::new(KafkaFactory::default()),
+        metrics,
+    ));
     let _watcher = crate::reload::watch(config_path.clone(), registry.clone())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -336,7 +336,12 @@ impl Lagrate {
             .arg(&self.config_path)
             .arg(format!("--grpc-listen=127.0.0.1:{}", self.grpc_port))
             .arg(format!("--http-listen=127.0.0.1:{}", self.http_port))
-            .env("RUST_LOG", "info,lagrate=debug")
+            // Tests want every decision in the log; benchmarks run with the
+            // production default (LAGRATE_TEST_LOG=info).
+            .env(
+                "RUST_LOG",
+                std::env::var("LAGRATE_TEST_LOG").unwrap_or_else(|_| "info,lagrate=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

@@ -1,43 +1,38 @@
 //! Offsets from Kafka with rdkafka: high watermarks (one ListOffsets for all
 //! partitions), the group's committed offsets (one OffsetFetch) and, when
-//! the broker answers DescribeGroups, the member count.
+//! the broker answers DescribeGroups, the member count. One client per
+//! cluster serves every group on it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::clock::unix_now;
+
 use super::{OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError};
 
-/// After DescribeGroups fails, skip it for this many samples.
-const MEMBERS_RETRY_SAMPLES: u32 = 12;
+/// After DescribeGroups fails on a cluster, it is not asked again for this long.
+const MEMBERS_RETRY: Duration = Duration::from_secs(600);
 
-/// One group on one cluster, sampled through a client that never joins it.
-pub struct KafkaOffsets {
+/// The client of one cluster, shared by the samplers of all its groups. It
+/// never joins a group.
+pub struct ClusterClient {
     consumer: BaseConsumer<KafkaContext>,
-    group: String,
-    /// None: every topic the group has committed offsets for.
-    topics: Option<Vec<String>>,
-    timeout: Duration,
-    members_backoff: AtomicU32,
+    /// Unix time before which DescribeGroups is not tried again.
+    describe_groups_retry_at: Mutex<f64>,
 }
 
-impl KafkaOffsets {
-    /// A client for `group` on `cluster`; connects lazily.
-    pub fn new(
-        cluster: &ClusterSettings,
-        group: &str,
-        topics: Option<Vec<String>>,
-        timeout: Duration,
-    ) -> Result<Self, SourceError> {
+impl ClusterClient {
+    pub fn new(cluster: &ClusterSettings) -> Result<Self, SourceError> {
         let mut config = cluster
             .client_config()
             .map_err(|e| SourceError::Kafka(e.to_string()))?;
         config
-            .set("group.id", group)
+            .set("group.id", "lagrate-offset-reader")
             .set("enable.auto.commit", "false")
             .set("client.id", "lagrate")
             .set("log_level", "3");
@@ -46,15 +41,39 @@ impl KafkaOffsets {
             .map_err(|e| SourceError::Kafka(format!("cannot create client: {e}")))?;
         Ok(Self {
             consumer,
+            describe_groups_retry_at: Mutex::new(0.0),
+        })
+    }
+}
+
+/// One group on one cluster.
+pub struct KafkaOffsets {
+    client: Arc<ClusterClient>,
+    group: String,
+    /// None: every topic the group has committed offsets for.
+    topics: Option<Vec<String>>,
+    timeout: Duration,
+}
+
+impl KafkaOffsets {
+    /// Reads `group` through the cluster's shared client.
+    pub fn new(
+        client: Arc<ClusterClient>,
+        group: &str,
+        topics: Option<Vec<String>>,
+        timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client,
             group: group.to_owned(),
             topics,
             timeout,
-            members_backoff: AtomicU32::new(0),
         })
     }
 
     fn partitions_of(&self, topic: Option<&str>) -> Result<Vec<(String, i32)>, SourceError> {
         let metadata = self
+            .client
             .consumer
             .fetch_metadata(topic, self.timeout)
             .map_err(|e| SourceError::Kafka(format!("metadata: {e}")))?;
@@ -72,12 +91,12 @@ impl KafkaOffsets {
     }
 
     fn members(&self) -> Option<u32> {
-        let backoff = self.members_backoff.load(Ordering::Relaxed);
-        if backoff > 0 {
-            self.members_backoff.store(backoff - 1, Ordering::Relaxed);
+        let retry_at = &self.client.describe_groups_retry_at;
+        if unix_now() < *retry_at.lock().expect("retry lock poisoned") {
             return None;
         }
         match self
+            .client
             .consumer
             .fetch_group_list(Some(&self.group), self.timeout.min(Duration::from_secs(1)))
         {
@@ -87,9 +106,11 @@ impl KafkaOffsets {
                 .find(|g| g.name() == self.group)
                 .map(|g| g.members().len() as u32),
             Err(e) => {
-                tracing::debug!(group = %self.group, error = %e, "DescribeGroups unavailable; member count unknown");
-                self.members_backoff
-                    .store(MEMBERS_RETRY_SAMPLES, Ordering::Relaxed);
+                // A broker without DescribeGroups would stall the shared
+                // connection on every sample: ask again much later.
+                tracing::info!(group = %self.group, error = %e, "DescribeGroups unavailable; member count unknown");
+                *retry_at.lock().expect("retry lock poisoned") =
+                    unix_now() + MEMBERS_RETRY.as_secs_f64();
                 None
             }
         }
@@ -110,18 +131,15 @@ impl OffsetSource for KafkaOffsets {
         };
         partitions.sort();
 
-        let mut request = TopicPartitionList::with_capacity(partitions.len());
-        for (topic, partition) in &partitions {
-            request
-                .add_partition_offset(topic, *partition, Offset::Invalid)
-                .map_err(|e| SourceError::Kafka(e.to_string()))?;
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(request, self.timeout)
-            .map_err(|e| {
-                SourceError::Kafka(format!("committed offsets of group {}: {e}", self.group))
-            })?;
+        let committed = kafka_group_offsets::committed_offsets(
+            self.client.consumer.client(),
+            &self.group,
+            &partitions,
+            self.timeout,
+        )
+        .map_err(|e| {
+            SourceError::Kafka(format!("committed offsets of group {}: {e}", self.group))
+        })?;
         // ListOffsets with timestamp -1 (Offset::End) answers the high
         // watermarks of every partition in one request per broker.
         let mut latest = TopicPartitionList::with_capacity(partitions.len());
@@ -131,6 +149,7 @@ impl OffsetSource for KafkaOffsets {
                 .map_err(|e| SourceError::Kafka(e.to_string()))?;
         }
         let high = self
+            .client
             .consumer
             .offsets_for_times(latest, self.timeout)
             .map_err(|e| SourceError::Kafka(format!("high watermarks: {e}")))?;
@@ -146,13 +165,7 @@ impl OffsetSource for KafkaOffsets {
                     )));
                 }
             };
-            let committed = match committed
-                .find_partition(topic, *partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(o)) if o >= 0 => Some(o),
-                _ => None,
-            };
+            let committed = committed.get(&(topic.clone(), *partition)).copied();
             let name = match topic_names.last() {
                 Some(last) if **last == **topic => last.clone(),
                 _ => {

@@ -1,0 +1,136 @@
+//! Committed offsets of any consumer group, read through a client that
+//! already exists (one per cluster), with librdkafka's
+//! ListConsumerGroupOffsets admin call.
+//!
+//! rust-rdkafka reads committed offsets only for the group its client was
+//! created with, so a scaler watching fifty groups would need fifty clients,
+//! each with its own threads and buffers (about 0.6 MB apiece). This crate
+//! wraps the one C call that avoids that; it is the only unsafe code of the
+//! workspace.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::time::Duration;
+
+use rdkafka::bindings as rd;
+use rdkafka::client::{Client, ClientContext};
+
+/// Committed offset per `(topic, partition)` of `group`; a partition the
+/// group never committed is absent. Blocks up to `timeout`.
+pub fn committed_offsets<C: ClientContext>(
+    client: &Client<C>,
+    group: &str,
+    partitions: &[(String, i32)],
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), i64>, String> {
+    let group_c =
+        CString::new(group).map_err(|_| format!("group {group:?} contains a NUL byte"))?;
+    let topics: Vec<CString> = partitions
+        .iter()
+        .map(|(t, _)| {
+            CString::new(t.as_str()).map_err(|_| format!("topic {t:?} contains a NUL byte"))
+        })
+        .collect::<Result<_, _>>()?;
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+
+    // SAFETY: every pointer passed to librdkafka is either returned by
+    // librdkafka in this function and destroyed exactly once before it
+    // returns, or borrowed from a value (`client`, `group_c`, `topics`) that
+    // outlives the call. librdkafka copies the partition list into the
+    // request and the request's strings; results are read only while
+    // `event` is alive, and strings are copied out before it is destroyed.
+    #[allow(unsafe_code)]
+    unsafe {
+        let rk = client.native_ptr();
+        let list = rd::rd_kafka_topic_partition_list_new(partitions.len() as i32);
+        for ((_, partition), topic) in partitions.iter().zip(&topics) {
+            rd::rd_kafka_topic_partition_list_add(list, topic.as_ptr(), *partition);
+        }
+        let mut request = rd::rd_kafka_ListConsumerGroupOffsets_new(group_c.as_ptr(), list);
+        rd::rd_kafka_topic_partition_list_destroy(list);
+        let options = rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+        );
+        let mut errstr = [0 as std::ffi::c_char; 256];
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        let queue = rd::rd_kafka_queue_new(rk);
+        rd::rd_kafka_ListConsumerGroupOffsets(rk, &mut request, 1, options, queue);
+        // Allow librdkafka's own deadline to fire first.
+        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
+
+        let result = if event.is_null() {
+            Err(format!(
+                "no answer to ListConsumerGroupOffsets within {timeout:?}"
+            ))
+        } else if rd::rd_kafka_event_error(event)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            Err(CStr::from_ptr(rd::rd_kafka_event_error_string(event))
+                .to_string_lossy()
+                .into_owned())
+        } else {
+            read_result(event)
+        };
+
+        if !event.is_null() {
+            rd::rd_kafka_event_destroy(event);
+        }
+        rd::rd_kafka_queue_destroy(queue);
+        rd::rd_kafka_AdminOptions_destroy(options);
+        rd::rd_kafka_ListConsumerGroupOffsets_destroy(request);
+        result
+    }
+}
+
+/// Copies the offsets out of a ListConsumerGroupOffsets result event.
+///
+/// # Safety
+/// `event` must be a live, successful ListConsumerGroupOffsets result event.
+#[allow(unsafe_code)]
+unsafe fn read_result(
+    event: *mut rd::rd_kafka_event_t,
+) -> Result<HashMap<(String, i32), i64>, String> {
+    // SAFETY: the caller guarantees `event`; the pointers read here belong to
+    // it and are only read (and copied) while it lives.
+    unsafe {
+        let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event);
+        if result.is_null() {
+            return Err("unexpected admin result type".into());
+        }
+        let mut count = 0usize;
+        let groups = rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count);
+        if count == 0 || groups.is_null() {
+            return Ok(HashMap::new());
+        }
+        let group = *groups;
+        let error = rd::rd_kafka_group_result_error(group);
+        if !error.is_null() {
+            return Err(CStr::from_ptr(rd::rd_kafka_error_string(error))
+                .to_string_lossy()
+                .into_owned());
+        }
+        let list = rd::rd_kafka_group_result_partitions(group);
+        let mut offsets = HashMap::new();
+        if list.is_null() {
+            return Ok(offsets);
+        }
+        let list = &*list;
+        for i in 0..list.cnt.max(0) as usize {
+            let element = &*list.elems.add(i);
+            if element.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || element.offset < 0
+            {
+                continue;
+            }
+            let topic = CStr::from_ptr(element.topic).to_string_lossy().into_owned();
+            offsets.insert((topic, element.partition), element.offset);
+        }
+        Ok(offsets)
+    }
+}
