@@ -142,7 +142,7 @@ impl Registry {
     /// The entry of a ScaledObjectRef, created (and its sampler started) on
     /// first use. Bad metadata is InvalidArgument.
     pub async fn entry(
-        &self,
+        self: &Arc<Self>,
         namespace: &str,
         name: &str,
         metadata: &HashMap<String, String>,
@@ -177,7 +177,26 @@ impl Registry {
             last: Mutex::new(None),
         });
         self.entries.insert(id, entry.clone()).await;
+        self.evaluate_on_every_sample(&entry);
         Ok(entry)
+    }
+
+    /// Replays the policy when a sample lands rather than in the next
+    /// KEDA call, so requests find the answer ready. Ends once the entry or
+    /// the registry is gone.
+    fn evaluate_on_every_sample(self: &Arc<Self>, entry: &Arc<Entry>) {
+        let registry = Arc::downgrade(self);
+        let weak_entry = Arc::downgrade(entry);
+        let mut samples = entry.sampler.subscribe();
+        tokio::spawn(async move {
+            while samples.changed().await.is_ok() {
+                let (Some(registry), Some(entry)) = (registry.upgrade(), weak_entry.upgrade())
+                else {
+                    return;
+                };
+                let _ = registry.evaluate(&entry).await;
+            }
+        });
     }
 
     fn source_key(&self, spec: &TriggerSpec, config: &Config) -> Result<SourceKey, ScalerError> {

@@ -416,7 +416,7 @@ async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
             let rate = d["evaluation"]["observation"]["inboundRatePerS"]
                 .as_f64()
                 .unwrap();
-            assert!((200.0..=700.0).contains(&rate), "rate {rate}");
+            assert!((100.0..=700.0).contains(&rate), "rate {rate}");
             assert!(
                 d["reason"].as_str().unwrap().contains("from prometheus"),
                 "{d}"
@@ -590,13 +590,30 @@ async fn two_replicas_queried_alternately_agree_while_lag_falls_and_after_a_rest
         let mut ca = client(a).await;
         let mut cb = client(b).await;
         let mut seen = Vec::new();
+        // Two replicas read the broker at the same grid instants, but a read
+        // delayed past a commit can see it one sample earlier than the
+        // other: they may differ for at most one sample interval (1 s),
+        // never longer.
+        let mut disagreeing_since: Option<Instant> = None;
         for _ in 0..rounds {
             let va = metric(&mut ca, object).await.unwrap();
             let vb = metric(&mut cb, object).await.unwrap();
-            assert_eq!(va, vb, "replicas disagree (a then b)");
+            if va == vb {
+                disagreeing_since = None;
+            } else {
+                let since = *disagreeing_since.get_or_insert_with(Instant::now);
+                assert!(
+                    since.elapsed() < Duration::from_millis(1500),
+                    "replicas disagree for over a sample interval: a {va}, b {vb}"
+                );
+            }
             seen.push(va);
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
+        assert!(
+            disagreeing_since.is_none(),
+            "replicas still disagree at the end"
+        );
         seen
     }
 
