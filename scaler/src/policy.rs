@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
 const IDLE_RATE_PER_S: f64 = 1e-3;
+/// A steady rate this much above the one seen when the need fell counts as
+/// a ramp, and holds the scale-down.
+const RAMP_LEAD: f64 = 0.02;
 /// Shortest share of the stabilization window a scale-down waits.
 const MIN_STABILIZATION_SHARE: f64 = 0.2;
 /// Weight of a new capacity sample in the learned per-pod capacity.
@@ -323,6 +326,9 @@ pub struct State {
     pub projected_drain_per_s: f64,
     /// Since when the need has stayed below the answer.
     pub lower_since: Option<f64>,
+    /// The steady inbound rate when the need fell below the answer: a
+    /// scale-down waits while the rate is still rising past it (a ramp).
+    pub rate_when_lower: f64,
     /// Since when the topic has been idle.
     pub idle_since: Option<f64>,
     /// Learned messages per second per pod.
@@ -607,7 +613,13 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 (current, Action::DeadBand)
             } else {
                 let since = state.lower_since.unwrap_or(now);
-                if now - since >= stabilization_seconds(s, pods_down, current) {
+                let rising = state.lower_since.is_some()
+                    && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
+                if rising {
+                    // Trend lead: the load is climbing; what it needs soon is
+                    // not less than what runs now.
+                    (current, Action::Stabilizing)
+                } else if now - since >= stabilization_seconds(s, pods_down, current) {
                     let step_floor =
                         (f64::from(current) * (1.0 - s.max_scale_down_step)).floor() as u32;
                     (pods_down.max(step_floor), Action::ScaleDown)
@@ -636,7 +648,11 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         next.pause_until = now + pause_s;
         next.projected_drain_per_s = (effective_capacity(params, obs, replicas, c) - rate).max(0.0);
     }
+    let rising =
+        state.lower_since.is_some() && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
     next.lower_since = match action {
+        // A rising rate restarts the window.
+        Action::Stabilizing if rising => Some(now),
         Action::Stabilizing | Action::DeadBand if pods_down < replicas => {
             state.lower_since.or(Some(now))
         }
@@ -644,6 +660,9 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Action::ScaleDown if replicas > pods_down => Some(now),
         _ => None,
     };
+    if next.lower_since != state.lower_since {
+        next.rate_when_lower = steady_rate;
+    }
     next.replicas = Some(replicas);
 
     let (elapsed_seconds, window) = match action {
@@ -1038,5 +1057,39 @@ mod tests {
             assert_eq!(d.replicas, 32, "at {t}s: {}", d.reason);
             state = next;
         }
+    }
+
+    #[test]
+    fn no_scale_down_while_the_rate_is_still_rising() {
+        let p = rate_aware(100.0);
+        let mut state = State {
+            replicas: Some(24),
+            ..State::default()
+        };
+        // A ramp from 400 to 1000 msg/s over 10 minutes on 48 partitions:
+        // the need stays below 24 pods, but the load is climbing.
+        let mut t = 0.0;
+        while t < 600.0 {
+            let (d, next) = decide(&p, &state, &obs(0.0, 400.0 + t, 48), t);
+            assert_eq!(
+                d.replicas, 24,
+                "scaled down on a ramp at {t}s: {}",
+                d.reason
+            );
+            state = next;
+            t += 5.0;
+        }
+        // Once it levels off, the scale-down comes.
+        let mut down = None;
+        while t < 1200.0 {
+            let (d, next) = decide(&p, &state, &obs(0.0, 1000.0, 48), t);
+            state = next;
+            if d.replicas < 24 {
+                down = Some(d.replicas);
+                break;
+            }
+            t += 5.0;
+        }
+        assert_eq!(down, Some(12), "1000 msg/s x 1.1 on 48 partitions: 12 pods");
     }
 }
