@@ -37,6 +37,17 @@ fn consumer(broker: &Tansu, topic: &str, group: &str, db: &Postgres) -> Process 
     )
 }
 
+/// Waits until a consumer logs a non-empty assignment.
+fn wait_assigned(consumer: &Process) {
+    testbed::eventually(Duration::from_secs(60), "a partition assignment", || {
+        consumer
+            .logs()
+            .lines()
+            .any(|l| l.contains("partitions assigned") && !l.contains("partitions=[]"))
+            .then_some(())
+    });
+}
+
 #[test]
 fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() {
     let broker = Tansu::start();
@@ -45,8 +56,11 @@ fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() 
     let group = unique("settlement");
     broker.create_topic(&topic, 6);
 
+    // Start one member at a time and let each settle into the group first.
     let mut a = consumer(&broker, &topic, &group, &db);
+    wait_assigned(&a);
     let mut b = consumer(&broker, &topic, &group, &db);
+    wait_assigned(&b);
     let mut producer = Process::start(
         &producer_bin(),
         &[
@@ -66,14 +80,14 @@ fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() 
         ],
     );
     std::thread::sleep(Duration::from_secs(2));
-    a.kill(); // a crash mid-stream: its unwritten and uncommitted batches are re-read
+    b.kill(); // a crash mid-stream: its unwritten and uncommitted batches are re-read
     std::thread::sleep(Duration::from_secs(1));
-    let mut a = consumer(&broker, &topic, &group, &db);
+    let mut b = consumer(&broker, &topic, &group, &db);
     std::thread::sleep(Duration::from_secs(1));
     let mut c = consumer(&broker, &topic, &group, &db);
     std::thread::sleep(Duration::from_secs(2));
-    let status = b.terminate(Duration::from_secs(20));
-    assert!(status.success(), "graceful leave: {status:?}\n{}", b.logs());
+    let status = a.terminate(Duration::from_secs(20));
+    assert!(status.success(), "graceful leave: {status:?}\n{}", a.logs());
     assert!(
         producer.wait(Duration::from_secs(60)).success(),
         "{}",
@@ -94,10 +108,10 @@ fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() 
         }
         assert!(
             Instant::now() < deadline,
-            "{stored} of {produced} trades stored\n--- a:\n{}\n--- c:\n{}\n--- b:\n{}",
-            a.logs(),
+            "{stored} of {produced} trades stored\n--- b:\n{}\n--- c:\n{}\n--- a:\n{}",
+            b.logs(),
             c.logs(),
-            b.logs()
+            a.logs()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -128,5 +142,5 @@ fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() 
         );
     }
     assert!(c.terminate(Duration::from_secs(20)).success());
-    assert!(a.terminate(Duration::from_secs(20)).success());
+    assert!(b.terminate(Duration::from_secs(20)).success());
 }
