@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what lagrate's tests need, idempotently: Debian's prometheus and
-# postgresql packages, and the tansu Kafka broker (built once with cargo into
-# a cache directory, then reused).
+# Installs what lagrate's tests need, idempotently: Debian's prometheus,
+# postgresql and curl packages, and the tansu Kafka broker (built once with
+# cargo into a cache directory, then reused).
 set -euo pipefail
 
 CACHE="${LAGRATE_CACHE:-$HOME/.cache/lagrate}"
@@ -12,7 +12,7 @@ as_root() {
 }
 
 missing=()
-for pkg in prometheus postgresql; do
+for pkg in prometheus postgresql curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
