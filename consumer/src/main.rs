@@ -34,7 +34,9 @@ use sink::{Record, Sink};
 #[derive(Parser, Debug)]
 #[command(name = "trade-consumer", version, about)]
 struct Args {
-    /// Kafka bootstrap servers, comma-separated (auth: KAFKA_AUTH, see kafka-settings).
+    /// Kafka bootstrap servers, comma-separated. Auth from the environment:
+    /// KAFKA_AUTH (none, scram-sha-512 with KAFKA_SASL_USERNAME and
+    /// KAFKA_SASL_PASSWORD[_FILE], msk-iam with AWS_REGION), KAFKA_TLS, KAFKA_CA_FILE.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     bootstrap_servers: String,
     /// Topic to consume.
