@@ -582,6 +582,9 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     let pods_up = bound(need_up.pods).max(pods);
     let pods_down = bound(need_down.pods).max(pods);
     let to_zero = idle_now && idle_for >= s.idle_seconds && s.min_replicas == 0;
+    // Still climbing past the rate seen when the need fell: a ramp.
+    let rising =
+        state.lower_since.is_some() && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
 
     let (replicas, action) = match state.replicas {
         None => (pods, Action::Initial),
@@ -613,8 +616,6 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 (current, Action::DeadBand)
             } else {
                 let since = state.lower_since.unwrap_or(now);
-                let rising = state.lower_since.is_some()
-                    && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
                 if rising {
                     // Trend lead: the load is climbing; what it needs soon is
                     // not less than what runs now.
@@ -648,8 +649,6 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         next.pause_until = now + pause_s;
         next.projected_drain_per_s = (effective_capacity(params, obs, replicas, c) - rate).max(0.0);
     }
-    let rising =
-        state.lower_since.is_some() && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
     next.lower_since = match action {
         // A rising rate restarts the window.
         Action::Stabilizing if rising => Some(now),
@@ -809,23 +808,15 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
         };
     };
     let p = obs.partitions.max(1);
-    let per_partition = demand / f64::from(p);
-    let partitions_per_pod = if per_partition > 0.0 {
-        (capacity / per_partition).floor()
-    } else {
-        f64::from(p)
-    };
-    let (pods, partition_limit) = if partitions_per_pod < 1.0 {
-        (
+    let (pods, partition_limit) = match partition_aware_pods(demand, p, capacity) {
+        Some(pods) => (pods, None),
+        None => (
             p,
             Some(PartitionLimit {
                 pods_needed: unbounded,
                 partitions: p,
             }),
-        )
-    } else {
-        let k = (partitions_per_pod as u32).min(p);
-        (p.div_ceil(k).max(unbounded.min(p)), None)
+        ),
     };
     let pods = if demand <= 0.0 {
         0
@@ -837,6 +828,19 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
         basis,
         partition_limit,
     }
+}
+
+/// The smallest pod count that serves `demand` msg/s spread evenly over
+/// `partitions`, when the pod owning the most partitions (ceil(P/n)) sets
+/// the pace; `None` when one partition alone needs more than a pod. This
+/// count is never below `ceil(demand / capacity)`.
+pub fn partition_aware_pods(demand: f64, partitions: u32, capacity: f64) -> Option<u32> {
+    if demand <= 0.0 {
+        return Some(0);
+    }
+    let per_partition = demand / f64::from(partitions);
+    let partitions_per_pod = (capacity / per_partition).floor() as u32;
+    (partitions_per_pod >= 1).then(|| partitions.div_ceil(partitions_per_pod.min(partitions)))
 }
 
 /// DS2-style: while the group is saturated, μ/n is what a pod can do.

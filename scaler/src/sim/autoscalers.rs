@@ -248,18 +248,10 @@ impl Autoscaler for Lagrate {
     }
 }
 
-/// The smallest partition-aware pod count that serves `demand` msg/s.
+/// The smallest partition-aware pod count that serves `demand` msg/s (all
+/// partitions when one partition alone needs more than a pod).
 pub fn pods_needed(demand: f64, partitions: u32, pod_capacity: f64) -> u32 {
-    if demand <= 0.0 {
-        return 0;
-    }
-    let per_partition = demand / f64::from(partitions);
-    let per_pod = (pod_capacity / per_partition).floor() as u32;
-    if per_pod == 0 {
-        partitions
-    } else {
-        partitions.div_ceil(per_pod.min(partitions))
-    }
+    crate::policy::partition_aware_pods(demand, partitions, pod_capacity).unwrap_or(partitions)
 }
 
 /// Knows the exact current load and backlog at every instant and sizes for
