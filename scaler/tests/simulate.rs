@@ -4,11 +4,11 @@ use std::process::Command;
 
 const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
 
-fn simulate(args: &[&str]) -> serde_json::Value {
+/// Runs `lagrate simulate ARGS`, which must succeed; returns its stdout.
+fn run_simulate(args: &[&str]) -> Vec<u8> {
     let out = Command::new(LAGRATE)
         .arg("simulate")
         .args(args)
-        .arg("--json")
         .output()
         .unwrap();
     assert!(
@@ -16,7 +16,13 @@ fn simulate(args: &[&str]) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+fn simulate(args: &[&str]) -> serde_json::Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    serde_json::from_slice(&run_simulate(&with_json)).unwrap()
 }
 
 fn row<'a>(report: &'a serde_json::Value, policy: &str) -> &'a serde_json::Value {
@@ -194,16 +200,7 @@ fn a_user_scenario_file_runs_and_bad_fields_are_named() {
 fn chart_is_written_as_svg() {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("spike.svg");
-    let out = Command::new(LAGRATE)
-        .args(["simulate", "--scenario", "spike", "--chart"])
-        .arg(&chart)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_simulate(&["--scenario", "spike", "--chart", chart.to_str().unwrap()]);
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("lagrate") && svg.contains("keda-lag"));
 }

@@ -78,6 +78,30 @@ fn wait_for_port(port: u16, child: &mut Child, name: &str, log: &Path) {
 /// A child process killed on drop.
 struct Guarded(Child);
 
+impl Guarded {
+    /// Asks the process to stop, as Kubernetes does.
+    fn sigterm(&self) {
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill");
+    }
+
+    /// The exit status once the process has exited, or None after `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Guarded {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -355,22 +379,10 @@ impl Lagrate {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut guarded = self.child.take().expect("lagrate is running");
-        let pid = guarded.0.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = guarded.0.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lagrate did not stop within 10s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        guarded.sigterm();
+        guarded
+            .wait_exit(Duration::from_secs(10))
+            .expect("lagrate did not stop within 10s of SIGTERM")
     }
 
     pub fn write_config(&self, config: &str) {
@@ -636,30 +648,20 @@ impl Process {
 
     /// SIGTERM, then the exit status (panics after `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let pid = self.child.as_ref().expect("running").0.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
+        self.child.as_ref().expect("running").sigterm();
         self.wait(timeout)
     }
 
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut guarded = self.child.take().expect("running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = guarded.0.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{} did not exit within {timeout:?}:\n{}",
-                    self.name,
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match guarded.wait_exit(timeout) {
+            Some(status) => status,
+            None => panic!(
+                "{} did not exit within {timeout:?}:\n{}",
+                self.name,
+                self.logs()
+            ),
         }
     }
 
