@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what lagrate's tests need, idempotently: Debian's prometheus,
-# postgresql and curl packages, and the tansu Kafka broker (built once with
-# cargo into a cache directory, then reused).
+# postgresql, curl and kubectl packages, the tansu Kafka broker (built once
+# with cargo into a cache directory, then reused), and the deployment
+# validators from PyPI (kubernetes-validate, python-hcl2, checkov) in
+# virtualenvs under the same cache directory.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 CACHE="${LAGRATE_CACHE:-$HOME/.cache/lagrate}"
 TANSU_VERSION="0.6.0"
@@ -12,7 +15,7 @@ as_root() {
 }
 
 missing=()
-for pkg in prometheus postgresql curl; do
+for pkg in prometheus postgresql curl kubectl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -27,4 +30,18 @@ if ! [ -x "$tansu" ] || ! "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSI
   mkdir -p "$CACHE"
   cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$CACHE/tansu"
 fi
+# One virtualenv per requirements file, rebuilt only when the file changes.
+python_env() {
+  local requirements="$1" venv="$2"
+  local stamp="$venv/.requirements"
+  if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+    echo "installing $(grep -v '^#' "$requirements" | tr '\n' ' ')into $venv"
+    python3 -m venv --clear "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+  fi
+}
+python_env tests/deployment/requirements.txt "$CACHE/venv-deploy"
+python_env tests/deployment/requirements-checkov.txt "$CACHE/venv-checkov"
+
 echo "test dependencies ready: $tansu, $(command -v prometheus)"

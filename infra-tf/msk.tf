@@ -1,0 +1,180 @@
+# Amazon MSK, provisioned: one broker per AZ (or more), IAM authentication on
+# 9098 only, TLS between clients and brokers and between brokers, storage
+# encrypted with a key of this stack, open monitoring for Prometheus (JMX
+# exporter on 11001, node exporter on 11002) and broker logs in CloudWatch.
+
+resource "aws_kms_key" "msk" {
+  description         = "${var.name}: MSK storage and broker log encryption"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.msk_key.json
+}
+
+resource "aws_kms_alias" "msk" {
+  name          = "alias/${var.name}-msk"
+  target_key_id = aws_kms_key.msk.key_id
+}
+
+data "aws_iam_policy_document" "msk_key" {
+  # In a key policy "*" means this key, and the account root administering it
+  # is AWS's default key policy (without it the key becomes unmanageable).
+  #checkov:skip=CKV_AWS_109:key policy: resource "*" is this key only
+  #checkov:skip=CKV_AWS_111:key policy: resource "*" is this key only
+  #checkov:skip=CKV_AWS_356:key policy: resource "*" is this key only
+  # The account administers the key (the AWS default key policy)...
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+  # ...and CloudWatch Logs may encrypt this stack's broker log group with it.
+  statement {
+    sid       = "CloudWatchLogsEncryptBrokerLogs"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${var.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:aws:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/msk/${var.name}"]
+    }
+  }
+}
+
+resource "aws_cloudwatch_log_group" "msk" {
+  name              = "/aws/msk/${var.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.msk.arn
+}
+
+resource "aws_security_group" "msk" {
+  name        = "${var.name}-msk"
+  description = "MSK brokers: Kafka over IAM and the Prometheus exporters, from the VPC only"
+  vpc_id      = module.vpc.vpc_id
+
+  ingress {
+    description = "Kafka clients, SASL/IAM over TLS"
+    from_port   = 9098
+    to_port     = 9098
+    protocol    = "tcp"
+    cidr_blocks = module.vpc.private_subnets_cidr_blocks
+  }
+
+  ingress {
+    description = "Prometheus scraping the JMX exporter"
+    from_port   = 11001
+    to_port     = 11001
+    protocol    = "tcp"
+    cidr_blocks = module.vpc.private_subnets_cidr_blocks
+  }
+
+  ingress {
+    description = "Prometheus scraping the node exporter"
+    from_port   = 11002
+    to_port     = 11002
+    protocol    = "tcp"
+    cidr_blocks = module.vpc.private_subnets_cidr_blocks
+  }
+
+  egress {
+    description = "Brokers answer inside the VPC only"
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = [var.vpc_cidr]
+  }
+}
+
+resource "aws_msk_configuration" "this" {
+  name           = "${var.name}-kafka"
+  kafka_versions = [var.kafka_version]
+  description    = "lagrate: topics are created on purpose, three copies, two must acknowledge"
+
+  server_properties = <<-PROPERTIES
+    auto.create.topics.enable=false
+    default.replication.factor=3
+    min.insync.replicas=2
+    num.partitions=${var.topic_partitions}
+    unclean.leader.election.enable=false
+    offsets.topic.replication.factor=3
+    transaction.state.log.replication.factor=3
+    transaction.state.log.min.isr=2
+  PROPERTIES
+}
+
+resource "aws_msk_cluster" "this" {
+  cluster_name           = var.name
+  kafka_version          = var.kafka_version
+  number_of_broker_nodes = 3 * var.msk_brokers_per_az
+
+  broker_node_group_info {
+    instance_type   = var.msk_instance_type
+    client_subnets  = module.vpc.private_subnets
+    security_groups = [aws_security_group.msk.id]
+
+    storage_info {
+      ebs_storage_info {
+        volume_size = var.msk_volume_size_gb
+      }
+    }
+
+    connectivity_info {
+      public_access {
+        type = "DISABLED"
+      }
+    }
+  }
+
+  client_authentication {
+    sasl {
+      iam = true
+    }
+    unauthenticated = false
+  }
+
+  encryption_info {
+    encryption_at_rest_kms_key_arn = aws_kms_key.msk.arn
+    encryption_in_transit {
+      client_broker = "TLS"
+      in_cluster    = true
+    }
+  }
+
+  configuration_info {
+    arn      = aws_msk_configuration.this.arn
+    revision = aws_msk_configuration.this.latest_revision
+  }
+
+  open_monitoring {
+    prometheus {
+      jmx_exporter {
+        enabled_in_broker = true
+      }
+      node_exporter {
+        enabled_in_broker = true
+      }
+    }
+  }
+
+  logging_info {
+    broker_logs {
+      cloudwatch_logs {
+        enabled   = true
+        log_group = aws_cloudwatch_log_group.msk.name
+      }
+    }
+  }
+}
+
+locals {
+  # Broker host names, for the Prometheus scrape targets.
+  msk_broker_hosts = [
+    for endpoint in split(",", aws_msk_cluster.this.bootstrap_brokers_sasl_iam) : split(":", endpoint)[0]
+  ]
+}

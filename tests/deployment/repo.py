@@ -1,0 +1,118 @@
+"""What the deployment tests read: the rendered kustomize overlays, the
+Terraform files parsed with python-hcl2, and the Dockerfile."""
+
+import functools
+import pathlib
+import re
+import subprocess
+
+import hcl2
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+INFRA = ROOT / "infra-tf"
+OVERLAYS = ("aws", "local")
+KUBERNETES_VERSION = "1.35.0"
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple:
+    """The documents `kubectl kustomize` renders for an overlay (or "base")."""
+    path = K8S / "base" if overlay == "base" else K8S / "overlays" / overlay
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def find(docs, kind: str, name: str | None = None) -> list:
+    return [
+        d
+        for d in docs
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def one(docs, kind: str, name: str) -> dict:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def unquote(value):
+    """python-hcl2 keeps the quotes of string literals: "\\"x\\"" -> "x"."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def strip_quotes(value):
+    """`unquote` applied through nested lists and dicts (keys too)."""
+    if isinstance(value, dict):
+        return {unquote(k): strip_quotes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_quotes(v) for v in value]
+    return unquote(value)
+
+
+@functools.cache
+def terraform(name: str) -> dict:
+    """One .tf file of infra-tf/, parsed, quotes stripped."""
+    with open(INFRA / name) as f:
+        return strip_quotes(hcl2.load(f))
+
+
+def tf_files() -> list:
+    return sorted(p.name for p in INFRA.glob("*.tf"))
+
+
+def blocks(kind: str, type_: str) -> dict:
+    """Every `kind "type_" "name" {}` block across infra-tf/, by name."""
+    out = {}
+    for name in tf_files():
+        for entry in terraform(name).get(kind, []):
+            for name_, body in entry.get(type_, {}).items():
+                out[name_] = body
+    return out
+
+
+def variables() -> dict:
+    out = {}
+    for entry in terraform("variables.tf")["variable"]:
+        out.update({k: v for k, v in entry.items() if not k.startswith("__")})
+    return out
+
+
+def default(variable: str):
+    return variables()[variable]["default"]
+
+
+def container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(deployment: dict) -> dict:
+    return {e["name"]: e.get("value") for e in container(deployment).get("env", [])}
+
+
+def env_from_config_maps(docs, deployment: dict) -> dict:
+    """The variables a Deployment's container gets from its envFrom ConfigMaps."""
+    namespace = deployment["metadata"]["namespace"]
+    out = {}
+    for source in container(deployment).get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        maps = [
+            d
+            for d in find(docs, "ConfigMap", name)
+            if d["metadata"]["namespace"] == namespace
+        ]
+        assert maps, f"{deployment['metadata']['name']} reads ConfigMap {name}, which is not rendered"
+        out.update(maps[0]["data"])
+    return out
+
+
+def ecr_images() -> set:
+    """The image names infra-tf/ecr.tf makes repositories for."""
+    expression = terraform("ecr.tf")["locals"][0]["images"]  # ${toset([...])}
+    return set(re.findall(r'"([a-z0-9-]+)"', expression))

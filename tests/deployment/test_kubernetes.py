@@ -1,0 +1,311 @@
+"""k8s/: every overlay renders, validates against the Kubernetes schema and
+KEDA's CRD, and wires together (KEDA reaches lagrate, Prometheus finds every
+metrics port, Pod Identity finds every service account)."""
+
+import copy
+import json
+import re
+import unittest
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from repo import (
+    K8S,
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    blocks,
+    container,
+    default,
+    ecr_images,
+    env,
+    env_from_config_maps,
+    find,
+    one,
+    rendered,
+    terraform,
+)
+
+CRD_FILE = K8S / "crds" / "keda-v2.20.2-scaledobjects.yaml"
+
+
+def strict(schema):
+    """A CRD schema that rejects unknown fields: the API server would silently
+    prune them, so a misspelt field would be lost without a word."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def keda_schema():
+    crd = next(d for d in yaml.safe_load_all(CRD_FILE.read_text()) if d)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    return strict(version["schema"]["openAPIV3Schema"])
+
+
+def validate(doc):
+    if doc["kind"] == "ScaledObject":
+        jsonschema.validate(doc, keda_schema())
+    elif doc["kind"] == "ServiceMonitor":
+        pass  # checked by test_service_monitors_find_metrics_ports
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+class Overlays(unittest.TestCase):
+    def test_every_overlay_validates_against_the_kubernetes_and_keda_schemas(self):
+        for overlay in ("base",) + OVERLAYS:
+            for doc in rendered(overlay):
+                with self.subTest(overlay=overlay, kind=doc["kind"], name=doc["metadata"]["name"]):
+                    validate(doc)
+
+    def test_a_misspelt_scaled_object_field_is_rejected(self):
+        scaled = copy.deepcopy(one(rendered("aws"), "ScaledObject", "trade-tx-consumer"))
+        scaled["spec"]["minReplicas"] = scaled["spec"].pop("minReplicaCount")
+        with self.assertRaises(jsonschema.ValidationError):
+            validate(scaled)
+        scaled = copy.deepcopy(one(rendered("aws"), "ScaledObject", "trade-tx-consumer"))
+        scaled["spec"]["fallback"]["replicas"] = "six"
+        with self.assertRaises(jsonschema.ValidationError):
+            validate(scaled)
+
+    def test_a_misspelt_deployment_field_is_rejected(self):
+        deployment = copy.deepcopy(one(rendered("aws"), "Deployment", "lagrate"))
+        deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+        with self.assertRaises(kubernetes_validate.ValidationError):
+            validate(deployment)
+
+    def test_crd_version_is_the_keda_chart_version(self):
+        version = re.search(r"keda-v([0-9.]+)-", CRD_FILE.name).group(1)
+        self.assertEqual(version, default("keda_chart_version"))
+        self.assertIn(f"KEDA v{version}", CRD_FILE.read_text().splitlines()[0])
+
+
+class Wiring(unittest.TestCase):
+    def test_keda_reaches_lagrate_grpc_port(self):
+        for overlay in OVERLAYS:
+            docs = rendered(overlay)
+            scaled = one(docs, "ScaledObject", "trade-tx-consumer")
+            address = scaled["spec"]["triggers"][0]["metadata"]["scalerAddress"]
+            host, port = address.rsplit(":", 1)
+            name, namespace = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", host).groups()
+            service = next(
+                s for s in find(docs, "Service", name) if s["metadata"]["namespace"] == namespace
+            )
+            service_port = next(p for p in service["spec"]["ports"] if p["port"] == int(port))
+            deployment = one(docs, "Deployment", "lagrate")
+            ports = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}
+            self.assertEqual(ports[service_port["targetPort"]], 9090, overlay)
+            self.assertIn("--grpc-listen=0.0.0.0:9090", container(deployment)["args"])
+            self.assertEqual(
+                service["spec"]["selector"],
+                deployment["spec"]["template"]["metadata"]["labels"] | service["spec"]["selector"],
+            )
+
+    def test_only_keda_may_call_grpc_and_only_prometheus_may_scrape(self):
+        docs = rendered("aws")
+        policy = one(docs, "NetworkPolicy", "lagrate")
+        self.assertEqual(policy["spec"]["policyTypes"], ["Ingress"])
+        allowed = {}
+        for rule in policy["spec"]["ingress"]:
+            namespaces = [
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                for peer in rule["from"]
+            ]
+            for port in rule["ports"]:
+                allowed.setdefault(port["port"], []).extend(namespaces)
+        helm = blocks("resource", "helm_release")
+        self.assertEqual(allowed, {"grpc": [helm["keda"]["namespace"]], "http": [helm["kube_prometheus_stack"]["namespace"]]})
+        # Every peer is a namespace selector: no ipBlock, no pod selector in
+        # another namespace that would widen the rule.
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule["from"]:
+                self.assertEqual(set(peer), {"namespaceSelector"})
+
+    def test_lagrate_runs_two_hardened_replicas_probed_on_healthz_and_readyz(self):
+        docs = rendered("aws")
+        deployment = one(docs, "Deployment", "lagrate")
+        self.assertEqual(deployment["spec"]["replicas"], 2)
+        c = container(deployment)
+        self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
+        mount = c["volumeMounts"][0]
+        self.assertNotIn("subPath", mount, "a subPath mount never sees ConfigMap updates")
+        self.assertTrue(c["args"][1].startswith(f"--config={mount['mountPath']}/"))
+        pdb = one(docs, "PodDisruptionBudget", "lagrate")
+        self.assertEqual(pdb["spec"]["minAvailable"], 1)
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"])
+
+    def test_every_pod_is_non_root_read_only_and_bounded(self):
+        for overlay in OVERLAYS:
+            for deployment in find(rendered(overlay), "Deployment"):
+                with self.subTest(overlay=overlay, deployment=deployment["metadata"]["name"]):
+                    pod = deployment["spec"]["template"]["spec"]
+                    self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+                    self.assertEqual(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault")
+                    for c in pod["containers"]:
+                        sc = c["securityContext"]
+                        self.assertTrue(sc["readOnlyRootFilesystem"])
+                        self.assertFalse(sc["allowPrivilegeEscalation"])
+                        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+                        self.assertIn("memory", c["resources"]["limits"])
+                        self.assertIn("cpu", c["resources"]["requests"])
+
+    def test_service_monitors_find_metrics_ports(self):
+        docs = rendered("aws")
+        monitors = find(docs, "ServiceMonitor")
+        self.assertEqual(
+            {m["metadata"]["name"] for m in monitors},
+            {"lagrate", "trade-tx-consumer", "trade-tx-producer"},
+        )
+        for monitor in monitors:
+            namespace = monitor["metadata"]["namespace"]
+            selector = monitor["spec"]["selector"]["matchLabels"]
+            services = [
+                s
+                for s in find(docs, "Service")
+                if s["metadata"]["namespace"] == namespace
+                and selector.items() <= s["metadata"].get("labels", {}).items()
+            ]
+            self.assertEqual(len(services), 1, monitor["metadata"]["name"])
+            service = services[0]
+            for endpoint in monitor["spec"]["endpoints"]:
+                port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
+                pods = [
+                    d
+                    for d in find(docs, "Deployment")
+                    if d["metadata"]["namespace"] == namespace
+                    and service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+                ]
+                self.assertEqual(len(pods), 1)
+                names = {p["name"] for p in container(pods[0])["ports"]}
+                self.assertIn(port["targetPort"], names)
+
+    def test_pod_identity_binds_the_service_accounts_the_pods_use(self):
+        docs = rendered("aws")
+        workloads = terraform("iam.tf")["locals"][0]["workloads"]
+        namespace_var = {
+            "${var.lagrate_namespace}": default("lagrate_namespace"),
+            "${var.app_namespace}": default("app_namespace"),
+        }
+        bound = {(namespace_var[w["namespace"]], w["service_account"]) for w in workloads.values()}
+        used = {
+            (d["metadata"]["namespace"], d["spec"]["template"]["spec"]["serviceAccountName"])
+            for d in find(docs, "Deployment")
+        }
+        self.assertEqual(bound, used)
+        for namespace, account in used:
+            self.assertTrue(
+                [a for a in find(docs, "ServiceAccount", account) if a["metadata"]["namespace"] == namespace]
+            )
+
+    def test_grafana_loads_the_dashboard(self):
+        docs = rendered("aws")
+        dashboard = one(docs, "ConfigMap", "lagrate-dashboard")
+        sidecar = blocks("resource", "helm_release")["kube_prometheus_stack"]
+        addons = (K8S.parent / "infra-tf" / "addons.tf").read_text()
+        self.assertRegex(addons, r'label\s*=\s*"grafana_dashboard"')
+        self.assertRegex(addons, r'labelValue\s*=\s*"1"')
+        self.assertEqual(dashboard["metadata"]["labels"]["grafana_dashboard"], "1")
+        self.assertEqual(dashboard["metadata"]["namespace"], sidecar["namespace"])
+        model = json.loads(dashboard["data"]["lagrate.json"])
+        self.assertEqual(model["uid"], "lagrate-msk-keda")
+        self.assertGreaterEqual(len(model["panels"]), 7)
+
+
+class ScaledConsumer(unittest.TestCase):
+    def setUp(self):
+        self.docs = rendered("aws")
+        self.scaled = one(self.docs, "ScaledObject", "trade-tx-consumer")
+        self.consumer = one(self.docs, "Deployment", "trade-tx-consumer")
+        self.producer = one(self.docs, "Deployment", "trade-tx-producer")
+
+    def test_hpa_behaviour_passes_lagrate_answer_through(self):
+        spec = self.scaled["spec"]
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        for direction in ("scaleUp", "scaleDown"):
+            self.assertEqual(behavior[direction]["stabilizationWindowSeconds"], 0, direction)
+            self.assertIn({"type": "Percent", "value": 1000 if direction == "scaleUp" else 100, "periodSeconds": 15}, behavior[direction]["policies"])
+        self.assertEqual(behavior["scaleUp"]["tolerance"], "0")
+        self.assertEqual(spec["minReplicaCount"], 0)
+        self.assertGreaterEqual(spec["fallback"]["replicas"], 1)
+        self.assertEqual(spec["scaleTargetRef"]["name"], self.consumer["metadata"]["name"])
+        trigger = spec["triggers"][0]
+        self.assertEqual(trigger["type"], "external")
+        self.assertIn("# type: external-push", (K8S / "base" / "trading" / "consumer-scaledobject.yaml").read_text())
+
+    def test_replicas_topic_and_group_agree_across_scaler_workload_and_terraform(self):
+        metadata = self.scaled["spec"]["triggers"][0]["metadata"]
+        partitions = int(env(self.producer)["TOPIC_PARTITIONS"])
+        self.assertEqual(partitions, default("topic_partitions"))
+        self.assertEqual(self.scaled["spec"]["maxReplicaCount"], partitions)
+        connection = env_from_config_maps(self.docs, self.consumer)
+        self.assertEqual(metadata["topic"], connection["KAFKA_TOPIC"])
+        self.assertEqual(metadata["topic"], default("topic"))
+        self.assertEqual(metadata["consumerGroup"], env(self.consumer)["CONSUMER_GROUP"])
+        self.assertEqual(metadata["consumerGroup"], default("consumer_group"))
+        self.assertEqual(env_from_config_maps(self.docs, self.producer)["KAFKA_TOPIC"], metadata["topic"])
+
+    def test_grace_period_covers_a_batch_per_partition(self):
+        # On SIGTERM one pod may hold every partition and writes each pending
+        # batch in turn before it commits and leaves.
+        e = env(self.consumer)
+        partitions = int(env(self.producer)["TOPIC_PARTITIONS"])
+        needed = partitions * float(e["BATCH_PROCESSING_TIME"]) + float(e["BATCH_TIMEOUT_SECONDS"])
+        grace = self.consumer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        self.assertGreater(grace, needed)
+
+    def test_consumer_replicas_are_left_to_keda(self):
+        self.assertNotIn("replicas", self.consumer["spec"])
+
+    def test_aws_overlay_speaks_msk_iam_and_pulls_from_ecr(self):
+        connection = env_from_config_maps(self.docs, self.consumer)
+        self.assertEqual(connection["KAFKA_AUTH"], "msk-iam")
+        self.assertTrue(connection["AWS_REGION"])
+        for broker in connection["KAFKA_BOOTSTRAP_SERVERS"].split(","):
+            self.assertTrue(broker.endswith(":9098"), broker)
+        config = yaml.safe_load(one(self.docs, "ConfigMap", "lagrate-config")["data"]["config.yaml"])
+        cluster = config["clusters"][self.scaled["spec"]["triggers"][0]["metadata"]["cluster"]]
+        self.assertEqual(cluster["auth"]["mechanism"], "msk-iam")
+        self.assertEqual(cluster["bootstrapServers"], connection["KAFKA_BOOTSTRAP_SERVERS"].split(","))
+        self.assertIn("prometheus", config)
+        ecr = ecr_images()
+        self.assertEqual(len(ecr), 3)
+        for deployment in find(self.docs, "Deployment"):
+            image = container(deployment)["image"]
+            repo = image.split("/", 1)[1].rsplit(":", 1)[0]
+            prefix, name = repo.split("/", 1)
+            self.assertEqual(prefix, default("name"), image)
+            self.assertIn(name, ecr, image)
+            self.assertRegex(image, r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/")
+
+    def test_local_overlay_runs_its_own_broker_without_prometheus(self):
+        docs = rendered("local")
+        self.assertEqual(find(docs, "ServiceMonitor"), [])
+        broker = one(docs, "Deployment", "kafka")
+        self.assertIn("sqlite://", str(env(broker)["STORAGE_ENGINE"]))
+        config = yaml.safe_load(one(docs, "ConfigMap", "lagrate-config")["data"]["config.yaml"])
+        self.assertNotIn("prometheus", config)
+        connection = env_from_config_maps(docs, one(docs, "Deployment", "trade-tx-consumer"))
+        self.assertEqual(config["clusters"]["main"]["bootstrapServers"], [connection["KAFKA_BOOTSTRAP_SERVERS"]])
+        self.assertEqual(env(broker)["ADVERTISED_LISTENER_URL"], "tcp://" + connection["KAFKA_BOOTSTRAP_SERVERS"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,216 @@
+"""infra-tf/: every file parses, checkov passes (each skip justified where it
+is made), the MSK IAM grants are exactly the least-privilege list, and the
+cluster is configured as documented."""
+
+import os
+import pathlib
+import re
+import subprocess
+import unittest
+
+import hcl2
+
+from repo import INFRA, blocks, default, strip_quotes, terraform, tf_files, variables
+
+CHECKOV = pathlib.Path(
+    os.environ.get("LAGRATE_CACHE", pathlib.Path.home() / ".cache" / "lagrate")
+) / "venv-checkov" / "bin" / "checkov"
+
+CLUSTER = "${aws_msk_cluster.this.arn}"
+TOPIC = "${local.msk_topic_arn}"
+GROUP = "${local.msk_group_arn}"
+
+# What each workload may do on MSK, and on which resource. The issue's list,
+# plus two grants the product needs (see infra-tf/iam.tf): the idempotent
+# producer's WriteDataIdempotently, and CreateTopic on the one topic so the
+# producer can create it (brokers do not auto-create topics).
+ALLOWED = {
+    "scaler": {
+        ("kafka-cluster:Connect", CLUSTER),
+        ("kafka-cluster:DescribeTopic", TOPIC),
+        ("kafka-cluster:DescribeGroup", GROUP),
+    },
+    "consumer": {
+        ("kafka-cluster:Connect", CLUSTER),
+        ("kafka-cluster:DescribeTopic", TOPIC),
+        ("kafka-cluster:ReadData", TOPIC),
+        ("kafka-cluster:DescribeGroup", GROUP),
+        ("kafka-cluster:AlterGroup", GROUP),
+    },
+    "producer": {
+        ("kafka-cluster:Connect", CLUSTER),
+        ("kafka-cluster:WriteDataIdempotently", CLUSTER),
+        ("kafka-cluster:DescribeTopic", TOPIC),
+        ("kafka-cluster:WriteData", TOPIC),
+        ("kafka-cluster:CreateTopic", TOPIC),
+    },
+}
+
+
+def grants(document: dict) -> set:
+    """(action, resource) pairs an aws_iam_policy_document allows."""
+    out = set()
+    for statement in document["statement"]:
+        if statement.get("effect", "Allow") != "Allow":
+            continue
+        assert "not_actions" not in statement and "not_resources" not in statement, "NotAction/NotResource widen a grant"
+        for action in statement["actions"]:
+            for resource in statement["resources"]:
+                out.add((action, resource))
+    return out
+
+
+def beyond(document: dict, allowed: set) -> set:
+    return grants(document) - allowed
+
+
+class Parse(unittest.TestCase):
+    def test_every_tf_file_parses(self):
+        files = tf_files()
+        self.assertGreaterEqual(len(files), 8)
+        for name in files + ["terraform.tfvars.example"]:
+            with self.subTest(file=name), open(INFRA / name) as f:
+                self.assertTrue(hcl2.load(f))
+
+    def test_checkov_passes_and_every_skip_says_why(self):
+        result = subprocess.run(
+            [str(CHECKOV), "-d", str(INFRA), "--framework", "terraform", "--quiet", "--compact", "--skip-download"],
+            capture_output=True,
+            text=True,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout[-4000:] + result.stderr[-2000:])
+        self.assertRegex(result.stdout, r"Failed checks: 0")
+        for name in tf_files():
+            for line in (INFRA / name).read_text().splitlines():
+                if "checkov:skip" in line:
+                    self.assertRegex(line, r"#checkov:skip=CKV\w*_\d+:\S.{15,}", f"{name}: {line.strip()}")
+
+
+class Iam(unittest.TestCase):
+    def setUp(self):
+        self.documents = blocks("data", "aws_iam_policy_document")
+        self.workloads = terraform("iam.tf")["locals"][0]["workloads"]
+
+    def test_each_workload_gets_exactly_its_list(self):
+        self.assertEqual(set(self.workloads), set(ALLOWED))
+        for workload, spec in self.workloads.items():
+            document = spec["policy"].removeprefix("${data.aws_iam_policy_document.").removesuffix(".json}")
+            with self.subTest(workload=workload):
+                self.assertEqual(grants(self.documents[document]), ALLOWED[workload])
+
+    def test_a_broader_grant_is_caught(self):
+        broad = {"statement": [{"actions": ["kafka-cluster:*"], "resources": ["*"]}]}
+        self.assertEqual(beyond(broad, ALLOWED["scaler"]), {("kafka-cluster:*", "*")})
+        other_topic = {"statement": [{"actions": ["kafka-cluster:ReadData"], "resources": [TOPIC + "*"]}]}
+        self.assertTrue(beyond(other_topic, ALLOWED["consumer"]))
+
+    def test_topic_and_group_arns_name_one_topic_and_one_group(self):
+        local = terraform("iam.tf")["locals"][0]
+        self.assertRegex(local["msk_topic_arn"], r':topic/"\)\}/\$\{var\.topic\}$')
+        self.assertRegex(local["msk_group_arn"], r':group/"\)\}/\$\{var\.consumer_group\}$')
+        for name in ("topic", "consumer_group"):
+            self.assertNotIn("*", str(default(name)))
+
+    def test_roles_are_assumable_only_by_eks_pod_identity(self):
+        trust = self.documents["pod_identity_trust"]["statement"]
+        self.assertEqual(len(trust), 1)
+        self.assertEqual(trust[0]["principals"][0]["identifiers"], ["pods.eks.amazonaws.com"])
+        self.assertEqual(set(trust[0]["actions"]), {"sts:AssumeRole", "sts:TagSession"})
+
+    def test_no_other_file_grants_kafka_actions(self):
+        for name in tf_files():
+            if name != "iam.tf":
+                self.assertNotIn("kafka-cluster:", (INFRA / name).read_text(), name)
+        for kind in ("aws_iam_policy", "aws_iam_role_policy_attachment", "aws_iam_user", "aws_iam_access_key"):
+            self.assertEqual(blocks("resource", kind), {}, kind)
+
+
+class Msk(unittest.TestCase):
+    def setUp(self):
+        self.cluster = blocks("resource", "aws_msk_cluster")["this"]
+
+    def test_brokers_take_iam_over_tls_only(self):
+        auth = self.cluster["client_authentication"][0]
+        self.assertIs(auth["sasl"][0]["iam"], True)
+        self.assertIs(auth["unauthenticated"], False)
+        transit = self.cluster["encryption_info"][0]["encryption_in_transit"][0]
+        self.assertEqual(transit["client_broker"], "TLS")
+        self.assertIs(transit["in_cluster"], True)
+        self.assertTrue(self.cluster["encryption_info"][0]["encryption_at_rest_kms_key_arn"])
+
+    def test_open_monitoring_and_broker_logs(self):
+        prometheus = self.cluster["open_monitoring"][0]["prometheus"][0]
+        self.assertIs(prometheus["jmx_exporter"][0]["enabled_in_broker"], True)
+        self.assertIs(prometheus["node_exporter"][0]["enabled_in_broker"], True)
+        logs = self.cluster["logging_info"][0]["broker_logs"][0]["cloudwatch_logs"][0]
+        self.assertIs(logs["enabled"], True)
+
+    def test_server_properties(self):
+        text = blocks("resource", "aws_msk_configuration")["this"]["server_properties"]
+        properties = dict(
+            line.strip().split("=", 1) for line in text.splitlines() if "=" in line and not line.strip().startswith("<<")
+        )
+        self.assertEqual(properties["auto.create.topics.enable"], "false")
+        self.assertEqual(properties["default.replication.factor"], "3")
+        self.assertEqual(properties["min.insync.replicas"], "2")
+
+    def test_brokers_open_kafka_and_exporter_ports_to_the_vpc_only(self):
+        group = blocks("resource", "aws_security_group")["msk"]
+        self.assertEqual(sorted(rule["from_port"] for rule in group["ingress"]), [9098, 11001, 11002])
+        for rule in group["ingress"] + group["egress"]:
+            self.assertNotIn("0.0.0.0/0", str(rule["cidr_blocks"]))
+        scrape = (INFRA / "addons.tf").read_text()
+        self.assertIn(':11001"', scrape)
+        self.assertIn(':11002"', scrape)
+
+
+class Interface(unittest.TestCase):
+    def test_every_variable_is_described_and_validated(self):
+        for name, spec in variables().items():
+            with self.subTest(variable=name):
+                self.assertGreater(len(spec.get("description", "")), 20)
+                if not re.match(r"^(\$\{)?(bool|map)", spec["type"]):
+                    self.assertIn("validation", spec)
+
+    def test_example_sets_declared_variables_and_every_required_one(self):
+        with open(INFRA / "terraform.tfvars.example") as f:
+            example = {k for k in strip_quotes(hcl2.load(f)) if not k.startswith("__")}
+        declared = variables()
+        self.assertLessEqual(example, set(declared))
+        # The commented-out suggestions name real variables too.
+        suggested = re.findall(r"^# (\w+)\s+=", (INFRA / "terraform.tfvars.example").read_text(), re.M)
+        self.assertGreater(len(suggested), 5)
+        self.assertLessEqual(set(suggested), set(declared))
+        required = {name for name, spec in declared.items() if "default" not in spec}
+        self.assertLessEqual(required, set(example))
+
+    def test_outputs(self):
+        outputs = set()
+        for entry in terraform("outputs.tf")["output"]:
+            outputs.update(entry)
+        self.assertLessEqual({"msk_bootstrap_brokers_iam", "cluster_name", "ecr_repository_urls"}, outputs)
+
+    def test_versions_are_pinned(self):
+        settings = terraform("versions.tf")["terraform"][0]
+        self.assertEqual(settings["required_version"], ">= 1.6")
+        providers = settings["required_providers"][0]
+        self.assertRegex(providers["aws"]["version"], r"^~> [56]\.\d+$")
+        self.assertRegex(providers["helm"]["version"], r"^~> \d+\.\d+$")
+        for entry in terraform("main.tf")["module"]:
+            for name, module in entry.items():
+                with self.subTest(module=name):
+                    self.assertRegex(module["version"], r"^\d+\.\d+\.\d+$")
+        for name, release in blocks("resource", "helm_release").items():
+            with self.subTest(release=name):
+                variable = re.fullmatch(r"\$\{var\.(\w+)\}", release["version"]).group(1)
+                self.assertRegex(default(variable), r"^\d+\.\d+\.\d+$")
+
+    def test_eks_runs_auto_mode_in_private_subnets(self):
+        eks = next(m["eks"] for m in terraform("main.tf")["module"] if "eks" in m)
+        self.assertIs(eks["compute_config"]["enabled"], True)
+        self.assertIn("general-purpose", eks["compute_config"]["node_pools"])
+        self.assertEqual(eks["subnet_ids"], "${module.vpc.private_subnets}")
+
+
+if __name__ == "__main__":
+    unittest.main()
