@@ -2,9 +2,11 @@
 #
 # The three images, one build: `docker build --target lagrate .`,
 # `--target trade-tx-consumer`, `--target trade-tx-producer`.
-# The binaries link OpenSSL and zlib statically, so the runtime is distroless
-# (glibc, libgcc, CA certificates; no shell, no package manager) and runs as
-# the distroless nonroot user (65532).
+# The runtime is distroless cc-debian12 (glibc, libgcc, OpenSSL 3, CA
+# certificates; no shell, no package manager), running as its nonroot user
+# (65532). The build image is Debian 12 too, so the binaries find the same
+# glibc and libssl3 they were linked against; zlib, which distroless lacks,
+# is linked statically.
 #
 # Base images are pinned by digest; refresh a digest with
 # `docker buildx imagetools inspect IMAGE:TAG` and change tag and digest together.
@@ -12,13 +14,12 @@
 FROM docker.io/library/rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
 
 # librdkafka is built from source by rdkafka (make + a C/C++ compiler);
-# libssl-dev provides the static OpenSSL for MSK's TLS.
+# libssl-dev for MSK's TLS.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ make perl pkg-config libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
-ENV OPENSSL_STATIC=1 \
-    LIBZ_SYS_STATIC=1 \
+ENV LIBZ_SYS_STATIC=1 \
     CARGO_TERM_COLOR=never
 
 WORKDIR /src

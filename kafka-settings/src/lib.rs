@@ -240,6 +240,47 @@ pub fn ensure_topic<C: ClientContext>(
     Ok(())
 }
 
+/// Creates `topic` with `partitions` partitions when it does not exist yet
+/// (for brokers that do not auto-create topics, as MSK is configured here).
+/// `replication_factor` -1 takes the broker's `default.replication.factor`.
+/// Returns whether this call created it; a topic that exists is left as it is.
+pub async fn create_topic_if_missing(
+    settings: &ClusterSettings,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<bool, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let bootstrap = settings.bootstrap_servers.join(",");
+    let admin: AdminClient<KafkaContext> = settings
+        .client_config()
+        .map_err(|e| e.to_string())?
+        .create_with_context(settings.context())
+        .map_err(|e| format!("cannot create a Kafka admin client for {bootstrap}: {e}"))?;
+    let new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|e| format!("cannot create topic {topic} on {bootstrap}: {e}"))?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => Err(format!(
+            "cannot create topic {topic} ({partitions} partitions, replication factor {replication_factor}) on {bootstrap}: {code}"
+        )),
+        None => Err(format!(
+            "cannot create topic {topic} on {bootstrap}: the broker gave no answer"
+        )),
+    }
+}
+
 /// rdkafka client context: logs through `tracing` and, for MSK IAM, signs
 /// OAUTHBEARER tokens. librdkafka asks for a new token before the old one
 /// expires (at 80% of its lifetime), so tokens are refreshed in time.

@@ -58,6 +58,15 @@ struct Args {
     /// Prefix of trade ids; unique per producer instance (default: host name and pid).
     #[arg(long, env = "PRODUCER_ID")]
     producer_id: Option<String>,
+    /// Create the topic with this many partitions when it does not exist
+    /// (brokers with auto.create.topics.enable=false). Without it a missing
+    /// topic is an error.
+    #[arg(long, env = "TOPIC_PARTITIONS", value_parser = clap::value_parser!(i32).range(1..))]
+    topic_partitions: Option<i32>,
+    /// Replication factor of a topic created with TOPIC_PARTITIONS; -1 takes
+    /// the brokers' default.replication.factor.
+    #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = -1, allow_negative_numbers = true)]
+    topic_replication_factor: i32,
     /// Port of /metrics and /rate.
     #[arg(long, env = "METRICS_PORT", default_value_t = 8001)]
     metrics_port: u16,
@@ -257,6 +266,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             kafka: settings.context(),
             metrics: metrics.clone(),
         })?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(partitions) = args.topic_partitions {
+        let created = runtime
+            .block_on(kafka_settings::create_topic_if_missing(
+                &settings,
+                &args.topic,
+                partitions,
+                args.topic_replication_factor,
+            ))
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!(topic = %args.topic, partitions, created, "topic ensured");
+    }
     kafka_settings::ensure_topic(producer.client(), &args.topic, &args.bootstrap_servers)
         .map_err(anyhow::Error::msg)?;
 
@@ -265,7 +286,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         overridden: AtomicBool::new(false),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Runtime::new()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind((
         "0.0.0.0",
         args.metrics_port,

@@ -161,3 +161,68 @@ fn unreachable_broker_and_missing_topic_fail_with_a_clear_error() {
         p.logs()
     );
 }
+
+#[test]
+fn creates_a_missing_topic_with_topic_partitions_and_leaves_an_existing_one_alone() {
+    let broker = Tansu::start();
+    let topic = unique("created");
+    let mut env = env(&broker, &topic, free_port());
+    env.push(("TOPIC_PARTITIONS", "6".to_owned()));
+    let mut p = Process::start(
+        PRODUCER,
+        &["--rate", "200", "--duration-seconds", "2"],
+        &env,
+    );
+    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.logs());
+    let watermarks = broker.high_watermarks(&topic);
+    assert_eq!(watermarks.len(), 6, "partitions of the created topic");
+    assert!(watermarks.iter().sum::<i64>() > 0, "{}", p.logs());
+
+    // Asked again with another count, the topic keeps its 6 partitions and
+    // the producer goes on sending to it.
+    let existing = env
+        .iter()
+        .map(|(k, v)| {
+            (
+                *k,
+                if *k == "TOPIC_PARTITIONS" {
+                    "3".to_owned()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect::<Vec<_>>();
+    let before: i64 = watermarks.iter().sum();
+    let mut p = Process::start(
+        PRODUCER,
+        &[
+            "--rate",
+            "200",
+            "--duration-seconds",
+            "1",
+            "--metrics-port",
+            &free_port().to_string(),
+        ],
+        &existing,
+    );
+    assert!(p.wait(Duration::from_secs(30)).success(), "{}", p.logs());
+    let watermarks = broker.high_watermarks(&topic);
+    assert_eq!(watermarks.len(), 6);
+    assert!(watermarks.iter().sum::<i64>() > before);
+
+    // Without TOPIC_PARTITIONS a missing topic stays an error naming it.
+    let missing = unique("missing");
+    let mut p = Process::start(
+        PRODUCER,
+        &["--duration-seconds", "1"],
+        &self::env(&broker, &missing, free_port()),
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    assert!(
+        p.logs()
+            .contains(&format!("topic {missing} (KAFKA_TOPIC) does not exist")),
+        "{}",
+        p.logs()
+    );
+}

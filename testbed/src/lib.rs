@@ -35,6 +35,23 @@ pub fn bench_arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A binary of this workspace (`lagrate`, `trade-consumer`, `trade-producer`)
+/// for tests outside its package: it sits beside the test's `deps/` folder.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo nextest run --workspace` (or `cargo build --bins` first)",
+        path.display()
+    );
+    path
+}
+
 /// A random suffix for topic and group names.
 pub fn unique(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};

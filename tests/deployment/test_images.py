@@ -31,6 +31,14 @@ class Dockerfile(unittest.TestCase):
                     self.assertRegex(base, r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
                 names.add(name)
 
+    def test_build_and_runtime_share_the_debian_release(self):
+        # The binaries link glibc and libssl3 dynamically: the runtime must
+        # carry the versions of the build image (Debian 12, "bookworm").
+        bases = dict((n, b) for b, n in stages())
+        self.assertIn("bookworm", bases["build"])
+        self.assertIn("debian12", bases["runtime"])
+        self.assertIn("LIBZ_SYS_STATIC=1", DOCKERFILE, "distroless has no zlib")
+
     def test_release_build_is_locked(self):
         self.assertRegex(DOCKERFILE, r"cargo build --locked --release")
 

@@ -4,7 +4,12 @@ metrics port, Pod Identity finds every service account)."""
 
 import copy
 import json
+import os
+import pathlib
 import re
+import shutil
+import subprocess
+import tempfile
 import unittest
 
 import jsonschema
@@ -13,6 +18,7 @@ import yaml
 
 from repo import (
     K8S,
+    ROOT,
     KUBERNETES_VERSION,
     OVERLAYS,
     blocks,
@@ -309,3 +315,79 @@ class ScaledConsumer(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ConfigureAwsOverlay(unittest.TestCase):
+    """scripts/configure-aws-overlay.sh writes the overlay from terraform's
+    outputs (given here through the environment)."""
+
+    PLACEHOLDERS = {
+        "MSK_BOOTSTRAP_BROKERS": ",".join(
+            f"b-{i}.lagrate.abc123.c2.kafka.us-east-1.amazonaws.com:9098" for i in (1, 2, 3)
+        ),
+        "AWS_REGION": "us-east-1",
+        "ECR_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lagrate",
+    }
+
+    def run_script(self, overlay, values, tag):
+        return subprocess.run(
+            ["bash", str(ROOT / "scripts" / "configure-aws-overlay.sh"), tag],
+            env={**os.environ, **values, "OVERLAY_DIR": str(overlay)},
+            capture_output=True,
+            text=True,
+        )
+
+    def copy_overlay(self, tmp):
+        overlay = pathlib.Path(tmp) / "k8s" / "overlays" / "aws"
+        shutil.copytree(K8S / "base", pathlib.Path(tmp) / "k8s" / "base")
+        shutil.copytree(K8S / "overlays" / "aws", overlay)
+        return overlay
+
+    def test_checked_in_overlay_is_what_the_script_writes(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            overlay = self.copy_overlay(tmp)
+            result = self.run_script(overlay, self.PLACEHOLDERS, "0.1.0")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            for name in ("msk.env", "lagrate-config.yaml", "kustomization.yaml"):
+                self.assertEqual(
+                    (overlay / name).read_text(), (K8S / "overlays" / "aws" / name).read_text(), name
+                )
+
+    def test_new_outputs_reach_every_pod_and_lagrate(self):
+        values = {
+            "MSK_BOOTSTRAP_BROKERS": "b-1.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098,b-2.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098",
+            "AWS_REGION": "eu-west-1",
+            "ECR_REGISTRY": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/prod",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            overlay = self.copy_overlay(tmp)
+            (overlay / "lagrate-config.yaml").write_text(
+                (overlay / "lagrate-config.yaml").read_text().replace("headroom: 0.1", "headroom: 0.3")
+            )
+            for _ in range(2):  # rerunnable
+                result = self.run_script(overlay, values, "2026.11.23-1")
+                self.assertEqual(result.returncode, 0, result.stderr)
+            out = subprocess.run(["kubectl", "kustomize", str(overlay)], check=True, capture_output=True, text=True).stdout
+            docs = [d for d in yaml.safe_load_all(out) if d]
+            for doc in docs:
+                validate(doc)
+            images = {container(d)["image"] for d in find(docs, "Deployment")}
+            self.assertEqual(
+                images,
+                {f"210987654321.dkr.ecr.eu-west-1.amazonaws.com/prod/{i}:2026.11.23-1" for i in ("lagrate", "trade-tx-consumer", "trade-tx-producer")},
+            )
+            connection = env_from_config_maps(docs, one(docs, "Deployment", "trade-tx-consumer"))
+            self.assertEqual(connection["KAFKA_BOOTSTRAP_SERVERS"], values["MSK_BOOTSTRAP_BROKERS"])
+            self.assertEqual(connection["AWS_REGION"], "eu-west-1")
+            config = yaml.safe_load(one(docs, "ConfigMap", "lagrate-config")["data"]["config.yaml"])
+            self.assertEqual(config["clusters"]["main"]["bootstrapServers"], values["MSK_BOOTSTRAP_BROKERS"].split(","))
+            self.assertEqual(config["clusters"]["main"]["auth"]["region"], "eu-west-1")
+            self.assertEqual(config["policies"]["default"]["headroom"], 0.3, "the operator's policy is kept")
+
+    def test_plaintext_brokers_are_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            overlay = self.copy_overlay(tmp)
+            values = {**self.PLACEHOLDERS, "MSK_BOOTSTRAP_BROKERS": "b-1.x.kafka.us-east-1.amazonaws.com:9092"}
+            result = self.run_script(overlay, values, "0.1.0")
+            self.assertEqual(result.returncode, 2)
+            self.assertIn("port 9098", result.stderr)

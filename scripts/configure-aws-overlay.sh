@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Points k8s/overlays/aws at the stack infra-tf created: MSK's IAM bootstrap
+# brokers and region (msk.env, lagrate-config.yaml) and the ECR images
+# (kustomization.yaml). Values come from `terraform output`, or from the
+# environment for each one given: MSK_BOOTSTRAP_BROKERS, AWS_REGION and
+# ECR_REGISTRY (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME).
+#
+#   scripts/configure-aws-overlay.sh IMAGE_TAG
+#
+# Rerunnable: it rewrites the same files each time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tag="${1:?usage: $0 IMAGE_TAG (the tag the images were pushed with)}"
+overlay="${OVERLAY_DIR:-k8s/overlays/aws}"
+
+output() { terraform -chdir=infra-tf output -raw "$1"; }
+brokers="${MSK_BOOTSTRAP_BROKERS:-$(output msk_bootstrap_brokers_iam)}"
+region="${AWS_REGION:-$(output region)}"
+if [ -z "${ECR_REGISTRY:-}" ]; then
+  # ecr_repository_urls.lagrate is REGISTRY/NAME/lagrate.
+  ECR_REGISTRY="$(terraform -chdir=infra-tf output -json ecr_repository_urls | sed -E 's#.*"lagrate": *"([^"]+)/lagrate".*#\1#')"
+fi
+
+case "$brokers" in
+  *:9098*) ;;
+  *) echo "MSK_BOOTSTRAP_BROKERS must be the SASL/IAM brokers (port 9098), got: $brokers" >&2; exit 2 ;;
+esac
+case "$tag" in
+  *[!A-Za-z0-9_.-]*|"") echo "IMAGE_TAG must be a Docker tag ([A-Za-z0-9_.-]), got: $tag" >&2; exit 2 ;;
+esac
+
+cat > "$overlay/msk.env" <<ENV
+KAFKA_BOOTSTRAP_SERVERS=$brokers
+KAFKA_AUTH=msk-iam
+AWS_REGION=$region
+ENV
+
+{
+  cat <<'YAML'
+# lagrate on EKS: MSK with IAM auth (the pod's Pod Identity role), the inbound
+# rate from the brokers' JMX exporter through kube-prometheus-stack.
+# Written by scripts/configure-aws-overlay.sh; edit the policy here freely.
+sampling:
+  interval: 5s
+  maxStaleness: 60s
+clusters:
+  main:
+    bootstrapServers:
+YAML
+  tr ',' '\n' <<<"$brokers" | sed 's/^/      - /'
+  cat <<YAML
+    auth: { mechanism: msk-iam, region: $region }
+prometheus:
+  url: http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090
+YAML
+  # Keep the policies already in the file (tuned by the operator).
+  if [ -f "$overlay/lagrate-config.yaml" ] && grep -q '^policies:' "$overlay/lagrate-config.yaml"; then
+    sed -n '/^policies:/,$p' "$overlay/lagrate-config.yaml"
+  else
+    printf 'policies:\n  default: {}\n'
+  fi
+} > "$overlay/lagrate-config.yaml.new"
+mv "$overlay/lagrate-config.yaml.new" "$overlay/lagrate-config.yaml"
+
+sed -i -E \
+  -e "s#^(    newName: ).*/(lagrate|trade-tx-consumer|trade-tx-producer)\$#\\1$ECR_REGISTRY/\\2#" \
+  -e "s#^(    newTag: ).*#\\1$tag#" \
+  "$overlay/kustomization.yaml"
+
+echo "k8s/overlays/aws now points at $brokers ($region), images $ECR_REGISTRY/*:$tag"
