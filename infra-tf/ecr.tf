@@ -1,29 +1,8 @@
 # One repository per image; tags are immutable (a tag names one build),
-# images are scanned on push and encrypted with a key of this stack.
+# images are scanned on push and encrypted with the stack's key (kms.tf).
 
 locals {
   images = toset(["lagrate", "trade-tx-consumer", "trade-tx-producer"])
-}
-
-resource "aws_kms_key" "ecr" {
-  description         = "${var.name}: ECR image encryption"
-  enable_key_rotation = true
-  policy              = data.aws_iam_policy_document.ecr_key.json
-}
-
-data "aws_iam_policy_document" "ecr_key" {
-  #checkov:skip=CKV_AWS_109:key policy: resource "*" is this key only
-  #checkov:skip=CKV_AWS_111:key policy: resource "*" is this key only
-  #checkov:skip=CKV_AWS_356:key policy: resource "*" is this key only
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
 }
 
 resource "aws_ecr_repository" "image" {
@@ -39,7 +18,7 @@ resource "aws_ecr_repository" "image" {
 
   encryption_configuration {
     encryption_type = "KMS"
-    kms_key         = aws_kms_key.ecr.arn
+    kms_key         = aws_kms_key.stack.arn
   }
 }
 

@@ -3,54 +3,10 @@
 # encrypted with a key of this stack, open monitoring for Prometheus (JMX
 # exporter on 11001, node exporter on 11002) and broker logs in CloudWatch.
 
-resource "aws_kms_key" "msk" {
-  description         = "${var.name}: MSK storage and broker log encryption"
-  enable_key_rotation = true
-  policy              = data.aws_iam_policy_document.msk_key.json
-}
-
-resource "aws_kms_alias" "msk" {
-  name          = "alias/${var.name}-msk"
-  target_key_id = aws_kms_key.msk.key_id
-}
-
-data "aws_iam_policy_document" "msk_key" {
-  # In a key policy "*" means this key, and the account root administering it
-  # is AWS's default key policy (without it the key becomes unmanageable).
-  #checkov:skip=CKV_AWS_109:key policy: resource "*" is this key only
-  #checkov:skip=CKV_AWS_111:key policy: resource "*" is this key only
-  #checkov:skip=CKV_AWS_356:key policy: resource "*" is this key only
-  # The account administers the key (the AWS default key policy)...
-  statement {
-    sid       = "AccountAdministers"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-  # ...and CloudWatch Logs may encrypt this stack's broker log group with it.
-  statement {
-    sid       = "CloudWatchLogsEncryptBrokerLogs"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${var.region}.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:aws:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/msk/${var.name}"]
-    }
-  }
-}
-
 resource "aws_cloudwatch_log_group" "msk" {
   name              = "/aws/msk/${var.name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.msk.arn
+  kms_key_id        = aws_kms_key.stack.arn
 }
 
 resource "aws_security_group" "msk" {
@@ -139,7 +95,7 @@ resource "aws_msk_cluster" "this" {
   }
 
   encryption_info {
-    encryption_at_rest_kms_key_arn = aws_kms_key.msk.arn
+    encryption_at_rest_kms_key_arn = aws_kms_key.stack.arn
     encryption_in_transit {
       client_broker = "TLS"
       in_cluster    = true

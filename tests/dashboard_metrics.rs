@@ -122,6 +122,14 @@ fn parse_query(expr: &str) -> Query {
         }
         (chars[j..end].iter().collect::<String>(), end)
     };
+    // The index after the string literal opening at `j` (escapes honoured).
+    let skip_string = |mut j: usize| {
+        j += 1;
+        while j < chars.len() && chars[j] != '"' {
+            j += if chars[j] == '\\' { 2 } else { 1 };
+        }
+        j + 1
+    };
     // Label names of a `{...}` matcher list or a `(...)` label list starting at `open`.
     let label_list = |open: usize, close: char| {
         let mut labels = Vec::new();
@@ -129,11 +137,7 @@ fn parse_query(expr: &str) -> Query {
         while j < chars.len() && chars[j] != close {
             let c = chars[j];
             if c == '"' {
-                j += 1;
-                while j < chars.len() && chars[j] != '"' {
-                    j += if chars[j] == '\\' { 2 } else { 1 };
-                }
-                j += 1;
+                j = skip_string(j);
             } else if c.is_alphabetic() || c == '_' {
                 let (name, end) = identifier(j);
                 labels.push(name);
@@ -147,11 +151,7 @@ fn parse_query(expr: &str) -> Query {
     while i < chars.len() {
         let c = chars[i];
         if c == '"' {
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-            }
-            i += 1;
+            i = skip_string(i);
         } else if c == '[' {
             while i < chars.len() && chars[i] != ']' {
                 i += 1;
