@@ -25,6 +25,27 @@ locals {
   ]
 }
 
+# Auto Mode provisions EBS volumes through its own CSI driver but ships no
+# StorageClass: without this default one, Prometheus's volume claim (and so
+# the Helm release) would wait forever.
+resource "kubernetes_storage_class_v1" "auto_ebs" {
+  metadata {
+    name = "auto-ebs-gp3"
+    annotations = {
+      "storageclass.kubernetes.io/is-default-class" = "true"
+    }
+  }
+  storage_provisioner    = "ebs.csi.eks.amazonaws.com"
+  volume_binding_mode    = "WaitForFirstConsumer"
+  allow_volume_expansion = true
+  parameters = {
+    type      = "gp3"
+    encrypted = "true"
+  }
+
+  depends_on = [module.eks]
+}
+
 resource "helm_release" "kube_prometheus_stack" {
   name             = "kube-prometheus-stack"
   repository       = "https://prometheus-community.github.io/helm-charts"
@@ -70,7 +91,7 @@ resource "helm_release" "kube_prometheus_stack" {
     })
   })]
 
-  depends_on = [module.eks]
+  depends_on = [kubernetes_storage_class_v1.auto_ebs]
 }
 
 resource "helm_release" "keda" {

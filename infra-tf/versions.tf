@@ -10,5 +10,9 @@ terraform {
       source  = "hashicorp/helm"
       version = "~> 3.1"
     }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "~> 2.38"
+    }
   }
 }
