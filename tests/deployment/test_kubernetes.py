@@ -233,6 +233,21 @@ class Wiring(unittest.TestCase):
         model = json.loads(dashboard["data"]["lagrate.json"])
         self.assertEqual(model["uid"], "lagrate-msk-keda")
         self.assertGreaterEqual(len(model["panels"]), 7)
+        # Every $variable a query uses is defined (or one of Grafana's own).
+        defined = {v["name"] for v in model["templating"]["list"]}
+        for panel in model["panels"]:
+            self.assertEqual(panel["datasource"]["uid"], "${datasource}", panel["title"])
+            for target in panel["targets"]:
+                for name in re.findall(r"\$(\w+)", target["expr"]):
+                    self.assertTrue(name in defined or name.startswith("__"), f"{panel['title']}: ${name}")
+        # Panels do not overlap on the grid.
+        cells = set()
+        for panel in model["panels"]:
+            g = panel["gridPos"]
+            area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            self.assertFalse(cells & area, panel["title"])
+            self.assertLessEqual(g["x"] + g["w"], 24, panel["title"])
+            cells |= area
 
 
 class ScaledConsumer(unittest.TestCase):
