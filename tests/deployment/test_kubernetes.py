@@ -3,6 +3,7 @@ KEDA's CRD, and wires together (KEDA reaches lagrate, Prometheus finds every
 metrics port, Pod Identity finds every service account)."""
 
 import copy
+import functools
 import json
 import os
 import pathlib
@@ -34,6 +35,7 @@ from repo import (
 )
 
 CRD_FILE = K8S / "crds" / "keda-v2.20.2-scaledobjects.yaml"
+SERVICE_MONITOR_CRD = K8S / "crds" / "prometheus-operator-v0.86.2-servicemonitors.yaml"
 
 
 def strict(schema):
@@ -59,17 +61,23 @@ def strict(schema):
     return schema
 
 
-def keda_schema():
-    crd = next(d for d in yaml.safe_load_all(CRD_FILE.read_text()) if d)
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
-    return strict(version["schema"]["openAPIV3Schema"])
+@functools.cache
+def crd_schema(path, version):
+    crd = next(d for d in yaml.safe_load_all(path.read_text()) if d)
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return strict(served["schema"]["openAPIV3Schema"])
+
+
+# Kinds the Kubernetes schema does not know, and the CRD that defines each.
+CRDS = {
+    "ScaledObject": (CRD_FILE, "v1alpha1"),
+    "ServiceMonitor": (SERVICE_MONITOR_CRD, "v1"),
+}
 
 
 def validate(doc):
-    if doc["kind"] == "ScaledObject":
-        jsonschema.validate(doc, keda_schema())
-    elif doc["kind"] == "ServiceMonitor":
-        pass  # checked by test_service_monitors_find_metrics_ports
+    if doc["kind"] in CRDS:
+        jsonschema.validate(doc, crd_schema(*CRDS[doc["kind"]]))
     else:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -90,6 +98,16 @@ class Overlays(unittest.TestCase):
         scaled["spec"]["fallback"]["replicas"] = "six"
         with self.assertRaises(jsonschema.ValidationError):
             validate(scaled)
+
+    def test_a_misspelt_service_monitor_field_is_rejected(self):
+        monitor = copy.deepcopy(one(rendered("aws"), "ServiceMonitor", "lagrate"))
+        monitor["spec"]["endpoints"][0]["intervall"] = "15s"
+        with self.assertRaises(jsonschema.ValidationError):
+            validate(monitor)
+
+    def test_service_monitor_crd_is_the_one_kube_prometheus_stack_bundles(self):
+        header = SERVICE_MONITOR_CRD.read_text().splitlines()[:3]
+        self.assertIn(f"kube-prometheus-stack {default('kube_prometheus_stack_chart_version')}", " ".join(header))
 
     def test_a_misspelt_deployment_field_is_rejected(self):
         deployment = copy.deepcopy(one(rendered("aws"), "Deployment", "lagrate"))
