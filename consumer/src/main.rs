@@ -23,7 +23,7 @@ use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use trade_model::Trade;
 
@@ -210,14 +210,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         topic: args.topic.clone(),
         progress: progress.clone(),
     })?;
+    // librdkafka asks for the first MSK IAM token (OAUTHBEARER) on the queue
+    // that poll() serves, and holds every request until it has one: serve
+    // it before waiting on the brokers. Without OAUTHBEARER this returns at once.
+    let _ = consumer.poll(Duration::ZERO);
     kafka_settings::ensure_topic(consumer.client(), &args.topic, &args.bootstrap_servers)
         .map_err(anyhow::Error::msg)?;
-    let dlq: Option<ThreadedProducer<DefaultProducerContext>> = match &args.dlq_topic {
+    // A ThreadedProducer polls itself, so its own token is served too.
+    let dlq: Option<ThreadedProducer<KafkaContext>> = match &args.dlq_topic {
         Some(_) => Some(
             settings
                 .client_config()?
                 .set("enable.idempotence", "true")
-                .create()?,
+                .create_with_context(settings.context())?,
         ),
         None => None,
     };
@@ -293,7 +298,7 @@ struct Loop<'a> {
     metrics: &'a Metrics,
     sink: &'a mut dyn Sink,
     topic: &'a str,
-    dlq: Option<(&'a ThreadedProducer<DefaultProducerContext>, &'a str)>,
+    dlq: Option<(&'a ThreadedProducer<KafkaContext>, &'a str)>,
 }
 
 impl Loop<'_> {

@@ -132,3 +132,29 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     assert!(p.logs().contains("invalid message skipped"), "{}", p.logs());
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
+
+/// With MSK IAM, librdkafka holds every request until the application serves
+/// its token-refresh event; the consumer serves it before its first request,
+/// so the token is signed even though the brokers are never reached.
+#[test]
+fn msk_iam_token_is_signed_before_the_first_request() {
+    let mut env = testbed::offline_aws_credentials();
+    env.extend([
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        ("KAFKA_AUTH", "msk-iam".to_owned()),
+        ("METRICS_PORT", free_port().to_string()),
+    ]);
+    let mut p = Process::start(CONSUMER, &[], &env);
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    let logs = p.logs();
+    let signed = logs.find("MSK IAM token signed");
+    let first_request = logs.find("checking that the topic exists");
+    assert!(
+        matches!((signed, first_request), (Some(s), Some(r)) if s < r),
+        "the token must be signed before the first request waits on it:\n{logs}"
+    );
+    assert!(logs.contains("(KAFKA_BOOTSTRAP_SERVERS)"), "{logs}");
+}

@@ -224,6 +224,7 @@ pub fn ensure_topic<C: ClientContext>(
     topic: &str,
     bootstrap: &str,
 ) -> Result<(), String> {
+    tracing::info!(bootstrap, topic, "checking that the topic exists");
     let metadata = client
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| format!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}"))?;
@@ -238,47 +239,6 @@ pub fn ensure_topic<C: ClientContext>(
         ));
     }
     Ok(())
-}
-
-/// Creates `topic` with `partitions` partitions when it does not exist yet
-/// (for brokers that do not auto-create topics, as MSK is configured here).
-/// `replication_factor` -1 takes the broker's `default.replication.factor`.
-/// Returns whether this call created it; a topic that exists is left as it is.
-pub async fn create_topic_if_missing(
-    settings: &ClusterSettings,
-    topic: &str,
-    partitions: i32,
-    replication_factor: i32,
-) -> Result<bool, String> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::types::RDKafkaErrorCode;
-
-    let bootstrap = settings.bootstrap_servers.join(",");
-    let admin: AdminClient<KafkaContext> = settings
-        .client_config()
-        .map_err(|e| e.to_string())?
-        .create_with_context(settings.context())
-        .map_err(|e| format!("cannot create a Kafka admin client for {bootstrap}: {e}"))?;
-    let new_topic = NewTopic::new(
-        topic,
-        partitions,
-        TopicReplication::Fixed(replication_factor),
-    );
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .map_err(|e| format!("cannot create topic {topic} on {bootstrap}: {e}"))?;
-    match results.into_iter().next() {
-        Some(Ok(_)) => Ok(true),
-        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
-        Some(Err((_, code))) => Err(format!(
-            "cannot create topic {topic} ({partitions} partitions, replication factor {replication_factor}) on {bootstrap}: {code}"
-        )),
-        None => Err(format!(
-            "cannot create topic {topic} on {bootstrap}: the broker gave no answer"
-        )),
-    }
 }
 
 /// rdkafka client context: logs through `tracing` and, for MSK IAM, signs
@@ -316,14 +276,17 @@ impl ClientContext for KafkaContext {
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })
         .join()
-        .map_err(|_| "MSK IAM token signer panicked")??;
-        let (token, expiry_ms) = signed;
+        .map_err(|_| "MSK IAM token signer panicked")?;
+        let (token, expiry_ms) = signed.inspect_err(|e| {
+            tracing::warn!(error = %e, "MSK IAM token signing failed; check the pod's AWS credentials (EKS Pod Identity)");
+        })?;
         let lifetime_ms = if expiry_ms > 0 {
             expiry_ms
         } else {
             now_ms_fallback() + MSK_TOKEN_LIFETIME.as_millis() as i64
         };
-        tracing::debug!(lifetime_ms, "signed MSK IAM token");
+        // Once per token (about every 12 minutes): shows the refresh is served.
+        tracing::info!(expires_at_ms = lifetime_ms, "MSK IAM token signed");
         Ok(OAuthToken {
             token,
             principal_name: "msk-iam".to_owned(),
@@ -333,6 +296,14 @@ impl ClientContext for KafkaContext {
 }
 
 impl ConsumerContext for KafkaContext {}
+
+/// For producers whose deliveries need no per-message handling (a
+/// dead-letter producer): the token refresh is all they need of the context.
+impl rdkafka::producer::ProducerContext for KafkaContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
 
 #[allow(clippy::disallowed_methods)] // I/O boundary: token expiry is wall-clock time
 fn now_ms_fallback() -> i64 {

@@ -266,16 +266,24 @@ fn run(args: Args) -> anyhow::Result<()> {
             kafka: settings.context(),
             metrics: metrics.clone(),
         })?;
-    let runtime = tokio::runtime::Runtime::new()?;
     if let Some(partitions) = args.topic_partitions {
-        let created = runtime
-            .block_on(kafka_settings::create_topic_if_missing(
-                &settings,
-                &args.topic,
-                partitions,
+        // Through the producer's own client: its thread serves the MSK IAM
+        // token, which a separate admin client would never get.
+        let created = kafka_admin::create_topic(
+            producer.client(),
+            &args.topic,
+            partitions,
+            args.topic_replication_factor,
+            Duration::from_secs(30),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create topic {} (TOPIC_PARTITIONS={partitions}, TOPIC_REPLICATION_FACTOR={}) on {}: {e}",
+                args.topic,
                 args.topic_replication_factor,
-            ))
-            .map_err(anyhow::Error::msg)?;
+                args.bootstrap_servers
+            )
+        })?;
         tracing::info!(topic = %args.topic, partitions, created, "topic ensured");
     }
     kafka_settings::ensure_topic(producer.client(), &args.topic, &args.bootstrap_servers)
@@ -286,6 +294,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         overridden: AtomicBool::new(false),
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind((
         "0.0.0.0",
         args.metrics_port,

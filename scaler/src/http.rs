@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::clock::unix_now;
 use crate::registry::Registry;
+use crate::source::kafka::ClusterClient;
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
@@ -50,15 +50,10 @@ async fn ready(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let clusters: Vec<_> = config.clusters.into_iter().collect();
     let probe = tokio::task::spawn_blocking(move || {
         clusters.iter().find_map(|(name, cluster)| {
-            let consumer: BaseConsumer<_> = cluster
-                .client_config()
+            ClusterClient::new(cluster)
                 .ok()?
-                .create_with_context(cluster.context())
-                .ok()?;
-            consumer
-                .fetch_metadata(None, Duration::from_secs(2))
-                .ok()
-                .map(|_| name.clone())
+                .reachable(Duration::from_secs(2))
+                .then(|| name.clone())
         })
     })
     .await

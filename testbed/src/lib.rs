@@ -52,6 +52,20 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Environment for a process that signs MSK IAM tokens offline: made-up
+/// static credentials (signing is local; nothing reaches AWS) and no
+/// instance metadata or profile lookups.
+pub fn offline_aws_credentials() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "AKIDLAGRATETESTONLY".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-key".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
+    ]
+}
+
 /// A random suffix for topic and group names.
 pub fn unique(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};

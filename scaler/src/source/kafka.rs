@@ -3,8 +3,7 @@
 //! the broker answers DescribeGroups, the member count. One client per
 //! cluster serves every group on it.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use kafka_settings::{ClusterSettings, KafkaContext};
@@ -19,31 +18,58 @@ use super::{OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError};
 const MEMBERS_RETRY: Duration = Duration::from_secs(600);
 
 /// The client of one cluster, shared by the samplers of all its groups. It
-/// never joins a group.
+/// has no `group.id`: it never joins a group, nor looks one up for itself
+/// (which MSK IAM would refuse without a grant on that group).
 pub struct ClusterClient {
-    consumer: BaseConsumer<KafkaContext>,
+    consumer: Arc<BaseConsumer<KafkaContext>>,
     /// Unix time before which DescribeGroups is not tried again.
     describe_groups_retry_at: Mutex<f64>,
 }
+
+/// How long one poll of the event thread waits; also how long a dropped
+/// client may outlive its `ClusterClient`.
+const EVENT_POLL: Duration = Duration::from_millis(250);
 
 impl ClusterClient {
     pub fn new(cluster: &ClusterSettings) -> Result<Self, SourceError> {
         let mut config = cluster
             .client_config()
             .map_err(|e| SourceError::Kafka(e.to_string()))?;
-        config
-            .set("group.id", "lagrate-offset-reader")
-            .set("enable.auto.commit", "false")
-            .set("client.id", "lagrate")
-            .set("log_level", "3");
-        let consumer = config
-            .create_with_context(cluster.context())
-            .map_err(|e| SourceError::Kafka(format!("cannot create client: {e}")))?;
+        config.set("client.id", "lagrate").set("log_level", "3");
+        let consumer = Arc::new(
+            config
+                .create_with_context(cluster.context())
+                .map_err(|e| SourceError::Kafka(format!("cannot create client: {e}")))?,
+        );
+        serve_events(Arc::downgrade(&consumer))?;
         Ok(Self {
             consumer,
             describe_groups_retry_at: Mutex::new(0.0),
         })
     }
+
+    /// Whether the cluster answers a metadata request within `timeout`.
+    pub fn reachable(&self, timeout: Duration) -> bool {
+        self.consumer.fetch_metadata(None, timeout).is_ok()
+    }
+}
+
+/// librdkafka hands the application its events on the client's main queue,
+/// which only `poll()` serves: the OAUTHBEARER token refresh (MSK IAM: the
+/// first token, then one before each expires; until then every request
+/// waits) and log lines. This client is never polled for messages, so a
+/// thread of its own polls it until the client is dropped.
+fn serve_events(consumer: Weak<BaseConsumer<KafkaContext>>) -> Result<(), SourceError> {
+    std::thread::Builder::new()
+        .name("lagrate-kafka-events".into())
+        .spawn(move || {
+            while let Some(consumer) = consumer.upgrade() {
+                // Errors reach the samplers through their own requests.
+                let _ = consumer.poll(EVENT_POLL);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| SourceError::Kafka(format!("cannot start the Kafka event thread: {e}")))
 }
 
 /// One group on one cluster.
@@ -131,7 +157,7 @@ impl OffsetSource for KafkaOffsets {
         };
         partitions.sort();
 
-        let committed = kafka_group_offsets::committed_offsets(
+        let committed = kafka_admin::committed_offsets(
             self.client.consumer.client(),
             &self.group,
             &partitions,

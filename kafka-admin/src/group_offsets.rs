@@ -1,12 +1,9 @@
-//! Committed offsets of any consumer group, read through a client that
-//! already exists (one per cluster), with librdkafka's
+//! Committed offsets of any consumer group, with librdkafka's
 //! ListConsumerGroupOffsets admin call.
 //!
 //! rust-rdkafka reads committed offsets only for the group its client was
 //! created with, so a scaler watching fifty groups would need fifty clients,
-//! each with its own threads and buffers (about 0.6 MB apiece). This crate
-//! wraps the one C call that avoids that; it is the only unsafe code of the
-//! workspace.
+//! each with its own threads and buffers (about 0.6 MB apiece).
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};

@@ -25,23 +25,18 @@ fn one_client_reads_the_committed_offsets_of_several_groups() {
         .unwrap();
     let partitions: Vec<(String, i32)> = (0..3).map(|p| (topic.clone(), p)).collect();
     let timeout = Duration::from_secs(10);
-    let got = kafka_group_offsets::committed_offsets(reader.client(), &first, &partitions, timeout)
-        .unwrap();
+    let got =
+        kafka_admin::committed_offsets(reader.client(), &first, &partitions, timeout).unwrap();
     assert_eq!(
         got,
         HashMap::from([((topic.clone(), 0), 4), ((topic.clone(), 1), 7)]),
         "partition 2 never committed"
     );
     let got =
-        kafka_group_offsets::committed_offsets(reader.client(), &second, &partitions, timeout)
-            .unwrap();
+        kafka_admin::committed_offsets(reader.client(), &second, &partitions, timeout).unwrap();
     assert_eq!(got, HashMap::from([((topic.clone(), 2), 9)]));
-    let none = kafka_group_offsets::committed_offsets(
-        reader.client(),
-        &unique("new"),
-        &partitions,
-        timeout,
-    )
-    .unwrap();
+    let none =
+        kafka_admin::committed_offsets(reader.client(), &unique("new"), &partitions, timeout)
+            .unwrap();
     assert!(none.is_empty());
 }

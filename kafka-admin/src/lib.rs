@@ -1,0 +1,16 @@
+//! Kafka admin calls made through a client that already exists and is
+//! already polled: committed offsets of any consumer group, and creating a
+//! topic. The only unsafe code of the workspace: rust-rdkafka has no safe
+//! wrapper for either call on an existing client.
+//!
+//! Why not rust-rdkafka's `AdminClient`: it is a client of its own that never
+//! serves librdkafka's OAUTHBEARER token-refresh event, so with MSK IAM it
+//! cannot authenticate; and a client per call would cost threads and memory.
+//! The client passed here must be polled (a `ThreadedProducer`, or a
+//! consumer whose owner polls it) so that its token is served.
+
+mod create_topic;
+mod group_offsets;
+
+pub use create_topic::create_topic;
+pub use group_offsets::committed_offsets;
