@@ -5,6 +5,10 @@
 
 data "aws_availability_zones" "available" {
   #checkov:skip=CKV_AWS_394:only the first three zone names are used (slice below), and a zone AWS adds later sorts after them
+  # Zones where the EKS control plane cannot run (AWS's published list); the
+  # names that map to them differ per account.
+  exclude_zone_ids = ["use1-az3", "usw1-az2", "cac1-az3"]
+
   # Local and Wavelength zones cannot host MSK brokers.
   filter {
     name   = "opt-in-status"

@@ -128,9 +128,13 @@ resource "aws_msk_cluster" "this" {
   }
 }
 
+# Every broker, for the Prometheus scrape targets: the bootstrap string may
+# list only some of them, and an unscraped broker's messages would be missing
+# from the inbound rate lagrate reads.
+data "aws_msk_broker_nodes" "this" {
+  cluster_arn = aws_msk_cluster.this.arn
+}
+
 locals {
-  # Broker host names, for the Prometheus scrape targets.
-  msk_broker_hosts = [
-    for endpoint in split(",", aws_msk_cluster.this.bootstrap_brokers_sasl_iam) : split(":", endpoint)[0]
-  ]
+  msk_broker_hosts = sort(flatten(data.aws_msk_broker_nodes.this.node_info_list[*].endpoints))
 }

@@ -161,6 +161,10 @@ class Wiring(unittest.TestCase):
         for rule in policy["spec"]["ingress"]:
             for peer in rule["from"]:
                 self.assertEqual(set(peer), {"namespaceSelector"})
+        # ...and EKS Auto Mode is told to enforce it.
+        switch = one(docs, "ConfigMap", "amazon-vpc-cni")
+        self.assertEqual(switch["metadata"]["namespace"], "kube-system")
+        self.assertEqual(switch["data"], {"enable-network-policy-controller": "true"})
 
     def test_lagrate_runs_two_hardened_replicas_probed_on_healthz_and_readyz(self):
         docs = rendered("aws")

@@ -159,6 +159,11 @@ class Msk(unittest.TestCase):
         self.assertEqual(sorted(rule["from_port"] for rule in group["ingress"]), [9098, 11001, 11002])
         for rule in group["ingress"] + group["egress"]:
             self.assertNotIn("0.0.0.0/0", str(rule["cidr_blocks"]))
+        # Every broker is scraped, not only those the bootstrap string lists.
+        self.assertEqual(
+            terraform("msk.tf")["locals"][0]["msk_broker_hosts"],
+            "${sort(flatten(data.aws_msk_broker_nodes.this.node_info_list[*].endpoints))}",
+        )
         scrape = (INFRA / "addons.tf").read_text()
         self.assertIn(':11001"', scrape)
         self.assertIn(':11002"', scrape)
