@@ -1,5 +1,5 @@
-//! Reading another group's committed offsets through one shared client, on
-//! a real tansu broker.
+//! Admin calls through one existing client on a real tansu broker: another
+//! group's committed offsets, and creating a topic.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,4 +39,34 @@ fn one_client_reads_the_committed_offsets_of_several_groups() {
         kafka_admin::committed_offsets(reader.client(), &unique("new"), &partitions, timeout)
             .unwrap();
     assert!(none.is_empty());
+}
+
+#[test]
+fn creates_a_topic_once_and_reports_an_existing_one() {
+    let broker = Tansu::start();
+    let topic = unique("created");
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    assert_eq!(
+        kafka_admin::create_topic(client.client(), &topic, 5, -1, timeout),
+        Ok(true)
+    );
+    assert_eq!(broker.high_watermarks(&topic).len(), 5);
+    // Asked again, with another partition count: it exists, and keeps its 5.
+    assert_eq!(
+        kafka_admin::create_topic(client.client(), &topic, 2, -1, timeout),
+        Ok(false)
+    );
+    assert_eq!(broker.high_watermarks(&topic).len(), 5);
+    // A request librdkafka refuses comes back as its reason.
+    let refused = kafka_admin::create_topic(client.client(), &unique("bad"), -5, -1, timeout);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("num_partitions")),
+        "{refused:?}"
+    );
 }
