@@ -2,6 +2,7 @@
 Terraform files parsed with python-hcl2, and the Dockerfile."""
 
 import functools
+import os
 import pathlib
 import re
 import subprocess
@@ -14,6 +15,10 @@ K8S = ROOT / "k8s"
 INFRA = ROOT / "infra-tf"
 OVERLAYS = ("aws", "local")
 KUBERNETES_VERSION = "1.35.0"
+# checkov lives in a virtualenv of its own (scripts/install-test-deps.sh).
+CHECKOV = pathlib.Path(
+    os.environ.get("LAGRATE_CACHE", pathlib.Path.home() / ".cache" / "lagrate")
+) / "venv-checkov" / "bin" / "checkov"
 
 
 @functools.cache

@@ -18,6 +18,7 @@ import kubernetes_validate
 import yaml
 
 from repo import (
+    CHECKOV,
     K8S,
     ROOT,
     KUBERNETES_VERSION,
@@ -88,6 +89,23 @@ class Overlays(unittest.TestCase):
             for doc in rendered(overlay):
                 with self.subTest(overlay=overlay, kind=doc["kind"], name=doc["metadata"]["name"]):
                     validate(doc)
+
+    def test_checkov_passes_on_every_overlay_and_every_skip_says_why(self):
+        for overlay in OVERLAYS:
+            with self.subTest(overlay=overlay), tempfile.TemporaryDirectory() as tmp:
+                path = pathlib.Path(tmp) / f"{overlay}.yaml"
+                path.write_text(yaml.safe_dump_all(rendered(overlay)))
+                result = subprocess.run(
+                    [str(CHECKOV), "-f", str(path), "--framework", "kubernetes", "--quiet", "--compact", "--skip-download"],
+                    capture_output=True,
+                    text=True,
+                )
+                self.assertEqual(result.returncode, 0, result.stdout[-4000:] + result.stderr[-2000:])
+                self.assertRegex(result.stdout, r"Failed checks: 0")
+                for doc in rendered(overlay):
+                    for key, value in doc["metadata"].get("annotations", {}).items():
+                        if key.startswith("checkov.io/skip"):
+                            self.assertRegex(value, r"^CKV\w*_\d+=\S.{15,}", f"{doc['metadata']['name']}: {value}")
 
     def test_a_misspelt_scaled_object_field_is_rejected(self):
         scaled = copy.deepcopy(one(rendered("aws"), "ScaledObject", "trade-tx-consumer"))

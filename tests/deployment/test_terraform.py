@@ -2,19 +2,13 @@
 is made), the MSK IAM grants are exactly the least-privilege list, and the
 cluster is configured as documented."""
 
-import os
-import pathlib
 import re
 import subprocess
 import unittest
 
 import hcl2
 
-from repo import INFRA, blocks, default, strip_quotes, terraform, tf_files, variables
-
-CHECKOV = pathlib.Path(
-    os.environ.get("LAGRATE_CACHE", pathlib.Path.home() / ".cache" / "lagrate")
-) / "venv-checkov" / "bin" / "checkov"
+from repo import CHECKOV, INFRA, blocks, default, strip_quotes, terraform, tf_files, variables
 
 CLUSTER = "${aws_msk_cluster.this.arn}"
 TOPIC = "${local.msk_topic_arn}"
