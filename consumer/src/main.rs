@@ -210,12 +210,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         topic: args.topic.clone(),
         progress: progress.clone(),
     })?;
-    // librdkafka asks for the first MSK IAM token (OAUTHBEARER) on the queue
-    // that poll() serves, and holds every request until it has one: serve
-    // it before waiting on the brokers. Without OAUTHBEARER this returns at once.
-    let _ = consumer.poll(Duration::ZERO);
-    kafka_settings::ensure_topic(consumer.client(), &args.topic, &args.bootstrap_servers)
-        .map_err(anyhow::Error::msg)?;
+    // librdkafka asks for the MSK IAM token (OAUTHBEARER) on the queue that
+    // poll() serves, and holds every request until it has one: serve it
+    // before and between the first requests. Without OAUTHBEARER the poll
+    // returns at once (no group is joined before subscribe).
+    kafka_settings::ensure_topic(
+        consumer.client(),
+        &args.topic,
+        &args.bootstrap_servers,
+        || {
+            let _ = consumer.poll(Duration::ZERO);
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     // A ThreadedProducer polls itself, so its own token is served too.
     let dlq: Option<ThreadedProducer<KafkaContext>> = match &args.dlq_topic {
         Some(_) => Some(

@@ -146,6 +146,7 @@ fn msk_iam_token_is_signed_before_the_first_request() {
         ),
         ("KAFKA_AUTH", "msk-iam".to_owned()),
         ("METRICS_PORT", free_port().to_string()),
+        ("RUST_LOG", "info".to_owned()),
     ]);
     let mut p = Process::start(CONSUMER, &[], &env);
     assert!(!p.wait(Duration::from_secs(30)).success());

@@ -53,10 +53,12 @@ pub fn create_topic<C: ClientContext>(
             errstr.as_mut_ptr(),
             errstr.len(),
         );
-        // The brokers finish creating the topic (leaders elected) within it.
+        // The brokers' share of the deadline for creating the topic (leaders
+        // elected): half of it, so their own answer, even a timeout, still
+        // arrives before librdkafka's request deadline.
         rd::rd_kafka_AdminOptions_set_operation_timeout(
             options,
-            timeout_ms,
+            timeout_ms / 2,
             errstr.as_mut_ptr(),
             errstr.len(),
         );

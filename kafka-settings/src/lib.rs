@@ -217,28 +217,49 @@ impl ClusterSettings {
     }
 }
 
+/// How long `ensure_topic` keeps asking before it gives up.
+const ENSURE_TOPIC_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Fails fast with a message naming the environment variable when the
-/// brokers cannot be reached or `topic` does not exist.
+/// brokers cannot be reached or `topic` does not exist. Between attempts it
+/// calls `serve_events`: a client that nobody polls yet (a consumer before
+/// its loop) must serve librdkafka's events there, or with MSK IAM a token
+/// that failed to sign at first is never signed again.
 pub fn ensure_topic<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
     bootstrap: &str,
+    mut serve_events: impl FnMut(),
 ) -> Result<(), String> {
+    serve_events();
     tracing::info!(bootstrap, topic, "checking that the topic exists");
-    let metadata = client
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {e}"))?;
-    let found = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
-    if !found {
-        return Err(format!(
-            "topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first"
-        ));
+    let attempts = 5;
+    let mut last_error = None;
+    for _ in 0..attempts {
+        match client.fetch_metadata(Some(topic), ENSURE_TOPIC_DEADLINE / attempts) {
+            Ok(metadata) => {
+                let found = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+                if !found {
+                    return Err(format!(
+                        "topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first"
+                    ));
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                last_error = Some(e);
+                serve_events();
+            }
+        }
     }
-    Ok(())
+    Err(format!(
+        "cannot reach Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {}",
+        last_error.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 /// rdkafka client context: logs through `tracing` and, for MSK IAM, signs

@@ -286,8 +286,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         })?;
         tracing::info!(topic = %args.topic, partitions, created, "topic ensured");
     }
-    kafka_settings::ensure_topic(producer.client(), &args.topic, &args.bootstrap_servers)
-        .map_err(anyhow::Error::msg)?;
+    // The producer's own thread serves librdkafka's events.
+    kafka_settings::ensure_topic(
+        producer.client(),
+        &args.topic,
+        &args.bootstrap_servers,
+        || {},
+    )
+    .map_err(anyhow::Error::msg)?;
 
     let rate = Arc::new(RateControl {
         manual: AtomicU64::new(0),

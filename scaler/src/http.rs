@@ -11,7 +11,6 @@ use axum::routing::get;
 
 use crate::clock::unix_now;
 use crate::registry::Registry;
-use crate::source::kafka::ClusterClient;
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
@@ -50,9 +49,8 @@ async fn ready(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let clusters: Vec<_> = config.clusters.into_iter().collect();
     let probe = tokio::task::spawn_blocking(move || {
         clusters.iter().find_map(|(name, cluster)| {
-            ClusterClient::new(cluster)
-                .ok()?
-                .reachable(Duration::from_secs(2))
+            registry
+                .cluster_reachable(cluster, Duration::from_secs(2))
                 .then(|| name.clone())
         })
     })

@@ -26,34 +26,68 @@ use crate::trigger::{self, ClusterRef, TriggerSpec};
 /// Makes the offset reader of a source key (Kafka in production).
 pub trait SourceFactory: Send + Sync + 'static {
     fn offsets(&self, key: &SourceKey) -> Result<Arc<dyn OffsetSource>, SourceError>;
+
+    /// Whether `cluster` answers within `timeout` (readiness before the
+    /// first sample). Sources that cannot tell say no.
+    fn cluster_reachable(
+        &self,
+        _cluster: &kafka_settings::ClusterSettings,
+        _timeout: std::time::Duration,
+    ) -> bool {
+        false
+    }
 }
 
 /// The real factory: rdkafka, one client per cluster shared by its groups.
 #[derive(Default)]
 pub struct KafkaFactory {
     clients: Mutex<HashMap<kafka_settings::ClusterSettings, std::sync::Weak<ClusterClient>>>,
+    /// Clients the readiness probe made, kept so that each probe does not
+    /// make (and, with MSK IAM, sign a token for) a new one; the samplers
+    /// share them once they start.
+    probed: Mutex<HashMap<kafka_settings::ClusterSettings, Arc<ClusterClient>>>,
+}
+
+impl KafkaFactory {
+    /// The cluster's shared client, made on first use.
+    fn client(
+        &self,
+        cluster: &kafka_settings::ClusterSettings,
+    ) -> Result<Arc<ClusterClient>, SourceError> {
+        let mut clients = self.clients.lock().expect("client map lock poisoned");
+        clients.retain(|_, c| c.strong_count() > 0);
+        if let Some(client) = clients.get(cluster).and_then(std::sync::Weak::upgrade) {
+            return Ok(client);
+        }
+        let client = Arc::new(ClusterClient::new(cluster)?);
+        clients.insert(cluster.clone(), Arc::downgrade(&client));
+        Ok(client)
+    }
 }
 
 impl SourceFactory for KafkaFactory {
     fn offsets(&self, key: &SourceKey) -> Result<Arc<dyn OffsetSource>, SourceError> {
-        let client = {
-            let mut clients = self.clients.lock().expect("client map lock poisoned");
-            clients.retain(|_, c| c.strong_count() > 0);
-            match clients.get(&key.cluster).and_then(std::sync::Weak::upgrade) {
-                Some(client) => client,
-                None => {
-                    let client = Arc::new(ClusterClient::new(&key.cluster)?);
-                    clients.insert(key.cluster.clone(), Arc::downgrade(&client));
-                    client
-                }
-            }
-        };
         Ok(Arc::new(KafkaOffsets::new(
-            client,
+            self.client(&key.cluster)?,
             &key.group,
             key.topics.clone(),
             key.kafka_timeout,
         )?))
+    }
+
+    fn cluster_reachable(
+        &self,
+        cluster: &kafka_settings::ClusterSettings,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let Ok(client) = self.client(cluster) else {
+            return false;
+        };
+        self.probed
+            .lock()
+            .expect("probe map lock poisoned")
+            .insert(cluster.clone(), client.clone());
+        client.reachable(timeout)
     }
 }
 
@@ -130,6 +164,16 @@ impl Registry {
     /// The config in force.
     pub fn config(&self) -> Config {
         self.current.load().config.clone()
+    }
+
+    /// Whether `cluster` answers within `timeout`, through the client its
+    /// samplers use (blocking).
+    pub fn cluster_reachable(
+        &self,
+        cluster: &kafka_settings::ClusterSettings,
+        timeout: std::time::Duration,
+    ) -> bool {
+        self.factory.cluster_reachable(cluster, timeout)
     }
 
     /// Puts a new config in force; entries re-read their spec on next use,

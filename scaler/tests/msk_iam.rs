@@ -39,7 +39,11 @@ fn cluster_client_signs_its_msk_iam_token_without_being_polled_for_messages() {
             "--http-listen",
             &format!("127.0.0.1:{http_port}"),
         ],
-        &offline_aws_credentials(),
+        &[
+            offline_aws_credentials(),
+            vec![("RUST_LOG", "info".to_owned())],
+        ]
+        .concat(),
     );
     let http = SocketAddr::from(([127, 0, 0, 1], http_port));
     // /readyz makes a cluster client (no sample exists yet) and asks it for
