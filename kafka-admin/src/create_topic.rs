@@ -6,6 +6,8 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 
+use crate::round_trip;
+
 /// Creates `topic` with `partitions` partitions and `replication_factor`
 /// copies (-1: the brokers' `default.replication.factor`). Returns whether
 /// this call created it: a topic that already exists is left as it is.
@@ -19,14 +21,12 @@ pub fn create_topic<C: ClientContext>(
 ) -> Result<bool, String> {
     let topic_c =
         CString::new(topic).map_err(|_| format!("topic {topic:?} contains a NUL byte"))?;
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let operation_timeout_ms = i32::try_from(timeout.as_millis() / 2).unwrap_or(i32::MAX);
 
-    // SAFETY: every pointer passed to librdkafka is either returned by
-    // librdkafka in this function and destroyed exactly once before it
-    // returns, or borrowed from a value (`client`, `topic_c`, `errstr`) that
-    // outlives the call. librdkafka copies the new-topic spec into the
-    // request; the result is read only while `event` is alive, and strings
-    // are copied out before it is destroyed.
+    // SAFETY: `new_topic` is made here and destroyed exactly once after the
+    // round trip (librdkafka copies it into the request); `topic_c` and
+    // `errstr` outlive the calls that borrow them; `send` enqueues exactly
+    // one CreateTopics request with the options and queue it is given.
     #[allow(unsafe_code)]
     unsafe {
         let rk = client.native_ptr();
@@ -43,47 +43,25 @@ pub fn create_topic<C: ClientContext>(
                 .to_string_lossy()
                 .into_owned());
         }
-        let options = rd::rd_kafka_AdminOptions_new(
+        let result = round_trip(
             rk,
             rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS,
+            timeout,
+            "CreateTopics",
+            |options, queue| {
+                // The brokers' share of the deadline for creating the topic
+                // (leaders elected): half of it, so their own answer, even a
+                // timeout, arrives before librdkafka's request deadline.
+                rd::rd_kafka_AdminOptions_set_operation_timeout(
+                    options,
+                    operation_timeout_ms,
+                    errstr.as_mut_ptr(),
+                    errstr.len(),
+                );
+                rd::rd_kafka_CreateTopics(rk, &mut new_topic, 1, options, queue);
+            },
+            |event| read_result(event),
         );
-        rd::rd_kafka_AdminOptions_set_request_timeout(
-            options,
-            timeout_ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
-        // The brokers' share of the deadline for creating the topic (leaders
-        // elected): half of it, so their own answer, even a timeout, still
-        // arrives before librdkafka's request deadline.
-        rd::rd_kafka_AdminOptions_set_operation_timeout(
-            options,
-            timeout_ms / 2,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
-        let queue = rd::rd_kafka_queue_new(rk);
-        rd::rd_kafka_CreateTopics(rk, &mut new_topic, 1, options, queue);
-        // Allow librdkafka's own deadline to fire first.
-        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
-
-        let result = if event.is_null() {
-            Err(format!("no answer to CreateTopics within {timeout:?}"))
-        } else if rd::rd_kafka_event_error(event)
-            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-        {
-            Err(CStr::from_ptr(rd::rd_kafka_event_error_string(event))
-                .to_string_lossy()
-                .into_owned())
-        } else {
-            read_result(event)
-        };
-
-        if !event.is_null() {
-            rd::rd_kafka_event_destroy(event);
-        }
-        rd::rd_kafka_queue_destroy(queue);
-        rd::rd_kafka_AdminOptions_destroy(options);
         rd::rd_kafka_NewTopic_destroy(new_topic);
         result
     }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 
+use crate::round_trip;
+
 /// Committed offset per `(topic, partition)` of `group`; a partition the
 /// group never committed is absent. Blocks up to `timeout`.
 pub fn committed_offsets<C: ClientContext>(
@@ -28,14 +30,12 @@ pub fn committed_offsets<C: ClientContext>(
             CString::new(t.as_str()).map_err(|_| format!("topic {t:?} contains a NUL byte"))
         })
         .collect::<Result<_, _>>()?;
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
 
-    // SAFETY: every pointer passed to librdkafka is either returned by
-    // librdkafka in this function and destroyed exactly once before it
-    // returns, or borrowed from a value (`client`, `group_c`, `topics`) that
-    // outlives the call. librdkafka copies the partition list into the
-    // request and the request's strings; results are read only while
-    // `event` is alive, and strings are copied out before it is destroyed.
+    // SAFETY: the partition list and the request are made here and destroyed
+    // exactly once (librdkafka copies the list into the request, and the
+    // request into the call); `group_c` and `topics` outlive the calls that
+    // borrow them; `send` enqueues exactly one ListConsumerGroupOffsets
+    // request with the options and queue it is given.
     #[allow(unsafe_code)]
     unsafe {
         let rk = client.native_ptr();
@@ -45,41 +45,16 @@ pub fn committed_offsets<C: ClientContext>(
         }
         let mut request = rd::rd_kafka_ListConsumerGroupOffsets_new(group_c.as_ptr(), list);
         rd::rd_kafka_topic_partition_list_destroy(list);
-        let options = rd::rd_kafka_AdminOptions_new(
+        let result = round_trip(
             rk,
             rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+            timeout,
+            "ListConsumerGroupOffsets",
+            |options, queue| {
+                rd::rd_kafka_ListConsumerGroupOffsets(rk, &mut request, 1, options, queue)
+            },
+            |event| read_result(event),
         );
-        let mut errstr = [0 as std::ffi::c_char; 256];
-        rd::rd_kafka_AdminOptions_set_request_timeout(
-            options,
-            timeout_ms,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        );
-        let queue = rd::rd_kafka_queue_new(rk);
-        rd::rd_kafka_ListConsumerGroupOffsets(rk, &mut request, 1, options, queue);
-        // Allow librdkafka's own deadline to fire first.
-        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
-
-        let result = if event.is_null() {
-            Err(format!(
-                "no answer to ListConsumerGroupOffsets within {timeout:?}"
-            ))
-        } else if rd::rd_kafka_event_error(event)
-            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-        {
-            Err(CStr::from_ptr(rd::rd_kafka_event_error_string(event))
-                .to_string_lossy()
-                .into_owned())
-        } else {
-            read_result(event)
-        };
-
-        if !event.is_null() {
-            rd::rd_kafka_event_destroy(event);
-        }
-        rd::rd_kafka_queue_destroy(queue);
-        rd::rd_kafka_AdminOptions_destroy(options);
         rd::rd_kafka_ListConsumerGroupOffsets_destroy(request);
         result
     }

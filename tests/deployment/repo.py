@@ -21,6 +21,15 @@ CHECKOV = pathlib.Path(
 ) / "venv-checkov" / "bin" / "checkov"
 
 
+def checkov(*args: str) -> subprocess.CompletedProcess:
+    """Runs checkov offline (no download of guidelines) and returns its run."""
+    return subprocess.run(
+        [str(CHECKOV), *args, "--quiet", "--compact", "--skip-download"],
+        capture_output=True,
+        text=True,
+    )
+
+
 @functools.cache
 def rendered(overlay: str) -> tuple:
     """The documents `kubectl kustomize` renders for an overlay (or "base")."""

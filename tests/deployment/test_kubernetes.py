@@ -18,12 +18,12 @@ import kubernetes_validate
 import yaml
 
 from repo import (
-    CHECKOV,
     K8S,
     ROOT,
     KUBERNETES_VERSION,
     OVERLAYS,
     blocks,
+    checkov,
     container,
     default,
     ecr_images,
@@ -95,11 +95,7 @@ class Overlays(unittest.TestCase):
             with self.subTest(overlay=overlay), tempfile.TemporaryDirectory() as tmp:
                 path = pathlib.Path(tmp) / f"{overlay}.yaml"
                 path.write_text(yaml.safe_dump_all(rendered(overlay)))
-                result = subprocess.run(
-                    [str(CHECKOV), "-f", str(path), "--framework", "kubernetes", "--quiet", "--compact", "--skip-download"],
-                    capture_output=True,
-                    text=True,
-                )
+                result = checkov("-f", str(path), "--framework", "kubernetes")
                 self.assertEqual(result.returncode, 0, result.stdout[-4000:] + result.stderr[-2000:])
                 self.assertRegex(result.stdout, r"Failed checks: 0")
                 for doc in rendered(overlay):

@@ -3,12 +3,11 @@ is made), the MSK IAM grants are exactly the least-privilege list, and the
 cluster is configured as documented."""
 
 import re
-import subprocess
 import unittest
 
 import hcl2
 
-from repo import CHECKOV, INFRA, blocks, default, strip_quotes, terraform, tf_files, variables
+from repo import INFRA, blocks, checkov, default, strip_quotes, terraform, tf_files, variables
 
 CLUSTER = "${aws_msk_cluster.this.arn}"
 TOPIC = "${local.msk_topic_arn}"
@@ -67,11 +66,7 @@ class Parse(unittest.TestCase):
                 self.assertTrue(hcl2.load(f))
 
     def test_checkov_passes_and_every_skip_says_why(self):
-        result = subprocess.run(
-            [str(CHECKOV), "-d", str(INFRA), "--framework", "terraform", "--quiet", "--compact", "--skip-download"],
-            capture_output=True,
-            text=True,
-        )
+        result = checkov("-d", str(INFRA), "--framework", "terraform")
         self.assertEqual(result.returncode, 0, result.stdout[-4000:] + result.stderr[-2000:])
         self.assertRegex(result.stdout, r"Failed checks: 0")
         for name in tf_files():
