@@ -15,10 +15,11 @@ K8S = ROOT / "k8s"
 INFRA = ROOT / "infra-tf"
 OVERLAYS = ("aws", "local")
 KUBERNETES_VERSION = "1.35.0"
-# checkov lives in a virtualenv of its own (scripts/install-test-deps.sh).
-CHECKOV = pathlib.Path(
-    os.environ.get("LAGRATE_CACHE", pathlib.Path.home() / ".cache" / "lagrate")
-) / "venv-checkov" / "bin" / "checkov"
+# Installed by scripts/install-test-deps.sh: checkov in a virtualenv of its
+# own, kubectl 1.35 (kustomize v5).
+CACHE = pathlib.Path(os.environ.get("LAGRATE_CACHE", pathlib.Path.home() / ".cache" / "lagrate"))
+CHECKOV = CACHE / "venv-checkov" / "bin" / "checkov"
+KUBECTL = CACHE / "kubectl" / "kubectl"
 
 
 def checkov(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +36,7 @@ def rendered(overlay: str) -> tuple:
     """The documents `kubectl kustomize` renders for an overlay (or "base")."""
     path = K8S / "base" if overlay == "base" else K8S / "overlays" / overlay
     out = subprocess.run(
-        ["kubectl", "kustomize", str(path)], check=True, capture_output=True, text=True
+        [str(KUBECTL), "kustomize", str(path)], check=True, capture_output=True, text=True
     ).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
