@@ -14,7 +14,7 @@ mod metrics;
 mod sink;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -150,21 +150,7 @@ impl ConsumerContext for GroupContext {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trade-consumer: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    process_lifecycle::main("trade-consumer", || run(Args::parse()))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -235,23 +221,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     consumer.subscribe(&[&args.topic])?;
 
-    let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new()?;
+    let stop = process_lifecycle::stop_on_sigterm(&runtime);
     let listener = runtime.block_on(tokio::net::TcpListener::bind((
         "0.0.0.0",
         args.metrics_port,
     )))?;
     runtime.spawn(metrics::serve(listener, metrics.clone()));
-    let stopping = stop.clone();
-    runtime.spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        stopping.store(true, Ordering::Relaxed);
-    });
     tracing::info!(topic = %args.topic, group = %args.consumer_group, sink = %args.sink, "consuming");
 
     let batch_size = args.batch_size as usize;

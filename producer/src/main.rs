@@ -216,21 +216,7 @@ async fn post_rate(State(app): State<App>, body: String) -> (StatusCode, String)
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trade-producer: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    process_lifecycle::main("trade-producer", || run(Args::parse()))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -299,8 +285,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         manual: AtomicU64::new(0),
         overridden: AtomicBool::new(false),
     });
-    let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new()?;
+    let stop = process_lifecycle::stop_on_sigterm(&runtime);
     let listener = runtime.block_on(tokio::net::TcpListener::bind((
         "0.0.0.0",
         args.metrics_port,
@@ -315,16 +301,6 @@ fn run(args: Args) -> anyhow::Result<()> {
             .route("/rate", get(get_rate).post(post_rate))
             .with_state(app);
         let _ = axum::serve(listener, router).await;
-    });
-    let stopping = stop.clone();
-    runtime.spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        stopping.store(true, Ordering::Relaxed);
     });
 
     let producer_id = args

@@ -1,0 +1,44 @@
+//! How the workload binaries (trade-producer, trade-consumer) start and
+//! stop: logs to stderr filtered by `RUST_LOG`, an error that ends `run`
+//! printed with its causes and a failing exit status, and SIGTERM (or
+//! Ctrl-C) turned into a flag their loops check, so they finish their work
+//! in hand before exiting.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Sets up logging, then runs `run`: success exits 0; an error is printed as
+/// `name: error: cause: ...` and exits 1.
+pub fn main(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A flag that turns true on SIGTERM or Ctrl-C, watched on `runtime`.
+pub fn stop_on_sigterm(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    runtime.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        stopping.store(true, Ordering::Relaxed);
+    });
+    stop
+}
