@@ -338,6 +338,8 @@ pub struct Lagrate {
     pub http_port: u16,
     pub config_path: PathBuf,
     bin: PathBuf,
+    /// Extra environment of every start.
+    env: Vec<(&'static str, String)>,
     dir: tempfile::TempDir,
     child: Option<Guarded>,
 }
@@ -345,6 +347,11 @@ pub struct Lagrate {
 impl Lagrate {
     /// Starts `bin` (the test's `CARGO_BIN_EXE_lagrate`) with `config`.
     pub fn start(bin: &str, config: &str) -> Self {
+        Self::start_with_env(bin, config, Vec::new())
+    }
+
+    /// `start`, with extra environment variables.
+    pub fn start_with_env(bin: &str, config: &str, env: Vec<(&'static str, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).expect("write config");
@@ -353,6 +360,7 @@ impl Lagrate {
             http_port: free_port(),
             config_path,
             bin: PathBuf::from(bin),
+            env,
             dir,
             child: None,
         };
@@ -362,9 +370,10 @@ impl Lagrate {
 
     /// Another process on the same config file (a second replica).
     pub fn replica(&self) -> Self {
-        Self::start(
+        Self::start_with_env(
             self.bin.to_str().expect("utf-8 path"),
             &std::fs::read_to_string(&self.config_path).expect("config"),
+            self.env.clone(),
         )
     }
 
@@ -397,6 +406,7 @@ impl Lagrate {
                 "RUST_LOG",
                 std::env::var("LAGRATE_TEST_LOG").unwrap_or_else(|_| "info,lagrate=debug".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
