@@ -31,14 +31,18 @@ def checkov(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@functools.cache
-def rendered(overlay: str) -> tuple:
-    """The documents `kubectl kustomize` renders for an overlay (or "base")."""
-    path = K8S / "base" if overlay == "base" else K8S / "overlays" / overlay
+def render(path: pathlib.Path) -> tuple:
+    """The documents `kubectl kustomize` renders for a kustomization folder."""
     out = subprocess.run(
         [str(KUBECTL), "kustomize", str(path)], check=True, capture_output=True, text=True
     ).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple:
+    """`render` of one of k8s/'s overlays (or "base"), once per run."""
+    return render(K8S / "base" if overlay == "base" else K8S / "overlays" / overlay)
 
 
 def find(docs, kind: str, name: str | None = None) -> list:

@@ -20,7 +20,6 @@ import yaml
 from repo import (
     K8S,
     ROOT,
-    KUBECTL,
     KUBERNETES_VERSION,
     OVERLAYS,
     blocks,
@@ -32,6 +31,7 @@ from repo import (
     env_from_config_maps,
     find,
     one,
+    render,
     rendered,
     terraform,
 )
@@ -419,8 +419,7 @@ class ConfigureAwsOverlay(unittest.TestCase):
             for _ in range(2):  # rerunnable
                 result = self.run_script(overlay, values, "2026.11.23-1")
                 self.assertEqual(result.returncode, 0, result.stderr)
-            out = subprocess.run([str(KUBECTL), "kustomize", str(overlay)], check=True, capture_output=True, text=True).stdout
-            docs = [d for d in yaml.safe_load_all(out) if d]
+            docs = render(overlay)
             for doc in docs:
                 validate(doc)
             images = {container(d)["image"] for d in find(docs, "Deployment")}
