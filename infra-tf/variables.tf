@@ -4,8 +4,8 @@ variable "name" {
   default     = "lagrate"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
-    error_message = "name must be 3-32 characters: lower-case letters, digits and '-', starting with a letter (it becomes part of MSK, EKS and IAM names)."
+    condition     = can(regex("^[a-z][a-z0-9-]{1,26}[a-z0-9]$", var.name))
+    error_message = "name must be 3-28 characters: lower-case letters, digits and '-', starting with a letter. It becomes part of MSK, EKS and IAM names, and the EKS module makes IAM role name prefixes \"<name>-cluster-\" and \"<name>-eks-auto-\" of it, which AWS caps at 38 characters."
   }
 }
 

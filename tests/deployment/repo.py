@@ -96,6 +96,76 @@ def blocks(kind: str, type_: str) -> dict:
     return out
 
 
+@functools.cache
+def tf_locals() -> dict:
+    """Every `locals {}` value across infra-tf/, by name."""
+    out = {}
+    for name in tf_files():
+        for entry in terraform(name).get("locals", []):
+            out.update({k: v for k, v in entry.items() if not k.startswith("__")})
+    return out
+
+
+def expression(text: str):
+    """One HCL expression, parsed the way python-hcl2 parses an attribute."""
+    return strip_quotes(hcl2.loads(f"x = {text}\n"))["x"]
+
+
+def arguments(text: str) -> list | None:
+    """The top-level arguments of `f(...)` given the text after `f(`, or None
+    when the call's closing parenthesis is not the text's last character."""
+    args, depth, start, quoted = [], 0, 0, False
+    for i, c in enumerate(text):
+        if quoted:
+            quoted = c != '"' or text[i - 1] == "\\"
+        elif c == '"':
+            quoted = True
+        elif c in "([{":
+            depth += 1
+        elif c in "}])":
+            if depth == 0:
+                return args + [text[start:i].strip()] if c == ")" and i == len(text) - 1 else None
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+    return None
+
+
+def evaluate(value):
+    """A value python-hcl2 left as expression text ("${...}"), read as far as
+    the tests need: object and list literals, local.NAME, yamlencode(x) and
+    merge() of objects. Anything else stays as its text."""
+    if isinstance(value, dict):
+        return {k: evaluate(v) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, list):
+        return [evaluate(v) for v in value]
+    if not (isinstance(value, str) and value.startswith("${") and value.endswith("}")):
+        return value
+    inner = value[2:-1]
+    if local := re.fullmatch(r"local\.(\w+)", inner):
+        return evaluate(tf_locals()[local.group(1)])
+    if inner[:1] in "{[":
+        parsed = expression(inner)  # a `for` expression stays text
+        return value if isinstance(parsed, str) else evaluate(parsed)
+    call = re.match(r"(yamlencode|merge)\(", inner)
+    args = call and arguments(inner[call.end():])
+    if args:
+        args = [evaluate(expression(a)) for a in args]
+        if call.group(1) == "yamlencode" and len(args) == 1:
+            return args[0]
+        if call.group(1) == "merge" and all(isinstance(a, dict) for a in args):
+            return functools.reduce(lambda a, b: a | b, args, {})
+    return value
+
+
+def helm_values(release: str) -> dict:
+    """The chart values a helm_release of infra-tf/ passes (its one
+    yamlencode()d document), `evaluate`d."""
+    (values,) = blocks("resource", "helm_release")[release]["values"]
+    return evaluate(values)
+
+
 def variables() -> dict:
     out = {}
     for entry in terraform("variables.tf")["variable"]:

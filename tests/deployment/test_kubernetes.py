@@ -30,6 +30,7 @@ from repo import (
     env,
     env_from_config_maps,
     find,
+    helm_values,
     one,
     render,
     rendered,
@@ -104,6 +105,16 @@ class Overlays(unittest.TestCase):
                         if key.startswith("checkov.io/skip"):
                             self.assertRegex(value, r"^CKV\w*_\d+=\S.{15,}", f"{doc['metadata']['name']}: {value}")
 
+    def test_no_overlay_holds_a_kube_system_object(self):
+        # `kubectl delete -k` deletes whatever an overlay renders: a
+        # cluster-wide setting in kube-system (Auto Mode's network policy
+        # switch) would go with the app. infra-tf/ owns those.
+        for overlay in ("base",) + OVERLAYS:
+            for doc in rendered(overlay):
+                with self.subTest(overlay=overlay, kind=doc["kind"], name=doc["metadata"]["name"]):
+                    self.assertNotEqual(doc["metadata"].get("namespace"), "kube-system")
+                    self.assertNotEqual((doc["kind"], doc["metadata"]["name"]), ("Namespace", "kube-system"))
+
     def test_a_misspelt_scaled_object_field_is_rejected(self):
         scaled = copy.deepcopy(one(rendered("aws"), "ScaledObject", "trade-tx-consumer"))
         scaled["spec"]["minReplicas"] = scaled["spec"].pop("minReplicaCount")
@@ -176,10 +187,13 @@ class Wiring(unittest.TestCase):
         for rule in policy["spec"]["ingress"]:
             for peer in rule["from"]:
                 self.assertEqual(set(peer), {"namespaceSelector"})
-        # ...and EKS Auto Mode is told to enforce it.
-        switch = one(docs, "ConfigMap", "amazon-vpc-cni")
-        self.assertEqual(switch["metadata"]["namespace"], "kube-system")
+        # ...and EKS Auto Mode is told to enforce it, by infra-tf/ with the
+        # cluster (the switch holds for every workload of the cluster).
+        switch = blocks("resource", "kubernetes_config_map_v1")["network_policy_controller"]
+        metadata = switch["metadata"][0]
+        self.assertEqual((metadata["namespace"], metadata["name"]), ("kube-system", "amazon-vpc-cni"))
         self.assertEqual(switch["data"], {"enable-network-policy-controller": "true"})
+        self.assertIn("${module.eks}", switch["depends_on"])
 
     def test_lagrate_runs_two_hardened_replicas_probed_on_healthz_and_readyz(self):
         docs = rendered("aws")
@@ -286,6 +300,28 @@ class Wiring(unittest.TestCase):
             self.assertLessEqual(g["x"] + g["w"], 24, panel["title"])
             cells |= area
 
+    def test_dashboard_reads_msk_lag_of_the_scaled_group_only(self):
+        # MSK reports SumOffsetLag per group and topic: a selector without
+        # the group adds up every group that reads the topic.
+        docs = rendered("aws")
+        model = json.loads(one(docs, "ConfigMap", "lagrate-dashboard")["data"]["lagrate.json"])
+        defaults = {v["name"]: v["current"]["value"] for v in model["templating"]["list"]}
+        metadata = one(docs, "ScaledObject", "trade-tx-consumer")["spec"]["triggers"][0]["metadata"]
+        queries = [
+            (panel["title"], target["expr"])
+            for panel in model["panels"]
+            for target in panel["targets"]
+            if "kafka_consumer_group_ConsumerLagMetrics_Value" in target["expr"]
+        ]
+        self.assertTrue(queries)
+        for title, expr in queries:
+            for selector in re.findall(r"kafka_consumer_group_ConsumerLagMetrics_Value(\{[^}]*\})?", expr):
+                with self.subTest(panel=title, expr=expr):
+                    labels = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+                    value = {k: re.sub(r"\$(\w+)", lambda m: defaults[m.group(1)], v) for k, v in labels.items()}
+                    self.assertEqual(value.get("groupId"), metadata["consumerGroup"])
+                    self.assertEqual(value.get("topic"), metadata["topic"])
+
 
 class ScaledConsumer(unittest.TestCase):
     def setUp(self):
@@ -300,13 +336,22 @@ class ScaledConsumer(unittest.TestCase):
         for direction in ("scaleUp", "scaleDown"):
             self.assertEqual(behavior[direction]["stabilizationWindowSeconds"], 0, direction)
             self.assertIn({"type": "Percent", "value": 1000 if direction == "scaleUp" else 100, "periodSeconds": 15}, behavior[direction]["policies"])
-        self.assertEqual(behavior["scaleUp"]["tolerance"], "0")
         self.assertEqual(spec["minReplicaCount"], 0)
         self.assertGreaterEqual(spec["fallback"]["replicas"], 1)
         self.assertEqual(spec["scaleTargetRef"]["name"], self.consumer["metadata"]["name"])
         trigger = spec["triggers"][0]
         self.assertEqual(trigger["type"], "external")
         self.assertIn("# type: external-push", (K8S / "base" / "trading" / "consumer-scaledobject.yaml").read_text())
+
+    def test_hpa_tolerance_is_zero_both_ways_in_every_overlay(self):
+        # lagrate's dead band replaces the HPA's 10 % tolerance both ways, as
+        # `lagrate simulate` models it.
+        for overlay in OVERLAYS:
+            for scaled in find(rendered(overlay), "ScaledObject"):
+                behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+                for direction in ("scaleUp", "scaleDown"):
+                    with self.subTest(overlay=overlay, scaled_object=scaled["metadata"]["name"], direction=direction):
+                        self.assertEqual(behavior[direction]["tolerance"], "0")
 
     def test_replicas_topic_and_group_agree_across_scaler_workload_and_terraform(self):
         metadata = self.scaled["spec"]["triggers"][0]["metadata"]
@@ -365,8 +410,42 @@ class ScaledConsumer(unittest.TestCase):
         self.assertEqual(env(broker)["ADVERTISED_LISTENER_URL"], "tcp://" + connection["KAFKA_BOOTSTRAP_SERVERS"])
 
 
-if __name__ == "__main__":
-    unittest.main()
+def seconds(duration: str) -> int:
+    """A Prometheus duration of one unit (30s, 2m, 1h) in seconds."""
+    number, unit = re.fullmatch(r"(\d+)([smh])", duration).groups()
+    return int(number) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+class InboundRateQuery(unittest.TestCase):
+    """lagrate's inbound rate is rate() over the brokers' JMX exporter counter.
+    With two samples in the window, one failed scrape of a broker drops it
+    from the sum: every window shipped spans at least four scrapes."""
+
+    def test_every_shipped_window_spans_four_scrapes_of_the_jmx_exporter(self):
+        scrapes = helm_values("kube_prometheus_stack")["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
+        (jmx,) = [job for job in scrapes if ":11001" in str(job["static_configs"])]
+        interval = seconds(jmx["scrape_interval"])
+        queries = []
+        for overlay in OVERLAYS:
+            config = yaml.safe_load(one(rendered(overlay), "ConfigMap", "lagrate-config")["data"]["config.yaml"])
+            if "prometheus" in config:
+                # Set in the overlay, not left to lagrate's built-in default.
+                queries.append((overlay, config["prometheus"].get("rateQuery")))
+        self.assertIn("aws", [where for where, _ in queries])
+        example = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text())
+        if (example.get("prometheus") or {}).get("rateQuery"):
+            queries.append(("examples/config.yaml", example["prometheus"]["rateQuery"]))
+        for line in (ROOT / "README.md").read_text().splitlines():
+            if match := re.match(r"\s*#?\s*rateQuery:\s*(\S.*)$", line):
+                queries.append(("README.md", yaml.safe_load(match.group(1))))
+        for where, query in queries:
+            with self.subTest(where=where, query=query):
+                self.assertIsNotNone(query, "left to lagrate's built-in query")
+                self.assertIn("kafka_server_BrokerTopicMetrics_Count", query)
+                windows = re.findall(r"\[(\w+)\]", query)
+                self.assertTrue(windows)
+                for window in windows:
+                    self.assertGreaterEqual(seconds(window), 4 * interval)
 
 
 class ConfigureAwsOverlay(unittest.TestCase):
@@ -442,3 +521,7 @@ class ConfigureAwsOverlay(unittest.TestCase):
             result = self.run_script(overlay, values, "0.1.0")
             self.assertEqual(result.returncode, 2)
             self.assertIn("port 9098", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

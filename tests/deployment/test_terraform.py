@@ -7,7 +7,7 @@ import unittest
 
 import hcl2
 
-from repo import INFRA, blocks, checkov, default, strip_quotes, terraform, tf_files, variables
+from repo import INFRA, blocks, checkov, default, evaluate, helm_values, strip_quotes, terraform, tf_files, variables
 
 CLUSTER = "${aws_msk_cluster.this.arn}"
 TOPIC = "${local.msk_topic_arn}"
@@ -38,6 +38,20 @@ ALLOWED = {
         ("kafka-cluster:CreateTopic", TOPIC),
     },
 }
+
+
+# IAM role name prefixes terraform-aws-modules/eks (21.x) derives from its
+# `name` (the stack's), by the module input that turns each prefix off. AWS
+# takes an IAM role name_prefix of at most 38 characters.
+EKS_ROLE_NAME_PREFIXES = {
+    "iam_role_use_name_prefix": "-cluster-",
+    "node_iam_role_use_name_prefix": "-eks-auto-",
+}
+ROLE_NAME_PREFIX_MAX = 38
+
+
+def eks_module() -> dict:
+    return next(m["eks"] for m in terraform("main.tf")["module"] if "eks" in m)
 
 
 def grants(document: dict) -> set:
@@ -166,6 +180,23 @@ class Interface(unittest.TestCase):
                 if not re.match(r"^(\$\{)?(bool|map)", spec["type"]):
                     self.assertIn("validation", spec)
 
+    def test_stack_name_fits_the_eks_modules_iam_role_name_prefixes(self):
+        # A longer name passes validation and then fails at plan.
+        validation = variables()["name"]["validation"][0]
+        pattern = re.fullmatch(r'\$\{can\(regex\("(.+)", var\.name\)\)\}', validation["condition"]).group(1)
+        pattern = pattern.replace("\\\\", "\\")  # HCL string escapes
+        accepted = [n for n in range(1, 100) if re.fullmatch(pattern, "a" * n)]
+        self.assertTrue(re.fullmatch(pattern, default("name")))
+        longest = max(accepted)
+        eks = eks_module()
+        for switch, suffix in EKS_ROLE_NAME_PREFIXES.items():
+            if eks.get(switch, True) is not False:
+                with self.subTest(prefix=f"<name>{suffix}"):
+                    self.assertLessEqual(longest + len(suffix), ROLE_NAME_PREFIX_MAX)
+        # The message gives the limit and its reason.
+        self.assertIn(f"-{longest} characters", validation["error_message"])
+        self.assertIn(str(ROLE_NAME_PREFIX_MAX), validation["error_message"])
+
     def test_example_sets_declared_variables_and_every_required_one(self):
         with open(INFRA / "terraform.tfvars.example") as f:
             example = {k for k in strip_quotes(hcl2.load(f)) if not k.startswith("__")}
@@ -212,10 +243,36 @@ class Interface(unittest.TestCase):
         self.assertIn("${kubernetes_storage_class_v1.auto_ebs}", release["depends_on"])
 
     def test_eks_runs_auto_mode_in_private_subnets(self):
-        eks = next(m["eks"] for m in terraform("main.tf")["module"] if "eks" in m)
+        eks = eks_module()
         self.assertIs(eks["compute_config"]["enabled"], True)
         self.assertIn("general-purpose", eks["compute_config"]["node_pools"])
         self.assertEqual(eks["subnet_ids"], "${module.vpc.private_subnets}")
+
+
+class Addons(unittest.TestCase):
+    def test_helm_waits_for_auto_mode_to_bring_up_nodes(self):
+        # Auto Mode starts with no nodes: a release's first pods wait for a
+        # node to be launched, then pull their images. Helm's default is 300 s.
+        for name, release in blocks("resource", "helm_release").items():
+            with self.subTest(release=name):
+                self.assertGreaterEqual(evaluate(release.get("timeout", 300)), 1200)
+
+    def test_kube_prometheus_stack_leaves_out_what_eks_does_not_expose(self):
+        # EKS runs no scrapeable controller-manager, scheduler or etcd, and
+        # Auto Mode no kube-proxy pods: their absent-target alerts would fire
+        # for ever.
+        values = helm_values("kube_prometheus_stack")
+        for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+            with self.subTest(component=component):
+                self.assertIs(values[component]["enabled"], False)
+
+    def test_prometheus_volume_is_deleted_with_its_statefulset(self):
+        # Otherwise its EBS volume outlives `terraform destroy`.
+        spec = helm_values("kube_prometheus_stack")["prometheus"]["prometheusSpec"]
+        self.assertIn("volumeClaimTemplate", spec["storageSpec"])
+        self.assertEqual(
+            spec["persistentVolumeClaimRetentionPolicy"], {"whenDeleted": "Delete", "whenScaled": "Retain"}
+        )
 
 
 if __name__ == "__main__":
