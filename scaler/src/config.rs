@@ -11,8 +11,10 @@ use serde::Deserialize;
 use crate::policy::PolicySettings;
 
 /// MSK open monitoring's broker inbound rate; `<topic>` is replaced by each
-/// (validated) topic name and the results are summed.
-pub const DEFAULT_RATE_QUERY: &str = r#"sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[1m]))"#;
+/// (validated) topic name and the results are summed. The 2 m window spans
+/// four of the JMX exporter's 30 s scrapes, so one failed scrape does not
+/// drop a broker from the sum.
+pub const DEFAULT_RATE_QUERY: &str = r#"sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m]))"#;
 
 /// Errors in the configuration file; each names the field.
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +103,7 @@ pub struct Sampling {
     pub kafka_timeout: Duration,
 }
 
-/// Where the inbound rate comes from when Prometheus is configured.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Prometheus {
-    pub url: String,
-    pub rate_query: String,
-    pub timeout: Duration,
-}
+pub use crate::source::prometheus::PrometheusSettings as Prometheus;
 
 fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     let Some(text) = value else {
@@ -181,7 +177,10 @@ impl Config {
             .values()
             .map(PolicySettings::history_needed_seconds)
             .fold(0.0, f64::max);
-        let needed = Duration::from_secs_f64(longest_policy_window) + interval * 2;
+        let needed = Duration::from_secs_f64(crate::evaluate::window_seconds(
+            longest_policy_window,
+            interval.as_secs_f64(),
+        ));
         let window = duration("sampling.window", s.window.as_deref(), needed)?.max(needed);
         let prometheus = raw
             .prometheus

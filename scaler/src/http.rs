@@ -9,7 +9,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 
-use crate::clock::unix_now;
 use crate::registry::Registry;
 
 pub fn router(registry: Arc<Registry>) -> Router {
@@ -39,11 +38,7 @@ async fn decisions(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 /// source answers: a fresh sample, or else a configured cluster's metadata.
 async fn ready(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let config = registry.config();
-    let max_staleness = config.sampling.max_staleness.as_secs_f64();
-    if registry
-        .freshest_sample()
-        .is_some_and(|t| unix_now() - t <= max_staleness)
-    {
+    if registry.has_fresh_sample() {
         return (StatusCode::OK, "ready: sampling\n".to_owned());
     }
     let clusters: Vec<_> = config.clusters.into_iter().collect();

@@ -5,9 +5,10 @@
 //! finds or creates its [`registry`] entry. Each entry reads a [`sampler`]
 //! shared by every trigger with the same source key; the sampler samples
 //! Kafka offsets and the Prometheus inbound rate ([`source`]) on the
-//! wall-clock grid. [`signals`] turns the window of samples into an
-//! observation, and the pure [`policy`] turns observations into the desired
-//! replicas KEDA receives as the metric value. [`config`] is the ConfigMap,
+//! wall-clock grid. [`evaluate`] replays the pure [`policy`] over that
+//! window, through [`signals`] (samples to observations), into the desired
+//! replicas KEDA receives as the metric value; the simulator takes the same
+//! path. [`config`] is the ConfigMap,
 //! [`reload`] watches it, [`http`] serves metrics, health and decisions, and
 //! [`server`] wires it all together. [`sim`] is the offline twin that runs
 //! the same policy against a simulated group, KEDA and HPA.
@@ -15,6 +16,7 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod evaluate;
 pub mod http;
 pub mod metrics;
 pub mod policy;

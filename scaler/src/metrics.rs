@@ -29,6 +29,8 @@ pub struct ResultLabels {
 pub struct RpcLabels {
     pub method: String,
     pub code: String,
+    /// What failed: bad_metadata, kafka, prometheus, no_sample, stale (ok when it did not).
+    pub reason: String,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -127,7 +129,12 @@ impl Metrics {
         );
         registry.register(
             "grpc_requests",
-            "gRPC requests by method and status code",
+            "gRPC requests by method, status code and reason",
+            m.rpcs.clone(),
+        );
+        registry.register(
+            "requests",
+            "KEDA calls by method, status code and reason (what failed)",
             m.rpcs.clone(),
         );
         registry.register(

@@ -5,7 +5,6 @@
 //! window give the same answers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,94 +14,47 @@ use moka::future::Cache;
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::error::ScalerError;
+use crate::evaluate::{Evaluation, SampleWindow};
 use crate::metrics::{ActionLabels, Metrics, ObjectLabels};
-use crate::policy::{Decision, Observation, RateSource, State, decide};
+use crate::policy::RateSource;
 use crate::sampler::{Sampler, SourceKey};
-use crate::signals::observe;
-use crate::source::kafka::{ClusterClient, KafkaOffsets};
-use crate::source::{OffsetSource, SourceError};
-use crate::trigger::{self, ClusterRef, TriggerSpec};
+use crate::source::{OffsetQuery, SourceError, SourceFactory};
+use crate::trigger::{self, ClusterRef, TriggerError, TriggerSpec};
 
-/// Makes the offset reader of a source key (Kafka in production).
-pub trait SourceFactory: Send + Sync + 'static {
-    fn offsets(&self, key: &SourceKey) -> Result<Arc<dyn OffsetSource>, SourceError>;
-
-    /// Whether `cluster` answers within `timeout` (readiness before the
-    /// first sample). Sources that cannot tell say no.
-    fn cluster_reachable(
-        &self,
-        _cluster: &kafka_settings::ClusterSettings,
-        _timeout: std::time::Duration,
-    ) -> bool {
-        false
-    }
+/// The evaluation an entry last answered with, and the sampler attempt it
+/// was computed at.
+#[derive(Debug, Clone)]
+struct Answer {
+    seq: u64,
+    evaluation: Arc<Evaluation>,
 }
 
-/// The real factory: rdkafka, one client per cluster shared by its groups.
-#[derive(Default)]
-pub struct KafkaFactory {
-    clients: Mutex<HashMap<kafka_settings::ClusterSettings, std::sync::Weak<ClusterClient>>>,
-    /// Clients the readiness probe made, kept so that each probe does not
-    /// make (and, with MSK IAM, sign a token for) a new one; the samplers
-    /// share them once they start.
-    probed: Mutex<HashMap<kafka_settings::ClusterSettings, Arc<ClusterClient>>>,
+/// Identifies a ScaledObject trigger: two triggers of one ScaledObject
+/// differ in their metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryKey {
+    pub namespace: String,
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
 }
 
-impl KafkaFactory {
-    /// The cluster's shared client, made on first use.
-    fn client(
-        &self,
-        cluster: &kafka_settings::ClusterSettings,
-    ) -> Result<Arc<ClusterClient>, SourceError> {
-        let mut clients = self.clients.lock().expect("client map lock poisoned");
-        clients.retain(|_, c| c.strong_count() > 0);
-        if let Some(client) = clients.get(cluster).and_then(std::sync::Weak::upgrade) {
-            return Ok(client);
+impl EntryKey {
+    pub fn new(namespace: &str, name: &str, metadata: &HashMap<String, String>) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
-        let client = Arc::new(ClusterClient::new(cluster)?);
-        clients.insert(cluster.clone(), Arc::downgrade(&client));
-        Ok(client)
     }
 }
 
-impl SourceFactory for KafkaFactory {
-    fn offsets(&self, key: &SourceKey) -> Result<Arc<dyn OffsetSource>, SourceError> {
-        Ok(Arc::new(KafkaOffsets::new(
-            self.client(&key.cluster)?,
-            &key.group,
-            key.topics.clone(),
-            key.kafka_timeout,
-        )?))
-    }
-
-    fn cluster_reachable(
-        &self,
-        cluster: &kafka_settings::ClusterSettings,
-        timeout: std::time::Duration,
-    ) -> bool {
-        let Ok(client) = self.client(cluster) else {
-            return false;
-        };
-        self.probed
-            .lock()
-            .expect("probe map lock poisoned")
-            .insert(cluster.clone(), client.clone());
-        client.reachable(timeout)
-    }
-}
-
-/// The last evaluation of an entry.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Evaluation {
-    /// Sampler sequence number this was computed at.
-    #[serde(skip)]
-    pub seq: u64,
-    /// Unix seconds of the sample decided on.
-    pub sample_time: f64,
-    pub observation: Observation,
-    pub decision: Decision,
-    pub state: State,
+/// Whether a sample taken at `sample_time` may still be answered with at
+/// `now`: the one freshness rule of requests and readiness.
+pub fn is_fresh(sample_time: f64, now: f64, max_staleness: Duration) -> bool {
+    now - sample_time <= max_staleness.as_secs_f64()
 }
 
 /// One ScaledObject trigger.
@@ -112,7 +64,7 @@ pub struct Entry {
     pub spec: TriggerSpec,
     generation: u64,
     sampler: Arc<Sampler>,
-    last: Mutex<Option<Arc<Evaluation>>>,
+    last: Mutex<Option<Answer>>,
 }
 
 impl Entry {
@@ -129,14 +81,11 @@ struct Current {
 /// All entries and samplers.
 pub struct Registry {
     current: ArcSwap<Current>,
-    entries: Cache<u64, Arc<Entry>>,
+    entries: Cache<EntryKey, Arc<Entry>>,
     samplers: Cache<SourceKey, Arc<Sampler>>,
     factory: Arc<dyn SourceFactory>,
     pub metrics: Arc<Metrics>,
 }
-
-/// Entries idle this long are dropped (KEDA calls every few seconds).
-const ENTRY_IDLE: Duration = Duration::from_secs(600);
 
 impl Registry {
     pub fn new(config: Config, factory: Arc<dyn SourceFactory>, metrics: Arc<Metrics>) -> Self {
@@ -148,7 +97,7 @@ impl Registry {
                 generation: 0,
             }),
             entries: Cache::builder()
-                .time_to_idle(ENTRY_IDLE)
+                .time_to_idle(idle)
                 .eviction_listener(move |_key, entry: Arc<Entry>, cause| {
                     if cause == moka::notification::RemovalCause::Expired {
                         eviction_metrics.remove_object(&entry.object);
@@ -192,24 +141,26 @@ impl Registry {
         metadata: &HashMap<String, String>,
     ) -> Result<Arc<Entry>, ScalerError> {
         let current = self.current.load_full();
-        let id = entry_id(namespace, name, metadata);
+        let id = EntryKey::new(namespace, name, metadata);
         if let Some(entry) = self.entries.get(&id).await
             && entry.generation == current.generation
         {
+            // A call keeps the sampler alive as long as the entry.
+            self.samplers.get(&entry.sampler.key).await;
             return Ok(entry);
         }
         let spec = trigger::parse(metadata, &current.config)?;
-        let key = self.source_key(&spec, &current.config)?;
+        let key = source_key(&spec, &current.config)?;
         let factory = self.factory.clone();
         let metrics = self.metrics.clone();
         let sampler = self
             .samplers
             .try_get_with(key.clone(), async move {
-                let source = factory.offsets(&key)?;
+                let source = factory.offsets(&key.offsets)?;
                 Ok::<_, SourceError>(Sampler::start(key, source, metrics))
             })
             .await
-            .map_err(|e: Arc<SourceError>| ScalerError::Unavailable(e.to_string()))?;
+            .map_err(|e: Arc<SourceError>| ScalerError::Source((*e).clone()))?;
         self.metrics
             .source_keys
             .set(self.samplers.entry_count() as i64);
@@ -243,82 +194,58 @@ impl Registry {
         });
     }
 
-    fn source_key(&self, spec: &TriggerSpec, config: &Config) -> Result<SourceKey, ScalerError> {
-        let cluster = match &spec.cluster {
-            ClusterRef::Named(name) => config.clusters.get(name).cloned().ok_or_else(|| {
-                ScalerError::InvalidArgument(format!("cluster {name:?} is not configured"))
-            })?,
-            ClusterRef::Inline(servers) => {
-                kafka_settings::ClusterSettings::plaintext(servers.clone())
-            }
-        };
-        let mut topics = spec.topics.clone();
-        if let Some(t) = topics.as_mut() {
-            t.sort();
-            t.dedup();
-        }
-        Ok(SourceKey {
-            cluster,
-            group: spec.group.clone(),
-            topics,
-            prometheus: config.prometheus.clone(),
-            interval: config.sampling.interval,
-            window: config.sampling.window,
-            kafka_timeout: config.sampling.kafka_timeout,
-        })
-    }
-
     /// The entry's decision on the newest sample. Unavailable when there is
     /// no sample yet or the newest is older than `maxStaleness`.
     pub async fn evaluate(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
-        let config = &self.current.load().config;
-        let max_staleness = config.sampling.max_staleness.as_secs_f64();
-        let fresh = |sample_time: f64, last_error: Option<&str>| {
-            let age = unix_now() - sample_time;
-            if age > max_staleness {
-                return Err(ScalerError::Unavailable(format!(
-                    "newest sample of group {} is {age:.0}s old (maxStaleness {max_staleness:.0}s): {}",
-                    entry.spec.group,
-                    last_error.unwrap_or("sampling stalled")
-                )));
+        let max_staleness = self.current.load().config.sampling.max_staleness;
+        let kafka_timeout = self.current.load().config.sampling.kafka_timeout;
+        let now = unix_now();
+        let fresh = |sample_time: f64, cause: Option<&SourceError>| {
+            if is_fresh(sample_time, now, max_staleness) {
+                return Ok(());
             }
-            Ok(())
+            Err(ScalerError::Stale {
+                group: entry.spec.group.clone(),
+                age_s: now - sample_time,
+                max_staleness_s: max_staleness.as_secs_f64(),
+                cause: cause.cloned(),
+            })
         };
         let sampler = &entry.sampler;
         // The common case: nothing sampled since the last answer.
         let cached = entry.last.lock().expect("entry lock poisoned").clone();
         if let Some(last) = cached.as_ref().filter(|l| l.seq == sampler.seq()) {
-            fresh(last.sample_time, None)?;
-            return Ok(last.clone());
+            fresh(last.evaluation.sample_time, None)?;
+            return Ok(last.evaluation.clone());
         }
         let mut view = sampler.view();
-        if view.samples.is_empty() {
-            sampler
-                .first_attempt(config.sampling.kafka_timeout * 3)
-                .await;
+        if view.window.newest().is_none() {
+            sampler.first_attempt(kafka_timeout * 3).await;
             view = sampler.view();
         }
-        let Some(newest) = view.samples.last() else {
-            return Err(ScalerError::Unavailable(format!(
-                "no sample of group {} yet: {}",
-                entry.spec.group,
-                view.last_error.as_deref().unwrap_or("first sample pending")
-            )));
+        let Some(newest) = view.window.newest() else {
+            return Err(ScalerError::NoSample {
+                group: entry.spec.group.clone(),
+                cause: view.last_error,
+            });
         };
-        fresh(newest.t, view.last_error.as_deref())?;
-        let evaluation = match cached.filter(|l| l.sample_time == newest.t) {
+        fresh(newest.t, view.last_error.as_ref())?;
+        let evaluation = match cached.filter(|l| l.evaluation.sample_time == newest.t) {
             // A failed attempt: same newest sample, same decision.
-            Some(last) => Arc::new(Evaluation {
-                seq: view.seq,
-                ..(*last).clone()
-            }),
+            Some(last) => last.evaluation,
             None => {
-                let evaluation = Arc::new(replay(entry, &view));
+                let evaluation = Arc::new(
+                    evaluate_window(&entry.spec, &view.window)
+                        .expect("a window with a newest sample evaluates"),
+                );
                 self.record(entry, &evaluation);
                 evaluation
             }
         };
-        *entry.last.lock().expect("entry lock poisoned") = Some(evaluation.clone());
+        *entry.last.lock().expect("entry lock poisoned") = Some(Answer {
+            seq: view.seq,
+            evaluation: evaluation.clone(),
+        });
         Ok(evaluation)
     }
 
@@ -376,7 +303,7 @@ impl Registry {
         let mut out = BTreeMap::new();
         for (_, entry) in self.entries.iter() {
             let last = entry.last.lock().expect("entry lock poisoned").clone();
-            if let Some(evaluation) = last {
+            if let Some(Answer { evaluation, .. }) = last {
                 out.insert(
                     entry.object.clone(),
                     serde_json::json!({
@@ -394,46 +321,81 @@ impl Registry {
         out
     }
 
-    /// Newest good sample time over all samplers, if any.
-    pub fn freshest_sample(&self) -> Option<f64> {
-        self.samplers
-            .iter()
-            .filter_map(|(_, s)| s.view().samples.last().map(|s| s.t))
-            .fold(None, |acc: Option<f64>, t| {
-                Some(acc.map_or(t, |a| a.max(t)))
-            })
+    /// Whether any sampler has a sample fresh enough to answer with.
+    pub fn has_fresh_sample(&self) -> bool {
+        let max_staleness = self.current.load().config.sampling.max_staleness;
+        let now = unix_now();
+        self.samplers.iter().any(|(_, s)| {
+            s.view()
+                .window
+                .newest()
+                .is_some_and(|newest| is_fresh(newest.t, now, max_staleness))
+        })
+    }
+
+    /// Live entries (ScaledObject triggers) and source keys, after expiring
+    /// what has been idle past `idleExpiry`.
+    pub async fn expire_idle(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks().await;
+        self.samplers.run_pending_tasks().await;
+        let keys = self.samplers.entry_count();
+        self.metrics.source_keys.set(keys as i64);
+        (self.entries.entry_count(), keys)
+    }
+
+    /// Expires idle entries and samplers on a timer, not only when a request
+    /// arrives; ends with the registry.
+    pub fn expire_on_a_timer(self: &Arc<Self>) {
+        let registry = Arc::downgrade(self);
+        let every = (self.config().sampling.idle_expiry / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                registry.expire_idle().await;
+            }
+        });
     }
 }
 
-/// Runs the policy over the window, oldest sample first.
-fn replay(entry: &Entry, view: &crate::sampler::WindowView) -> Evaluation {
-    let params = &entry.spec.params;
-    let history = params.settings.cold_start_seconds();
-    let mut state = State::default();
-    let mut last = None;
-    for (i, sample) in view.samples.iter().enumerate() {
-        let window_full = sample.t - view.started_at >= history;
-        let obs = observe(&entry.spec.lag_rules, &view.samples, i, window_full);
-        let (decision, next) = decide(params, &state, &obs, sample.t);
-        state = next;
-        last = Some((sample.t, obs, decision));
+/// The sampler key of a trigger under `config`.
+fn source_key(spec: &TriggerSpec, config: &Config) -> Result<SourceKey, ScalerError> {
+    let cluster = match &spec.cluster {
+        ClusterRef::Named(name) => {
+            config
+                .clusters
+                .get(name)
+                .cloned()
+                .ok_or_else(|| TriggerError {
+                    key: "cluster".into(),
+                    message: format!("cluster {name:?} is not configured"),
+                })?
+        }
+        ClusterRef::Inline(servers) => kafka_settings::ClusterSettings::plaintext(servers.clone()),
+    };
+    let mut topics = spec.topics.clone();
+    if let Some(t) = topics.as_mut() {
+        t.sort();
+        t.dedup();
     }
-    let (sample_time, observation, decision) = last.expect("replay is only called with samples");
-    Evaluation {
-        seq: view.seq,
-        sample_time,
-        observation,
-        decision,
-        state,
-    }
+    Ok(SourceKey {
+        offsets: OffsetQuery {
+            cluster,
+            group: spec.group.clone(),
+            topics,
+            timeout: config.sampling.kafka_timeout,
+        },
+        prometheus: config.prometheus.clone(),
+        interval: config.sampling.interval,
+        window: config.sampling.window,
+    })
 }
 
-fn entry_id(namespace: &str, name: &str, metadata: &HashMap<String, String>) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    namespace.hash(&mut hasher);
-    name.hash(&mut hasher);
-    let mut pairs: Vec<_> = metadata.iter().collect();
-    pairs.sort();
-    pairs.hash(&mut hasher);
-    hasher.finish()
+/// A trigger's evaluation of a sampler's window: the server's path through
+/// [`crate::evaluate`], the same the simulator takes.
+pub fn evaluate_window(spec: &TriggerSpec, window: &SampleWindow) -> Option<Evaluation> {
+    window.evaluate(&spec.params, &spec.lag_rules)
 }

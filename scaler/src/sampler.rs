@@ -3,49 +3,41 @@
 //! window of samples. Every ScaledObject with that key shares it, so Kafka
 //! sees one offset query per key per interval however often KEDA calls.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kafka_settings::ClusterSettings;
 use tokio::sync::watch;
 
 use crate::clock::{next_grid_tick, unix_now};
-use crate::config;
+use crate::evaluate::SampleWindow;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::signals::{PrometheusReading, Sample};
-use crate::source::prometheus::PrometheusRate;
-use crate::source::{OffsetSource, SourceError};
+use crate::source::prometheus::{PrometheusRate, PrometheusSettings};
+use crate::source::{OffsetQuery, OffsetSource, SourceError};
 
 /// Everything that identifies what a sampler reads and how.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SourceKey {
-    pub cluster: ClusterSettings,
-    pub group: String,
-    pub topics: Option<Vec<String>>,
-    pub prometheus: Option<config::Prometheus>,
+    pub offsets: OffsetQuery,
+    pub prometheus: Option<PrometheusSettings>,
     pub interval: Duration,
     pub window: Duration,
-    pub kafka_timeout: Duration,
 }
 
-/// The samples of one key, oldest first.
-#[derive(Debug, Default)]
+/// The samples of one key and the last failure.
+#[derive(Debug)]
 struct Window {
-    samples: VecDeque<Arc<Sample>>,
-    /// Grid time of this process's first sample of the key.
-    started_at: Option<f64>,
-    last_error: Option<String>,
+    samples: SampleWindow,
+    last_error: Option<SourceError>,
 }
 
 /// A consistent copy of a sampler's window.
 #[derive(Debug, Clone)]
 pub struct WindowView {
-    pub samples: Vec<Arc<Sample>>,
-    pub started_at: f64,
-    /// Increases with every new sample.
+    pub window: SampleWindow,
+    /// Increases with every sample attempt.
     pub seq: u64,
-    pub last_error: Option<String>,
+    pub last_error: Option<SourceError>,
 }
 
 /// A running sampler; dropping the last handle stops its task.
@@ -69,7 +61,10 @@ impl Sampler {
         source: Arc<dyn OffsetSource>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let window = Arc::new(RwLock::new(Window::default()));
+        let window = Arc::new(RwLock::new(Window {
+            samples: SampleWindow::new(key.window.as_secs_f64()),
+            last_error: None,
+        }));
         let (seq_tx, seq) = watch::channel(0u64);
         let prometheus = key
             .prometheus
@@ -105,8 +100,7 @@ impl Sampler {
     pub fn view(&self) -> WindowView {
         let window = self.window.read().expect("sampler lock poisoned");
         WindowView {
-            samples: window.samples.iter().cloned().collect(),
-            started_at: window.started_at.unwrap_or(0.0),
+            window: window.samples.clone(),
             seq: *self.seq.borrow(),
             last_error: window.last_error.clone(),
         }
@@ -137,9 +131,9 @@ fn grid_phase(key: &SourceKey, interval_s: f64) -> f64 {
         }
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    key.cluster.bootstrap_servers.hash(&mut h);
-    key.group.hash(&mut h);
-    key.topics.hash(&mut h);
+    key.offsets.cluster.bootstrap_servers.hash(&mut h);
+    key.offsets.group.hash(&mut h);
+    key.offsets.topics.hash(&mut h);
     (h.finish() % 1000) as f64 / 1000.0 * interval_s
 }
 
@@ -171,12 +165,7 @@ async fn run(
             let mut w = window.write().expect("sampler lock poisoned");
             match result {
                 Ok(sample) => {
-                    w.started_at.get_or_insert(tick);
-                    w.samples.push_back(Arc::new(sample));
-                    let oldest = tick - key.window.as_secs_f64();
-                    while w.samples.front().is_some_and(|s| s.t < oldest) {
-                        w.samples.pop_front();
-                    }
+                    w.samples.push(Arc::new(sample));
                     w.last_error = None;
                     metrics
                         .samples
@@ -186,8 +175,8 @@ async fn run(
                         .inc();
                 }
                 Err(e) => {
-                    tracing::warn!(group = %key.group, error = %e, "sample failed");
-                    w.last_error = Some(e.to_string());
+                    tracing::warn!(group = %key.offsets.group, error = %e, "sample failed");
+                    w.last_error = Some(e);
                     metrics
                         .samples
                         .get_or_create(&ResultLabels {
@@ -222,7 +211,7 @@ async fn take_sample(
                 Ok(Some(rate)) => PrometheusReading::Rate(rate),
                 Ok(None) => PrometheusReading::Unavailable,
                 Err(e) => {
-                    tracing::debug!(group = %key.group, error = %e, "prometheus rate unavailable; using offsets");
+                    tracing::debug!(group = %key.offsets.group, error = %e, "prometheus rate unavailable; using offsets");
                     PrometheusReading::Unavailable
                 }
             }

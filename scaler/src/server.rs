@@ -12,8 +12,10 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::registry::{KafkaFactory, Registry};
+use crate::registry::Registry;
 use crate::service::ScalerService;
+use crate::source::SourceFactory;
+use crate::source::kafka::KafkaFactory;
 
 /// Serves on already-bound listeners (tests bind port 0) until `shutdown`
 /// completes; then stops taking requests, ends streams and returns.
@@ -23,14 +25,29 @@ pub async fn run(
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(
+        config_path,
+        Arc::new(KafkaFactory::default()),
+        grpc,
+        http,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with the sources `factory` makes (Kafka in production).
+pub async fn run_with(
+    config_path: PathBuf,
+    factory: Arc<dyn SourceFactory>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let metrics = Arc::new(Metrics::new());
     metrics.config_valid.set(1);
-    let registry = Arc::new(Registry::new(
-        config,
-        Arc::new(KafkaFactory::default()),
-        metrics,
-    ));
+    let registry = Arc::new(Registry::new(config, factory, metrics));
+    registry.expire_on_a_timer();
     let _watcher = crate::reload::watch(config_path.clone(), registry.clone())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

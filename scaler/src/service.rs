@@ -1,5 +1,6 @@
 //! KEDA's `externalscaler.ExternalScaler` gRPC service over the registry.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -12,10 +13,12 @@ use lagrate_proto::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::error::ScalerError;
 use crate::metrics::RpcLabels;
 use crate::registry::{Entry, Registry};
+use crate::trigger::TriggerError;
 
 /// The gRPC service. `shutdown` ends the long-lived streams so a graceful
 /// shutdown does not wait for KEDA to hang up.
@@ -38,10 +41,28 @@ impl ScalerService {
             .await
     }
 
+    /// Runs one call's work inside its span and counts the result.
+    async fn traced<T>(
+        &self,
+        method: &'static str,
+        object: Option<&ScaledObjectRef>,
+        work: impl Future<Output = Result<T, ScalerError>>,
+    ) -> Result<T, ScalerError> {
+        async {
+            let result = work.await;
+            self.count(method, &result);
+            result
+        }
+        .instrument(span(method, object))
+        .await
+    }
+
+    /// Counts a call by method, status and reason, and logs a failure with
+    /// the ScaledObject's name (the caller's span carries it).
     fn count<T>(&self, method: &str, result: &Result<T, ScalerError>) {
-        let code = match result {
-            Ok(_) => "ok",
-            Err(e) => e.metric_label(),
+        let (code, reason) = match result {
+            Ok(_) => ("ok", "ok"),
+            Err(e) => (e.code_label(), e.reason_label()),
         };
         self.registry
             .metrics
@@ -49,10 +70,11 @@ impl ScalerService {
             .get_or_create(&RpcLabels {
                 method: method.into(),
                 code: code.into(),
+                reason: reason.into(),
             })
             .inc();
         if let Err(e) = result {
-            tracing::debug!(method, error = %e, "request failed");
+            tracing::info!(method, code, reason, error = %e, "request failed");
         }
     }
 
@@ -76,7 +98,10 @@ impl ScalerService {
         let object = request
             .scaled_object_ref
             .as_ref()
-            .ok_or_else(|| ScalerError::InvalidArgument("scaledObjectRef is required".into()))?;
+            .ok_or_else(|| TriggerError {
+                key: "scaledObjectRef".into(),
+                message: "scaledObjectRef is required".into(),
+            })?;
         let entry = self.entry(object).await?;
         let evaluation = self.registry.evaluate(&entry).await?;
         let replicas = evaluation.decision.replicas;
@@ -93,6 +118,12 @@ impl ScalerService {
             }],
         })
     }
+}
+
+/// The span of one call, naming its ScaledObject.
+fn span(method: &'static str, object: Option<&ScaledObjectRef>) -> tracing::Span {
+    let scaled_object = object.map_or_else(String::new, |o| format!("{}/{}", o.namespace, o.name));
+    tracing::info_span!("rpc", method, scaled_object)
 }
 
 /// Target 1 per pod with an AverageValue target: the HPA computes
@@ -113,8 +144,10 @@ impl ExternalScaler for ScalerService {
         &self,
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<IsActiveResponse>, Status> {
-        let result = self.is_active_inner(request.get_ref()).await;
-        self.count("IsActive", &result);
+        let object = request.get_ref();
+        let result = self
+            .traced("IsActive", Some(object), self.is_active_inner(object))
+            .await;
         Ok(Response::new(IsActiveResponse { result: result? }))
     }
 
@@ -127,9 +160,9 @@ impl ExternalScaler for ScalerService {
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
         let object = request.into_inner();
-        let entry = self.entry(&object).await;
-        self.count("StreamIsActive", &entry);
-        let entry = entry?;
+        let entry = self
+            .traced("StreamIsActive", Some(&object), self.entry(&object))
+            .await?;
         let (tx, rx) = mpsc::channel(4);
         let registry = self.registry.clone();
         let mut shutdown = self.shutdown.clone();
@@ -164,8 +197,10 @@ impl ExternalScaler for ScalerService {
         &self,
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<GetMetricSpecResponse>, Status> {
-        let result = self.metric_spec(request.get_ref()).await;
-        self.count("GetMetricSpec", &result);
+        let object = request.get_ref();
+        let result = self
+            .traced("GetMetricSpec", Some(object), self.metric_spec(object))
+            .await;
         Ok(Response::new(result?))
     }
 
@@ -173,8 +208,14 @@ impl ExternalScaler for ScalerService {
         &self,
         request: Request<GetMetricsRequest>,
     ) -> Result<Response<GetMetricsResponse>, Status> {
-        let result = self.metrics_inner(request.get_ref()).await;
-        self.count("GetMetrics", &result);
+        let request = request.get_ref();
+        let result = self
+            .traced(
+                "GetMetrics",
+                request.scaled_object_ref.as_ref(),
+                self.metrics_inner(request),
+            )
+            .await;
         Ok(Response::new(result?))
     }
 
@@ -186,8 +227,10 @@ impl ExternalScaler for ScalerService {
         &self,
         request: Request<ScaledObjectRef>,
     ) -> Result<Response<Self::StreamMetricSpecStream>, Status> {
-        let result = self.metric_spec(request.get_ref()).await;
-        self.count("StreamMetricSpec", &result);
+        let object = request.get_ref();
+        let result = self
+            .traced("StreamMetricSpec", Some(object), self.metric_spec(object))
+            .await;
         let first = result?;
         let (tx, rx) = mpsc::channel(1);
         let mut shutdown = self.shutdown.clone();

@@ -1,11 +1,29 @@
 //! From raw samples to the policy's [`Observation`]: KEDA's per-partition lag
-//! rules, and rates from offset deltas. Pure, like the policy.
+//! rules ([`LagRules`]), and rates from offset deltas. Pure, like the policy.
 
 use std::sync::Arc;
 
 use crate::policy::{HotPartition, Observation, RateSource};
 use crate::source::{OffsetSnapshot, PartitionOffsets};
-use crate::trigger::{LagRules, OffsetReset};
+
+/// How a partition without a committed offset counts (KEDA's rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OffsetReset {
+    /// Lag 1 (0 with `scaleToZeroOnInvalidOffset`).
+    Latest,
+    /// Its whole log.
+    Earliest,
+}
+
+/// KEDA's per-partition lag rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LagRules {
+    pub offset_reset: OffsetReset,
+    pub scale_to_zero_on_invalid_offset: bool,
+    pub exclude_persistent_lag: bool,
+}
 
 /// Rates are measured over at least this span (and at least one interval).
 pub const SHORT_RATE_WINDOW_S: f64 = 15.0;

@@ -1,8 +1,6 @@
 //! Invariants of the policy, over arbitrary parameters and observations.
 
-use lagrate::policy::{
-    Action, Observation, Params, PartitionCap, PolicySettings, RateSource, State, decide,
-};
+use super::{Action, Observation, Params, PartitionCap, PolicySettings, RateSource, State, decide};
 use proptest::prelude::*;
 
 fn params() -> impl Strategy<Value = Params> {

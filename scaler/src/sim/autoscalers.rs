@@ -7,12 +7,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::hpa::{Behavior, Hpa, Keda};
+use super::hpa::{Behavior, Hpa};
+use super::keda::Keda;
 use super::scenario::Scenario;
-use super::world::World;
-use crate::policy::{Decision, Params, PartitionCap, PolicySettings, State, decide};
-use crate::signals::{PrometheusReading, Sample, observe};
-use crate::trigger::{LagRules, OffsetReset};
+use super::world::{TOPIC, World};
+use crate::evaluate::{Evaluation, SampleWindow, window_seconds_for};
+use crate::policy::{Decision, Params, PartitionCap, PolicySettings};
+use crate::signals::{LagRules, OffsetReset, PrometheusReading, Sample};
+use crate::source::{OffsetSnapshot, PartitionOffsets};
 
 /// What an autoscaler may look at besides the world: the true load.
 pub struct Truth<'a> {
@@ -122,18 +124,20 @@ impl Autoscaler for KedaTriggers {
     }
 }
 
-/// lagrate behind KEDA's `external-push` trigger: the policy runs on its own
-/// samples; the HPA reads the answer at each sync (target 1, pass-through
-/// behavior) and activation is pushed.
+/// lagrate behind KEDA's `external-push` trigger: the server's evaluation
+/// over the window the server would keep, sampled on the same grid; the
+/// HPA reads the answer at each sync (target 1, pass-through behavior) and
+/// activation is pushed.
 pub struct Lagrate {
     keda: Keda,
     params: Params,
     rules: LagRules,
     sample_seconds: f64,
     next_sample: f64,
-    window: Vec<Arc<Sample>>,
-    state: State,
-    decision: Option<Decision>,
+    window: SampleWindow,
+    /// Scaler restarts still to come, earliest last.
+    restarts: Vec<f64>,
+    evaluation: Option<Evaluation>,
     changes: Vec<(f64, String)>,
 }
 
@@ -142,7 +146,18 @@ pub struct Lagrate {
 const LAGRATE_COOLDOWN_S: f64 = 30.0;
 
 impl Lagrate {
+    /// lagrate as it runs when the scenario starts: it has sampled the
+    /// initial load for longer than its window.
     pub fn new(s: &Scenario) -> Self {
+        let mut lagrate = Self::new_replica(s);
+        for sample in history_before_start(s, lagrate.window.keep_seconds()) {
+            lagrate.window.push(Arc::new(sample));
+        }
+        lagrate
+    }
+
+    /// A scaler replica that has just started: its window is empty.
+    pub fn new_replica(s: &Scenario) -> Self {
         let k = &s.keda;
         // The HPA's own tolerance would ignore answers within 10 % of the
         // current count (44 -> 48 pods on 48 partitions); lagrate's
@@ -154,6 +169,10 @@ impl Lagrate {
             0.0,
             Behavior::pass_through(),
         );
+        let params = Self::params(s);
+        let window = SampleWindow::new(window_seconds_for(&params.settings, s.sample_seconds));
+        let mut restarts = s.scaler_restarts.clone();
+        restarts.sort_by(|a, b| b.total_cmp(a));
         Lagrate {
             keda: Keda::new(
                 k.polling_interval,
@@ -162,34 +181,89 @@ impl Lagrate {
                 hpa,
                 k.hpa_sync_seconds,
             ),
-            params: Params {
-                settings: PolicySettings {
-                    pod_capacity: Some(s.pod_capacity),
-                    max_replicas: k.max_replica_count,
-                    ..PolicySettings::default()
-                },
-                lag_threshold: 500.0,
-                activation_lag_threshold: 0.0,
-                cap: PartitionCap::Partitions,
-                rate_aware: true,
-            },
-            rules: LagRules {
-                offset_reset: OffsetReset::Latest,
-                scale_to_zero_on_invalid_offset: false,
-                exclude_persistent_lag: false,
-            },
+            params,
+            rules: Self::lag_rules(),
             sample_seconds: s.sample_seconds,
             next_sample: 0.0,
-            window: Vec::new(),
-            // The scaler has been running: its last answer is what runs.
-            state: State {
-                replicas: Some(s.replicas_at_start()),
-                ..State::default()
-            },
-            decision: None,
+            window,
+            restarts,
+            evaluation: None,
             changes: Vec::new(),
         }
     }
+
+    /// What lagrate's ScaledObject and config say in the simulated
+    /// deployment: the default policy with the scenario's pod capacity and
+    /// maxReplicaCount, `lagThreshold: 500`, KEDA's partition cap.
+    pub fn params(s: &Scenario) -> Params {
+        Params {
+            settings: PolicySettings {
+                pod_capacity: Some(s.pod_capacity),
+                max_replicas: s.keda.max_replica_count,
+                ..PolicySettings::default()
+            },
+            lag_threshold: 500.0,
+            activation_lag_threshold: 0.0,
+            cap: PartitionCap::Partitions,
+            rate_aware: true,
+        }
+    }
+
+    /// KEDA's default lag rules.
+    pub fn lag_rules() -> LagRules {
+        LagRules {
+            offset_reset: OffsetReset::Latest,
+            scale_to_zero_on_invalid_offset: false,
+            exclude_persistent_lag: false,
+        }
+    }
+
+    /// The newest evaluation.
+    pub fn evaluation(&self) -> Option<&Evaluation> {
+        self.evaluation.as_ref()
+    }
+
+    /// A sample lands: what the server's sampler and registry do with it.
+    pub fn on_sample(&mut self, sample: Sample) -> Option<&Evaluation> {
+        self.window.push(Arc::new(sample));
+        self.evaluation = self.window.evaluate(&self.params, &self.rules);
+        self.evaluation.as_ref()
+    }
+}
+
+/// The samples a scaler that has run since long before t = 0 holds at
+/// t = 0: the initial load, kept up with by the initial group, on the grid.
+/// Offsets count back from the world's zero at t = 0.
+fn history_before_start(s: &Scenario, keep_seconds: f64) -> Vec<Sample> {
+    let rate = s.rate_at(0.0);
+    let shares = s.partition_shares();
+    let intervals = (keep_seconds / s.sample_seconds).ceil() as i64;
+    (1..=intervals)
+        .rev()
+        .map(|k| {
+            let t = -(k as f64) * s.sample_seconds;
+            Sample {
+                t,
+                offsets: OffsetSnapshot {
+                    partitions: shares
+                        .iter()
+                        .enumerate()
+                        .map(|(p, share)| {
+                            let offset = (rate * share * t).floor() as i64;
+                            PartitionOffsets {
+                                topic: Arc::from(TOPIC),
+                                partition: p as i32,
+                                high_watermark: offset,
+                                committed: Some(offset),
+                            }
+                        })
+                        .collect(),
+                    members: Some(s.replicas_at_start()),
+                },
+                prometheus: PrometheusReading::NotConfigured,
+            }
+        })
+        .collect()
 }
 
 impl Autoscaler for Lagrate {
@@ -198,49 +272,47 @@ impl Autoscaler for Lagrate {
     }
 
     fn tick(&mut self, t: f64, current: u32, world: &World, _truth: &Truth<'_>) -> u32 {
+        if self.restarts.last().is_some_and(|r| *r <= t) {
+            self.restarts.pop();
+            self.window.clear();
+        }
         let mut pushed = None;
         if t >= self.next_sample {
             self.next_sample += self.sample_seconds;
-            self.window.push(Arc::new(Sample {
+            let was = self
+                .evaluation
+                .as_ref()
+                .map(|e| (e.decision.active, e.decision.replicas));
+            let sample = Sample {
                 t,
                 offsets: world.snapshot(),
                 prometheus: PrometheusReading::NotConfigured,
-            }));
-            // observe() looks back 15 s at most.
-            if self.window.len() > 32 {
-                self.window.drain(..self.window.len() - 32);
-            }
-            // The scaler has been running long before the scenario starts.
-            let obs = observe(&self.rules, &self.window, self.window.len() - 1, true);
-            let (decision, state) = decide(&self.params, &self.state, &obs, t);
-            let was_active = self.decision.as_ref().is_some_and(|d| d.active);
-            if decision.active != was_active {
-                pushed = Some(decision.active);
-            }
-            if self.decision.as_ref().map(|d| d.replicas) != Some(decision.replicas) {
-                self.changes.push((
-                    t,
-                    format!(
+            };
+            if let Some(e) = self.on_sample(sample) {
+                let d = &e.decision;
+                if Some(d.active) != was.map(|w| w.0) {
+                    pushed = Some(d.active);
+                }
+                if Some(d.replicas) != was.map(|w| w.1) {
+                    let line = format!(
                         "lag {:.0} rate {:.0}/s: {}",
-                        obs.lag,
-                        obs.inbound_rate_per_s.unwrap_or(0.0),
-                        decision.reason
-                    ),
-                ));
+                        e.observation.lag,
+                        e.observation.inbound_rate_per_s.unwrap_or(0.0),
+                        d.reason
+                    );
+                    self.changes.push((t, line));
+                }
             }
-            self.state = state;
-            self.decision = Some(decision);
         }
-        let (active, value) = self
-            .decision
-            .as_ref()
-            .map_or((false, 0.0), |d| (d.active, f64::from(d.replicas)));
+        let (active, value) = self.evaluation.as_ref().map_or((false, 0.0), |e| {
+            (e.decision.active, f64::from(e.decision.replicas))
+        });
         self.keda
             .tick(t, current, pushed, || active, || vec![(value, 1.0)])
     }
 
     fn last_decision(&self) -> Option<&Decision> {
-        self.decision.as_ref()
+        self.evaluation.as_ref().map(|e| &e.decision)
     }
 
     fn changes(&self) -> &[(f64, String)] {

@@ -5,6 +5,7 @@
 pub mod autoscalers;
 pub mod chart;
 pub mod hpa;
+pub mod keda;
 pub mod report;
 pub mod scenario;
 pub mod world;
@@ -52,18 +53,7 @@ pub fn run_one(s: &Scenario, mode: Rebalance, autoscaler: &mut dyn Autoscaler) -
     let dt = s.step_seconds;
     let steps = (s.duration() / dt).round() as usize;
     let p = s.partitions as usize;
-    let shares: Vec<f64> = match s.hot_partition_share {
-        Some(hot) if p > 1 => (0..p)
-            .map(|i| {
-                if i == 0 {
-                    hot
-                } else {
-                    (1.0 - hot) / (p - 1) as f64
-                }
-            })
-            .collect(),
-        _ => vec![1.0 / p as f64; p],
-    };
+    let shares = s.partition_shares();
     let truth = Truth { scenario: s };
     let mut trace = Trace::new(autoscaler.name());
     let mut row = Row::new(autoscaler.name());

@@ -95,6 +95,10 @@ pub struct Scenario {
     pub seed: u64,
     /// Share of the load on partition 0 (the rest spread evenly).
     pub hot_partition_share: Option<f64>,
+    /// Instants (seconds) at which the scaler restarts: its window empties,
+    /// as for a new replica, and refills from there.
+    #[serde(default)]
+    pub scaler_restarts: Vec<f64>,
     /// Simulation step, seconds (at most 1).
     #[serde(default = "defaults::step_seconds")]
     pub step_seconds: f64,
@@ -182,6 +186,13 @@ impl Scenario {
         {
             return Err(format!("hotPartitionShare must be in [0, 1], got {share}"));
         }
+        if let Some(bad) = self
+            .scaler_restarts
+            .iter()
+            .find(|t| !(t.is_finite() && **t >= 0.0))
+        {
+            return Err(format!("scalerRestarts must list seconds >= 0, got {bad}"));
+        }
         if self.load.is_empty() {
             return Err("load must list at least one segment".into());
         }
@@ -207,6 +218,23 @@ impl Scenario {
             )
             .max(1)
         })
+    }
+
+    /// Each partition's share of the load: even, or partition 0 hot.
+    pub fn partition_shares(&self) -> Vec<f64> {
+        let p = self.partitions as usize;
+        match self.hot_partition_share {
+            Some(hot) if p > 1 => (0..p)
+                .map(|i| {
+                    if i == 0 {
+                        hot
+                    } else {
+                        (1.0 - hot) / (p - 1) as f64
+                    }
+                })
+                .collect(),
+            _ => vec![1.0 / p as f64; p],
+        }
     }
 
     /// Total simulated time.
@@ -298,6 +326,7 @@ fn base(name: &str, partitions: u32, load: Vec<Segment>) -> Scenario {
         noise: 0.0,
         seed: defaults::seed(),
         hot_partition_share: None,
+        scaler_restarts: Vec::new(),
         step_seconds: defaults::step_seconds(),
         sample_seconds: defaults::sample_seconds(),
         keda: KedaSettings::default(),

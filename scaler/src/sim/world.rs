@@ -8,6 +8,9 @@ use std::sync::Arc;
 use super::scenario::{Rebalance, Scenario};
 use crate::source::{OffsetSnapshot, PartitionOffsets};
 
+/// Name of the simulated topic.
+pub const TOPIC: &str = "sim";
+
 /// Wait-time histogram: 0.5 s buckets for the first hour, 10 s buckets up
 /// to two days, then one overflow bucket.
 #[derive(Debug, Clone)]
@@ -130,7 +133,7 @@ impl World {
             paused_until: vec![0.0; p],
             ready_members: Vec::new(),
             next_commit: s.batch_seconds,
-            topic: Arc::from("sim"),
+            topic: Arc::from(TOPIC),
             waits: Waits::default(),
             processing_rate: 0.0,
         };

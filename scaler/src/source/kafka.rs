@@ -3,6 +3,7 @@
 //! the broker answers DescribeGroups, the member count. One client per
 //! cluster serves every group on it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::clock::unix_now;
 
-use super::{OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError};
+use super::{
+    OffsetQuery, OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError, SourceFactory,
+};
 
 /// After DescribeGroups fails on a cluster, it is not asked again for this long.
 const MEMBERS_RETRY: Duration = Duration::from_secs(600);
@@ -220,5 +223,51 @@ impl OffsetSource for KafkaOffsets {
             partitions: out,
             members: self.members(),
         })
+    }
+}
+
+/// The real factory: rdkafka, one client per cluster shared by its groups.
+#[derive(Default)]
+pub struct KafkaFactory {
+    clients: Mutex<HashMap<ClusterSettings, Weak<ClusterClient>>>,
+    /// Clients the readiness probe made, kept so that each probe does not
+    /// make (and, with MSK IAM, sign a token for) a new one; the samplers
+    /// share them once they start.
+    probed: Mutex<HashMap<ClusterSettings, Arc<ClusterClient>>>,
+}
+
+impl KafkaFactory {
+    /// The cluster's shared client, made on first use.
+    fn client(&self, cluster: &ClusterSettings) -> Result<Arc<ClusterClient>, SourceError> {
+        let mut clients = self.clients.lock().expect("client map lock poisoned");
+        clients.retain(|_, c| c.strong_count() > 0);
+        if let Some(client) = clients.get(cluster).and_then(Weak::upgrade) {
+            return Ok(client);
+        }
+        let client = Arc::new(ClusterClient::new(cluster)?);
+        clients.insert(cluster.clone(), Arc::downgrade(&client));
+        Ok(client)
+    }
+}
+
+impl SourceFactory for KafkaFactory {
+    fn offsets(&self, query: &OffsetQuery) -> Result<Arc<dyn OffsetSource>, SourceError> {
+        Ok(Arc::new(KafkaOffsets::new(
+            self.client(&query.cluster)?,
+            &query.group,
+            query.topics.clone(),
+            query.timeout,
+        )?))
+    }
+
+    fn cluster_reachable(&self, cluster: &ClusterSettings, timeout: Duration) -> bool {
+        let Ok(client) = self.client(cluster) else {
+            return false;
+        };
+        self.probed
+            .lock()
+            .expect("probe map lock poisoned")
+            .insert(cluster.clone(), client.clone());
+        client.reachable(timeout)
     }
 }

@@ -6,7 +6,17 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::SourceError;
-use crate::trigger::is_valid_topic_name;
+use super::is_valid_topic_name;
+
+/// Where the inbound rate comes from when Prometheus is configured (the
+/// config file's `prometheus`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PrometheusSettings {
+    pub url: String,
+    /// Template with a `<topic>` placeholder.
+    pub rate_query: String,
+    pub timeout: Duration,
+}
 
 /// A Prometheus server and the query template (`<topic>` placeholder).
 #[derive(Debug, Clone)]

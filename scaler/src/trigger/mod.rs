@@ -5,8 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod overrides;
+#[cfg(test)]
+mod tests;
+
 use crate::config::Config;
-use crate::policy::{OVERRIDE_KEYS, Params, PartitionCap};
+use crate::policy::{Params, PartitionCap};
+use crate::signals::{LagRules, OffsetReset};
+use crate::source::is_valid_topic_name;
 
 /// Keys KEDA puts in every external trigger's metadata.
 const KEDA_EXTERNAL_KEYS: &[&str] = &[
@@ -46,28 +52,13 @@ const KAFKA_AUTH_KEYS: &[&str] = &[
     "awsRegion",
 ];
 
-/// Bad trigger metadata; the message names the key and what is allowed.
+/// Bad trigger metadata: the key, and a message that names it and says
+/// what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TriggerError(pub String);
-
-/// How a partition without a committed offset counts (KEDA's rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OffsetReset {
-    /// Lag 1 (0 with `scaleToZeroOnInvalidOffset`).
-    Latest,
-    /// Its whole log.
-    Earliest,
-}
-
-/// KEDA's per-partition lag rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LagRules {
-    pub offset_reset: OffsetReset,
-    pub scale_to_zero_on_invalid_offset: bool,
-    pub exclude_persistent_lag: bool,
+#[error("{message}")]
+pub struct TriggerError {
+    pub key: String,
+    pub message: String,
 }
 
 /// Which cluster a trigger reads.
@@ -109,17 +100,6 @@ impl TriggerSpec {
     }
 }
 
-/// Kafka's legal topic names: 1..=249 of `[A-Za-z0-9._-]`.
-pub fn is_valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty()
-        && topic.len() <= 249
-        && topic != "."
-        && topic != ".."
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
 fn cluster_names(config: &Config) -> String {
     config
         .clusters
@@ -129,15 +109,21 @@ fn cluster_names(config: &Config) -> String {
         .join(", ")
 }
 
-fn err(message: String) -> TriggerError {
-    TriggerError(message)
+fn err(key: &str, message: String) -> TriggerError {
+    TriggerError {
+        key: key.to_owned(),
+        message,
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, TriggerError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(err(format!("{key} must be true or false, got {value:?}"))),
+        _ => Err(err(
+            key,
+            format!("{key} must be true or false, got {value:?}"),
+        )),
     }
 }
 
@@ -145,10 +131,13 @@ fn parse_number(key: &str, value: &str, allow_zero: bool) -> Result<f64, Trigger
     let number = value.trim().parse::<f64>().ok().filter(|v| v.is_finite());
     match number {
         Some(v) if v > 0.0 || (allow_zero && v == 0.0) => Ok(v),
-        _ => Err(err(format!(
-            "{key} must be a number {} 0, got {value:?}",
-            if allow_zero { ">=" } else { ">" }
-        ))),
+        _ => Err(err(
+            key,
+            format!(
+                "{key} must be a number {} 0, got {value:?}",
+                if allow_zero { ">=" } else { ">" }
+            ),
+        )),
     }
 }
 
@@ -162,27 +151,34 @@ pub fn parse(
     for (key, value) in metadata {
         let name = key.strip_suffix("FromEnv").unwrap_or(key);
         if keys.insert(name, value.as_str()).is_some() {
-            return Err(err(format!(
-                "{name} is given twice (as {name} and {name}FromEnv); give one"
-            )));
+            return Err(err(
+                name,
+                format!("{name} is given twice (as {name} and {name}FromEnv); give one"),
+            ));
         }
     }
     for key in keys.keys() {
         let known = KEDA_EXTERNAL_KEYS.contains(key)
             || KAFKA_KEYS.contains(key)
-            || OVERRIDE_KEYS.contains(key)
+            || overrides::is_policy_field(key)
             || matches!(*key, "cluster" | "policy");
         if KAFKA_AUTH_KEYS.contains(key) {
-            return Err(err(format!(
-                "{key}: authentication is set per cluster in the scaler config (clusters.NAME.auth); name the cluster with `cluster`"
-            )));
+            return Err(err(
+                key,
+                format!(
+                    "{key}: authentication is set per cluster in the scaler config (clusters.NAME.auth); name the cluster with `cluster`"
+                ),
+            ));
         }
         if !known {
-            return Err(err(format!(
-                "unknown key {key}; allowed: {}, cluster, policy, {}",
-                KAFKA_KEYS.join(", "),
-                OVERRIDE_KEYS.join(", ")
-            )));
+            return Err(err(
+                key,
+                format!(
+                    "unknown key {key}; allowed: {}, cluster, policy, {}",
+                    KAFKA_KEYS.join(", "),
+                    overrides::policy_fields().join(", ")
+                ),
+            ));
         }
     }
     let get = |key: &str| keys.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -190,16 +186,20 @@ pub fn parse(
     let cluster = match (get("cluster"), get("bootstrapServers")) {
         (Some(_), Some(_)) => {
             return Err(err(
+                "cluster",
                 "cluster and bootstrapServers are both given; give one (cluster is preferred)"
                     .into(),
             ));
         }
         (Some(name), None) => {
             if !config.clusters.contains_key(name) {
-                return Err(err(format!(
-                    "cluster {name:?} is not in the scaler config; configured: {}",
-                    cluster_names(config)
-                )));
+                return Err(err(
+                    "cluster",
+                    format!(
+                        "cluster {name:?} is not in the scaler config; configured: {}",
+                        cluster_names(config)
+                    ),
+                ));
             }
             ClusterRef::Named(name.to_owned())
         }
@@ -214,7 +214,7 @@ pub fn parse(
                 {
                     Some((name, _)) => ClusterRef::Named(name.clone()),
                     None => {
-                        return Err(err(
+                        return Err(err("bootstrapServers", 
                             "bootstrapServers: inline brokers are not allowed by the scaler config (allowInlineBootstrapServers); name a configured cluster with `cluster`".into(),
                         ));
                     }
@@ -222,7 +222,7 @@ pub fn parse(
             } else {
                 kafka_settings::ClusterSettings::plaintext(list.clone())
                     .validate()
-                    .map_err(|e| err(e.to_string()))?;
+                    .map_err(|e| err("bootstrapServers", e.to_string()))?;
                 ClusterRef::Inline(list)
             }
         }
@@ -230,24 +230,27 @@ pub fn parse(
             ClusterRef::Named(config.clusters.keys().next().cloned().unwrap_or_default())
         }
         (None, None) => {
-            return Err(err(format!(
-                "cluster is required: one of {}",
-                cluster_names(config)
-            )));
+            return Err(err(
+                "cluster",
+                format!("cluster is required: one of {}", cluster_names(config)),
+            ));
         }
     };
 
     let group = get("consumerGroup")
-        .ok_or_else(|| err("consumerGroup is required".into()))?
+        .ok_or_else(|| err("consumerGroup", "consumerGroup is required".into()))?
         .to_owned();
     let topics = match get("topic") {
         None => None,
         Some(list) => {
             let topics: Vec<String> = list.split(',').map(|t| t.trim().to_owned()).collect();
             if let Some(bad) = topics.iter().find(|t| !is_valid_topic_name(t)) {
-                return Err(err(format!(
-                    "topic {bad:?} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
-                )));
+                return Err(err(
+                    "topic",
+                    format!(
+                        "topic {bad:?} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
+                    ),
+                ));
             }
             Some(topics)
         }
@@ -261,16 +264,17 @@ pub fn parse(
         None | Some("latest") => OffsetReset::Latest,
         Some("earliest") => OffsetReset::Earliest,
         Some(other) => {
-            return Err(err(format!(
-                "offsetResetPolicy must be latest or earliest, got {other:?}"
-            )));
+            return Err(err(
+                "offsetResetPolicy",
+                format!("offsetResetPolicy must be latest or earliest, got {other:?}"),
+            ));
         }
     };
     let flag = |key: &str| get(key).map_or(Ok(false), |v| parse_bool(key, v));
     let allow_idle = flag("allowIdleConsumers")?;
     let limit_to_lagging = flag("limitToPartitionsWithLag")?;
     if allow_idle && limit_to_lagging {
-        return Err(err(
+        return Err(err("allowIdleConsumers", 
             "allowIdleConsumers and limitToPartitionsWithLag cannot both be true: one lifts the partition cap, the other tightens it".into(),
         ));
     }
@@ -281,22 +285,26 @@ pub fn parse(
     };
 
     let policy_name = get("policy").unwrap_or("default").to_owned();
-    let mut settings = config.policies.get(&policy_name).cloned().ok_or_else(|| {
-        err(format!(
-            "policy {policy_name:?} is not in the scaler config; configured: {}",
-            config
-                .policies
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+    let named = config.policies.get(&policy_name).cloned().ok_or_else(|| {
+        err(
+            "policy",
+            format!(
+                "policy {policy_name:?} is not in the scaler config; configured: {}",
+                config
+                    .policies
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
     })?;
-    for key in OVERRIDE_KEYS {
-        if let Some(value) = get(key) {
-            settings.set(key, value).map_err(err)?;
-        }
-    }
+    let given: Vec<(&str, &str)> = keys
+        .iter()
+        .filter(|(key, _)| overrides::is_policy_field(key))
+        .filter_map(|(key, _)| Some((*key, get(key)?)))
+        .collect();
+    let settings = overrides::apply(named, &given)?;
     let rate_aware = get("policy").is_some() || settings.pod_capacity.is_some();
     let cap = if allow_idle {
         PartitionCap::None
@@ -319,196 +327,4 @@ pub fn parse(
             rate_aware,
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Config {
-        Config::parse(
-            "clusters:\n  local:\n    bootstrapServers: [\"127.0.0.1:9092\"]\n  other:\n    bootstrapServers: [\"10.0.0.1:9092\"]\npolicies:\n  fast:\n    settleSeconds: 30\n",
-        )
-        .unwrap()
-    }
-
-    fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn parse_err(pairs: &[(&str, &str)]) -> String {
-        parse(&meta(pairs), &config()).unwrap_err().0
-    }
-
-    #[test]
-    fn keda_defaults_apply() {
-        let spec = parse(
-            &meta(&[("cluster", "local"), ("consumerGroup", "g")]),
-            &config(),
-        )
-        .unwrap();
-        assert_eq!(spec.params.lag_threshold, 10.0);
-        assert_eq!(spec.params.activation_lag_threshold, 0.0);
-        assert_eq!(spec.lag_rules.offset_reset, OffsetReset::Latest);
-        assert_eq!(spec.params.cap, PartitionCap::Partitions);
-        assert!(!spec.params.rate_aware);
-        assert_eq!(spec.topics, None);
-    }
-
-    #[test]
-    fn keda_external_keys_are_accepted_and_from_env_means_the_key() {
-        let spec = parse(
-            &meta(&[
-                ("scalerAddress", "lagrate.keda:9090"),
-                ("enableTLS", "false"),
-                ("unsafeSsl", "false"),
-                ("cluster", "local"),
-                ("consumerGroupFromEnv", "orders"),
-                ("lagThresholdFromEnv", "250"),
-            ]),
-            &config(),
-        )
-        .unwrap();
-        assert_eq!(spec.group, "orders");
-        assert_eq!(spec.params.lag_threshold, 250.0);
-    }
-
-    #[test]
-    fn errors_name_the_key_and_what_is_allowed() {
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("lagThreshold", "abc")
-            ])
-            .contains("lagThreshold must be a number > 0, got \"abc\"")
-        );
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("offsetResetPolicy", "oldest")
-            ])
-            .contains("latest or earliest")
-        );
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("lagTreshold", "5")
-            ])
-            .contains("unknown key lagTreshold")
-        );
-        assert!(parse_err(&[("cluster", "nope"), ("consumerGroup", "g")]).contains("local, other"));
-        assert!(parse_err(&[("cluster", "local")]).contains("consumerGroup is required"));
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("policy", "slow")
-            ])
-            .contains("default, fast")
-        );
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("podCapacity", "-3")
-            ])
-            .contains("podCapacity")
-        );
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("topic", "a\"b")
-            ])
-            .contains("legal Kafka topic")
-        );
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("sasl", "plaintext")
-            ])
-            .contains("clusters.NAME.auth")
-        );
-    }
-
-    #[test]
-    fn contradictions_are_rejected() {
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("allowIdleConsumers", "true"),
-                ("limitToPartitionsWithLag", "true")
-            ])
-            .contains("cannot both be true")
-        );
-        assert!(
-            parse_err(&[
-                ("cluster", "local"),
-                ("bootstrapServers", "h:1"),
-                ("consumerGroup", "g")
-            ])
-            .contains("both given")
-        );
-        assert!(
-            parse_err(&[
-                ("consumerGroup", "g"),
-                ("minReplicas", "5"),
-                ("maxReplicas", "2"),
-                ("cluster", "local")
-            ])
-            .contains("maxReplicas")
-        );
-    }
-
-    #[test]
-    fn inline_brokers_only_when_allowed_or_configured() {
-        assert!(
-            parse_err(&[("bootstrapServers", "evil:9092"), ("consumerGroup", "g")])
-                .contains("not allowed")
-        );
-        let spec = parse(
-            &meta(&[
-                ("bootstrapServers", "127.0.0.1:9092"),
-                ("consumerGroup", "g"),
-            ]),
-            &config(),
-        )
-        .unwrap();
-        assert_eq!(spec.cluster, ClusterRef::Named("local".into()));
-    }
-
-    #[test]
-    fn policy_and_overrides_make_it_rate_aware() {
-        let spec = parse(
-            &meta(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("policy", "fast"),
-                ("drainSeconds", "30"),
-            ]),
-            &config(),
-        )
-        .unwrap();
-        assert!(spec.params.rate_aware);
-        assert_eq!(spec.params.settings.settle_seconds, 30.0);
-        assert_eq!(spec.params.settings.drain_seconds, 30.0);
-        let spec = parse(
-            &meta(&[
-                ("cluster", "local"),
-                ("consumerGroup", "g"),
-                ("podCapacity", "100"),
-            ]),
-            &config(),
-        )
-        .unwrap();
-        assert!(spec.params.rate_aware);
-    }
 }

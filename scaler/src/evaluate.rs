@@ -1,0 +1,200 @@
+//! The one path from samples to a decision, shared by the server and the
+//! simulator: a window of samples in, the policy replayed over it from a
+//! fresh [`State`], the evaluation of the newest sample out. Because the
+//! state is rebuilt from the window every time, a decision is a function of
+//! the samples alone: two scaler replicas with the same window answer the
+//! same, and a replica that restarts answers as a new one would.
+//!
+//! The replay starts on a grid of epochs one policy history long (settle,
+//! stabilization, idle), not at the window's oldest sample: evaluations
+//! within an epoch replay from the same instant, so each extends the one
+//! before it, and the answer moves only when the load does. A replay that
+//! began at a sliding start would forget, one sample at a time, the very
+//! scale-up it is settling after, and answer differently every sample. The
+//! window therefore keeps two histories: the epoch's start is at most one
+//! history before the newest sample's history begins.
+//!
+//! Pure: no I/O, no clock reads.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::policy::{Decision, Observation, Params, PolicySettings, State, decide};
+use crate::signals::{LagRules, Sample, observe};
+
+/// History a sampler keeps for policies whose longest look-back is
+/// `longest_history_s`: two of them (the replay starts at most one history
+/// before the newest sample's own history), plus two sample intervals, so
+/// the oldest instant a decision depends on is always inside the window.
+pub fn window_seconds(longest_history_s: f64, interval_s: f64) -> f64 {
+    2.0 * longest_history_s + 2.0 * interval_s
+}
+
+/// The window a sampler keeps for one policy (what the server keeps when
+/// this is the config's only policy).
+pub fn window_seconds_for(settings: &PolicySettings, interval_s: f64) -> f64 {
+    window_seconds(settings.history_needed_seconds(), interval_s)
+}
+
+/// The samples of one source key, oldest first, and when this process began
+/// keeping them. Samples older than `keep_seconds` before the newest drop out.
+#[derive(Debug, Clone)]
+pub struct SampleWindow {
+    samples: Vec<Arc<Sample>>,
+    started_at: Option<f64>,
+    keep_seconds: f64,
+}
+
+impl SampleWindow {
+    pub fn new(keep_seconds: f64) -> Self {
+        Self {
+            samples: Vec::new(),
+            started_at: None,
+            keep_seconds,
+        }
+    }
+
+    /// Adds the newest sample and forgets what fell out of the window.
+    pub fn push(&mut self, sample: Arc<Sample>) {
+        let t = sample.t;
+        self.started_at.get_or_insert(t);
+        self.samples.push(sample);
+        let oldest = t - self.keep_seconds;
+        let expired = self.samples.iter().take_while(|s| s.t < oldest).count();
+        self.samples.drain(..expired);
+    }
+
+    /// Forgets everything, as a scaler replica that has just started.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.started_at = None;
+    }
+
+    pub fn samples(&self) -> &[Arc<Sample>] {
+        &self.samples
+    }
+
+    /// History kept, seconds before the newest sample.
+    pub fn keep_seconds(&self) -> f64 {
+        self.keep_seconds
+    }
+
+    /// Time of this process's first sample of the key.
+    pub fn started_at(&self) -> Option<f64> {
+        self.started_at
+    }
+
+    pub fn newest(&self) -> Option<&Arc<Sample>> {
+        self.samples.last()
+    }
+
+    /// The evaluation of the newest sample; None while the window is empty.
+    pub fn evaluate(&self, params: &Params, rules: &LagRules) -> Option<Evaluation> {
+        evaluate(
+            params,
+            rules,
+            &self.samples,
+            self.started_at.unwrap_or(f64::NEG_INFINITY),
+        )
+    }
+}
+
+/// What the policy made of the newest sample of a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// Unix seconds (simulated seconds in the simulator) of the sample decided on.
+    pub sample_time: f64,
+    pub observation: Observation,
+    pub decision: Decision,
+    pub state: State,
+}
+
+/// Replays the policy over `samples` (oldest first) from the start of the
+/// newest sample's epoch, from a fresh state seeded with the group's
+/// observed size, and returns the evaluation of the newest sample; None
+/// when there is no sample. A sample counts as having a full window behind
+/// it once `started_at` lies the policy's cold-start history before it.
+pub fn evaluate(
+    params: &Params,
+    rules: &LagRules,
+    samples: &[Arc<Sample>],
+    started_at: f64,
+) -> Option<Evaluation> {
+    let history = params.settings.cold_start_seconds();
+    let epoch = params.settings.history_needed_seconds().max(1.0);
+    let start = ((samples.last()?.t - epoch) / epoch).floor() * epoch;
+    let from = samples.iter().position(|s| s.t >= start).unwrap_or(0);
+    let samples = &samples[from..];
+    // The replay starts from the group as observed at the oldest sample
+    // (its member count, when the broker reports it): what the window
+    // cannot remember, the group's size still shows.
+    let mut state = State {
+        replicas: samples.first().and_then(|s| s.offsets.members),
+        ..State::default()
+    };
+    let mut last = None;
+    // The oldest sample only anchors the rates of the next: decided on
+    // alone it would have no rate, and the replay would begin with a
+    // scale-up from nothing that no group ever saw.
+    let first = usize::from(samples.len() > 1);
+    for (i, sample) in samples.iter().enumerate().skip(first) {
+        let window_full = sample.t - started_at >= history;
+        let observation = observe(rules, samples, i, window_full);
+        let (decision, next) = decide(params, &state, &observation, sample.t);
+        state = next;
+        last = Some((sample.t, observation, decision));
+    }
+    let (sample_time, observation, decision) = last?;
+    Some(Evaluation {
+        sample_time,
+        observation,
+        decision,
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::PrometheusReading;
+    use crate::source::{OffsetSnapshot, PartitionOffsets};
+
+    fn sample(t: f64) -> Arc<Sample> {
+        Arc::new(Sample {
+            t,
+            offsets: OffsetSnapshot {
+                partitions: vec![PartitionOffsets {
+                    topic: Arc::from("t"),
+                    partition: 0,
+                    high_watermark: (t * 10.0) as i64,
+                    committed: Some((t * 10.0) as i64),
+                }],
+                members: None,
+            },
+            prometheus: PrometheusReading::NotConfigured,
+        })
+    }
+
+    #[test]
+    fn the_window_keeps_what_the_policy_looks_back_on_and_a_restart_empties_it() {
+        let settings = PolicySettings::default();
+        let keep = window_seconds_for(&settings, 5.0);
+        assert_eq!(
+            keep, 610.0,
+            "2 x the 300 s stabilization or idle window + 2 intervals"
+        );
+        let mut w = SampleWindow::new(keep);
+        for i in 0..200 {
+            w.push(sample(f64::from(i) * 5.0));
+        }
+        let oldest = w.samples()[0].t;
+        assert_eq!((oldest, w.newest().unwrap().t), (385.0, 995.0));
+        assert_eq!(w.started_at(), Some(0.0));
+        w.clear();
+        assert!(w.samples().is_empty() && w.started_at().is_none());
+        w.push(sample(500.0));
+        assert_eq!(w.started_at(), Some(500.0));
+    }
+}

@@ -1,0 +1,187 @@
+//! The policy's answer and its explanation, kept as numbers and rendered
+//! only when displayed.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::observation::{HotPartition, RateSource};
+
+/// Why the answer is what it is; `label()` names it for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Initial,
+    ScaleUp,
+    ScaleDown,
+    Steady,
+    DeadBand,
+    Settling,
+    ColdStart,
+    Stabilizing,
+    IdleKeepOne,
+    Idle,
+}
+
+impl Action {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Initial => "initial",
+            Action::ScaleUp => "scale-up",
+            Action::ScaleDown => "scale-down",
+            Action::Steady => "steady",
+            Action::DeadBand => "dead-band",
+            Action::Settling => "settling",
+            Action::ColdStart => "cold-start",
+            Action::Stabilizing => "stabilizing",
+            Action::IdleKeepOne => "idle-keep-one",
+            Action::Idle => "idle",
+        }
+    }
+}
+
+/// More pods are needed than partitions allow: the fix is more partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLimit {
+    pub pods_needed: u32,
+    pub partitions: u32,
+}
+
+/// The answer for one sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Desired replicas: the metric value KEDA receives.
+    pub replicas: u32,
+    /// The need before hysteresis.
+    pub need: u32,
+    /// KEDA activation (IsActive).
+    pub active: bool,
+    pub action: Action,
+    /// The action and the numbers behind it; displays as a sentence.
+    #[serde(serialize_with = "as_text")]
+    pub reason: Reason,
+    pub partition_limit: Option<PartitionLimit>,
+    pub hot_partition: Option<HotPartition>,
+    /// Per-pod capacity used (configured or learned), msg/s.
+    pub capacity_per_s: Option<f64>,
+}
+
+/// How the need was computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Basis {
+    Lag {
+        lag: f64,
+        lag_threshold: f64,
+    },
+    Rate {
+        rate_per_s: f64,
+        source: RateSource,
+        headroom: f64,
+        backlog: f64,
+        drain_seconds: f64,
+        capacity_per_s: f64,
+    },
+}
+
+/// Why a decision is what it is. Kept as numbers and rendered only when
+/// displayed: the server replays many decisions and shows one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub action: Action,
+    pub from: u32,
+    pub to: u32,
+    pub basis: Basis,
+    pub partition_limit: Option<PartitionLimit>,
+    /// Seconds into (or left of) the window the action refers to.
+    pub elapsed_seconds: f64,
+    /// Length of that window (settle, stabilization, idle) or the dead band.
+    pub window: f64,
+}
+
+fn as_text<S: serde::Serializer>(reason: &Reason, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(reason)
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Basis::Lag { lag, lag_threshold } => {
+                write!(f, "lag {lag:.0} / lagThreshold {lag_threshold}")
+            }
+            Basis::Rate {
+                rate_per_s,
+                source,
+                headroom,
+                backlog,
+                drain_seconds,
+                capacity_per_s,
+            } => write!(
+                f,
+                "rate {rate_per_s:.1}/s from {} x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
+                source.label(),
+                1.0 + headroom
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Reason {
+            from,
+            to,
+            basis,
+            window,
+            elapsed_seconds,
+            ..
+        } = self;
+        match self.action {
+            Action::Initial => write!(f, "initial: {to} ({basis})")?,
+            Action::ScaleUp => write!(
+                f,
+                "scale up {from} -> {to} in one step, settle for {window}s ({basis})"
+            )?,
+            Action::ScaleDown => write!(f, "scale down {from} -> {to} ({basis})")?,
+            Action::Steady => write!(f, "steady at {to} ({basis})")?,
+            Action::DeadBand => write!(
+                f,
+                "hold {to}: need within the {:.0}% dead band ({basis})",
+                window * 100.0
+            )?,
+            Action::Settling => write!(
+                f,
+                "hold {to}: settling after scale-up for {elapsed_seconds:.0}s more ({basis})"
+            )?,
+            Action::ColdStart => write!(
+                f,
+                "hold {to}: no scale-down before a full window of samples ({basis})"
+            )?,
+            Action::Stabilizing => write!(
+                f,
+                "hold {to}: need lower for {elapsed_seconds:.0}s of the {window}s stabilization window ({basis})"
+            )?,
+            Action::IdleKeepOne => write!(
+                f,
+                "hold {to}: idle for {elapsed_seconds:.0}s of {window}s before scaling to zero"
+            )?,
+            Action::Idle => write!(f, "idle for {elapsed_seconds:.0}s: scale to zero")?,
+        }
+        if let Some(limit) = self.partition_limit {
+            write!(
+                f,
+                "; needs {} pods but the topic has {} partitions: add partitions",
+                limit.pods_needed, limit.partitions
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.replicas, self.reason)
+    }
+}

@@ -1,0 +1,222 @@
+//! Examples of the policy's behaviour, one rule each.
+
+use super::*;
+
+fn lag_only(lag_threshold: f64) -> Params {
+    Params {
+        settings: PolicySettings::default(),
+        lag_threshold,
+        activation_lag_threshold: 0.0,
+        cap: PartitionCap::Partitions,
+        rate_aware: false,
+    }
+}
+
+fn rate_aware(pod_capacity: f64) -> Params {
+    Params {
+        settings: PolicySettings {
+            pod_capacity: Some(pod_capacity),
+            headroom: 0.0,
+            ..PolicySettings::default()
+        },
+        rate_aware: true,
+        ..lag_only(10.0)
+    }
+}
+
+fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
+    Observation {
+        lag,
+        activation_lag: lag,
+        partitions,
+        partitions_with_lag: partitions,
+        inbound_rate_per_s: Some(rate),
+        steady_rate_per_s: Some(rate),
+        rate_source: RateSource::Offsets,
+        processing_rate_per_s: None,
+        hottest_partition: None,
+        members: None,
+        window_full: true,
+    }
+}
+
+#[test]
+fn first_answer_is_kedas_ceil_lag_over_threshold_capped_at_partitions() {
+    let first = |lag, partitions| {
+        decide(
+            &lag_only(100.0),
+            &State::default(),
+            &obs(lag, 0.0, partitions),
+            0.0,
+        )
+        .0
+    };
+    assert_eq!(first(1000.0, 24).replicas, 10);
+    assert_eq!(first(1001.0, 24).replicas, 11);
+    let capped = first(10_000.0, 24);
+    assert_eq!(capped.replicas, 24);
+    assert_eq!(
+        capped.partition_limit,
+        Some(PartitionLimit {
+            pods_needed: 100,
+            partitions: 24
+        })
+    );
+    assert_eq!(first(0.0, 24).replicas, 0);
+}
+
+#[test]
+fn partition_aware_need_is_the_smallest_count_whose_busiest_pod_keeps_up() {
+    // 24 partitions, 1000 msg/s, 100 per pod: 10 pods would leave some pod
+    // 3 partitions (125 msg/s); 12 pods give each 2 (83 msg/s).
+    let d = decide(
+        &rate_aware(100.0),
+        &State::default(),
+        &obs(0.0, 1000.0, 24),
+        0.0,
+    )
+    .0;
+    assert_eq!(d.replicas, 12);
+}
+
+#[test]
+fn load_beyond_the_partitions_is_reported_not_answered_with_more_pods() {
+    let d = decide(
+        &rate_aware(100.0),
+        &State::default(),
+        &obs(0.0, 5000.0, 24),
+        0.0,
+    )
+    .0;
+    assert_eq!(d.replicas, 24);
+    assert_eq!(
+        d.partition_limit,
+        Some(PartitionLimit {
+            pods_needed: 50,
+            partitions: 24
+        })
+    );
+    assert!(
+        d.reason
+            .to_string()
+            .contains("needs 50 pods but the topic has 24 partitions"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn hot_partition_is_named() {
+    let mut o = obs(0.0, 300.0, 8);
+    o.hottest_partition = Some(HotPartition {
+        partition: "trades/3".into(),
+        rate_per_s: 250.0,
+    });
+    let d = decide(&rate_aware(100.0), &State::default(), &o, 0.0).0;
+    assert_eq!(
+        d.hot_partition.map(|h| h.partition),
+        Some("trades/3".to_owned())
+    );
+}
+
+#[test]
+fn scale_down_waits_a_window_proportional_to_what_remains_then_steps_within_the_bound() {
+    let mut p = rate_aware(100.0);
+    p.settings.max_scale_down_step = 0.75;
+    let (up, mut state) = decide(&p, &State::default(), &obs(0.0, 2000.0, 48), 0.0);
+    assert_eq!(up.replicas, 24);
+    let mut answers = Vec::new();
+    let mut t = 200.0; // past the settle window
+    while t <= 700.0 {
+        let (d, next) = decide(&p, &state, &obs(0.0, 400.0, 48), t);
+        answers.push((t, d.replicas));
+        state = next;
+        t += 5.0;
+    }
+    let at = |time: f64| answers.iter().find(|(t, _)| *t == time).unwrap().1;
+    // Need 4 of 24: the window is 300 s x 4/24 = 50 s, floored at 20 %
+    // (60 s); the step is bounded to 75 % of 24 pods.
+    assert_eq!(at(255.0), 24, "held during the window: {answers:?}");
+    assert_eq!(at(260.0), 6, "24 -> max(need 4, 24 x 0.25): {answers:?}");
+    // Then 6 -> 4 waits 300 s x 4/6 = 200 s.
+    assert_eq!(at(455.0), 6, "{answers:?}");
+    assert_eq!(at(460.0), 4, "{answers:?}");
+}
+
+#[test]
+fn idle_topic_keeps_one_pod_for_the_idle_window_then_goes_to_zero() {
+    let p = rate_aware(100.0);
+    let (_, mut state) = decide(&p, &State::default(), &obs(0.0, 300.0, 8), 0.0);
+    let mut seen = Vec::new();
+    for i in 1..=80 {
+        let t = 200.0 + f64::from(i) * 5.0;
+        let (d, next) = decide(&p, &state, &obs(0.0, 0.0, 8), t);
+        seen.push((t, d.replicas));
+        state = next;
+    }
+    assert_eq!(seen[0].1, 1, "one pod stays at once");
+    let zero_at = seen.iter().find(|(_, r)| *r == 0).map(|(t, _)| *t).unwrap();
+    assert!(
+        (505.0..=510.0).contains(&zero_at),
+        "zero after 300 s idle, at {zero_at}"
+    );
+}
+
+#[test]
+fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
+    let p = rate_aware(100.0);
+    let (up, state) = decide(
+        &p,
+        &State {
+            replicas: Some(2),
+            ..State::default()
+        },
+        &obs(0.0, 1000.0, 96),
+        0.0,
+    );
+    // Sized once for 1000 msg/s and for the backlog of its own pause:
+    // S x (1000 - 200) + R x 1000 = 108000 messages, drained in 60 s.
+    assert_eq!(up.replicas, 32, "{}", up.reason);
+    // During start-up and rebalance nothing is consumed: backlog builds.
+    let mut state = state;
+    for i in 1..24 {
+        let t = f64::from(i) * 5.0;
+        let (d, next) = decide(&p, &state, &obs(1000.0 * t, 1000.0, 96), t);
+        assert_eq!(d.replicas, 32, "at {t}s: {}", d.reason);
+        state = next;
+    }
+}
+
+#[test]
+fn no_scale_down_while_the_rate_is_still_rising() {
+    let p = rate_aware(100.0);
+    let mut state = State {
+        replicas: Some(24),
+        ..State::default()
+    };
+    // A ramp from 400 to 1000 msg/s over 10 minutes on 48 partitions:
+    // the need stays below 24 pods, but the load is climbing.
+    let mut t = 0.0;
+    while t < 600.0 {
+        let (d, next) = decide(&p, &state, &obs(0.0, 400.0 + t, 48), t);
+        assert_eq!(
+            d.replicas, 24,
+            "scaled down on a ramp at {t}s: {}",
+            d.reason
+        );
+        state = next;
+        t += 5.0;
+    }
+    // Once it levels off, the scale-down comes.
+    let mut down = None;
+    while t < 1200.0 {
+        let (d, next) = decide(&p, &state, &obs(0.0, 1000.0, 48), t);
+        state = next;
+        if d.replicas < 24 {
+            down = Some(d.replicas);
+            break;
+        }
+        t += 5.0;
+    }
+    assert_eq!(down, Some(12), "1000 msg/s x 1.1 on 48 partitions: 12 pods");
+}

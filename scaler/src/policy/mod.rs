@@ -1,0 +1,35 @@
+//! The scaling policy: observations in, desired replicas out.
+//!
+//! Pure: no I/O, no clock reads, no randomness. `now` is an argument, and
+//! everything the policy remembers is in [`State`], returned with each
+//! [`Decision`]. The server and the simulator reach it through one door,
+//! [`crate::evaluate`], which replays it over a window of samples.
+//!
+//! Two ways of sizing, chosen by the trigger:
+//! * lag-only (KEDA's Kafka keys only): `ceil(lag / lagThreshold)`, capped at
+//!   the partitions, exactly what KEDA's Kafka scaler makes the HPA do;
+//! * rate-aware (a `policy` or `podCapacity`): the smallest partition-aware
+//!   pod count that serves `λ·(1+headroom) + backlog/drainSeconds` at `c`
+//!   messages per second per pod.
+//!
+//! Both then go through the same hysteresis: one step up to the need, a
+//! settle window through start-up and rebalance in which backlog inside the
+//! projection is not new demand, scale-down only after the need stayed lower
+//! for the stabilization window, a dead band, no scale-down from a cold
+//! start, and scale to zero only after an idle window.
+
+mod decide;
+mod decision;
+mod observation;
+mod settings;
+
+pub(crate) use decide::decide;
+pub use decide::{State, partition_aware_pods};
+pub use decision::{Action, Basis, Decision, PartitionLimit, Reason};
+pub use observation::{HotPartition, Observation, RateSource};
+pub use settings::{Params, PartitionCap, PolicySettings};
+
+#[cfg(test)]
+mod examples;
+#[cfg(test)]
+mod properties;

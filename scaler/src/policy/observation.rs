@@ -1,0 +1,67 @@
+//! The signals of one ScaledObject at one sample, as the policy sees them.
+
+use serde::Serialize;
+
+/// Where the inbound rate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateSource {
+    /// Prometheus answered with the inbound rate.
+    Prometheus,
+    /// Derived from high-watermark deltas; Prometheus is not configured.
+    Offsets,
+    /// Derived from offsets because Prometheus failed or returned nothing.
+    OffsetsPrometheusDown,
+    /// Prometheus answered, but the offsets show a higher (newer) rate.
+    OffsetsAhead,
+}
+
+impl RateSource {
+    /// Short name used in reasons and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateSource::Prometheus => "prometheus",
+            RateSource::Offsets => "offsets",
+            RateSource::OffsetsPrometheusDown => "offsets (prometheus unavailable)",
+            RateSource::OffsetsAhead => "offsets (ahead of prometheus)",
+        }
+    }
+}
+
+/// A partition whose own inbound rate exceeds what one pod can process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HotPartition {
+    /// `topic/partition`.
+    pub partition: String,
+    pub rate_per_s: f64,
+}
+
+/// The signals of one ScaledObject at one sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    /// Total lag counted for scaling (KEDA's rules applied).
+    pub lag: f64,
+    /// Total lag counted for activation (persistent lag included).
+    pub activation_lag: f64,
+    /// Partitions of the topics.
+    pub partitions: u32,
+    /// Partitions with lag > 0.
+    pub partitions_with_lag: u32,
+    /// λ, messages per second into the topics, fast: sees a step within two
+    /// samples (sizes scale-ups); None before two samples.
+    pub inbound_rate_per_s: Option<f64>,
+    /// λ averaged over the short window (sizes scale-downs: noise in the
+    /// fast rate must not hold pods).
+    pub steady_rate_per_s: Option<f64>,
+    pub rate_source: RateSource,
+    /// μ, committed offsets per second.
+    pub processing_rate_per_s: Option<f64>,
+    /// The fastest partition, when it alone needs more than one pod.
+    pub hottest_partition: Option<HotPartition>,
+    /// Consumer group members, when the broker reports them.
+    pub members: Option<u32>,
+    /// Whether a full window of history exists (false right after a start).
+    pub window_full: bool,
+}

@@ -1,0 +1,160 @@
+//! What a policy is configured with: the tunables of a named policy (the
+//! config file's `policies.NAME`, overridable per trigger) and the KEDA
+//! trigger settings that shape the answer.
+
+use serde::{Deserialize, Serialize};
+
+/// Tunables of a named policy (config file `policies.NAME`, or overrides in
+/// trigger metadata under the same names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// Spare capacity over the inbound rate (0.2 = 20 %).
+    pub headroom: f64,
+    /// Backlog is sized to drain within this many seconds.
+    pub drain_seconds: f64,
+    /// After a scale-up, hold this long (pod start, ramp-up, rebalance).
+    pub settle_seconds: f64,
+    /// The need must stay lower this long before scaling down.
+    pub scale_down_stabilization_seconds: f64,
+    /// Largest fraction of the current replicas removed in one step (0..=1).
+    pub max_scale_down_step: f64,
+    /// Changes within this fraction of the current replicas are ignored.
+    pub dead_band: f64,
+    /// Lag at or under the activation threshold and no inbound traffic for
+    /// this long: scale to zero. Until then one pod stays.
+    pub idle_seconds: f64,
+    /// Expected time from a scale-up to a new pod consuming (S).
+    pub startup_seconds: f64,
+    /// Expected consumption pause of a rebalance (R).
+    pub rebalance_seconds: f64,
+    /// Messages per second one pod processes; learned while the group is
+    /// saturated when absent.
+    pub pod_capacity: Option<f64>,
+    /// Floor of the answer (0 allows scale to zero).
+    pub min_replicas: u32,
+    /// Ceiling of the answer.
+    pub max_replicas: u32,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            headroom: 0.1,
+            drain_seconds: 60.0,
+            settle_seconds: 120.0,
+            scale_down_stabilization_seconds: 300.0,
+            max_scale_down_step: 1.0,
+            dead_band: 0.1,
+            idle_seconds: 300.0,
+            startup_seconds: 60.0,
+            rebalance_seconds: 60.0,
+            pod_capacity: None,
+            min_replicas: 0,
+            max_replicas: 100,
+        }
+    }
+}
+
+impl PolicySettings {
+    /// Checks ranges; the error is `(key, what is allowed)`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let non_negative = [
+            ("headroom", self.headroom),
+            ("settleSeconds", self.settle_seconds),
+            (
+                "scaleDownStabilizationSeconds",
+                self.scale_down_stabilization_seconds,
+            ),
+            ("deadBand", self.dead_band),
+            ("idleSeconds", self.idle_seconds),
+            ("startupSeconds", self.startup_seconds),
+            ("rebalanceSeconds", self.rebalance_seconds),
+        ];
+        for (key, value) in non_negative {
+            if !value.is_finite() || value < 0.0 {
+                return Err((key, format!("must be a number >= 0, got {value}")));
+            }
+        }
+        if !self.drain_seconds.is_finite() || self.drain_seconds <= 0.0 {
+            return Err((
+                "drainSeconds",
+                format!("must be a number > 0, got {}", self.drain_seconds),
+            ));
+        }
+        if !(self.max_scale_down_step > 0.0 && self.max_scale_down_step <= 1.0) {
+            return Err((
+                "maxScaleDownStep",
+                format!(
+                    "must be a fraction in (0, 1], got {}",
+                    self.max_scale_down_step
+                ),
+            ));
+        }
+        if self.dead_band >= 1.0 {
+            return Err((
+                "deadBand",
+                format!("must be a fraction below 1, got {}", self.dead_band),
+            ));
+        }
+        if let Some(c) = self.pod_capacity
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err((
+                "podCapacity",
+                format!("must be a number of messages per second > 0, got {c}"),
+            ));
+        }
+        if self.max_replicas == 0 || self.min_replicas > self.max_replicas {
+            return Err((
+                "maxReplicas",
+                format!(
+                    "must be >= 1 and >= minReplicas ({}), got {}",
+                    self.min_replicas, self.max_replicas
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long a newly started scaler must observe before it may scale
+    /// down: the windows a scale-down decision depends on.
+    pub fn cold_start_seconds(&self) -> f64 {
+        self.scale_down_stabilization_seconds
+            .max(self.settle_seconds)
+    }
+
+    /// The longest look-back of this policy, in seconds: the history a
+    /// sampler must keep for decisions to be a function of it.
+    pub fn history_needed_seconds(&self) -> f64 {
+        self.scale_down_stabilization_seconds
+            .max(self.settle_seconds)
+            .max(self.idle_seconds)
+    }
+}
+
+/// Which partitions bound the replica count (KEDA's Kafka scaler rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PartitionCap {
+    /// At most one pod per partition (KEDA's default).
+    Partitions,
+    /// At most one pod per partition that has lag (`limitToPartitionsWithLag`).
+    PartitionsWithLag,
+    /// No cap (`allowIdleConsumers`).
+    None,
+}
+
+/// Everything the policy is configured with for one ScaledObject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub settings: PolicySettings,
+    /// KEDA `lagThreshold`: lag one pod is expected to carry (lag-only sizing).
+    pub lag_threshold: f64,
+    /// KEDA `activationLagThreshold`.
+    pub activation_lag_threshold: f64,
+    pub cap: PartitionCap,
+    /// Size from the inbound rate and per-pod capacity (a `policy` or
+    /// `podCapacity` was given); otherwise lag-only like KEDA.
+    pub rate_aware: bool,
+}

@@ -1,0 +1,93 @@
+//! Policy overrides in trigger metadata: any field of [`PolicySettings`],
+//! under the name it has in the config file, given as a string. The field
+//! list comes from the settings type itself, so a new policy field is an
+//! override key with no further code.
+
+use serde_json::{Map, Value};
+
+use super::{TriggerError, err};
+use crate::policy::PolicySettings;
+
+/// The settings as a JSON object keyed by their config-file names.
+fn fields(settings: &PolicySettings) -> Map<String, Value> {
+    match serde_json::to_value(settings) {
+        Ok(Value::Object(fields)) => fields,
+        _ => unreachable!("PolicySettings serializes as a struct"),
+    }
+}
+
+/// Names of the policy fields, sorted.
+pub fn policy_fields() -> Vec<String> {
+    fields(&PolicySettings::default()).keys().cloned().collect()
+}
+
+/// Whether `key` names a policy field.
+pub fn is_policy_field(key: &str) -> bool {
+    fields(&PolicySettings::default()).contains_key(key)
+}
+
+/// `base` with each `(key, value)` applied, then validated. The error names
+/// the key and says what is allowed.
+pub fn apply(base: PolicySettings, given: &[(&str, &str)]) -> Result<PolicySettings, TriggerError> {
+    let mut settings = base;
+    for &(key, text) in given {
+        let mut object = fields(&settings);
+        // Whole-number fields (replica counts) serialize as integers.
+        let whole = object.get(key).is_some_and(Value::is_u64);
+        let value = if whole {
+            text.trim().parse::<u32>().map(Value::from).map_err(|_| {
+                err(
+                    key,
+                    format!("{key} must be a whole number >= 0, got {text:?}"),
+                )
+            })?
+        } else {
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Value::from)
+                .ok_or_else(|| err(key, format!("{key} must be a number, got {text:?}")))?
+        };
+        object.insert(key.to_owned(), value);
+        settings = serde_json::from_value(Value::Object(object))
+            .map_err(|e| err(key, format!("{key}: {e}, got {text:?}")))?;
+    }
+    settings
+        .validate()
+        .map_err(|(key, message)| err(key, format!("{key} {message}")))?;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_field_is_an_override_and_numbers_are_checked_by_kind() {
+        let keys = policy_fields();
+        for key in [
+            "headroom",
+            "drainSeconds",
+            "podCapacity",
+            "minReplicas",
+            "maxReplicas",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        let base = PolicySettings::default();
+        let set = apply(
+            base.clone(),
+            &[("podCapacity", "250"), ("minReplicas", "2")],
+        )
+        .unwrap();
+        assert_eq!((set.pod_capacity, set.min_replicas), (Some(250.0), 2));
+        let e = apply(base.clone(), &[("minReplicas", "2.5")]).unwrap_err();
+        assert_eq!(e.key, "minReplicas");
+        assert!(e.message.contains("whole number"), "{e}");
+        let e = apply(base.clone(), &[("headroom", "lots")]).unwrap_err();
+        assert!(e.message.contains("headroom must be a number"), "{e}");
+        let e = apply(base, &[("drainSeconds", "0")]).unwrap_err();
+        assert_eq!(e.key, "drainSeconds");
+    }
+}

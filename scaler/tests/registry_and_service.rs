@@ -1,0 +1,184 @@
+//! The registry and the gRPC service against scripted sources: what KEDA
+//! sees when metadata is bad, when Kafka stops answering, when many
+//! ScaledObjects share a source, and when a ScaledObject goes away.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lagrate::config::Config;
+use lagrate::metrics::Metrics;
+use lagrate::registry::Registry;
+use lagrate::service::ScalerService;
+use lagrate::source::fake::FakeFactory;
+use lagrate_proto::external_scaler_server::ExternalScaler;
+use lagrate_proto::{GetMetricsRequest, ScaledObjectRef};
+use tokio::sync::watch;
+use tonic::{Code, Request};
+
+/// Samples every second, stale after two, idle after `idle_expiry`.
+fn config(idle_expiry: &str) -> Config {
+    Config::parse(&format!(
+        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9\"]\nsampling:\n  interval: 1s\n  maxStaleness: 2s\n  idleExpiry: {idle_expiry}\n"
+    ))
+    .expect("config parses")
+}
+
+struct Setup {
+    factory: Arc<FakeFactory>,
+    registry: Arc<Registry>,
+    service: ScalerService,
+    _stop: watch::Sender<bool>,
+}
+
+fn setup() -> Setup {
+    setup_with(config("10m"))
+}
+
+fn setup_with(config: Config) -> Setup {
+    let factory = Arc::new(FakeFactory::default());
+    let registry = Arc::new(Registry::new(
+        config,
+        factory.clone(),
+        Arc::new(Metrics::new()),
+    ));
+    let (stop, stopped) = watch::channel(false);
+    let service = ScalerService::new(registry.clone(), stopped);
+    Setup {
+        factory,
+        registry,
+        service,
+        _stop: stop,
+    }
+}
+
+fn object(name: &str, pairs: &[(&str, &str)]) -> ScaledObjectRef {
+    ScaledObjectRef {
+        name: name.into(),
+        namespace: "trading".into(),
+        scaler_metadata: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+    }
+}
+
+fn metrics_request(o: &ScaledObjectRef) -> Request<GetMetricsRequest> {
+    Request::new(GetMetricsRequest {
+        scaled_object_ref: Some(o.clone()),
+        metric_name: String::new(),
+    })
+}
+
+#[tokio::test]
+async fn bad_metadata_is_invalid_argument_naming_the_key_and_counted_as_such() {
+    let s = setup();
+    let bad = object(
+        "orders",
+        &[("consumerGroup", "g"), ("lagThreshold", "lots")],
+    );
+    let status = s
+        .service
+        .get_metric_spec(Request::new(bad))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("lagThreshold"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        s.factory.made(),
+        0,
+        "no source for a trigger that did not parse"
+    );
+    let text = s.registry.metrics.encode();
+    assert!(
+        text.contains(r#"lagrate_requests_total{method="GetMetricSpec",code="invalid_argument",reason="bad_metadata"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn scaled_objects_on_one_source_key_share_one_sampler() {
+    let s = setup();
+    s.factory.group("payments").set("trades", &[(100, 100)]);
+    s.factory.group("refunds").set("trades", &[(100, 100)]);
+    for name in ["a", "b", "c", "d", "e"] {
+        let o = object(name, &[("consumerGroup", "payments"), ("topic", "trades")]);
+        s.service.get_metrics(metrics_request(&o)).await.unwrap();
+    }
+    assert_eq!(
+        s.factory.made(),
+        1,
+        "five ScaledObjects, one group: one sampler"
+    );
+    let o = object("f", &[("consumerGroup", "refunds"), ("topic", "trades")]);
+    s.service.get_metrics(metrics_request(&o)).await.unwrap();
+    assert_eq!(s.factory.made(), 2);
+}
+
+#[tokio::test]
+async fn a_stale_window_is_unavailable_and_says_why() {
+    let s = setup();
+    let source = s.factory.group("payments");
+    source.set("trades", &[(100, 90), (50, 50)]);
+    let o = object(
+        "orders",
+        &[("consumerGroup", "payments"), ("lagThreshold", "5")],
+    );
+    let answer = s.service.get_metrics(metrics_request(&o)).await.unwrap();
+    assert_eq!(
+        answer.get_ref().metric_values[0].metric_value,
+        2,
+        "lag 10 / 5"
+    );
+    source.fail("Broker transport failure");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let status = s
+        .service
+        .get_metrics(metrics_request(&o))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("maxStaleness 2s")
+            && status.message().contains("Broker transport failure"),
+        "{}",
+        status.message()
+    );
+    let text = s.registry.metrics.encode();
+    assert!(
+        text.contains(
+            r#"lagrate_requests_total{method="GetMetrics",code="unavailable",reason="kafka"}"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_scaled_object_expires_after_idle_expiry_and_its_sampler_stops() {
+    let s = setup_with(config("1s"));
+    s.registry.expire_on_a_timer();
+    let source = s.factory.group("payments");
+    source.set("trades", &[(100, 100)]);
+    let o = object("orders", &[("consumerGroup", "payments")]);
+    s.service.get_metrics(metrics_request(&o)).await.unwrap();
+    assert_eq!(s.registry.expire_idle().await, (1, 1));
+    // Calls keep it alive past idleExpiry.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.service.get_metrics(metrics_request(&o)).await.unwrap();
+    }
+    assert_eq!(s.registry.expire_idle().await, (1, 1), "in use: kept");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let reads = source.reads();
+    assert_eq!(
+        s.registry.expire_idle().await,
+        (0, 0),
+        "idle for 2.5 s of a 1 s idleExpiry"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(source.reads(), reads, "an expired key is no longer sampled");
+}
