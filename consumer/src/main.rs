@@ -16,11 +16,10 @@ mod sink;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kafka_settings::{ClusterSettings, KafkaContext};
-use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -95,16 +94,7 @@ struct GroupContext {
     progress: Arc<Mutex<Progress>>,
 }
 
-impl ClientContext for GroupContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        config: Option<&str>,
-    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        self.kafka.generate_oauth_token(config)
-    }
-}
+kafka_settings::forward_client_context!(GroupContext, kafka);
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -292,7 +282,7 @@ impl Loop<'_> {
         if let Some(ts) = message.timestamp().to_millis() {
             self.metrics
                 .message_age
-                .observe(((unix_ms() - ts) as f64 / 1000.0).max(0.0));
+                .observe(((kafka_settings::unix_ms() - ts) as f64 / 1000.0).max(0.0));
         }
         let parsed = message.payload().map(serde_json::from_slice::<Trade>);
         let mut progress = self.progress.lock().expect("progress lock");
@@ -398,11 +388,4 @@ impl Loop<'_> {
             tracing::warn!(error = %e, "commit failed; will retry with the next batch");
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -304,7 +304,7 @@ impl ClientContext for KafkaContext {
         let lifetime_ms = if expiry_ms > 0 {
             expiry_ms
         } else {
-            now_ms_fallback() + MSK_TOKEN_LIFETIME.as_millis() as i64
+            unix_ms() + MSK_TOKEN_LIFETIME.as_millis() as i64
         };
         // Once per token (about every 12 minutes): shows the refresh is served.
         tracing::info!(expires_at_ms = lifetime_ms, "MSK IAM token signed");
@@ -318,6 +318,26 @@ impl ClientContext for KafkaContext {
 
 impl ConsumerContext for KafkaContext {}
 
+/// Implements rdkafka's `ClientContext` for a service's own context type by
+/// handing OAUTHBEARER token requests (MSK IAM) to its [`KafkaContext`]
+/// field, so every client of every service signs tokens the same way:
+/// `kafka_settings::forward_client_context!(GroupContext, kafka);`
+#[macro_export]
+macro_rules! forward_client_context {
+    ($context:ty, $field:ident) => {
+        impl ::rdkafka::client::ClientContext for $context {
+            const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+            fn generate_oauth_token(
+                &self,
+                config: Option<&str>,
+            ) -> Result<::rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+                ::rdkafka::client::ClientContext::generate_oauth_token(&self.$field, config)
+            }
+        }
+    };
+}
+
 /// For producers whose deliveries need no per-message handling (a
 /// dead-letter producer): the token refresh is all they need of the context.
 impl rdkafka::producer::ProducerContext for KafkaContext {
@@ -326,8 +346,10 @@ impl rdkafka::producer::ProducerContext for KafkaContext {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
-#[allow(clippy::disallowed_methods)] // I/O boundary: token expiry is wall-clock time
-fn now_ms_fallback() -> i64 {
+/// Milliseconds since the Unix epoch: token expiries, trade timestamps and
+/// message ages are wall-clock time.
+#[allow(clippy::disallowed_methods)] // the I/O boundary of the services' wall clock
+pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

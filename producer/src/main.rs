@@ -13,7 +13,7 @@ mod profile;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -26,7 +26,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rdkafka::ClientConfig;
-use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use trade_model::TradeGenerator;
 
@@ -129,16 +128,7 @@ struct DeliveryContext {
     metrics: Arc<Metrics>,
 }
 
-impl ClientContext for DeliveryContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        config: Option<&str>,
-    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        self.kafka.generate_oauth_token(config)
-    }
-}
+kafka_settings::forward_client_context!(DeliveryContext, kafka);
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Instant>;
@@ -339,7 +329,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         credit = (credit + target * (now - last).as_secs_f64()).min(target * MAX_BURST_S + 1.0);
         last = now;
         while credit >= 1.0 {
-            let trade = trades.next_trade(unix_ms());
+            let trade = trades.next_trade(kafka_settings::unix_ms());
             let payload = serde_json::to_vec(&trade)?;
             let record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
                 .key(trade.account_id.as_bytes())
@@ -371,13 +361,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn hostname() -> String {

@@ -1,0 +1,173 @@
+//! A tansu Kafka broker on SQLite, and the Kafka helpers tests use on it:
+//! topics, produce, commit, high watermarks.
+
+use super::*;
+
+/// A tansu broker with its SQLite engine (it survives restarts and reports
+/// correct high watermarks).
+pub struct Tansu {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Guarded>,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let mut broker = Tansu {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (its data stays).
+    pub fn stop(&mut self) {
+        self.child = None;
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_path = self.dir.path().join("tansu.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(tool("TANSU_BIN", "tansu/bin/tansu", "tansu"))
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("cannot start tansu: run scripts/install-test-deps.sh");
+        wait_for_port(self.port, &mut child, "tansu", &log_path);
+        self.child = Some(Guarded(child));
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap());
+        c
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("admin client");
+        // A runtime of its own, on a thread of its own: callers may be async tests.
+        let results = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    runtime.block_on(admin.create_topics(
+                        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                    ))
+                })
+                .join()
+                .expect("create_topics thread")
+        })
+        .expect("create_topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Produces `count` messages to each listed partition and waits for acks.
+    pub fn produce(&self, topic: &str, partitions: impl IntoIterator<Item = i32>, count: usize) {
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .config()
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let payload = [b'x'; 64];
+        for partition in partitions {
+            for _ in 0..count {
+                let mut record = BaseRecord::<(), [u8]>::to(topic)
+                    .payload(&payload[..])
+                    .partition(partition);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, r)) => {
+                            record = r;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
+    /// Commits `offsets[partition]` for `group`, as a consumer would.
+    pub fn commit(&self, group: &str, topic: &str, offsets: &HashMap<i32, i64>) {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in offsets {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .expect("partition");
+        }
+        consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    }
+}
+
+impl Tansu {
+    /// High watermark of every partition of `topic`, in partition order.
+    pub fn high_watermarks(&self, topic: &str) -> Vec<i64> {
+        let consumer: BaseConsumer = self.config().create().expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        (0..partitions as i32)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    }
+
+    /// Produces raw payloads (keyed) to partition 0, e.g. a malformed message.
+    pub fn produce_raw(&self, topic: &str, key: &str, payloads: &[&[u8]]) {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.config().create().expect("producer");
+        for payload in payloads {
+            producer
+                .send(
+                    BaseRecord::to(topic)
+                        .key(key)
+                        .payload(*payload)
+                        .partition(0),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+}
