@@ -64,7 +64,11 @@ pub enum Auth {
     None,
     /// SASL/SCRAM-SHA-512 over TLS. The password never sits in the config
     /// file: it is read from an environment variable or a mounted file.
-    #[serde(rename_all = "camelCase")]
+    #[serde(
+        rename = "scram-sha-512",
+        alias = "scram-sha512",
+        rename_all = "camelCase"
+    )]
     ScramSha512 {
         username: String,
         password_env: Option<String>,

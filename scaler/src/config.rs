@@ -105,6 +105,10 @@ pub struct Sampling {
 
 pub use crate::source::prometheus::PrometheusSettings as Prometheus;
 
+/// Longest duration any setting takes: a week of samples is far past any
+/// useful window and far below what overflows.
+const MAX_DURATION: Duration = Duration::from_secs(604_800);
+
 fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
@@ -117,6 +121,9 @@ fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Durat
     })?;
     if parsed.is_zero() {
         return Err(invalid(field, "must be longer than zero"));
+    }
+    if parsed > MAX_DURATION {
+        return Err(invalid(field, format!("must be at most 7d, got {text:?}")));
     }
     Ok(parsed)
 }
@@ -139,6 +146,15 @@ impl Config {
 
     /// Parses and validates YAML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#') || l == "---"
+        }) {
+            return Err(invalid(
+                "config",
+                "the file is empty: it needs at least `clusters` (or allowInlineBootstrapServers: true)",
+            ));
+        }
         let raw: RawConfig = serde_norway::from_str(text).map_err(|source| ConfigError::Parse {
             path: "config".into(),
             source,
@@ -210,6 +226,12 @@ impl Config {
                 })
             })
             .transpose()?;
+        if raw.clusters.is_empty() && !raw.allow_inline_bootstrap_servers {
+            return Err(invalid(
+                "clusters",
+                "name at least one cluster, or set allowInlineBootstrapServers: true; without either no ScaledObject can be served",
+            ));
+        }
         Ok(Config {
             sampling: Sampling {
                 interval,
@@ -240,6 +262,46 @@ mod tests {
 
     /// The example shipped in examples/ and shown in the README; it must load as is.
     const EXAMPLE: &str = include_str!("../../examples/config.yaml");
+
+    #[test]
+    fn scram_as_documented_parses() {
+        // Parsed as SCRAM: what is left to check is the password's source.
+        let e = Config::parse(
+            "clusters:\n  msk:\n    bootstrapServers: [\"b-1:9096\"]\n    tls: { enabled: true }\n    auth: { mechanism: scram-sha-512, username: lagrate, passwordEnv: LAGRATE_TEST_UNSET_PASSWORD }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("clusters.msk") && e.contains("LAGRATE_TEST_UNSET_PASSWORD"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_or_one_without_clusters_is_invalid() {
+        for text in ["", "\n# nothing here\n", "sampling:\n  interval: 5s\n"] {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains("clusters"), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn values_too_large_to_represent_are_errors_naming_the_field() {
+        let with = |extra: &str| {
+            Config::parse(&format!(
+                "clusters:\n  a:\n    bootstrapServers: [\"h:1\"]\n{extra}"
+            ))
+        };
+        let e = with("sampling:\n  interval: 400000000000y\n").unwrap_err();
+        assert!(e.to_string().contains("sampling.interval"), "{e}");
+        let e =
+            with("policies:\n  default:\n    scaleDownStabilizationSeconds: 1e300\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("policies.default.scaleDownStabilizationSeconds"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn readme_example_loads() {

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub source_keys: Gauge,
     pub rpcs: Family<RpcLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_reload_errors: Counter,
     pub config_valid: Gauge,
 }
 
@@ -77,6 +78,7 @@ impl Metrics {
             source_keys: Gauge::default(),
             rpcs: Family::default(),
             config_reloads: Family::default(),
+            config_reload_errors: Counter::default(),
             config_valid: Gauge::default(),
             registry: Registry::default(),
         };
@@ -141,6 +143,11 @@ impl Metrics {
             "config_reloads",
             "Config reloads by result",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_reload_errors",
+            "Config files rejected on reload (invalid, unreadable, or a failed check)",
+            m.config_reload_errors.clone(),
         );
         registry.register(
             "config_valid",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::metrics::ResultLabels;
 use crate::registry::Registry;
 
@@ -39,10 +39,22 @@ pub fn watch(path: PathBuf, registry: Arc<Registry>) -> notify::Result<notify::R
     Ok(watcher)
 }
 
-/// Reads the file once; applies it when valid and changed.
+/// Reads the file once; applies it when valid and changed. A check that
+/// panics rejects the file like an invalid one: the watch goes on.
 pub fn apply(path: &Path, registry: &Registry) {
     let metrics = &registry.metrics;
-    match Config::load(path) {
+    let loaded = std::panic::catch_unwind(|| Config::load(path)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ConfigError::Invalid {
+            field: "config".into(),
+            message: format!("checking the file failed: {what}"),
+        })
+    });
+    match loaded {
         Ok(config) => {
             metrics.config_valid.set(1);
             if config != registry.config() {
@@ -58,6 +70,7 @@ pub fn apply(path: &Path, registry: &Registry) {
         }
         Err(e) => {
             metrics.config_valid.set(0);
+            metrics.config_reload_errors.inc();
             metrics
                 .config_reloads
                 .get_or_create(&ResultLabels {

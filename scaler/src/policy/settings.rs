@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest window a policy may set, in seconds (one week).
+pub const MAX_SECONDS: f64 = 604_800.0;
+
 /// Tunables of a named policy (config file `policies.NAME`, or overrides in
 /// trigger metadata under the same names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,36 @@ impl PolicySettings {
             if !value.is_finite() || value < 0.0 {
                 return Err((key, format!("must be a number >= 0, got {value}")));
             }
+        }
+        // Every window is a duration the scaler keeps samples for: a week
+        // is far past any useful hysteresis and far below what overflows.
+        let seconds = [
+            ("drainSeconds", self.drain_seconds),
+            ("settleSeconds", self.settle_seconds),
+            (
+                "scaleDownStabilizationSeconds",
+                self.scale_down_stabilization_seconds,
+            ),
+            ("idleSeconds", self.idle_seconds),
+            ("startupSeconds", self.startup_seconds),
+            ("rebalanceSeconds", self.rebalance_seconds),
+        ];
+        for (key, value) in seconds {
+            if value > MAX_SECONDS {
+                return Err((
+                    key,
+                    format!("must be at most {MAX_SECONDS} (one week), got {value}"),
+                ));
+            }
+        }
+        if self.headroom > 10.0 {
+            return Err((
+                "headroom",
+                format!(
+                    "must be a fraction of at most 10 (1000 %), got {}",
+                    self.headroom
+                ),
+            ));
         }
         if !self.drain_seconds.is_finite() || self.drain_seconds <= 0.0 {
             return Err((
