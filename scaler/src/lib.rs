@@ -28,4 +28,5 @@ pub mod service;
 pub mod signals;
 pub mod sim;
 pub mod source;
+pub mod tls;
 pub mod trigger;

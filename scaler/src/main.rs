@@ -38,6 +38,18 @@ enum Command {
         /// /debug/decisions.
         #[arg(long, default_value = "0.0.0.0:8080", env = "LAGRATE_HTTP_LISTEN")]
         http_listen: SocketAddr,
+        /// Serve gRPC over TLS with this PEM certificate chain (KEDA's
+        /// `enableTLS`). Re-read when it changes on disk: a rotated
+        /// certificate is served without a restart.
+        #[arg(long, env = "LAGRATE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert; re-read with it.
+        #[arg(long, env = "LAGRATE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require a client certificate signed by this PEM CA (mutual TLS:
+        /// KEDA's `tlsClientCert` and `tlsClientKey`). Needs --tls-cert.
+        #[arg(long, env = "LAGRATE_TLS_CLIENT_CA", requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
     },
     /// Compare autoscalers on a simulated topic, consumer group, KEDA and HPA.
     ///
@@ -128,13 +140,24 @@ fn main() -> ExitCode {
             config,
             grpc_listen,
             http_listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
         } => {
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| lagrate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: tls_client_ca,
+                });
             init_tracing(&cli.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the Tokio runtime");
             let result = runtime.block_on(async {
                 let grpc = tokio::net::TcpListener::bind(grpc_listen).await?;
                 let http = tokio::net::TcpListener::bind(http_listen).await?;
-                lagrate::server::run(config, grpc, http, lagrate::server::shutdown_signal()).await
+                lagrate::server::run(config, tls, grpc, http, lagrate::server::shutdown_signal())
+                    .await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

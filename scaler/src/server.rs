@@ -16,11 +16,13 @@ use crate::registry::Registry;
 use crate::service::ScalerService;
 use crate::source::SourceFactory;
 use crate::source::kafka::KafkaFactory;
+use crate::tls::TlsFiles;
 
 /// Serves on already-bound listeners (tests bind port 0) until `shutdown`
 /// completes; then stops taking requests, ends streams and returns.
 pub async fn run(
     config_path: PathBuf,
+    tls: Option<TlsFiles>,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -28,6 +30,7 @@ pub async fn run(
     run_with(
         config_path,
         Arc::new(KafkaFactory::default()),
+        tls,
         grpc,
         http,
         shutdown,
@@ -39,10 +42,12 @@ pub async fn run(
 pub async fn run_with(
     config_path: PathBuf,
     factory: Arc<dyn SourceFactory>,
+    tls: Option<TlsFiles>,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = tls.as_ref().map(crate::tls::server_config).transpose()?;
     let config = Config::load(&config_path)?;
     let metrics = Arc::new(Metrics::new());
     metrics.config_valid.set(1);
@@ -63,19 +68,33 @@ pub async fn run_with(
     let service = ScalerService::new(registry.clone(), stop_rx.clone());
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, config = %config_path.display(), "lagrate serving");
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, config = %config_path.display(), tls = tls.is_some(), "lagrate serving");
 
     let mut grpc_stop = stop_rx.clone();
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_stopped = async move {
+        let _ = grpc_stop.wait_for(|stop| *stop).await;
+    };
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(ExternalScalerServer::new(service))
-        // No Nagle: a GetMetrics answer is one small frame, sent at once.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            async move {
-                let _ = grpc_stop.wait_for(|stop| *stop).await;
-            },
-        );
+        .add_service(ExternalScalerServer::new(service));
+    let grpc_server = async move {
+        match tls {
+            // No Nagle: a GetMetrics answer is one small frame, sent at once.
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                        grpc_stopped,
+                    )
+                    .await
+            }
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(crate::tls::incoming(grpc, tls), grpc_stopped)
+                    .await
+            }
+        }
+    };
     let mut http_stop = stop_rx.clone();
     let http_server =
         axum::serve(http, crate::http::router(registry)).with_graceful_shutdown(async move {
