@@ -55,7 +55,7 @@ prometheus:
   url: http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090
   # [2m] spans four of Prometheus's 30 s scrapes of the brokers' JMX exporter
   # (infra-tf/addons.tf): a failed scrape does not drop a broker from the sum.
-  rateQuery: 'sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m]))'
+  rateQuery: 'rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m])'
 YAML
   # Keep the policies already in the file (tuned by the operator).
   if [ -f "$overlay/lagrate-config.yaml" ] && grep -q '^policies:' "$overlay/lagrate-config.yaml"; then

@@ -10,11 +10,14 @@ use serde::Deserialize;
 
 use crate::policy::PolicySettings;
 
-/// MSK open monitoring's broker inbound rate; `<topic>` is replaced by each
-/// (validated) topic name and the results are summed. The 2 m window spans
-/// four of the JMX exporter's 30 s scrapes, so one failed scrape does not
-/// drop a broker from the sum.
-pub const DEFAULT_RATE_QUERY: &str = r#"sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m]))"#;
+/// MSK open monitoring's broker inbound rate, one series per broker;
+/// `<topic>` is replaced by each (validated) topic name and lagrate sums the
+/// series, counting them (`lagrate_prometheus_series`), so a broker that
+/// drops out of the answer is seen rather than silently missing from a sum.
+/// The 2 m window spans four of the JMX exporter's 30 s scrapes, so one
+/// failed scrape does not drop a broker.
+pub const DEFAULT_RATE_QUERY: &str =
+    r#"rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m])"#;
 
 /// Errors in the configuration file; each names the field.
 #[derive(Debug, thiserror::Error)]

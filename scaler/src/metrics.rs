@@ -25,6 +25,12 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Label of per-topic series (topics of sampled source keys).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
     pub method: String,
@@ -50,6 +56,7 @@ pub struct Metrics {
     pub samples: Family<ResultLabels, Counter>,
     pub source_keys: Gauge,
     pub rpcs: Family<RpcLabels, Counter>,
+    pub prometheus_series: Family<TopicLabels, Gauge>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_reload_errors: Counter,
     pub config_valid: Gauge,
@@ -77,6 +84,7 @@ impl Metrics {
             samples: Family::default(),
             source_keys: Gauge::default(),
             rpcs: Family::default(),
+            prometheus_series: Family::default(),
             config_reloads: Family::default(),
             config_reload_errors: Counter::default(),
             config_valid: Gauge::default(),
@@ -138,6 +146,11 @@ impl Metrics {
             "requests",
             "KEDA calls by method, status code and reason (what failed)",
             m.rpcs.clone(),
+        );
+        registry.register(
+            "prometheus_series",
+            "Series the inbound-rate query returned for a topic at the last sample (one per broker with the default query)",
+            m.prometheus_series.clone(),
         );
         registry.register(
             "config_reloads",

@@ -3,6 +3,7 @@
 //! window of samples. Every ScaledObject with that key shares it, so Kafka
 //! sees one offset query per key per interval however often KEDA calls.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::clock::{next_grid_tick, unix_now};
 use crate::evaluate::SampleWindow;
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::{Metrics, ResultLabels, TopicLabels};
 use crate::signals::{PrometheusReading, Sample};
 use crate::source::prometheus::{PrometheusRate, PrometheusSettings};
 use crate::source::{OffsetQuery, OffsetSource, SourceError};
@@ -148,6 +149,7 @@ async fn run(
     let interval = key.interval.as_secs_f64();
     let phase = grid_phase(&key, interval);
     let mut first = true;
+    let mut series_seen = HashMap::new();
     loop {
         // The first sample is taken at once so a new ScaledObject gets an
         // answer quickly; it is stamped with the grid instant just passed.
@@ -160,7 +162,15 @@ async fn run(
             tokio::time::sleep(Duration::from_secs_f64((tick - now).max(0.0))).await;
             tick
         };
-        let result = take_sample(&source, prometheus.as_ref(), &key, tick, &metrics).await;
+        let result = take_sample(
+            &source,
+            prometheus.as_ref(),
+            &mut series_seen,
+            &key,
+            tick,
+            &metrics,
+        )
+        .await;
         {
             let mut w = window.write().expect("sampler lock poisoned");
             match result {
@@ -190,9 +200,38 @@ async fn run(
     }
 }
 
+/// Exports how many series each topic's rate summed, and warns when that
+/// number changes: a broker that stops reporting makes the sum too low.
+fn report_series(
+    series: &[(String, usize)],
+    seen: &mut HashMap<String, usize>,
+    group: &str,
+    metrics: &Metrics,
+) {
+    for (topic, count) in series {
+        metrics
+            .prometheus_series
+            .get_or_create(&TopicLabels {
+                topic: topic.clone(),
+            })
+            .set(*count as i64);
+        match seen.insert(topic.clone(), *count) {
+            Some(before) if before != *count => tracing::warn!(
+                group,
+                topic,
+                before,
+                now = count,
+                "the inbound-rate query returned a different number of series (a broker joined or dropped out of the sum)"
+            ),
+            _ => {}
+        }
+    }
+}
+
 async fn take_sample(
     source: &Arc<dyn OffsetSource>,
     prometheus: Option<&PrometheusRate>,
+    series_seen: &mut HashMap<String, usize>,
     key: &SourceKey,
     tick: f64,
     metrics: &Metrics,
@@ -208,8 +247,12 @@ async fn take_sample(
             let mut topics: Vec<&str> = offsets.partitions.iter().map(|p| &*p.topic).collect();
             topics.dedup();
             match p.inbound_rate(&topics).await {
-                Ok(Some(rate)) => PrometheusReading::Rate(rate),
-                Ok(None) => PrometheusReading::Unavailable,
+                Ok(answer) => {
+                    report_series(&answer.series, series_seen, &key.offsets.group, metrics);
+                    answer
+                        .rate
+                        .map_or(PrometheusReading::Unavailable, PrometheusReading::Rate)
+                }
                 Err(e) => {
                     tracing::debug!(group = %key.offsets.group, error = %e, "prometheus rate unavailable; using offsets");
                     PrometheusReading::Unavailable

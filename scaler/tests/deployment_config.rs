@@ -1,12 +1,15 @@
 //! The configs k8s/ ships are ones lagrate accepts: every overlay's scaler
 //! config passes `lagrate config check`, and the consumer's ScaledObject
-//! trigger parses against each of them the way KEDA's calls would.
+//! trigger parses against each of them the way KEDA's calls would; and the
+//! simulator's lagrate runs behind the HPA the ScaledObject configures.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lagrate::config::Config;
+use lagrate::sim::autoscalers::LAGRATE_HPA_TOLERANCE;
+use lagrate::sim::hpa::{Behavior, Limit, Rules, Select};
 use lagrate::trigger::{self, ClusterRef};
 
 const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
@@ -68,4 +71,57 @@ fn consumer_scaled_object_trigger_parses_against_every_overlay_config() {
             "{path}: lagrate's maxReplicas must not undercut the ScaledObject's maxReplicaCount"
         );
     }
+}
+
+/// One direction of the ScaledObject's HPA behavior, as the simulator models it.
+fn rules(direction: &serde_norway::Value) -> (Rules, f64) {
+    let policies = direction["policies"]
+        .as_sequence()
+        .expect("policies")
+        .iter()
+        .map(|p| {
+            let value = p["value"].as_u64().expect("policy value");
+            let limit = match p["type"].as_str() {
+                Some("Pods") => Limit::Pods(value as u32),
+                Some("Percent") => Limit::Percent(value as f64),
+                other => panic!("policy type {other:?}"),
+            };
+            (limit, p["periodSeconds"].as_f64().expect("periodSeconds"))
+        })
+        .collect();
+    let select = match direction["selectPolicy"].as_str() {
+        Some("Max") | None => Select::Max,
+        Some("Min") => Select::Min,
+        other => panic!("selectPolicy {other:?}"),
+    };
+    let tolerance: f64 = direction["tolerance"]
+        .as_str()
+        .expect("tolerance, a quantity string")
+        .parse()
+        .expect("a number");
+    (
+        Rules {
+            stabilization_seconds: direction["stabilizationWindowSeconds"]
+                .as_f64()
+                .expect("stabilizationWindowSeconds"),
+            policies,
+            select,
+        },
+        tolerance,
+    )
+}
+
+#[test]
+fn the_simulators_lagrate_hpa_is_the_one_the_scaled_object_configures() {
+    let text = std::fs::read_to_string(k8s("base/trading/consumer-scaledobject.yaml"))
+        .expect("ScaledObject");
+    let scaled: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let behavior = &scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+    let (up, up_tolerance) = rules(&behavior["scaleUp"]);
+    let (down, down_tolerance) = rules(&behavior["scaleDown"]);
+    assert_eq!(Behavior { up, down }, Behavior::pass_through());
+    assert_eq!(
+        (up_tolerance, down_tolerance),
+        (LAGRATE_HPA_TOLERANCE, LAGRATE_HPA_TOLERANCE)
+    );
 }

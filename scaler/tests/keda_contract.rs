@@ -377,8 +377,10 @@ fn decision_of(lagrate: &Lagrate, object: &str) -> Option<serde_json::Value> {
 async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
     let broker = Tansu::start();
     let (topic, group) = committed_topic(&broker, 6);
-    let (exporter, _stop) = fake_msk_exporter(topic.clone(), 600.0);
-    let prometheus = Prometheus::start(&[exporter]);
+    // Two brokers, 300 msg/s each.
+    let (broker_1, stop_broker_1) = fake_msk_exporter(topic.clone(), 300.0);
+    let (broker_2, _stop_broker_2) = fake_msk_exporter(topic.clone(), 300.0);
+    let prometheus = Prometheus::start(&[broker_1, broker_2]);
     let lagrate = Lagrate::start(
         LAGRATE,
         &config(
@@ -387,7 +389,7 @@ async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
                 "prometheus:\n  url: {}\n  timeout: 1s\n  rateQuery: '{}'\n",
                 prometheus.url(),
                 // MSK's series with a short window, so the test need not wait a minute.
-                r#"sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[5s]))"#
+                r#"rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[5s])"#
             ),
         ),
     );
@@ -421,6 +423,11 @@ async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
                 d["reason"].as_str().unwrap().contains("from prometheus"),
                 "{d}"
             );
+            assert_eq!(
+                lagrate.metric_value(&format!("lagrate_prometheus_series{{topic=\"{topic}\"}}")),
+                Some(2.0),
+                "one series per broker"
+            );
             break;
         }
         assert!(
@@ -430,6 +437,21 @@ async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // A broker stops answering its scrapes: the sum misses it, and lagrate says so.
+    stop_broker_1.store(true, Ordering::Relaxed);
+    eventually(Duration::from_secs(20), "one series fewer", || {
+        (lagrate.metric_value(&format!("lagrate_prometheus_series{{topic=\"{topic}\"}}"))
+            == Some(1.0))
+        .then_some(())
+    });
+    assert!(
+        lagrate
+            .logs()
+            .contains("the inbound-rate query returned a different number of series"),
+        "{}",
+        lagrate.logs()
+    );
 
     drop(prometheus);
     broker.produce(&topic, 0..6, 10);

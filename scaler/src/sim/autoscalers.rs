@@ -141,6 +141,9 @@ pub struct Lagrate {
     changes: Vec<(f64, String)>,
 }
 
+/// The HPA tolerance lagrate's ScaledObject sets, both directions.
+pub const LAGRATE_HPA_TOLERANCE: f64 = 0.0;
+
 /// KEDA cooldown for lagrate's ScaledObject: lagrate's idle window already
 /// keeps one pod before scaling to zero.
 const LAGRATE_COOLDOWN_S: f64 = 30.0;
@@ -166,7 +169,7 @@ impl Lagrate {
         let hpa = Hpa::new(
             k.min_replica_count.max(1),
             k.max_replica_count,
-            0.0,
+            LAGRATE_HPA_TOLERANCE,
             Behavior::pass_through(),
         );
         let params = Self::params(s);

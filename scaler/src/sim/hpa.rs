@@ -78,7 +78,7 @@ impl Behavior {
         Behavior {
             up: Rules {
                 stabilization_seconds: 0.0,
-                policies: vec![(Limit::Percent(1000.0), 15.0), (Limit::Pods(1000), 15.0)],
+                policies: vec![(Limit::Percent(1000.0), 15.0), (Limit::Pods(100), 15.0)],
                 select: Select::Max,
             },
             down: Rules {

@@ -65,18 +65,22 @@ impl PrometheusRate {
         Ok(self.template.replace("<topic>", topic))
     }
 
-    /// Sum of the per-topic rates; `Ok(None)` when Prometheus has no data.
-    pub async fn inbound_rate(&self, topics: &[&str]) -> Result<Option<f64>, SourceError> {
-        let mut total = None;
+    /// Sum of the per-topic rates (`None` when Prometheus has no data),
+    /// and how many series each topic's answer summed.
+    pub async fn inbound_rate(&self, topics: &[&str]) -> Result<InboundRate, SourceError> {
+        let mut rate = None;
+        let mut series = Vec::with_capacity(topics.len());
         for topic in topics {
-            if let Some(rate) = self.instant(&self.query_for(topic)?).await? {
-                *total.get_or_insert(0.0) += rate;
+            let answer = self.instant(&self.query_for(topic)?).await?;
+            if let Some(r) = answer.value {
+                *rate.get_or_insert(0.0) += r;
             }
+            series.push((topic.to_string(), answer.series));
         }
-        Ok(total)
+        Ok(InboundRate { rate, series })
     }
 
-    async fn instant(&self, query: &str) -> Result<Option<f64>, SourceError> {
+    async fn instant(&self, query: &str) -> Result<Answer, SourceError> {
         let response = self
             .client
             .get(format!("{}/api/v1/query", self.url))
@@ -95,14 +99,35 @@ impl PrometheusRate {
             )));
         }
         let Some(data) = body.data else {
-            return Ok(None);
+            return Ok(Answer {
+                value: None,
+                series: 0,
+            });
         };
         parse_result(&data.result_type, &data.result)
     }
 }
 
+/// The inbound rate of a source key's topics, as Prometheus answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundRate {
+    /// Messages per second over all topics; None when no topic had data.
+    pub rate: Option<f64>,
+    /// Per topic, the number of series its answer held: with a query that
+    /// returns one series per broker, a broker missing from the sum shows
+    /// here.
+    pub series: Vec<(String, usize)>,
+}
+
+/// One query's value and the number of series it summed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Answer {
+    value: Option<f64>,
+    series: usize,
+}
+
 /// Sums an instant vector, or reads a scalar; NaN and empty mean no data.
-fn parse_result(result_type: &str, result: &serde_json::Value) -> Result<Option<f64>, SourceError> {
+fn parse_result(result_type: &str, result: &serde_json::Value) -> Result<Answer, SourceError> {
     let value_of = |pair: &serde_json::Value| -> Option<f64> {
         pair.get(1)?
             .as_str()?
@@ -117,9 +142,15 @@ fn parse_result(result_type: &str, result: &serde_json::Value) -> Result<Option<
                 .iter()
                 .filter_map(|s| s.get("value").and_then(value_of))
                 .collect();
-            Ok((!values.is_empty()).then(|| values.iter().sum()))
+            Ok(Answer {
+                value: (!values.is_empty()).then(|| values.iter().sum()),
+                series: values.len(),
+            })
         }
-        "scalar" => Ok(value_of(result)),
+        "scalar" => Ok(Answer {
+            value: value_of(result),
+            series: 1,
+        }),
         other => Err(SourceError::Prometheus(format!(
             "the rate query must return a vector or scalar, got {other}"
         ))),
@@ -151,15 +182,15 @@ mod tests {
             {"metric": {}, "value": [1.0, "2.5"]},
             {"metric": {}, "value": [1.0, "1.5"]}
         ]);
-        assert_eq!(parse_result("vector", &v).unwrap(), Some(4.0));
+        let value = |t, v: &serde_json::Value| parse_result(t, v).unwrap().value;
+        assert_eq!(value("vector", &v), Some(4.0));
         assert_eq!(
-            parse_result("vector", &serde_json::json!([])).unwrap(),
-            None
+            parse_result("vector", &v).unwrap().series,
+            2,
+            "one per broker"
         );
-        assert_eq!(
-            parse_result("scalar", &serde_json::json!([1.0, "NaN"])).unwrap(),
-            None
-        );
+        assert_eq!(value("vector", &serde_json::json!([])), None);
+        assert_eq!(value("scalar", &serde_json::json!([1.0, "NaN"])), None);
         assert!(parse_result("matrix", &v).is_err());
     }
 }
