@@ -32,7 +32,7 @@ pub enum SettingsError {
 }
 
 /// Connection settings of one Kafka cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSettings {
     /// `host:port` of one or more brokers.
@@ -46,7 +46,7 @@ pub struct ClusterSettings {
 }
 
 /// TLS settings; the system trust store is used unless `caFile` is given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tls {
     #[serde(default)]
@@ -56,7 +56,7 @@ pub struct Tls {
 }
 
 /// Authentication mechanism: `none`, `scram-sha-512` or `msk-iam`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "mechanism", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Auth {
     /// Plaintext (or TLS without client authentication).

@@ -44,11 +44,14 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 }
 
 /// The whole file, as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "lagrate config")]
 struct RawConfig {
+    /// How sources are sampled.
     #[serde(default)]
     sampling: RawSampling,
+    /// Kafka clusters by name, as ScaledObjects name them with `cluster`.
     #[serde(default)]
     clusters: BTreeMap<String, ClusterSettings>,
     /// Whether ScaledObjects may name brokers inline with `bootstrapServers`
@@ -56,26 +59,42 @@ struct RawConfig {
     /// scaler at arbitrary hosts.
     #[serde(default)]
     allow_inline_bootstrap_servers: bool,
+    /// Where the topics' inbound rate comes from; without it, from offsets.
     prometheus: Option<RawPrometheus>,
+    /// Named policies (`policy` in trigger metadata); `default` is built in.
     #[serde(default)]
     policies: BTreeMap<String, PolicySettings>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawSampling {
+    /// Period of the wall-clock grid every source key is sampled on, a
+    /// duration such as 5s (default 5s, at most 7d).
     interval: Option<String>,
+    /// Past this age of the newest good sample GetMetrics is Unavailable and
+    /// KEDA's fallback applies (default 60s; at least the interval).
     max_staleness: Option<String>,
+    /// History kept per source key; raised to what the policies need (two
+    /// of their longest windows plus two intervals).
     window: Option<String>,
+    /// A ScaledObject or source key nobody asked about for this long is
+    /// dropped and no longer sampled (default 10m).
     idle_expiry: Option<String>,
+    /// Deadline of each Kafka request (default 3s).
     kafka_timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawPrometheus {
+    /// Base URL of the Prometheus HTTP API, http(s)://host:port.
     url: String,
+    /// Inbound-rate query with a `<topic>` placeholder, replaced by each
+    /// (validated) topic name; the series of the answer are summed (default:
+    /// MSK open monitoring's per-broker MessagesInPerSec rate over 2m).
     rate_query: Option<String>,
+    /// Deadline of each query (default 2s).
     timeout: Option<String>,
 }
 
@@ -129,6 +148,61 @@ fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Durat
         return Err(invalid(field, format!("must be at most 7d, got {text:?}")));
     }
     Ok(parsed)
+}
+
+/// The JSON Schema of the config file, generated from the types that parse
+/// it (for editors, and `lagrate config schema`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).expect("a schema is JSON")
+}
+
+/// What the schema says of a field named as errors name it
+/// (`policies.fast.headroom`, `sampling.interval`): its description.
+pub fn describe_field(path: &str) -> Option<String> {
+    use serde_json::Value;
+    let schema = json_schema();
+    // The node a field's schema stands for: through `$ref`, and through the
+    // `anyOf [T, null]` of an optional section.
+    let inner = |node: &Value| -> Value {
+        let mut node = node.clone();
+        loop {
+            if let Some(name) = node["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                node = schema["$defs"][name].clone();
+            } else if let Some(some) = node["anyOf"]
+                .as_array()
+                .and_then(|a| a.iter().find(|v| v["type"] != "null"))
+            {
+                node = some.clone();
+            } else {
+                return node;
+            }
+        }
+    };
+    let mut node = schema.clone();
+    for segment in path.split('.') {
+        let here = inner(&node);
+        node = match here["properties"].get(segment) {
+            Some(field) => field.clone(),
+            // An entry of a map (`clusters.NAME`, `policies.NAME`).
+            None => here.get("additionalProperties")?.clone(),
+        };
+    }
+    let described = |n: &Value| n["description"].as_str().map(str::to_owned);
+    let text = described(&node).or_else(|| described(&inner(&node)))?;
+    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+impl ConfigError {
+    /// The field the error is about, as `section.key`.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -304,6 +378,16 @@ mod tests {
                 .contains("policies.default.scaleDownStabilizationSeconds"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_schema_describes_the_fields_errors_name() {
+        let about = |path| describe_field(path).unwrap_or_else(|| panic!("{path} undescribed"));
+        assert!(about("policies.fast.maxScaleDownStep").contains("fraction"));
+        assert!(about("sampling.interval").contains("grid"));
+        assert!(about("clusters.main.bootstrapServers").contains("broker"));
+        assert!(about("prometheus.rateQuery").contains("<topic>"));
+        assert_eq!(describe_field("sampling.nonsense"), None);
     }
 
     #[test]

@@ -92,6 +92,9 @@ enum ConfigCommand {
         /// The config file.
         file: PathBuf,
     },
+    /// Print the config file's JSON Schema (for editors: save it and start
+    /// the file with `# yaml-language-server: $schema=config.schema.json`).
+    Schema,
 }
 
 fn init_tracing(format: &str) {
@@ -125,9 +128,26 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{}: invalid: {e}", file.display());
+                if let Some((field, about)) = e
+                    .field()
+                    .and_then(|f| Some((f, lagrate::config::describe_field(f)?)))
+                {
+                    eprintln!("  {field}: {about}");
+                }
+                eprintln!("  every field and its type: `lagrate config schema` (a JSON Schema)");
                 ExitCode::FAILURE
             }
         },
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&lagrate::config::json_schema())
+                    .expect("a schema serializes")
+            );
+            ExitCode::SUCCESS
+        }
         Command::Simulate {
             scenario,
             rebalance,

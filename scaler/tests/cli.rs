@@ -33,6 +33,48 @@ fn config_check_accepts_the_example_and_rejects_a_broken_file_with_the_reason() 
         "{stderr}"
     );
     assert!(stderr.contains("(0, 1]"), "{stderr}");
+    assert!(
+        stderr.contains("Largest fraction of the current replicas removed in one step"),
+        "the schema's description of the field: {stderr}"
+    );
+}
+
+/// The JSON Schema published for editors is the one the binary generates.
+#[test]
+fn published_config_schema_is_the_one_the_binary_generates() {
+    let out = Command::new(LAGRATE)
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let published: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/config.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        generated, published,
+        "docs/config.schema.json is stale: lagrate config schema > docs/config.schema.json"
+    );
+    let top: Vec<&String> = generated["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        top,
+        [
+            "allowInlineBootstrapServers",
+            "clusters",
+            "policies",
+            "prometheus",
+            "sampling"
+        ]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ pub const MAX_SECONDS: f64 = 604_800.0;
 
 /// Tunables of a named policy (config file `policies.NAME`, or overrides in
 /// trigger metadata under the same names).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PolicySettings {
     /// Spare capacity over the inbound rate (0.2 = 20 %).
