@@ -5,7 +5,9 @@ import functools
 import os
 import pathlib
 import re
+import shutil
 import subprocess
+import tempfile
 
 import hcl2
 import yaml
@@ -45,6 +47,33 @@ def rendered(overlay: str) -> tuple:
     return render(K8S / "base" if overlay == "base" else K8S / "overlays" / overlay)
 
 
+def copy_k8s(tmp) -> pathlib.Path:
+    """k8s/'s base, components and overlays copied to TMP/k8s (not crds/)."""
+    k8s = pathlib.Path(tmp) / "k8s"
+    for part in ("base", "components", "overlays"):
+        shutil.copytree(K8S / part, k8s / part)
+    return k8s
+
+
+def add_components(overlay: pathlib.Path, *components: str) -> None:
+    """Turns components on in an overlay the way the README says: a
+    `components:` list of ../../components/NAME in its kustomization.yaml."""
+    path = overlay / "kustomization.yaml"
+    text = path.read_text()
+    assert not re.search(r"^components:", text, re.M), f"{path} already lists components"
+    path.write_text(text + "\ncomponents:\n" + "".join(f"  - ../../components/{c}\n" for c in components))
+
+
+@functools.cache
+def rendered_with(overlay: str, *components: str) -> tuple:
+    """`render` of one of k8s/'s overlays with components of k8s/components/
+    turned on (in a copy; the checked-in overlay is left as it is)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        k8s = copy_k8s(tmp)
+        add_components(k8s / "overlays" / overlay, *components)
+        return render(k8s / "overlays" / overlay)
+
+
 def find(docs, kind: str, name: str | None = None) -> list:
     return [
         d
@@ -53,8 +82,12 @@ def find(docs, kind: str, name: str | None = None) -> list:
     ]
 
 
-def one(docs, kind: str, name: str) -> dict:
-    found = find(docs, kind, name)
+def one(docs, kind: str, name: str, namespace: str | None = None) -> dict:
+    found = [
+        d
+        for d in find(docs, kind, name)
+        if namespace is None or d["metadata"].get("namespace") == namespace
+    ]
     assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
     return found[0]
 

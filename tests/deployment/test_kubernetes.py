@@ -38,7 +38,12 @@ from repo import (
 )
 
 CRD_FILE = K8S / "crds" / "keda-v2.20.2-scaledobjects.yaml"
+TRIGGER_AUTHENTICATION_CRD = K8S / "crds" / "keda-v2.20.2-triggerauthentications.yaml"
 SERVICE_MONITOR_CRD = K8S / "crds" / "prometheus-operator-v0.86.2-servicemonitors.yaml"
+CERT_MANAGER_CRDS = {
+    kind: K8S / "crds" / f"cert-manager-v1.21.1-{kind.lower()}s.yaml"
+    for kind in ("Certificate", "Issuer", "ClusterIssuer")
+}
 
 
 def strict(schema):
@@ -65,22 +70,36 @@ def strict(schema):
 
 
 @functools.cache
+def crd(path):
+    return next(d for d in yaml.safe_load_all(path.read_text()) if d)
+
+
+@functools.cache
 def crd_schema(path, version):
-    crd = next(d for d in yaml.safe_load_all(path.read_text()) if d)
-    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    served = next(v for v in crd(path)["spec"]["versions"] if v["name"] == version)
     return strict(served["schema"]["openAPIV3Schema"])
 
 
 # Kinds the Kubernetes schema does not know, and the CRD that defines each.
 CRDS = {
     "ScaledObject": (CRD_FILE, "v1alpha1"),
+    "TriggerAuthentication": (TRIGGER_AUTHENTICATION_CRD, "v1alpha1"),
     "ServiceMonitor": (SERVICE_MONITOR_CRD, "v1"),
+    **{kind: (path, "v1") for kind, path in CERT_MANAGER_CRDS.items()},
 }
 
 
 def validate(doc):
     if doc["kind"] in CRDS:
-        jsonschema.validate(doc, crd_schema(*CRDS[doc["kind"]]))
+        path, version = CRDS[doc["kind"]]
+        definition = crd(path)["spec"]
+        if doc["apiVersion"] != f"{definition['group']}/{version}" or doc["kind"] != definition["names"]["kind"]:
+            raise jsonschema.ValidationError(f"{doc['apiVersion']} {doc['kind']} is not what {path.name} defines")
+        if definition["scope"] == "Namespaced" and not doc["metadata"].get("namespace"):
+            raise jsonschema.ValidationError(f"{doc['kind']} {doc['metadata']['name']} has no namespace")
+        if definition["scope"] == "Cluster" and "namespace" in doc["metadata"]:
+            raise jsonschema.ValidationError(f"{doc['kind']} {doc['metadata']['name']} is cluster-scoped")
+        jsonschema.validate(doc, crd_schema(path, version))
     else:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
