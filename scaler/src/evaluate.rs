@@ -11,8 +11,11 @@
 //! before it, and the answer moves only when the load does. A replay that
 //! began at a sliding start would forget, one sample at a time, the very
 //! scale-up it is settling after, and answer differently every sample. The
-//! window therefore keeps two histories: the epoch's start is at most one
-//! history before the newest sample's history begins.
+//! start lies two to three histories back: the first history warms the
+//! replay up from the group's observed size, so that when the start moves
+//! on by an epoch the new replay has caught up with the old one's state
+//! (its settle windows and the backlog its changes projected) before the
+//! newest sample's own history begins. The window keeps three histories.
 //!
 //! Pure: no I/O, no clock reads.
 
@@ -24,11 +27,11 @@ use crate::policy::{Decision, Observation, Params, PolicySettings, State, decide
 use crate::signals::{LagRules, Sample, observe};
 
 /// History a sampler keeps for policies whose longest look-back is
-/// `longest_history_s`: two of them (the replay starts at most one history
-/// before the newest sample's own history), plus two sample intervals, so
-/// the oldest instant a decision depends on is always inside the window.
+/// `longest_history_s`: three of them (the replay starts a warm-up history
+/// and at most one epoch before the newest sample's own history), plus two
+/// sample intervals, so the replay's start is always inside the window.
 pub fn window_seconds(longest_history_s: f64, interval_s: f64) -> f64 {
-    2.0 * longest_history_s + 2.0 * interval_s
+    3.0 * longest_history_s + 2.0 * interval_s
 }
 
 /// The window a sampler keeps for one policy (what the server keeps when
@@ -124,7 +127,7 @@ pub fn evaluate(
 ) -> Option<Evaluation> {
     let history = params.settings.cold_start_seconds();
     let epoch = params.settings.history_needed_seconds().max(1.0);
-    let start = ((samples.last()?.t - epoch) / epoch).floor() * epoch;
+    let start = ((samples.last()?.t - 2.0 * epoch) / epoch).floor() * epoch;
     let from = samples.iter().position(|s| s.t >= start).unwrap_or(0);
     let samples = &samples[from..];
     // The replay starts from the group as observed at the oldest sample
@@ -182,15 +185,15 @@ mod tests {
         let settings = PolicySettings::default();
         let keep = window_seconds_for(&settings, 5.0);
         assert_eq!(
-            keep, 610.0,
-            "2 x the 300 s stabilization or idle window + 2 intervals"
+            keep, 910.0,
+            "3 x the 300 s stabilization or idle window + 2 intervals"
         );
         let mut w = SampleWindow::new(keep);
-        for i in 0..200 {
+        for i in 0..300 {
             w.push(sample(f64::from(i) * 5.0));
         }
         let oldest = w.samples()[0].t;
-        assert_eq!((oldest, w.newest().unwrap().t), (385.0, 995.0));
+        assert_eq!((oldest, w.newest().unwrap().t), (585.0, 1495.0));
         assert_eq!(w.started_at(), Some(0.0));
         w.clear();
         assert!(w.samples().is_empty() && w.started_at().is_none());
