@@ -140,7 +140,7 @@ pub fn observe(
             .map(|c| c as f64)
             .sum::<f64>()
     };
-    let (offsets_rate, processing_rate, hottest) = match (base, previous) {
+    let (offsets_rate, processing_rate, hottest, hottest_share) = match (base, previous) {
         (Some(b), Some(prev)) => {
             let base = &samples[b];
             let dt = now.t - base.t;
@@ -155,27 +155,32 @@ pub fn observe(
                 None => newest,
             };
             let processing = rate(sum_committed(now), sum_committed(base), dt);
-            // Only the newest sample's hot partition is reported; earlier
-            // ones would only be formatted and dropped during a replay.
+            // The fastest partition over the short window: its share of the
+            // load sizes every sample; its name is only rendered for the
+            // newest (a replay would format and drop the others).
+            let fastest = now
+                .offsets
+                .partitions
+                .iter()
+                .enumerate()
+                .filter_map(|(k, p)| {
+                    let b = find(&base.offsets, k, p)?;
+                    Some((
+                        p,
+                        rate(p.high_watermark as f64, b.high_watermark as f64, dt),
+                    ))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let share = fastest
+                .filter(|_| short > 0.0)
+                .map(|(_, r)| (r / short).min(1.0));
             let newest_sample = i + 1 == samples.len();
-            let hottest = newest_sample.then_some(()).and_then(|()| {
-                now.offsets
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, p)| {
-                        let b = find(&base.offsets, k, p)?;
-                        Some((
-                            p,
-                            rate(p.high_watermark as f64, b.high_watermark as f64, dt),
-                        ))
-                    })
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .map(|(p, r)| HotPartition {
-                        partition: format!("{}/{}", p.topic, p.partition),
-                        rate_per_s: r,
-                    })
-            });
+            let hottest = fastest
+                .filter(|_| newest_sample)
+                .map(|(p, r)| HotPartition {
+                    partition: format!("{}/{}", p.topic, p.partition),
+                    rate_per_s: r,
+                });
             // Inside the noise band the short window is the better estimate;
             // a step beyond it is taken from the newest intervals at once.
             let fast = if newest > short * (1.0 + STEP_BAND) {
@@ -183,9 +188,9 @@ pub fn observe(
             } else {
                 short
             };
-            (Some((fast, short)), Some(processing), hottest)
+            (Some((fast, short)), Some(processing), hottest, share)
         }
-        _ => (None, None, None),
+        _ => (None, None, None, None),
     };
     let steady_offsets_rate = offsets_rate.map(|(_, short)| short);
     let offsets_rate = offsets_rate.map(|(fast, _)| fast);
@@ -211,6 +216,7 @@ pub fn observe(
         rate_source,
         processing_rate_per_s: processing_rate,
         hottest_partition: hottest,
+        hottest_share,
         members: now.offsets.members,
         window_full,
     }

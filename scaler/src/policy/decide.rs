@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::decision::{Action, Basis, Decision, PartitionLimit, Reason};
 use super::observation::Observation;
+use super::partitions::{group_capacity, partition_aware_pods_skewed};
 use super::settings::{Params, PartitionCap, PolicySettings};
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
@@ -280,17 +281,16 @@ fn projected_allowance(state: &State, now: f64) -> f64 {
 /// Messages per second `pods` process when the load is spread evenly over
 /// the partitions: the pod with the most partitions sets the pace.
 fn effective_capacity(params: &Params, obs: &Observation, pods: u32, capacity: f64) -> f64 {
-    if pods == 0 {
-        return 0.0;
-    }
     match params.cap {
         PartitionCap::None => f64::from(pods) * capacity,
-        _ => {
-            let p = obs.partitions.max(1);
-            let busiest = p.div_ceil(pods.min(p));
-            f64::from(p) * capacity / f64::from(busiest)
-        }
+        _ => group_capacity(obs.partitions, pods, capacity, hottest_share(obs)),
     }
+}
+
+/// The hottest partition's share of the load (even when unknown).
+fn hottest_share(obs: &Observation) -> f64 {
+    obs.hottest_share
+        .unwrap_or(1.0 / f64::from(obs.partitions.max(1)))
 }
 
 /// KEDA's Kafka scaler: `ceil(lag / lagThreshold)`, capped at the partitions.
@@ -347,16 +347,17 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
         };
     };
     let p = obs.partitions.max(1);
-    let (pods, partition_limit) = match partition_aware_pods(demand, p, capacity) {
-        Some(pods) => (pods, None),
-        None => (
-            p,
-            Some(PartitionLimit {
-                pods_needed: unbounded,
-                partitions: p,
-            }),
-        ),
-    };
+    let (pods, partition_limit) =
+        match partition_aware_pods_skewed(demand, p, capacity, hottest_share(obs)) {
+            Some(sized) => (sized.pods, None),
+            None => (
+                p,
+                Some(PartitionLimit {
+                    pods_needed: unbounded,
+                    partitions: p,
+                }),
+            ),
+        };
     let pods = if demand <= 0.0 {
         0
     } else {
@@ -367,19 +368,6 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
         basis,
         partition_limit,
     }
-}
-
-/// The smallest pod count that serves `demand` msg/s spread evenly over
-/// `partitions`, when the pod owning the most partitions (ceil(P/n)) sets
-/// the pace; `None` when one partition alone needs more than a pod. This
-/// count is never below `ceil(demand / capacity)`.
-pub fn partition_aware_pods(demand: f64, partitions: u32, capacity: f64) -> Option<u32> {
-    if demand <= 0.0 {
-        return Some(0);
-    }
-    let per_partition = demand / f64::from(partitions);
-    let partitions_per_pod = (capacity / per_partition).floor() as u32;
-    (partitions_per_pod >= 1).then(|| partitions.div_ceil(partitions_per_pod.min(partitions)))
 }
 
 /// DS2-style: while the group is saturated, μ/n is what a pod can do.

@@ -35,6 +35,7 @@ fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
         rate_source: RateSource::Offsets,
         processing_rate_per_s: None,
         hottest_partition: None,
+        hottest_share: None,
         members: None,
         window_full: true,
     }

@@ -21,12 +21,14 @@
 mod decide;
 mod decision;
 mod observation;
+pub mod partitions;
 mod settings;
 
+pub use decide::State;
 pub(crate) use decide::decide;
-pub use decide::{State, partition_aware_pods};
 pub use decision::{Action, Basis, Decision, PartitionLimit, Reason};
 pub use observation::{HotPartition, Observation, RateSource};
+pub use partitions::partition_aware_pods;
 pub use settings::{Params, PartitionCap, PolicySettings};
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ pub struct Observation {
     pub processing_rate_per_s: Option<f64>,
     /// The fastest partition, when it alone needs more than one pod.
     pub hottest_partition: Option<HotPartition>,
+    /// The fastest partition's share of the inbound rate over the short
+    /// window (from offsets); None before two samples or with no traffic.
+    pub hottest_share: Option<f64>,
     /// Consumer group members, when the broker reports them.
     pub members: Option<u32>,
     /// Whether a full window of history exists (false right after a start).

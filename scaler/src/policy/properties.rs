@@ -56,6 +56,7 @@ fn observation(lag: f64, rate: f64, partitions: u32, window_full: bool) -> Obser
         rate_source: RateSource::Offsets,
         processing_rate_per_s: Some(rate),
         hottest_partition: None,
+        hottest_share: None,
         members: None,
         window_full,
     }

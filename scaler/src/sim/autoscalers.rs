@@ -323,10 +323,17 @@ impl Autoscaler for Lagrate {
     }
 }
 
-/// The smallest partition-aware pod count that serves `demand` msg/s (all
-/// partitions when one partition alone needs more than a pod).
-pub fn pods_needed(demand: f64, partitions: u32, pod_capacity: f64) -> u32 {
-    crate::policy::partition_aware_pods(demand, partitions, pod_capacity).unwrap_or(partitions)
+/// The smallest partition-aware pod count that serves `demand` msg/s when
+/// the hottest partition carries `hottest_share` of it (all partitions when
+/// an average partition alone needs more than a pod).
+pub fn pods_needed(demand: f64, partitions: u32, pod_capacity: f64, hottest_share: f64) -> u32 {
+    crate::policy::partitions::partition_aware_pods_skewed(
+        demand,
+        partitions,
+        pod_capacity,
+        hottest_share,
+    )
+    .map_or(partitions, |sized| sized.pods)
 }
 
 /// Knows the exact current load and backlog at every instant and sizes for
@@ -383,7 +390,7 @@ impl Autoscaler for IdealReactive {
         let headroom = rate * self.settings.headroom;
         let excess = (backlog - headroom * self.settings.drain_seconds).max(0.0);
         let demand = rate + headroom + excess / self.settings.drain_seconds;
-        let need = pods_needed(demand, s.partitions, s.pod_capacity);
+        let need = pods_needed(demand, s.partitions, s.pod_capacity, s.hottest_share());
         let draining = backlog > 2.0 * rate * s.batch_seconds + f64::from(s.partitions);
         if need < current && draining {
             current

@@ -133,6 +133,7 @@ pub fn bound_pod_seconds(s: &Scenario) -> f64 {
                 s.rate_at(i as f64 * dt),
                 s.partitions,
                 s.pod_capacity,
+                s.hottest_share(),
             )) * dt
         })
         .sum()

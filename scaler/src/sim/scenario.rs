@@ -215,6 +215,7 @@ impl Scenario {
                 self.rate_at(0.0) * 1.1,
                 self.partitions,
                 self.pod_capacity,
+                self.hottest_share(),
             )
             .max(1)
         })
@@ -235,6 +236,11 @@ impl Scenario {
                 .collect(),
             _ => vec![1.0 / p as f64; p],
         }
+    }
+
+    /// The hottest partition's share of the load.
+    pub fn hottest_share(&self) -> f64 {
+        self.partition_shares().into_iter().fold(0.0, f64::max)
     }
 
     /// Total simulated time.
@@ -342,6 +348,16 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
         vec![constant(200.0, 300.0), constant(1200.0, 1200.0)],
     );
     hot.hot_partition_share = Some(0.2);
+    let mut skewed = base(
+        "skewed",
+        24,
+        vec![
+            constant(300.0, 300.0),
+            constant(800.0, 1500.0),
+            constant(300.0, 900.0),
+        ],
+    );
+    skewed.hot_partition_share = Some(0.1);
     let mut noisy = base("noise", 24, vec![constant(1000.0, 3600.0)]);
     noisy.noise = 0.2;
     noisy.initial_replicas = Some(4);
@@ -426,6 +442,11 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
             "hot-partition",
             "24 partitions at 1200 msg/s, 20 % of it on partition 0 (more than one pod can take)",
             hot,
+        ),
+        (
+            "skewed",
+            "24 partitions, 300 -> 800 -> 300 msg/s, 10 % of it on partition 0: its pod must hold few others",
+            skewed,
         ),
         (
             "noise",

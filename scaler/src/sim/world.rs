@@ -1,5 +1,6 @@
 //! The simulated topic and consumer group: FIFO partitions whose messages
-//! remember when they arrived, pods that start, join, rebalance and consume,
+//! remember when they arrived, pods that start, join, rebalance and consume
+//! (each pod's capacity shared by its partitions with messages waiting),
 //! and commits that trail consumption by the batch in flight.
 
 use std::collections::VecDeque;
@@ -239,34 +240,30 @@ impl World {
                 self.arrived[p] += count;
             }
         }
-        let mut owned = std::collections::HashMap::new();
-        for o in self.owner.iter().flatten() {
-            *owned.entry(*o).or_insert(0usize) += 1;
+        // Each pod spends its capacity on its partitions that have messages
+        // and are not paused, evenly, and what one of them cannot use goes
+        // to the others: a consumer processes whatever its fetches return.
+        let mut by_owner: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+        for p in 0..self.partitions {
+            if let Some(owner) = self.owner[p]
+                && self.paused_until[p] <= t
+            {
+                by_owner.entry(owner).or_default().push(p);
+            }
         }
         let mut processed = 0.0;
-        for p in 0..self.partitions {
-            let Some(owner) = self.owner[p] else { continue };
-            if self.paused_until[p] > t {
-                continue;
-            }
-            let share = self.pod_capacity / owned[&owner] as f64;
-            let mut budget = share * dt;
-            let queue = &mut self.queues[p];
-            while budget > 1e-12 {
-                let Some(front) = queue.front_mut() else {
-                    break;
-                };
-                let take = front.1.min(budget);
-                self.waits.add(t - front.0, take);
-                front.1 -= take;
-                budget -= take;
-                self.queued[p] -= take;
-                self.consumed[p] += take;
-                self.inflight[p] += take;
-                processed += take;
-                if front.1 <= 1e-12 {
-                    queue.pop_front();
+        for mut active in by_owner.into_values() {
+            let mut budget = self.pod_capacity * dt;
+            active.retain(|&p| !self.queues[p].is_empty());
+            while budget > 1e-9 && !active.is_empty() {
+                let share = budget / active.len() as f64;
+                for &p in &active {
+                    let took = self.consume(p, share, t);
+                    budget -= took;
+                    processed += took;
                 }
+                // A partition that took less than its share has run dry.
+                active.retain(|&p| !self.queues[p].is_empty());
             }
         }
         self.processing_rate = processed / dt;
@@ -274,6 +271,29 @@ impl World {
             self.inflight.iter_mut().for_each(|f| *f = 0.0);
             self.next_commit += self.batch_seconds;
         }
+    }
+
+    /// Consumes up to `budget` messages of partition `p`, oldest first, at
+    /// `t`; returns how many.
+    fn consume(&mut self, p: usize, budget: f64, t: f64) -> f64 {
+        let mut left = budget;
+        let queue = &mut self.queues[p];
+        while left > 1e-12 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            let take = front.1.min(left);
+            self.waits.add(t - front.0, take);
+            front.1 -= take;
+            left -= take;
+            self.queued[p] -= take;
+            self.consumed[p] += take;
+            self.inflight[p] += take;
+            if front.1 <= 1e-12 {
+                queue.pop_front();
+            }
+        }
+        budget - left
     }
 
     /// Lag as Kafka reports it: queued plus consumed-but-uncommitted.
