@@ -33,6 +33,14 @@ def checkov(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def checkov_kubernetes(docs) -> subprocess.CompletedProcess:
+    """checkov's Kubernetes checks on rendered documents."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "rendered.yaml"
+        path.write_text(yaml.safe_dump_all(docs))
+        return checkov("-f", str(path), "--framework", "kubernetes")
+
+
 def render(path: pathlib.Path) -> tuple:
     """The documents `kubectl kustomize` renders for a kustomization folder."""
     out = subprocess.run(

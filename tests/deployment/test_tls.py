@@ -21,7 +21,7 @@ from repo import (
     OVERLAYS,
     ROOT,
     add_components,
-    checkov,
+    checkov_kubernetes,
     container,
     copy_k8s,
     default,
@@ -123,10 +123,8 @@ class TlsComponent(unittest.TestCase):
 
     def test_checkov_passes_on_every_overlay_with_tls(self):
         for overlay in OVERLAYS:
-            with self.subTest(overlay=overlay), tempfile.TemporaryDirectory() as tmp:
-                path = pathlib.Path(tmp) / f"{overlay}-tls.yaml"
-                path.write_text(yaml.safe_dump_all(tls(overlay)))
-                result = checkov("-f", str(path), "--framework", "kubernetes")
+            with self.subTest(overlay=overlay):
+                result = checkov_kubernetes(tls(overlay))
                 self.assertEqual(result.returncode, 0, result.stdout[-4000:] + result.stderr[-2000:])
                 self.assertRegex(result.stdout, r"Failed checks: 0")
 

@@ -62,36 +62,27 @@ impl Default for PolicySettings {
 impl PolicySettings {
     /// Checks ranges; the error is `(key, what is allowed)`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let non_negative = [
-            ("headroom", self.headroom),
+        let windows = [
             ("settleSeconds", self.settle_seconds),
             (
                 "scaleDownStabilizationSeconds",
                 self.scale_down_stabilization_seconds,
             ),
-            ("deadBand", self.dead_band),
             ("idleSeconds", self.idle_seconds),
             ("startupSeconds", self.startup_seconds),
             ("rebalanceSeconds", self.rebalance_seconds),
         ];
-        for (key, value) in non_negative {
+        let non_negative = [("headroom", self.headroom), ("deadBand", self.dead_band)];
+        for (key, value) in windows.into_iter().chain(non_negative) {
             if !value.is_finite() || value < 0.0 {
                 return Err((key, format!("must be a number >= 0, got {value}")));
             }
         }
         // Every window is a duration the scaler keeps samples for: a week
         // is far past any useful hysteresis and far below what overflows.
-        let seconds = [
-            ("drainSeconds", self.drain_seconds),
-            ("settleSeconds", self.settle_seconds),
-            (
-                "scaleDownStabilizationSeconds",
-                self.scale_down_stabilization_seconds,
-            ),
-            ("idleSeconds", self.idle_seconds),
-            ("startupSeconds", self.startup_seconds),
-            ("rebalanceSeconds", self.rebalance_seconds),
-        ];
+        let seconds = windows
+            .into_iter()
+            .chain([("drainSeconds", self.drain_seconds)]);
         for (key, value) in seconds {
             if value > MAX_SECONDS {
                 return Err((
