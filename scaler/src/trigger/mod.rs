@@ -109,9 +109,24 @@ fn cluster_names(config: &Config) -> String {
         .join(", ")
 }
 
+/// Longest consumer group id accepted (Kafka's topic-name bound, rounded).
+pub const MAX_GROUP_LEN: usize = 255;
+
+/// Characters of a caller's value an error message quotes.
+const QUOTED_CHARS: usize = 100;
+
+/// A caller's value as an error quotes it: at most `QUOTED_CHARS`
+/// characters, so a huge value cannot make a huge message or log line.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 fn err(key: &str, message: String) -> TriggerError {
     TriggerError {
-        key: key.to_owned(),
+        key: quoted(key).trim_matches('"').to_owned(),
         message,
     }
 }
@@ -122,7 +137,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, TriggerError> {
         "false" => Ok(false),
         _ => Err(err(
             key,
-            format!("{key} must be true or false, got {value:?}"),
+            format!("{key} must be true or false, got {}", quoted(value)),
         )),
     }
 }
@@ -134,8 +149,9 @@ fn parse_number(key: &str, value: &str, allow_zero: bool) -> Result<f64, Trigger
         _ => Err(err(
             key,
             format!(
-                "{key} must be a number {} 0, got {value:?}",
-                if allow_zero { ">=" } else { ">" }
+                "{key} must be a number {} 0, got {}",
+                if allow_zero { ">=" } else { ">" },
+                quoted(value)
             ),
         )),
     }
@@ -166,7 +182,8 @@ pub fn parse(
             return Err(err(
                 key,
                 format!(
-                    "{key}: authentication is set per cluster in the scaler config (clusters.NAME.auth); name the cluster with `cluster`"
+                    "{}: authentication is set per cluster in the scaler config (clusters.NAME.auth); name the cluster with `cluster`",
+                    quoted(key).trim_matches('"')
                 ),
             ));
         }
@@ -174,14 +191,26 @@ pub fn parse(
             return Err(err(
                 key,
                 format!(
-                    "unknown key {key}; allowed: {}, cluster, policy, {}",
+                    "unknown key {}; allowed: {}, cluster, policy, {}",
+                    quoted(key).trim_matches('"'),
                     KAFKA_KEYS.join(", "),
                     overrides::policy_fields().join(", ")
                 ),
             ));
         }
     }
-    let get = |key: &str| keys.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    // A key lagrate reads, given empty, is a mistake (often a FromEnv
+    // variable missing from the pod), not the key left out.
+    if let Some((key, _)) = keys
+        .iter()
+        .find(|(key, value)| value.trim().is_empty() && !KEDA_EXTERNAL_KEYS.contains(key))
+    {
+        return Err(err(
+            key,
+            format!("{key} is empty: give a value, or leave the key out for its default"),
+        ));
+    }
+    let get = |key: &str| keys.get(key).map(|v| v.trim());
 
     let cluster = match (get("cluster"), get("bootstrapServers")) {
         (Some(_), Some(_)) => {
@@ -196,7 +225,8 @@ pub fn parse(
                 return Err(err(
                     "cluster",
                     format!(
-                        "cluster {name:?} is not in the scaler config; configured: {}",
+                        "cluster {} is not in the scaler config; configured: {}",
+                        quoted(name),
                         cluster_names(config)
                     ),
                 ));
@@ -240,6 +270,15 @@ pub fn parse(
     let group = get("consumerGroup")
         .ok_or_else(|| err("consumerGroup", "consumerGroup is required".into()))?
         .to_owned();
+    if group.len() > MAX_GROUP_LEN || group.chars().any(char::is_control) {
+        return Err(err(
+            "consumerGroup",
+            format!(
+                "consumerGroup must be at most {MAX_GROUP_LEN} bytes without control characters, got {}",
+                quoted(&group)
+            ),
+        ));
+    }
     let topics = match get("topic") {
         None => None,
         Some(list) => {
@@ -248,7 +287,8 @@ pub fn parse(
                 return Err(err(
                     "topic",
                     format!(
-                        "topic {bad:?} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
+                        "topic {} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)",
+                        quoted(bad)
                     ),
                 ));
             }
@@ -266,7 +306,10 @@ pub fn parse(
         Some(other) => {
             return Err(err(
                 "offsetResetPolicy",
-                format!("offsetResetPolicy must be latest or earliest, got {other:?}"),
+                format!(
+                    "offsetResetPolicy must be latest or earliest, got {}",
+                    quoted(other)
+                ),
             ));
         }
     };
@@ -289,7 +332,8 @@ pub fn parse(
         err(
             "policy",
             format!(
-                "policy {policy_name:?} is not in the scaler config; configured: {}",
+                "policy {} is not in the scaler config; configured: {}",
+                quoted(&policy_name),
                 config
                     .policies
                     .keys()

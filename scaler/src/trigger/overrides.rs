@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{TriggerError, err};
+use super::{TriggerError, err, quoted};
 use crate::policy::PolicySettings;
 
 /// The settings as a JSON object keyed by their config-file names.
@@ -38,7 +38,7 @@ pub fn apply(base: PolicySettings, given: &[(&str, &str)]) -> Result<PolicySetti
             text.trim().parse::<u32>().map(Value::from).map_err(|_| {
                 err(
                     key,
-                    format!("{key} must be a whole number >= 0, got {text:?}"),
+                    format!("{key} must be a whole number >= 0, got {}", quoted(text)),
                 )
             })?
         } else {
@@ -47,11 +47,11 @@ pub fn apply(base: PolicySettings, given: &[(&str, &str)]) -> Result<PolicySetti
                 .ok()
                 .filter(|v| v.is_finite())
                 .map(Value::from)
-                .ok_or_else(|| err(key, format!("{key} must be a number, got {text:?}")))?
+                .ok_or_else(|| err(key, format!("{key} must be a number, got {}", quoted(text))))?
         };
         object.insert(key.to_owned(), value);
         settings = serde_json::from_value(Value::Object(object))
-            .map_err(|e| err(key, format!("{key}: {e}, got {text:?}")))?;
+            .map_err(|e| err(key, format!("{key}: {e}, got {}", quoted(text))))?;
     }
     settings
         .validate()

@@ -190,3 +190,45 @@ fn policy_and_overrides_make_it_rate_aware() {
     .unwrap();
     assert!(spec.params.rate_aware);
 }
+
+#[test]
+fn oversized_or_control_character_names_and_empty_values_are_rejected_and_quoted_briefly() {
+    let huge = "g".repeat(32_768);
+    let e = parse_err(&[("cluster", "local"), ("consumerGroup", &huge)]);
+    assert!(e.contains("at most 255 bytes"), "{e}");
+    assert!(
+        e.len() < 400,
+        "the message quotes 100 characters, not 32 KB: {} bytes",
+        e.len()
+    );
+    assert!(e.contains("(32768 bytes)"), "{e}");
+    let e = parse_err(&[("cluster", "local"), ("consumerGroup", "pay\0ments")]);
+    assert!(e.contains("control characters"), "{e}");
+    assert!(
+        parse(
+            &meta(&[("cluster", "local"), ("consumerGroup", &"g".repeat(255))]),
+            &config()
+        )
+        .is_ok()
+    );
+    for key in ["lagThreshold", "cluster", "topic"] {
+        let e = parse_err(&[("cluster", "local"), ("consumerGroup", "g"), (key, " ")]);
+        assert!(e.contains(&format!("{key} is empty")), "{e}");
+    }
+    let e = parse_err(&[
+        ("cluster", "local"),
+        ("consumerGroup", "g"),
+        ("lagThreshold", &huge),
+    ]);
+    assert!(e.len() < 400, "{} bytes", e.len());
+    let e = parse_err(&[
+        ("cluster", "local"),
+        ("consumerGroup", "g"),
+        (huge.as_str(), "1"),
+    ]);
+    assert!(
+        e.len() < 1000,
+        "an unknown key is quoted briefly too: {} bytes",
+        e.len()
+    );
+}
