@@ -131,6 +131,9 @@ pub use crate::source::prometheus::PrometheusSettings as Prometheus;
 /// useful window and far below what overflows.
 const MAX_DURATION: Duration = Duration::from_secs(604_800);
 
+/// Shortest sampling interval.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
     let Some(text) = value else {
         return Ok(default);
@@ -242,6 +245,12 @@ impl Config {
             s.interval.as_deref(),
             Duration::from_secs(5),
         )?;
+        if interval < MIN_INTERVAL {
+            return Err(invalid(
+                "sampling.interval",
+                "must be at least 100ms: each interval queries every group's offsets",
+            ));
+        }
         let max_staleness = duration(
             "sampling.maxStaleness",
             s.max_staleness.as_deref(),
@@ -371,6 +380,8 @@ mod tests {
         };
         let e = with("sampling:\n  interval: 400000000000y\n").unwrap_err();
         assert!(e.to_string().contains("sampling.interval"), "{e}");
+        let e = with("sampling:\n  interval: 1ns\n").unwrap_err();
+        assert!(e.to_string().contains("at least 100ms"), "{e}");
         let e =
             with("policies:\n  default:\n    scaleDownStabilizationSeconds: 1e300\n").unwrap_err();
         assert!(

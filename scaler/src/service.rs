@@ -154,7 +154,9 @@ impl ExternalScaler for ScalerService {
     type StreamIsActiveStream = ResponseStream<IsActiveResponse>;
 
     /// Sends the activation at once, then whenever it changes; a sample that
-    /// shows lag on an idle group is pushed within one sample interval.
+    /// shows lag on an idle group is pushed within one sample interval. When
+    /// no fresh answer exists (Kafka down past maxStaleness) the stream ends
+    /// with that status, so KEDA sees it and opens a new one.
     async fn stream_is_active(
         &self,
         request: Request<ScaledObjectRef>,
@@ -170,17 +172,23 @@ impl ExternalScaler for ScalerService {
             let mut samples = entry.sampler().subscribe();
             let mut last_sent = None;
             loop {
-                if let Ok(evaluation) = registry.evaluate(&entry).await {
-                    let active = evaluation.decision.active;
-                    if last_sent != Some(active) {
-                        if tx
-                            .send(Ok(IsActiveResponse { result: active }))
-                            .await
-                            .is_err()
-                        {
-                            return;
+                match registry.evaluate(&entry).await {
+                    Ok(evaluation) => {
+                        let active = evaluation.decision.active;
+                        if last_sent != Some(active) {
+                            if tx
+                                .send(Ok(IsActiveResponse { result: active }))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                            last_sent = Some(active);
                         }
-                        last_sent = Some(active);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
                     }
                 }
                 tokio::select! {

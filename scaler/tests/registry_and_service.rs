@@ -158,6 +158,43 @@ async fn a_stale_window_is_unavailable_and_says_why() {
 }
 
 #[tokio::test]
+async fn stream_is_active_pushes_activation_then_ends_with_the_status_when_stale() {
+    use futures::StreamExt;
+    let s = setup();
+    let source = s.factory.group("payments");
+    source.set("trades", &[(100, 100)]);
+    let o = object("orders", &[("consumerGroup", "payments")]);
+    let mut stream = s
+        .service
+        .stream_is_active(Request::new(o))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.expect("an answer").expect("ok");
+    assert!(!first.result, "no lag: inactive");
+    source.set("trades", &[(500, 100)]);
+    let pushed = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("pushed within a few samples")
+        .expect("an answer")
+        .expect("ok");
+    assert!(pushed.result, "lag appeared: active");
+    source.fail("Broker transport failure");
+    let ended = tokio::time::timeout(Duration::from_secs(6), stream.next())
+        .await
+        .expect("ends once stale")
+        .expect("a last message");
+    let status = ended.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("maxStaleness"),
+        "{}",
+        status.message()
+    );
+    assert!(stream.next().await.is_none(), "then the stream ends");
+}
+
+#[tokio::test]
 async fn an_idle_scaled_object_expires_after_idle_expiry_and_its_sampler_stops() {
     let s = setup_with(config("1s"));
     s.registry.expire_on_a_timer();

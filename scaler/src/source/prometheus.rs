@@ -108,6 +108,10 @@ impl PrometheusRate {
     }
 }
 
+/// A series above this many messages per second (or negative) is not a
+/// rate any topic has: it is ignored, like NaN.
+pub const MAX_RATE_PER_S: f64 = 1e9;
+
 /// The inbound rate of a source key's topics, as Prometheus answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundRate {
@@ -133,7 +137,7 @@ fn parse_result(result_type: &str, result: &serde_json::Value) -> Result<Answer,
             .as_str()?
             .parse::<f64>()
             .ok()
-            .filter(|v| v.is_finite())
+            .filter(|v| v.is_finite() && (0.0..=MAX_RATE_PER_S).contains(v))
     };
     match result_type {
         "vector" => {
@@ -191,6 +195,8 @@ mod tests {
         );
         assert_eq!(value("vector", &serde_json::json!([])), None);
         assert_eq!(value("scalar", &serde_json::json!([1.0, "NaN"])), None);
+        assert_eq!(value("scalar", &serde_json::json!([1.0, "1e308"])), None);
+        assert_eq!(value("scalar", &serde_json::json!([1.0, "-5"])), None);
         assert!(parse_result("matrix", &v).is_err());
     }
 }
