@@ -75,7 +75,7 @@ struct RawSampling {
     /// Past this age of the newest good sample GetMetrics is Unavailable and
     /// KEDA's fallback applies (default 60s; at least the interval).
     max_staleness: Option<String>,
-    /// History kept per source key; raised to what the policies need (two
+    /// History kept per source key; raised to what the policies need (three
     /// of their longest windows plus two intervals).
     window: Option<String>,
     /// A ScaledObject or source key nobody asked about for this long is

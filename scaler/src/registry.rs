@@ -197,8 +197,10 @@ impl Registry {
     /// The entry's decision on the newest sample. Unavailable when there is
     /// no sample yet or the newest is older than `maxStaleness`.
     pub async fn evaluate(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
-        let max_staleness = self.current.load().config.sampling.max_staleness;
-        let kafka_timeout = self.current.load().config.sampling.kafka_timeout;
+        let (max_staleness, kafka_timeout) = {
+            let sampling = &self.current.load().config.sampling;
+            (sampling.max_staleness, sampling.kafka_timeout)
+        };
         let now = unix_now();
         let fresh = |sample_time: f64, cause: Option<&SourceError>| {
             if is_fresh(sample_time, now, max_staleness) {
@@ -326,10 +328,8 @@ impl Registry {
         let max_staleness = self.current.load().config.sampling.max_staleness;
         let now = unix_now();
         self.samplers.iter().any(|(_, s)| {
-            s.view()
-                .window
-                .newest()
-                .is_some_and(|newest| is_fresh(newest.t, now, max_staleness))
+            s.newest_sample_time()
+                .is_some_and(|t| is_fresh(t, now, max_staleness))
         })
     }
 

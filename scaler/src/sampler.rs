@@ -107,6 +107,12 @@ impl Sampler {
         }
     }
 
+    /// Time of the newest good sample, without copying the window.
+    pub fn newest_sample_time(&self) -> Option<f64> {
+        let window = self.window.read().expect("sampler lock poisoned");
+        window.samples.newest().map(|s| s.t)
+    }
+
     /// Waits until the first sample attempt has finished, up to `timeout`.
     pub async fn first_attempt(&self, timeout: Duration) {
         let mut rx = self.subscribe();
