@@ -3,6 +3,8 @@
 //! list comes from the settings type itself, so a new policy field is an
 //! override key with no further code.
 
+use std::sync::LazyLock;
+
 use serde_json::{Map, Value};
 
 use super::{TriggerError, err, quoted};
@@ -16,14 +18,20 @@ fn fields(settings: &PolicySettings) -> Map<String, Value> {
     }
 }
 
-/// Names of the policy fields, sorted.
-pub fn policy_fields() -> Vec<String> {
-    fields(&PolicySettings::default()).keys().cloned().collect()
+/// Names of the policy fields, read off the type once.
+static POLICY_FIELDS: LazyLock<Vec<String>> =
+    LazyLock::new(|| fields(&PolicySettings::default()).keys().cloned().collect());
+
+/// Names of the policy fields.
+pub fn policy_fields() -> &'static [String] {
+    &POLICY_FIELDS
 }
 
 /// Whether `key` names a policy field.
 pub fn is_policy_field(key: &str) -> bool {
-    fields(&PolicySettings::default()).contains_key(key)
+    POLICY_FIELDS
+        .binary_search_by(|f| f.as_str().cmp(key))
+        .is_ok()
 }
 
 /// `base` with each `(key, value)` applied, then validated. The error names
