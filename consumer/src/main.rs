@@ -10,6 +10,7 @@
 // A consumer is all I/O: it reads the clock to time batches.
 #![allow(clippy::disallowed_methods)]
 
+mod audit;
 mod metrics;
 mod sink;
 
@@ -26,6 +27,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use trade_model::Trade;
 
+use audit::AuditLog;
 use metrics::Metrics;
 use sink::{Record, Sink};
 
@@ -50,9 +52,15 @@ struct Args {
     /// A partial batch is written after this many seconds.
     #[arg(long, env = "BATCH_TIMEOUT_SECONDS", default_value_t = 1.0)]
     batch_timeout_seconds: f64,
-    /// Seconds the simulated sink takes per batch.
+    /// Seconds the simulated sink takes per batch, whatever its length (the
+    /// reference consumer's model).
     #[arg(long, env = "BATCH_PROCESSING_TIME", default_value_t = 1.0)]
     batch_processing_time: f64,
+    /// Messages per second the simulated sink writes: a batch takes its
+    /// length divided by this (a sink that costs per message). Replaces
+    /// BATCH_PROCESSING_TIME when given.
+    #[arg(long, env = "PROCESSING_RATE")]
+    processing_rate: Option<f64>,
     /// Where batches go: simulated or postgres.
     #[arg(long, env = "SINK", default_value = "simulated", value_parser = ["simulated", "postgres"])]
     sink: String,
@@ -65,6 +73,11 @@ struct Args {
     /// Port of /metrics.
     #[arg(long, env = "METRICS_PORT", default_value_t = 8000)]
     metrics_port: u16,
+    /// Append every written message's partition, offset and age, and every
+    /// assignment change, to this file before committing (for exactly-once
+    /// audits such as `lagrate demo`'s).
+    #[arg(long, env = "AUDIT_LOG")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 /// Longest wait in poll, and how often partial batches are checked.
@@ -92,6 +105,7 @@ struct GroupContext {
     kafka: KafkaContext,
     topic: String,
     progress: Arc<Mutex<Progress>>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 kafka_settings::forward_client_context!(GroupContext, kafka);
@@ -102,10 +116,16 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions assigned");
+                if let Some(audit) = &self.audit {
+                    audit.rebalanced(true, partitions.len());
+                }
             }
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                if let Some(audit) = &self.audit {
+                    audit.rebalanced(false, partitions.len());
+                }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -167,8 +187,22 @@ fn run(args: Args) -> anyhow::Result<()> {
             Box::new(sink::Postgres::connect(url)?)
         }
         _ => Box::new(sink::Simulated {
-            processing_time: Duration::from_secs_f64(args.batch_processing_time),
+            cost: match args.processing_rate {
+                Some(rate) if rate.is_finite() && rate > 0.0 => {
+                    sink::Cost::PerMessage(Duration::from_secs_f64(1.0 / rate))
+                }
+                Some(rate) => {
+                    anyhow::bail!(
+                        "PROCESSING_RATE must be a number of messages per second > 0, got {rate}"
+                    )
+                }
+                None => sink::Cost::PerBatch(Duration::from_secs_f64(args.batch_processing_time)),
+            },
         }),
+    };
+    let audit = match &args.audit_log {
+        Some(path) => Some(Arc::new(AuditLog::open(path)?)),
+        None => None,
     };
     let metrics = Arc::new(Metrics::new());
     let progress = Arc::new(Mutex::new(Progress::default()));
@@ -185,6 +219,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         kafka: settings.context(),
         topic: args.topic.clone(),
         progress: progress.clone(),
+        audit: audit.clone(),
     })?;
     // librdkafka asks for the MSK IAM token (OAUTHBEARER) on the queue that
     // poll() serves, and holds every request until it has one: serve it
@@ -229,6 +264,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         sink: sink.as_mut(),
         topic: &args.topic,
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
+        audit: audit.as_deref(),
     };
     let mut lag_updated = Instant::now();
     let mut last_check = Instant::now();
@@ -272,6 +308,7 @@ struct Loop<'a> {
     sink: &'a mut dyn Sink,
     topic: &'a str,
     dlq: Option<(&'a ThreadedProducer<KafkaContext>, &'a str)>,
+    audit: Option<&'a AuditLog>,
 }
 
 impl Loop<'_> {
@@ -279,10 +316,10 @@ impl Loop<'_> {
     fn route<M: Message>(&mut self, message: &M) -> usize {
         let partition = message.partition();
         let offset = message.offset();
-        if let Some(ts) = message.timestamp().to_millis() {
-            self.metrics
-                .message_age
-                .observe(((kafka_settings::unix_ms() - ts) as f64 / 1000.0).max(0.0));
+        let timestamp = message.timestamp().to_millis();
+        let age_ms = timestamp.map_or(0, |ts| (kafka_settings::unix_ms() - ts).max(0));
+        if timestamp.is_some() {
+            self.metrics.message_age.observe(age_ms as f64 / 1000.0);
         }
         let parsed = message.payload().map(serde_json::from_slice::<Trade>);
         let mut progress = self.progress.lock().expect("progress lock");
@@ -297,6 +334,7 @@ impl Loop<'_> {
                 trade,
                 partition,
                 offset,
+                age_ms,
             }),
             other => {
                 // Not a trade: counted, logged, dead-lettered; never stops the partition.
@@ -347,6 +385,13 @@ impl Loop<'_> {
                 attempt += 1;
                 tracing::error!(partition, attempt, error = %e, "batch write failed; retrying");
                 std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
+            }
+            if let Some(audit) = self.audit {
+                // Before the commit: a committed offset is always in the log.
+                while let Err(e) = audit.written(&batch.records) {
+                    tracing::error!(partition, error = %e, "audit log write failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
             let took = started.elapsed().as_secs_f64();
             self.metrics.batch_seconds.observe(took);

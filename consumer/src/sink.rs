@@ -10,6 +10,8 @@ pub struct Record {
     pub trade: Trade,
     pub partition: i32,
     pub offset: i64,
+    /// Age of the message when consumed, milliseconds.
+    pub age_ms: i64,
 }
 
 /// Writes one batch; returns only once the batch is durable.
@@ -17,15 +19,27 @@ pub trait Sink {
     fn write(&mut self, batch: &[Record]) -> anyhow::Result<()>;
 }
 
-/// Sleeps for the configured processing time per batch.
+/// What a simulated write costs.
+pub enum Cost {
+    /// The same time for every batch (the reference consumer).
+    PerBatch(Duration),
+    /// This much per message.
+    PerMessage(Duration),
+}
+
+/// Sleeps for what the batch costs.
 pub struct Simulated {
-    pub processing_time: Duration,
+    pub cost: Cost,
 }
 
 impl Sink for Simulated {
-    fn write(&mut self, _batch: &[Record]) -> anyhow::Result<()> {
-        if !self.processing_time.is_zero() {
-            std::thread::sleep(self.processing_time);
+    fn write(&mut self, batch: &[Record]) -> anyhow::Result<()> {
+        let took = match self.cost {
+            Cost::PerBatch(t) => t,
+            Cost::PerMessage(t) => t * batch.len() as u32,
+        };
+        if !took.is_zero() {
+            std::thread::sleep(took);
         }
         Ok(())
     }

@@ -8,8 +8,6 @@
 // A load generator is all I/O: it reads the clock to pace itself.
 #![allow(clippy::disallowed_methods)]
 
-mod profile;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +25,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use trade_model::TradeGenerator;
+use trade_model::{TradeGenerator, profile};
 
 /// Sends trade transactions (JSON, keyed by account) at a target rate.
 #[derive(Parser, Debug)]

@@ -2,6 +2,8 @@
 //! trade-consumer processes, keyed by account so one account's trades stay
 //! ordered on one partition.
 
+pub mod profile;
+
 use serde::{Deserialize, Serialize};
 
 /// One trade.

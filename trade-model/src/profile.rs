@@ -69,6 +69,33 @@ pub fn rate_at(steps: &[Step], elapsed: Duration) -> Option<f64> {
     None
 }
 
+/// How long the whole profile lasts.
+pub fn total(steps: &[Step]) -> Duration {
+    steps.iter().map(|s| s.duration).sum()
+}
+
+/// The same rates with every step stretched or compressed so that the
+/// profile lasts `length`.
+pub fn scaled_to(steps: &[Step], length: Duration) -> Vec<Step> {
+    let factor = length.as_secs_f64() / total(steps).as_secs_f64();
+    steps
+        .iter()
+        .map(|s| Step {
+            rate_per_s: s.rate_per_s,
+            duration: s.duration.mul_f64(factor),
+        })
+        .collect()
+}
+
+/// The steps in the syntax [`parse`] reads (durations in milliseconds).
+pub fn format(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("{}@{}ms", s.rate_per_s, s.duration.as_millis()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +109,16 @@ mod tests {
         assert_eq!(rate_at(&steps, Duration::from_secs(299)), Some(5000.0));
         assert_eq!(rate_at(&steps, Duration::from_millis(300_400)), Some(0.0));
         assert_eq!(rate_at(&steps, Duration::from_secs(301)), None);
+    }
+
+    #[test]
+    fn a_scaled_profile_keeps_its_rates_and_proportions_and_reads_back() {
+        let steps = parse("10@60s,1000@120s,5000@120s,0@60s").unwrap();
+        let short = scaled_to(&steps, Duration::from_secs(90));
+        assert_eq!(total(&short), Duration::from_secs(90));
+        assert_eq!(short[1].rate_per_s, 1000.0);
+        assert_eq!(short[1].duration, Duration::from_secs(30));
+        assert_eq!(parse(&format(&short)).unwrap(), short);
     }
 
     #[test]
