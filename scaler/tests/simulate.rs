@@ -200,6 +200,43 @@ fn a_user_scenario_file_runs_and_bad_fields_are_named() {
 }
 
 #[test]
+fn a_scenarios_policy_is_the_one_simulated_and_checked_like_the_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tuned.yaml");
+    let scenario = |policy: &str| {
+        format!("name: tuned\npartitions: 24\n{policy}load:\n  - {{ rate: 1000, seconds: 600 }}\n")
+    };
+    let pod_seconds = |policy: &str| {
+        std::fs::write(&file, scenario(policy)).unwrap();
+        row(
+            &simulate(&["--scenario", file.to_str().unwrap()]),
+            "lagrate",
+        )["pod_seconds"]
+            .as_f64()
+            .unwrap()
+    };
+    let default = pod_seconds("");
+    let generous = pod_seconds("policy: { headroom: 1.0 }\n");
+    // 1000 msg/s at 100 msg/s per pod: 11 pods with 10 % headroom, 20 with 100 %.
+    assert!(
+        generous > 1.5 * default,
+        "headroom 1.0 gives {generous} pod-seconds, the default {default}"
+    );
+
+    std::fs::write(&file, scenario("policy: { maxScaleDownStep: 0 }\n")).unwrap();
+    let out = Command::new(LAGRATE)
+        .args(["simulate", "--scenario", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("policy.maxScaleDownStep"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn chart_is_written_as_svg() {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("spike.svg");

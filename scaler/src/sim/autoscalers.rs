@@ -36,7 +36,7 @@ pub trait Autoscaler {
 }
 
 /// KEDA's Kafka trigger: total lag capped at partitions x lagThreshold.
-fn kafka_metric(lag: f64, lag_threshold: f64, partitions: u32) -> f64 {
+pub fn kafka_metric(lag: f64, lag_threshold: f64, partitions: u32) -> f64 {
     // KEDA: if lag / threshold exceeds the partition count, report
     // partitions x threshold (allowIdleConsumers false).
     if (lag / lag_threshold).floor() > f64::from(partitions) {
@@ -63,22 +63,9 @@ impl KedaTriggers {
         lag_threshold: f64,
         rate_target: Option<f64>,
     ) -> Self {
-        let k = &s.keda;
-        let hpa = Hpa::new(
-            k.min_replica_count.max(1),
-            k.max_replica_count,
-            k.hpa_tolerance,
-            Behavior::reference(),
-        );
         KedaTriggers {
             name,
-            keda: Keda::new(
-                k.polling_interval,
-                k.cooldown_period,
-                k.min_replica_count,
-                hpa,
-                k.hpa_sync_seconds,
-            ),
+            keda: kafka_trigger_keda(s, Behavior::reference()),
             lag_threshold,
             rate_target,
             arrivals: VecDeque::new(),
@@ -124,6 +111,49 @@ impl Autoscaler for KedaTriggers {
     }
 }
 
+/// KEDA and the HPA of a ScaledObject with KEDA's own triggers, as the
+/// scenario configures them, with the given HPA behavior.
+pub fn kafka_trigger_keda(s: &Scenario, behavior: Behavior) -> Keda {
+    let k = &s.keda;
+    let hpa = Hpa::new(
+        k.min_replica_count.max(1),
+        k.max_replica_count,
+        k.hpa_tolerance,
+        behavior,
+    );
+    Keda::new(
+        k.polling_interval,
+        k.cooldown_period,
+        k.min_replica_count,
+        hpa,
+        k.hpa_sync_seconds,
+    )
+}
+
+/// KEDA and the HPA of lagrate's ScaledObject (`k8s/base`): the scenario's
+/// polling, sync and replica bounds, lagrate's cooldown, HPA tolerance 0
+/// and a pass-through behavior.
+pub fn lagrate_keda(s: &Scenario) -> Keda {
+    let k = &s.keda;
+    // The HPA's own tolerance would ignore answers within 10 % of the
+    // current count (44 -> 48 pods on 48 partitions); lagrate's
+    // ScaledObject sets it to 0 (HPA configurable tolerance, Kubernetes
+    // 1.33+), its dead band does that job.
+    let hpa = Hpa::new(
+        k.min_replica_count.max(1),
+        k.max_replica_count,
+        LAGRATE_HPA_TOLERANCE,
+        Behavior::pass_through(),
+    );
+    Keda::new(
+        k.polling_interval,
+        LAGRATE_COOLDOWN_S,
+        k.min_replica_count,
+        hpa,
+        k.hpa_sync_seconds,
+    )
+}
+
 /// lagrate behind KEDA's `external-push` trigger: the server's evaluation
 /// over the window the server would keep, sampled on the same grid; the
 /// HPA reads the answer at each sync (target 1, pass-through behavior) and
@@ -140,6 +170,9 @@ pub struct Lagrate {
     evaluation: Option<Evaluation>,
     changes: Vec<(f64, String)>,
 }
+
+/// The `lagThreshold` of lagrate's ScaledObject in the simulated deployment.
+pub const LAGRATE_LAG_THRESHOLD: f64 = 500.0;
 
 /// The HPA tolerance lagrate's ScaledObject sets, both directions.
 pub const LAGRATE_HPA_TOLERANCE: f64 = 0.0;
@@ -161,29 +194,12 @@ impl Lagrate {
 
     /// A scaler replica that has just started: its window is empty.
     pub fn new_replica(s: &Scenario) -> Self {
-        let k = &s.keda;
-        // The HPA's own tolerance would ignore answers within 10 % of the
-        // current count (44 -> 48 pods on 48 partitions); lagrate's
-        // ScaledObject sets it to 0 (HPA configurable tolerance, Kubernetes
-        // 1.33+), its dead band does that job.
-        let hpa = Hpa::new(
-            k.min_replica_count.max(1),
-            k.max_replica_count,
-            LAGRATE_HPA_TOLERANCE,
-            Behavior::pass_through(),
-        );
         let params = Self::params(s);
         let window = SampleWindow::new(window_seconds_for(&params.settings, s.sample_seconds));
         let mut restarts = s.scaler_restarts.clone();
         restarts.sort_by(|a, b| b.total_cmp(a));
         Lagrate {
-            keda: Keda::new(
-                k.polling_interval,
-                LAGRATE_COOLDOWN_S,
-                k.min_replica_count,
-                hpa,
-                k.hpa_sync_seconds,
-            ),
+            keda: lagrate_keda(s),
             params,
             rules: Self::lag_rules(),
             sample_seconds: s.sample_seconds,
@@ -196,16 +212,18 @@ impl Lagrate {
     }
 
     /// What lagrate's ScaledObject and config say in the simulated
-    /// deployment: the default policy with the scenario's pod capacity and
-    /// maxReplicaCount, `lagThreshold: 500`, KEDA's partition cap.
+    /// deployment: the scenario's policy (or the default one with the
+    /// scenario's maxReplicaCount), podCapacity from the scenario unless the
+    /// policy sets it, `lagThreshold: 500`, KEDA's partition cap.
     pub fn params(s: &Scenario) -> Params {
+        let mut settings = s.policy.clone().unwrap_or_else(|| PolicySettings {
+            max_replicas: s.keda.max_replica_count,
+            ..PolicySettings::default()
+        });
+        settings.pod_capacity = settings.pod_capacity.or(Some(s.pod_capacity));
         Params {
-            settings: PolicySettings {
-                pod_capacity: Some(s.pod_capacity),
-                max_replicas: s.keda.max_replica_count,
-                ..PolicySettings::default()
-            },
-            lag_threshold: 500.0,
+            settings,
+            lag_threshold: LAGRATE_LAG_THRESHOLD,
             activation_lag_threshold: 0.0,
             cap: PartitionCap::Partitions,
             rate_aware: true,

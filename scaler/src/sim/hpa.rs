@@ -90,6 +90,33 @@ impl Behavior {
     }
 }
 
+impl Rules {
+    fn time_scaled(&self, factor: f64) -> Rules {
+        Rules {
+            stabilization_seconds: self.stabilization_seconds * factor,
+            policies: self
+                .policies
+                .iter()
+                .map(|&(limit, period)| (limit, period * factor))
+                .collect(),
+            select: self.select,
+        }
+    }
+}
+
+impl Behavior {
+    /// The same behavior on a clock running `1 / factor` times faster:
+    /// every stabilization window and policy period times `factor` (a
+    /// demo that compresses an hour of load into minutes compresses the
+    /// HPA's windows alike).
+    pub fn time_scaled(&self, factor: f64) -> Behavior {
+        Behavior {
+            up: self.up.time_scaled(factor),
+            down: self.down.time_scaled(factor),
+        }
+    }
+}
+
 /// The HPA's state for one target.
 #[derive(Debug, Clone)]
 pub struct Hpa {
@@ -277,6 +304,15 @@ mod tests {
             replicas = hpa.sync(t, replicas, &[(2.0, 1.0)]);
         }
         assert_eq!(replicas, 2);
+    }
+
+    #[test]
+    fn a_time_scaled_behavior_waits_its_scaled_stabilization() {
+        // The default 300 s down stabilization on a clock ten times faster.
+        let mut hpa = Hpa::new(1, 100, 0.1, Behavior::default().time_scaled(0.1));
+        assert_eq!(hpa.sync(0.0, 10, &[(10.0, 1.0)]), 10);
+        assert_eq!(hpa.sync(1.5, 10, &[(2.0, 1.0)]), 10, "within 30 s");
+        assert_eq!(hpa.sync(31.5, 10, &[(2.0, 1.0)]), 2, "after 30 s");
     }
 
     #[test]

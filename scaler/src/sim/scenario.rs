@@ -107,6 +107,10 @@ pub struct Scenario {
     pub sample_seconds: f64,
     #[serde(default)]
     pub keda: KedaSettings,
+    /// lagrate's policy, as in the config file's `policies.NAME` (podCapacity
+    /// defaults to the scenario's). Absent: the default policy.
+    #[serde(default)]
+    pub policy: Option<crate::policy::PolicySettings>,
     pub load: Vec<Segment>,
 }
 
@@ -192,6 +196,11 @@ impl Scenario {
             .find(|t| !(t.is_finite() && **t >= 0.0))
         {
             return Err(format!("scalerRestarts must list seconds >= 0, got {bad}"));
+        }
+        if let Some(policy) = &self.policy {
+            policy
+                .validate()
+                .map_err(|(key, message)| format!("policy.{key} {message}"))?;
         }
         if self.load.is_empty() {
             return Err("load must list at least one segment".into());
@@ -336,6 +345,7 @@ fn base(name: &str, partitions: u32, load: Vec<Segment>) -> Scenario {
         step_seconds: defaults::step_seconds(),
         sample_seconds: defaults::sample_seconds(),
         keda: KedaSettings::default(),
+        policy: None,
         load,
     }
 }
