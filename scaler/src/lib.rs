@@ -11,10 +11,12 @@
 //! path. [`config`] is the ConfigMap,
 //! [`reload`] watches it, [`http`] serves metrics, health and decisions, and
 //! [`server`] wires it all together. [`sim`] is the offline twin that runs
-//! the same policy against a simulated group, KEDA and HPA.
+//! the same policy against a simulated group, KEDA and HPA; [`demo`] runs
+//! it all for real on a laptop: a broker, consumers, and lagrate deciding.
 
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod evaluate;
 pub mod http;

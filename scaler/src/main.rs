@@ -51,6 +51,17 @@ enum Command {
         #[arg(long, env = "LAGRATE_TLS_CLIENT_CA", requires = "tls_cert")]
         tls_client_ca: Option<PathBuf>,
     },
+    /// Scale real consumers on a local broker: lagrate in the loop, end to end.
+    ///
+    /// Starts a tansu broker, Prometheus, `lagrate serve`, trade-producer on
+    /// a load profile and trade-consumer processes, all on 127.0.0.1, and
+    /// stands in for KEDA and the HPA (the simulator's own code, calling
+    /// lagrate over gRPC as KEDA does) to start and stop consumers. Shows
+    /// the run live, then a summary (pod-seconds, p99 wait, peak lag,
+    /// messages produced, processed, duplicated, lost), a chart, and the
+    /// simulator's prediction for the same run. Ctrl-C or SIGTERM stops
+    /// everything it started.
+    Demo(lagrate::demo::DemoArgs),
     /// Compare autoscalers on a simulated topic, consumer group, KEDA and HPA.
     ///
     /// Runs KEDA's Kafka trigger as the reference demo configures it
@@ -97,9 +108,10 @@ enum ConfigCommand {
     Schema,
 }
 
-fn init_tracing(format: &str) {
+/// Logs to stderr; RUST_LOG overrides `default_filter`.
+fn init_tracing(format: &str, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -148,6 +160,20 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Demo(args) => {
+            // The demo's own view is on stderr: only its warnings join it, and
+            // librdkafka's broker-down errors as the demo stops its broker.
+            init_tracing(&cli.log_format, "warn,rdkafka=off");
+            let runtime = tokio::runtime::Runtime::new().expect("cannot start the Tokio runtime");
+            match runtime.block_on(lagrate::demo::run(args)) {
+                Ok(lagrate::demo::Outcome::Done) => ExitCode::SUCCESS,
+                Ok(lagrate::demo::Outcome::Interrupted(code)) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("lagrate demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Simulate {
             scenario,
             rebalance,
@@ -171,7 +197,7 @@ fn main() -> ExitCode {
                     key,
                     client_ca: tls_client_ca,
                 });
-            init_tracing(&cli.log_format);
+            init_tracing(&cli.log_format, "info,rdkafka=warn");
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the Tokio runtime");
             let result = runtime.block_on(async {
                 let grpc = tokio::net::TcpListener::bind(grpc_listen).await?;

@@ -27,13 +27,18 @@ struct Line {
 
 /// Draws the report's traces into `path` (SVG).
 pub fn draw(report: &Report, path: &Path) -> Result<(), String> {
+    draw_traces(&report.scenario, &report.traces, path)
+}
+
+/// Draws traces (the first one's inbound rate is the load) into `path`.
+pub fn draw_traces(title: &str, traces: &[Trace], path: &Path) -> Result<(), String> {
     if path.extension().is_none_or(|e| e != "svg") {
         return Err(format!(
             "{}: charts are written as SVG; name the file *.svg",
             path.display()
         ));
     }
-    let Some(first) = report.traces.first() else {
+    let Some(first) = traces.first() else {
         return Err("nothing to draw".into());
     };
     let root = SVGBackend::new(path, (1200, 1000)).into_drawing_area();
@@ -41,8 +46,7 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), String> {
     let panels = root.split_evenly((3, 1));
     let t_max = first.t.last().copied().unwrap_or(1.0).max(1.0);
     let per_policy = |value: fn(&Trace, usize) -> f64| -> Vec<Line> {
-        report
-            .traces
+        traces
             .iter()
             .enumerate()
             .map(|(i, trace)| Line {
@@ -74,10 +78,7 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), String> {
     );
     panel(
         &panels[0],
-        &format!(
-            "{}: inbound rate and processing rate (msg/s)",
-            report.scenario
-        ),
+        &format!("{title}: inbound rate and processing rate (msg/s)"),
         t_max,
         &rates,
     )?;

@@ -38,6 +38,13 @@ impl Keda {
         }
     }
 
+    /// Which calls [`Keda::tick`] at `now` with `current` replicas will
+    /// make: (IsActive, GetMetrics). A caller whose calls are remote makes
+    /// just these, then ticks with their answers.
+    pub fn calls_due(&self, now: f64, current: u32) -> (bool, bool) {
+        (now >= self.next_poll, current > 0 && now >= self.next_sync)
+    }
+
     /// Advances to `now`; `active` and `metrics` are evaluated only when KEDA
     /// or the HPA would call the scaler. `pushed_active` is a StreamIsActive
     /// push (external-push triggers), acted on at once.
@@ -114,5 +121,35 @@ mod tests {
             1,
             "a push activates at once"
         );
+    }
+
+    #[test]
+    fn calls_due_names_exactly_the_calls_tick_makes() {
+        let hpa = Hpa::new(1, 10, 0.1, Behavior::default());
+        let mut keda = Keda::new(5.0, 30.0, 0, hpa, 3.0);
+        let mut replicas = 0;
+        for step in 0..200 {
+            let t = f64::from(step) * 0.5;
+            let (active_due, metrics_due) = keda.calls_due(t, replicas);
+            let (mut asked_active, mut asked_metrics) = (false, false);
+            replicas = keda.tick(
+                t,
+                replicas,
+                None,
+                || {
+                    asked_active = true;
+                    step < 120
+                },
+                || {
+                    asked_metrics = true;
+                    vec![(f64::from(step % 7), 1.0)]
+                },
+            );
+            assert_eq!(
+                (asked_active, asked_metrics),
+                (active_due, metrics_due),
+                "at {t}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How the consumer group rebalances when its ready pods change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -17,19 +17,22 @@ pub enum Rebalance {
 }
 
 /// One segment of the load profile.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Segment {
     /// Constant rate (msg/s)...
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
     /// ...or a linear ramp `[from, to]`...
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ramp: Option<[f64; 2]>,
     /// ...or a sine `base + amplitude·sin(2π·t/period)` (a daily curve).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sine: Option<Sine>,
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sine {
     pub base: f64,
@@ -38,7 +41,7 @@ pub struct Sine {
 }
 
 /// KEDA ScaledObject settings and the HPA behavior it creates.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct KedaSettings {
     pub polling_interval: f64,
@@ -66,7 +69,7 @@ impl Default for KedaSettings {
 }
 
 /// A whole scenario.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -87,6 +90,7 @@ pub struct Scenario {
     #[serde(default = "defaults::rebalance")]
     pub rebalance: Rebalance,
     /// Replicas at t = 0; by default what the initial load needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_replicas: Option<u32>,
     /// Multiplicative load noise, uniform in ±noise (0.2 = ±20 %).
     #[serde(default)]
@@ -94,6 +98,7 @@ pub struct Scenario {
     #[serde(default = "defaults::seed")]
     pub seed: u64,
     /// Share of the load on partition 0 (the rest spread evenly).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hot_partition_share: Option<f64>,
     /// Instants (seconds) at which the scaler restarts: its window empties,
     /// as for a new replica, and refills from there.
@@ -109,7 +114,7 @@ pub struct Scenario {
     pub keda: KedaSettings,
     /// lagrate's policy, as in the config file's `policies.NAME` (podCapacity
     /// defaults to the scenario's). Absent: the default policy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::PolicySettings>,
     pub load: Vec<Segment>,
 }

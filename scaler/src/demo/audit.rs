@@ -1,0 +1,150 @@
+//! Reads the consumers' audit logs (`trade-consumer --audit-log`) after a
+//! run: which offsets were written and how often, the messages' waits, and
+//! how long each new consumer waited for its first partitions.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::pool::Startups;
+
+/// What the audit logs say of one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Offsets in the topic (high watermarks of a topic created empty).
+    pub produced: u64,
+    /// Offsets written at least once.
+    pub processed: u64,
+    /// Writes beyond the first of an offset.
+    pub duplicates: u64,
+    /// Offsets below the high watermark never written.
+    pub lost: u64,
+    /// 99th percentile of the messages' age when consumed, seconds.
+    pub p99_wait_s: f64,
+}
+
+/// Counts the logs against the topic's high watermarks (partition -> high).
+pub fn tally(logs: &[PathBuf], high_watermarks: &HashMap<i32, i64>) -> anyhow::Result<Tally> {
+    let mut counts: HashMap<i32, Vec<u8>> = high_watermarks
+        .iter()
+        .map(|(&p, &high)| (p, vec![0u8; high.max(0) as usize]))
+        .collect();
+    let mut ages_ms: Vec<u32> = Vec::new();
+    let mut beyond = 0u64;
+    for log in logs {
+        let Ok(text) = std::fs::read_to_string(log) else {
+            // A consumer that never wrote has no log.
+            continue;
+        };
+        for line in text.lines() {
+            let mut fields = line.split(' ');
+            if fields.next() != Some("w") {
+                continue;
+            }
+            let mut number = || fields.next().and_then(|f| f.parse::<i64>().ok());
+            let (Some(partition), Some(offset), Some(age)) = (number(), number(), number()) else {
+                anyhow::bail!("{}: malformed line {line:?}", log.display());
+            };
+            ages_ms.push(age.clamp(0, i64::from(u32::MAX)) as u32);
+            match counts
+                .get_mut(&(partition as i32))
+                .and_then(|c| c.get_mut(offset as usize))
+            {
+                Some(count) => *count = count.saturating_add(1),
+                // Written, but above the watermark read at the end: cannot be.
+                None => beyond += 1,
+            }
+        }
+    }
+    anyhow::ensure!(
+        beyond == 0,
+        "{beyond} written offsets lie above the topic's high watermarks"
+    );
+    let mut tally = Tally::default();
+    for c in counts.values().flatten() {
+        tally.produced += 1;
+        match c {
+            0 => tally.lost += 1,
+            n => {
+                tally.processed += 1;
+                tally.duplicates += u64::from(*n) - 1;
+            }
+        }
+    }
+    ages_ms.sort_unstable();
+    if !ages_ms.is_empty() {
+        let index = ((ages_ms.len() as f64 * 0.99).ceil() as usize).clamp(1, ages_ms.len()) - 1;
+        tally.p99_wait_s = f64::from(ages_ms[index]) / 1000.0;
+    }
+    Ok(tally)
+}
+
+/// Seconds from each consumer being up to its first assignment: how long
+/// a joining consumer's rebalance keeps partitions from it.
+pub fn join_seconds(startups: &Startups) -> Vec<f64> {
+    startups
+        .up
+        .iter()
+        .filter_map(|(up_ms, log)| {
+            let text = std::fs::read_to_string(log).ok()?;
+            let assigned_ms: i64 = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("a "))
+                .find_map(|rest| rest.split(' ').next()?.parse().ok())?;
+            Some(((assigned_ms - up_ms) as f64 / 1000.0).max(0.0))
+        })
+        .collect()
+}
+
+/// The median, or None for no values.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_written_twice_and_never_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.audit");
+        let b = dir.path().join("b.audit");
+        std::fs::write(&a, "a 1000 2\nw 0 0 10\nw 0 1 20\nw 1 0 30\n").unwrap();
+        // b re-wrote offset 1 of partition 0 after a rebalance.
+        std::fs::write(&b, "a 2000 1\nw 0 1 5000\nw 0 2 40\n").unwrap();
+        let highs = HashMap::from([(0, 4), (1, 1)]);
+        let t = tally(&[a, b, dir.path().join("never-wrote.audit")], &highs).unwrap();
+        assert_eq!(
+            (t.produced, t.processed, t.duplicates, t.lost),
+            (5, 4, 1, 1),
+            "offset 3 of partition 0 was never written"
+        );
+        assert_eq!(t.p99_wait_s, 5.0);
+    }
+
+    #[test]
+    fn a_write_above_the_watermark_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.audit");
+        std::fs::write(&a, "w 0 7 1\n").unwrap();
+        let err = tally(&[a], &HashMap::from([(0, 2)])).unwrap_err();
+        assert!(err.to_string().contains("above"), "{err}");
+    }
+
+    #[test]
+    fn join_time_is_up_to_first_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.audit");
+        std::fs::write(&a, "w 0 0 1\na 4500 3\na 9000 1\n").unwrap();
+        let startups = Startups {
+            startup_s: vec![0.5],
+            up: vec![(2000, a)],
+            work: (0.0, 0.0),
+        };
+        assert_eq!(join_seconds(&startups), vec![2.5]);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[]), None);
+    }
+}
