@@ -58,8 +58,11 @@ pub struct RunRow {
     /// Seconds after the profile's end until the backlog was processed
     /// (the run's end).
     pub drain_s: f64,
-    /// The run, once a second: t, inbound_rate, processing_rate, pods, lag.
+    /// The run, once a second: t, inbound_rate, processing_rate, pods
+    /// (consumer processes alive), lag.
     pub timeline: Trace,
+    /// The replicas the HPA had set, at each `timeline.t`.
+    pub desired: Vec<u32>,
 }
 
 /// What a run measured for the prediction.
@@ -201,6 +204,7 @@ pub async fn run(
         final_replicas: start_replicas,
         drain_s: 0.0,
         timeline: Trace::new(mode.name()),
+        desired: Vec::new(),
     };
     let mut observed = Observed {
         startups: Startups::default(),
@@ -302,6 +306,7 @@ pub async fn run(
         if t >= next_trace_t {
             next_trace_t += 1.0;
             row.timeline.push(t, inbound, processed, alive, backlog);
+            row.desired.push(replicas);
         }
         if t >= duration && producer_done && backlog == 0.0 {
             row.drain_s = t - duration;
