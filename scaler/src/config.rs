@@ -76,7 +76,7 @@ struct RawSampling {
     /// KEDA's fallback applies (default 60s; at least the interval).
     max_staleness: Option<String>,
     /// History kept per source key; raised to what the policies need (three
-    /// of their longest windows plus two intervals).
+    /// of their longest windows, the 15 s rate window and two intervals).
     window: Option<String>,
     /// A ScaledObject or source key nobody asked about for this long is
     /// dropped and no longer sampled (default 10m).

@@ -15,7 +15,9 @@
 //! replay up from the group's observed size, so that when the start moves
 //! on by an epoch the new replay has caught up with the old one's state
 //! (its settle windows and the backlog its changes projected) before the
-//! newest sample's own history begins. The window keeps three histories.
+//! newest sample's own history begins. Rates look back over the whole
+//! window, so they are the same whichever replay computes them. The window
+//! keeps three histories and the rate window before them.
 //!
 //! Pure: no I/O, no clock reads.
 
@@ -24,14 +26,15 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::policy::{Decision, Observation, Params, PolicySettings, State, decide};
-use crate::signals::{LagRules, Sample, observe};
+use crate::signals::{LagRules, SHORT_RATE_WINDOW_S, Sample, observe};
 
 /// History a sampler keeps for policies whose longest look-back is
 /// `longest_history_s`: three of them (the replay starts a warm-up history
-/// and at most one epoch before the newest sample's own history), plus two
-/// sample intervals, so the replay's start is always inside the window.
+/// and at most one epoch before the newest sample's own history), the rate
+/// window before the replay's first sample, and two sample intervals, so
+/// the replay's start and its first rates are always inside the window.
 pub fn window_seconds(longest_history_s: f64, interval_s: f64) -> f64 {
-    3.0 * longest_history_s + 2.0 * interval_s
+    3.0 * longest_history_s + SHORT_RATE_WINDOW_S + 2.0 * interval_s
 }
 
 /// The window a sampler keeps for one policy (what the server keeps when
@@ -129,20 +132,23 @@ pub fn evaluate(
     let epoch = params.settings.history_needed_seconds().max(1.0);
     let start = ((samples.last()?.t - 2.0 * epoch) / epoch).floor() * epoch;
     let from = samples.iter().position(|s| s.t >= start).unwrap_or(0);
-    let samples = &samples[from..];
-    // The replay starts from the group as observed at the oldest sample
+    // The replay starts from the group as observed at its first sample
     // (its member count, when the broker reports it): what the window
     // cannot remember, the group's size still shows.
     let mut state = State {
-        replicas: samples.first().and_then(|s| s.offsets.members),
+        replicas: samples[from].offsets.members,
         ..State::default()
     };
     let mut last = None;
-    // The oldest sample only anchors the rates of the next: decided on
-    // alone it would have no rate, and the replay would begin with a
+    // Every observation looks back over the whole window, not just the
+    // replay: a sample's rates are the same whichever epoch replays it, so
+    // a replay that starts later does not see a truncated rate window. The
+    // window's oldest sample only anchors the rates of the next: decided
+    // on alone it would have no rate, and the replay would begin with a
     // scale-up from nothing that no group ever saw.
-    let first = usize::from(samples.len() > 1);
-    for (i, sample) in samples.iter().enumerate().skip(first) {
+    let first = from.max(usize::from(samples.len() > 1));
+    for i in first..samples.len() {
+        let sample = &samples[i];
         let window_full = sample.t - started_at >= history;
         let observation = observe(rules, samples, i, window_full);
         let (decision, next) = decide(params, &state, &observation, sample.t);
@@ -185,19 +191,78 @@ mod tests {
         let settings = PolicySettings::default();
         let keep = window_seconds_for(&settings, 5.0);
         assert_eq!(
-            keep, 910.0,
-            "3 x the 300 s stabilization or idle window + 2 intervals"
+            keep, 925.0,
+            "3 x the 300 s stabilization or idle window + the 15 s rate window + 2 intervals"
         );
         let mut w = SampleWindow::new(keep);
         for i in 0..300 {
             w.push(sample(f64::from(i) * 5.0));
         }
         let oldest = w.samples()[0].t;
-        assert_eq!((oldest, w.newest().unwrap().t), (585.0, 1495.0));
+        assert_eq!((oldest, w.newest().unwrap().t), (570.0, 1495.0));
         assert_eq!(w.started_at(), Some(0.0));
         w.clear();
         assert!(w.samples().is_empty() && w.started_at().is_none());
         w.push(sample(500.0));
         assert_eq!(w.started_at(), Some(500.0));
+    }
+
+    #[test]
+    fn after_the_load_stops_the_answer_only_falls_whichever_epoch_replays_it() {
+        // A step to 400 msg/s that a keeping-up group consumes, then
+        // nothing; windows of a few seconds, so that epochs turn over while
+        // the short rate window still holds the step. No member count.
+        let settings = PolicySettings {
+            pod_capacity: Some(100.0),
+            settle_seconds: 3.0,
+            scale_down_stabilization_seconds: 6.0,
+            idle_seconds: 4.0,
+            drain_seconds: 6.0,
+            startup_seconds: 2.0,
+            rebalance_seconds: 3.0,
+            ..PolicySettings::default()
+        };
+        let params = Params {
+            settings,
+            lag_threshold: 500.0,
+            activation_lag_threshold: 0.0,
+            cap: crate::policy::PartitionCap::Partitions,
+            rate_aware: true,
+        };
+        let rules = LagRules {
+            offset_reset: crate::signals::OffsetReset::Latest,
+            scale_to_zero_on_invalid_offset: false,
+            exclude_persistent_lag: false,
+        };
+        let mut w = SampleWindow::new(window_seconds_for(&params.settings, 1.0));
+        let mut offset = 0i64;
+        let mut answers = Vec::new();
+        for t in 0..70 {
+            offset += match t {
+                0..10 => 10,
+                10..40 => 400,
+                _ => 0,
+            };
+            w.push(Arc::new(Sample {
+                t: f64::from(t),
+                offsets: OffsetSnapshot {
+                    partitions: vec![PartitionOffsets {
+                        topic: Arc::from("t"),
+                        partition: 0,
+                        high_watermark: offset,
+                        committed: Some(offset),
+                    }],
+                    members: None,
+                },
+                prometheus: PrometheusReading::NotConfigured,
+            }));
+            answers.push(w.evaluate(&params, &rules).unwrap().decision.replicas);
+        }
+        let after = &answers[40..];
+        assert!(
+            after.windows(2).all(|p| p[1] <= p[0]),
+            "the answer rose after the load stopped: {after:?}"
+        );
+        assert_eq!(*after.last().unwrap(), 0, "idle at the end: {after:?}");
     }
 }

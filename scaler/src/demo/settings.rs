@@ -148,6 +148,8 @@ impl DemoSettings {
             noise: 0.0,
             seed: 42,
             hot_partition_share: None,
+            // tansu does not answer DescribeGroups.
+            members_reported: false,
             scaler_restarts: vec![0.0],
             step_seconds: 1.0,
             sample_seconds: self.sample_seconds(),

@@ -100,6 +100,11 @@ pub struct Scenario {
     /// Share of the load on partition 0 (the rest spread evenly).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hot_partition_share: Option<f64>,
+    /// Whether the broker tells the scaler the group's member count
+    /// (DescribeGroups). tansu does not, nor does MSK without the
+    /// `kafka-cluster:DescribeGroup` grant.
+    #[serde(default = "defaults::members_reported")]
+    pub members_reported: bool,
     /// Instants (seconds) at which the scaler restarts: its window empties,
     /// as for a new replica, and refills from there.
     #[serde(default)]
@@ -138,6 +143,9 @@ mod defaults {
     }
     pub fn rebalance() -> Rebalance {
         Rebalance::Cooperative
+    }
+    pub fn members_reported() -> bool {
+        true
     }
     pub fn seed() -> u64 {
         42
@@ -346,6 +354,7 @@ fn base(name: &str, partitions: u32, load: Vec<Segment>) -> Scenario {
         noise: 0.0,
         seed: defaults::seed(),
         hot_partition_share: None,
+        members_reported: true,
         scaler_restarts: Vec::new(),
         step_seconds: defaults::step_seconds(),
         sample_seconds: defaults::sample_seconds(),

@@ -111,6 +111,8 @@ pub struct World {
     pub waits: Waits,
     /// Messages processed in the last step, per second.
     pub processing_rate: f64,
+    /// Whether snapshots carry the member count (DescribeGroups answered).
+    members_reported: bool,
 }
 
 impl World {
@@ -137,6 +139,7 @@ impl World {
             topic: Arc::from(TOPIC),
             waits: Waits::default(),
             processing_rate: 0.0,
+            members_reported: s.members_reported,
         };
         // Initial pods are running and assigned already.
         for _ in 0..s.replicas_at_start() {
@@ -317,7 +320,9 @@ impl World {
                     committed: Some((self.consumed[p] - self.inflight[p]).floor() as i64),
                 })
                 .collect(),
-            members: Some(self.ready_members.len() as u32),
+            members: self
+                .members_reported
+                .then_some(self.ready_members.len() as u32),
         }
     }
 
