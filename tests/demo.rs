@@ -95,6 +95,7 @@ fn lagrate_scales_real_consumers_up_and_down_and_every_message_is_processed_once
     assert_eq!(run["processed"].as_u64(), Some(produced), "{run}");
     assert_eq!(run["duplicates"].as_u64(), Some(0), "{run}");
     assert_eq!(run["lost"].as_u64(), Some(0), "{run}");
+    assert_eq!(run["unprocessed"].as_u64(), Some(0), "{run}");
 
     // Up during the step, down after it.
     let t = series(run, &["timeline", "t"]);

@@ -15,7 +15,7 @@ mod metrics;
 mod sink;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,11 @@ struct Args {
     /// Consumer group.
     #[arg(long, env = "CONSUMER_GROUP", default_value = "trade-tx-consumer")]
     consumer_group: String,
+    /// How partitions are assigned: cooperative-sticky (only moved partitions
+    /// pause in a rebalance), or the eager range or roundrobin (every
+    /// partition is revoked and reassigned).
+    #[arg(long, env = "PARTITION_ASSIGNMENT_STRATEGY", default_value = "cooperative-sticky", value_parser = ["cooperative-sticky", "range", "roundrobin"])]
+    assignment_strategy: String,
     /// Messages per batch (per partition).
     #[arg(long, env = "BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -209,7 +214,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut config: ClientConfig = settings.client_config()?;
     config
         .set("group.id", &args.consumer_group)
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("partition.assignment.strategy", &args.assignment_strategy)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -266,13 +271,47 @@ fn run(args: Args) -> anyhow::Result<()> {
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
         audit: audit.as_deref(),
     };
-    let mut lag_updated = Instant::now();
+    // The lag gauge asks the broker for each partition's high watermark:
+    // a round trip per partition, on a thread of its own so that the poll
+    // loop never waits for it.
+    let polling = AtomicBool::new(true);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        scope.spawn(|| {
+            let mut last = Instant::now();
+            while polling.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL_TIMEOUT);
+                if last.elapsed() >= LAG_UPDATE_INTERVAL {
+                    update_lag(&consumer, &progress, &metrics, &args.topic);
+                    last = Instant::now();
+                }
+            }
+        });
+        let result = poll_until_stopped(&consumer, &mut consumer_loop, &stop, batch_size, timeout);
+        polling.store(false, Ordering::Relaxed);
+        result
+    })?;
+    tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");
+    consumer_loop.write_due(|_| true)?;
+    consumer_loop.commit(CommitMode::Sync);
+    if let Some(p) = &dlq {
+        let _ = p.flush(Duration::from_secs(10));
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(processed = metrics.processed.get(), "stopped");
+    Ok(())
+}
+
+/// Polls and writes due batches until SIGTERM.
+fn poll_until_stopped(
+    consumer: &BaseConsumer<GroupContext>,
+    consumer_loop: &mut Loop<'_>,
+    stop: &AtomicBool,
+    batch_size: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if lag_updated.elapsed() >= LAG_UPDATE_INTERVAL {
-            consumer_loop.update_lag();
-            lag_updated = Instant::now();
-        }
         let mut full = false;
         if let Some(result) = consumer.poll(POLL_TIMEOUT) {
             match result {
@@ -289,16 +328,25 @@ fn run(args: Args) -> anyhow::Result<()> {
             last_check = Instant::now();
         }
     }
-    tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");
-    consumer_loop.write_due(|_| true)?;
-    consumer_loop.commit(CommitMode::Sync);
-    if let Some(p) = &dlq {
-        let _ = p.flush(Duration::from_secs(10));
-    }
-    consumer.unsubscribe();
-    drop(consumer);
-    tracing::info!(processed = metrics.processed.get(), "stopped");
     Ok(())
+}
+
+/// Lag as this consumer sees it: high watermark minus written offset.
+fn update_lag(
+    consumer: &BaseConsumer<GroupContext>,
+    progress: &Mutex<Progress>,
+    metrics: &Metrics,
+    topic: &str,
+) {
+    let written: Vec<(i32, i64)> = {
+        let progress = progress.lock().expect("progress lock");
+        progress.written.iter().map(|(p, o)| (*p, *o)).collect()
+    };
+    for (partition, offset) in written {
+        if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1)) {
+            metrics.set_lag(partition, (high - offset).max(0));
+        }
+    }
 }
 
 struct Loop<'a> {
@@ -402,22 +450,6 @@ impl Loop<'_> {
         }
         self.commit(CommitMode::Async);
         Ok(())
-    }
-
-    /// Lag as this consumer sees it: high watermark minus written offset.
-    fn update_lag(&self) {
-        let written: Vec<(i32, i64)> = {
-            let progress = self.progress.lock().expect("progress lock");
-            progress.written.iter().map(|(p, o)| (*p, *o)).collect()
-        };
-        for (partition, offset) in written {
-            if let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(self.topic, partition, Duration::from_secs(1))
-            {
-                self.metrics.set_lag(partition, (high - offset).max(0));
-            }
-        }
     }
 
     fn commit(&self, mode: CommitMode) {

@@ -16,17 +16,28 @@ pub struct Tally {
     pub processed: u64,
     /// Writes beyond the first of an offset.
     pub duplicates: u64,
-    /// Offsets below the high watermark never written.
+    /// Offsets the group committed past without any consumer writing them.
     pub lost: u64,
+    /// Offsets at or after the group's committed offset, not written: still
+    /// in the topic, for the next consumer (a run stopped before draining).
+    pub unprocessed: u64,
     /// 99th percentile of the messages' age when consumed, seconds.
     pub p99_wait_s: f64,
 }
 
-/// Counts the logs against the topic's high watermarks (partition -> high).
-pub fn tally(logs: &[PathBuf], high_watermarks: &HashMap<i32, i64>) -> anyhow::Result<Tally> {
-    let mut counts: HashMap<i32, Vec<u8>> = high_watermarks
+/// Where a partition ended: its high watermark and the group's committed
+/// offset (None: never committed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionEnd {
+    pub high_watermark: i64,
+    pub committed: Option<i64>,
+}
+
+/// Counts the logs against where each partition ended.
+pub fn tally(logs: &[PathBuf], ends: &HashMap<i32, PartitionEnd>) -> anyhow::Result<Tally> {
+    let mut counts: HashMap<i32, Vec<u8>> = ends
         .iter()
-        .map(|(&p, &high)| (p, vec![0u8; high.max(0) as usize]))
+        .map(|(&p, end)| (p, vec![0u8; end.high_watermark.max(0) as usize]))
         .collect();
     let mut ages_ms: Vec<u32> = Vec::new();
     let mut beyond = 0u64;
@@ -60,13 +71,17 @@ pub fn tally(logs: &[PathBuf], high_watermarks: &HashMap<i32, i64>) -> anyhow::R
         "{beyond} written offsets lie above the topic's high watermarks"
     );
     let mut tally = Tally::default();
-    for c in counts.values().flatten() {
-        tally.produced += 1;
-        match c {
-            0 => tally.lost += 1,
-            n => {
-                tally.processed += 1;
-                tally.duplicates += u64::from(*n) - 1;
+    for (partition, partition_counts) in &counts {
+        let committed = ends[partition].committed.unwrap_or(0).max(0) as usize;
+        for (offset, n) in partition_counts.iter().enumerate() {
+            tally.produced += 1;
+            match n {
+                0 if offset < committed => tally.lost += 1,
+                0 => tally.unprocessed += 1,
+                n => {
+                    tally.processed += 1;
+                    tally.duplicates += u64::from(*n) - 1;
+                }
             }
         }
     }
@@ -113,13 +128,18 @@ mod tests {
         let b = dir.path().join("b.audit");
         std::fs::write(&a, "a 1000 2\nw 0 0 10\nw 0 1 20\nw 1 0 30\n").unwrap();
         // b re-wrote offset 1 of partition 0 after a rebalance.
-        std::fs::write(&b, "a 2000 1\nw 0 1 5000\nw 0 2 40\n").unwrap();
-        let highs = HashMap::from([(0, 4), (1, 1)]);
-        let t = tally(&[a, b, dir.path().join("never-wrote.audit")], &highs).unwrap();
+        std::fs::write(&b, "a 2000 1\nw 0 1 5000\nw 0 2 40\nw 1 1 7\n").unwrap();
+        let end = |high_watermark, committed| PartitionEnd {
+            high_watermark,
+            committed: Some(committed),
+        };
+        let ends = HashMap::from([(0, end(5, 4)), (1, end(3, 2))]);
+        let t = tally(&[a, b, dir.path().join("never-wrote.audit")], &ends).unwrap();
+        assert_eq!((t.produced, t.processed, t.duplicates), (8, 5, 1), "{t:?}");
         assert_eq!(
-            (t.produced, t.processed, t.duplicates, t.lost),
-            (5, 4, 1, 1),
-            "offset 3 of partition 0 was never written"
+            (t.lost, t.unprocessed),
+            (1, 2),
+            "offset 3 of partition 0 was committed past unwritten; offset 4 of it and 2 of partition 1 wait in the topic"
         );
         assert_eq!(t.p99_wait_s, 5.0);
     }
@@ -129,7 +149,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.audit");
         std::fs::write(&a, "w 0 7 1\n").unwrap();
-        let err = tally(&[a], &HashMap::from([(0, 2)])).unwrap_err();
+        let ends = HashMap::from([(
+            0,
+            PartitionEnd {
+                high_watermark: 2,
+                committed: None,
+            },
+        )]);
+        let err = tally(&[a], &ends).unwrap_err();
         assert!(err.to_string().contains("above"), "{err}");
     }
 

@@ -5,15 +5,38 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::{Child, Command};
 
-/// A free TCP port on loopback.
+/// Ports handed out are below Linux's ephemeral range (32768 and up), so
+/// that the many outgoing connections of the demo's Kafka clients cannot
+/// take a port between the moment it is picked and the moment a child
+/// binds it; each is handed out once.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free TCP port on loopback, not handed out before by this process.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let span = PORTS.end - PORTS.start;
+    // Start where this process's id hashes to, so that concurrent demos
+    // (tests, whose ids are often consecutive) look in different places.
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        (u64::from(std::process::id()).wrapping_mul(2_654_435_761) % u64::from(span)) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = PORTS.start + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port on 127.0.0.1 in {PORTS:?}")
 }
 
 /// A running child process.

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::sim::scenario::Rebalance;
 use run::{Binaries, Mode};
 use settings::DemoSettings;
 pub use settings::REFERENCE_PROFILE;
@@ -53,6 +54,13 @@ pub struct DemoArgs {
     /// costs 1/N s per message); 100 as in the reference demo.
     #[arg(long, default_value_t = 100.0)]
     pub consumer_capacity: f64,
+    /// How the consumers rebalance: eager (range assignment: every partition
+    /// pauses) or cooperative (cooperative-sticky: only moved partitions
+    /// pause). Eager by default: tansu's cooperative rebalances can leave a
+    /// partition with two owners at once (duplicates) and take tens of
+    /// seconds when many consumers join.
+    #[arg(long, value_enum, default_value_t = RebalanceArg::Eager)]
+    pub rebalance: RebalanceArg,
     /// Most consumers at once (KEDA's maxReplicaCount); default: --partitions.
     #[arg(long)]
     pub max_replicas: Option<u32>,
@@ -61,12 +69,16 @@ pub struct DemoArgs {
     /// default behavior) and show both.
     #[arg(long)]
     pub compare: bool,
-    /// Print one JSON object at the end instead of the table.
+    /// Print one JSON object at the end on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
     /// Directory for the chart (demo.svg) and the scenario file (demo.yaml).
     #[arg(long, default_value = "lagrate-demo")]
     pub out: PathBuf,
+    /// Keep the working directory (broker data, every process's log, the
+    /// consumers' audit logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
     /// The tansu broker binary (default: the install cache, then PATH).
     #[arg(long, env = "TANSU_BIN")]
     pub tansu: Option<PathBuf>,
@@ -76,6 +88,12 @@ pub struct DemoArgs {
     /// Directory of trade-producer and trade-consumer (default: lagrate's own).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RebalanceArg {
+    Eager,
+    Cooperative,
 }
 
 /// How the demo ended.
@@ -125,6 +143,10 @@ impl DemoArgs {
             self.partitions,
             self.consumer_capacity,
             max_replicas,
+            match self.rebalance {
+                RebalanceArg::Eager => Rebalance::Eager,
+                RebalanceArg::Cooperative => Rebalance::Cooperative,
+            },
         ))
     }
 }
@@ -170,7 +192,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let result = runs(&args, &settings, &bins, &mut stack, &stop).await;
     stack.stop().await;
     watcher.abort();
-    drop(dir);
+    if args.keep {
+        eprintln!("kept {}", dir.keep().display());
+    }
     match signal.load(Ordering::Relaxed) {
         0 => result.map(|()| Outcome::Done),
         code => Ok(Outcome::Interrupted(code)),
@@ -198,6 +222,8 @@ async fn runs(
     }
     let summary = report::Summary::new(settings, results, &args.out)?;
     if args.json {
+        // The table stays in sight on stderr; stdout is the JSON alone.
+        eprint!("{}", summary.table());
         println!("{}", serde_json::to_string(&summary.json())?);
     } else {
         print!("{}", summary.table());

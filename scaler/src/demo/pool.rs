@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::children::{Proc, free_port};
 use super::stack::Target;
+use crate::sim::scenario::Rebalance;
 
 /// One consumer process.
 struct Member {
@@ -41,6 +42,8 @@ pub struct Pool {
     next_id: u32,
     /// Every audit log written, in start order.
     pub audit_logs: Vec<PathBuf>,
+    /// Members that exited without being asked to.
+    pub crashes: u32,
     pub startups: Startups,
 }
 
@@ -49,9 +52,9 @@ impl Pool {
         bin: PathBuf,
         dir: &Path,
         broker: &str,
-        topic: &str,
-        group: &str,
+        (topic, group): (&str, &str),
         capacity: f64,
+        rebalance: Rebalance,
     ) -> Self {
         Pool {
             bin,
@@ -62,11 +65,20 @@ impl Pool {
                 ("CONSUMER_GROUP", group.to_owned()),
                 ("PROCESSING_RATE", capacity.to_string()),
                 ("RUST_LOG", "info".to_owned()),
+                (
+                    "PARTITION_ASSIGNMENT_STRATEGY",
+                    match rebalance {
+                        Rebalance::Eager => "range",
+                        Rebalance::Cooperative => "cooperative-sticky",
+                    }
+                    .to_owned(),
+                ),
             ],
             topic: topic.to_owned(),
             members: Vec::new(),
             next_id: 0,
             audit_logs: Vec::new(),
+            crashes: 0,
             startups: Startups::default(),
         }
     }
@@ -171,7 +183,8 @@ impl Pool {
     }
 
     /// Reaps members that exited and notes the ones that came up. A
-    /// member that exits without being asked to is reported.
+    /// member that exits without being asked to is reported (and, as a
+    /// Deployment would, replaced at the next `scale_to`).
     pub async fn poll(&mut self) -> Vec<String> {
         let mut crashed = Vec::new();
         for m in &mut self.members {
@@ -190,6 +203,7 @@ impl Pool {
         for mut m in std::mem::take(&mut self.members) {
             if m.proc.exited() {
                 if !m.stopping {
+                    self.crashes += 1;
                     crashed.push(format!(
                         "{} exited on its own:\n{}",
                         m.proc.name,

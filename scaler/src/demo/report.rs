@@ -98,7 +98,7 @@ impl Summary {
 
     pub fn table(&self) -> String {
         let mut out = format!(
-            "\n{:<22} {:>10} {:>8} {:>9} {:>7} {:>9} {:>9} {:>5} {:>5} {:>11}\n",
+            "\n{:<22} {:>10} {:>8} {:>9} {:>7} {:>9} {:>9} {:>7} {:>5} {:>7} {:>11}\n",
             "run",
             "pod-s",
             "p99 s",
@@ -108,11 +108,12 @@ impl Summary {
             "processed",
             "dups",
             "lost",
+            "left",
             "replicas"
         );
         for (mode, r) in &self.runs {
             out.push_str(&format!(
-                "{:<22} {:>10.0} {:>8.1} {:>9.0} {:>7} {:>9} {:>9} {:>5} {:>5} {:>11}\n",
+                "{:<22} {:>10.0} {:>8.1} {:>9.0} {:>7} {:>9} {:>9} {:>7} {:>5} {:>7} {:>11}\n",
                 mode.name(),
                 r.pod_seconds,
                 r.p99_wait_s,
@@ -122,6 +123,7 @@ impl Summary {
                 r.processed,
                 r.duplicates,
                 r.lost,
+                r.unprocessed,
                 format!(
                     "{}->{}->{}",
                     r.start_replicas, r.max_replicas, r.final_replicas
@@ -148,6 +150,9 @@ impl Summary {
                 s.pod_capacity, s.startup_seconds, s.rebalance_seconds
             ));
         }
+        out.push_str(
+            "pod-s: consumer-seconds over the profile; left: still in the topic when the run stopped\n",
+        );
         out.push_str(&format!(
             "scenario: {}\nchart:    {}\n",
             self.scenario_path.display(),
@@ -157,13 +162,21 @@ impl Summary {
     }
 }
 
+/// Saturated samples needed before they, not the sink's cost, give the
+/// capacity.
+const MIN_SATURATED_SAMPLES: usize = 20;
+
 /// The demo's scenario with the capacity, start-up and rebalance times the
-/// lagrate run measured. Capacity is messages written per second of
-/// writing, over every consumer (the configured capacity when nothing was
-/// written).
+/// lagrate run measured. Capacity is what a consumer processed while every
+/// consumer had work queued (the median: a broker or a machine that cannot
+/// feed them all shows here); without enough such moments, messages written
+/// per second of writing, over every consumer (the sink's own cost); the
+/// configured capacity when nothing was written.
 fn measured_scenario(settings: &DemoSettings, o: &Observed) -> Scenario {
     let (written, busy_s) = o.startups.work;
-    let capacity = if written > 0.0 && busy_s > 0.0 {
+    let capacity = if o.saturated_per_pod.len() >= MIN_SATURATED_SAMPLES {
+        median(&o.saturated_per_pod).unwrap_or(settings.consumer_capacity)
+    } else if written > 0.0 && busy_s > 0.0 {
         written / busy_s
     } else {
         settings.consumer_capacity

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::audit::{self, Tally};
+use super::audit::{self, PartitionEnd, Tally};
 use super::children::{Proc, free_port};
 use super::control::{Control, scaled_object};
 use super::pool::{Pool, Startups};
@@ -45,9 +45,15 @@ pub struct RunRow {
     pub produced: u64,
     pub processed: u64,
     pub duplicates: u64,
+    /// Committed past without being written.
     pub lost: u64,
+    /// Still in the topic when the run stopped (it stops at most
+    /// max(duration, 120 s) after the profile's end).
+    pub unprocessed: u64,
     /// Consumer processes alive, integrated over the profile, seconds.
     pub pod_seconds: f64,
+    /// The same until the run's end: the profile and the drain after it.
+    pub pod_seconds_total: f64,
     pub p99_wait_s: f64,
     pub peak_lag: f64,
     /// Changes of the replica count the HPA set.
@@ -68,6 +74,9 @@ pub struct RunRow {
 /// What a run measured for the prediction.
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// Processed msg/s per consumer over 5 s in which the consumers did
+    /// not change and each had at least 5 s of work queued.
+    pub saturated_per_pod: Vec<f64>,
     pub startups: Startups,
     pub join_s: Vec<f64>,
 }
@@ -76,6 +85,10 @@ pub struct Binaries {
     pub producer: PathBuf,
     pub consumer: PathBuf,
 }
+
+/// Consumers that may exit on their own (and be replaced) before the run
+/// is abandoned.
+const MAX_CRASHES: u32 = 5;
 
 /// Tick of the control loop, seconds.
 const TICK_S: f64 = 0.5;
@@ -130,9 +143,9 @@ pub async fn run(
         bins.consumer.clone(),
         &stack.dir,
         &stack.broker,
-        &topic,
-        &group,
+        (&topic, &group),
         settings.consumer_capacity,
+        settings.rebalance,
     );
     let start_replicas = settings.start_replicas();
     pool.scale_to(start_replicas)?;
@@ -157,8 +170,8 @@ pub async fn run(
             joined.elapsed() < Duration::from_secs(60),
             "the first consumer got no partitions within 60 s"
         );
-        let crashed = pool.poll().await;
-        anyhow::ensure!(crashed.is_empty(), "{}", crashed.join("\n"));
+        reap(&mut pool, &view).await?;
+        pool.scale_to(start_replicas)?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -195,7 +208,9 @@ pub async fn run(
         processed: 0,
         duplicates: 0,
         lost: 0,
+        unprocessed: 0,
         pod_seconds: 0.0,
+        pod_seconds_total: 0.0,
         p99_wait_s: 0.0,
         peak_lag: 0.0,
         scale_actions: 0,
@@ -207,11 +222,12 @@ pub async fn run(
         desired: Vec::new(),
     };
     let mut observed = Observed {
+        saturated_per_pod: Vec::new(),
         startups: Startups::default(),
         join_s: Vec::new(),
     };
-    // (t, produced, committed) over the last seconds: rates.
-    let mut history: VecDeque<(f64, f64, f64)> = VecDeque::new();
+    // (t, produced, committed, pods alive, backlog) over the last seconds.
+    let mut history: VecDeque<(f64, f64, f64, u32, f64)> = VecDeque::new();
     let mut previous: Option<OffsetSnapshot> = None;
     let mut replicas = start_replicas;
     let mut next_trace_t = 0.0;
@@ -262,8 +278,7 @@ pub async fn run(
             replicas = desired;
         }
         pool.scale_to(replicas)?;
-        let crashed = pool.poll().await;
-        anyhow::ensure!(crashed.is_empty(), "{}", crashed.join("\n"));
+        reap(&mut pool, &view).await?;
         let mut targets = pool.targets();
         if !producer_done {
             targets.push(producer_target.clone());
@@ -274,16 +289,26 @@ pub async fn run(
         }
 
         let alive = pool.alive();
+        row.pod_seconds_total += f64::from(alive) * TICK_S;
         if t <= duration {
             row.pod_seconds += f64::from(alive) * TICK_S;
             row.peak_lag = row.peak_lag.max(backlog);
             row.max_replicas = row.max_replicas.max(replicas);
         }
-        history.push_back((t, produced, committed));
+        history.push_back((t, produced, committed, alive, backlog));
         while history.front().is_some_and(|h| t - h.0 > 5.0) {
             history.pop_front();
         }
         let (inbound, processed) = rates(&history, 2.0);
+        let full = history.front().is_some_and(|h| t - h.0 >= 4.5);
+        let saturated = history
+            .iter()
+            .all(|h| h.3 == alive && h.4 >= f64::from(alive) * settings.consumer_capacity * 5.0);
+        if full && saturated && alive > 0 {
+            observed
+                .saturated_per_pod
+                .push(rates(&history, 5.0).1 / f64::from(alive));
+        }
 
         if t >= next_reason_t {
             next_reason_t = t + 2.0;
@@ -329,30 +354,55 @@ pub async fn run(
     let end = snapshot()
         .await
         .ok_or_else(|| anyhow::anyhow!("cannot read the topic's offsets at the end"))?;
-    let highs: HashMap<i32, i64> = end
+    let ends: HashMap<i32, PartitionEnd> = end
         .partitions
         .iter()
-        .map(|p| (p.partition, p.high_watermark))
+        .map(|p| {
+            (
+                p.partition,
+                PartitionEnd {
+                    high_watermark: p.high_watermark,
+                    committed: p.committed,
+                },
+            )
+        })
         .collect();
     let Tally {
         produced,
         processed,
         duplicates,
         lost,
+        unprocessed,
         p99_wait_s,
-    } = audit::tally(&pool.audit_logs, &highs)?;
+    } = audit::tally(&pool.audit_logs, &ends)?;
     row.produced = produced;
     row.processed = processed;
     row.duplicates = duplicates;
     row.lost = lost;
+    row.unprocessed = unprocessed;
     row.p99_wait_s = p99_wait_s;
     observed.join_s = audit::join_seconds(&pool.startups);
     observed.startups = pool.startups.clone();
     Ok(Some((row, observed)))
 }
 
+/// Reaps exited consumers; one that exited on its own is shown (and
+/// replaced by the next `scale_to`, as a Deployment would), up to
+/// MAX_CRASHES in a run.
+async fn reap(pool: &mut Pool, view: &View) -> anyhow::Result<()> {
+    for crash in pool.poll().await {
+        view.say(&crash);
+    }
+    anyhow::ensure!(
+        pool.crashes <= MAX_CRASHES,
+        "{} consumers exited on their own; see the messages above",
+        pool.crashes
+    );
+    Ok(())
+}
+
 /// (inbound, processed) msg/s over the last `window_s` of history.
-fn rates(history: &VecDeque<(f64, f64, f64)>, window_s: f64) -> (f64, f64) {
+fn rates(history: &VecDeque<(f64, f64, f64, u32, f64)>, window_s: f64) -> (f64, f64) {
     let Some(last) = history.back() else {
         return (0.0, 0.0);
     };

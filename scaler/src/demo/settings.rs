@@ -25,6 +25,8 @@ pub struct DemoSettings {
     pub partitions: u32,
     pub consumer_capacity: f64,
     pub max_replicas: u32,
+    /// The consumers' assignment protocol.
+    pub rebalance: Rebalance,
     /// Demo seconds per second of the five-minute base timing.
     pub time_factor: f64,
 }
@@ -35,6 +37,7 @@ impl DemoSettings {
         partitions: u32,
         consumer_capacity: f64,
         max_replicas: u32,
+        rebalance: Rebalance,
     ) -> Self {
         let time_factor = profile::total(&steps).as_secs_f64() / BASE_SECONDS;
         DemoSettings {
@@ -42,6 +45,7 @@ impl DemoSettings {
             partitions,
             consumer_capacity,
             max_replicas,
+            rebalance,
             time_factor,
         }
     }
@@ -143,7 +147,7 @@ impl DemoSettings {
             batch_seconds: 1.0,
             startup_seconds: startup_s,
             rebalance_seconds: rebalance_s,
-            rebalance: Rebalance::Cooperative,
+            rebalance: self.rebalance,
             initial_replicas: None,
             noise: 0.0,
             seed: 42,
