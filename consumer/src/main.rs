@@ -270,6 +270,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         topic: &args.topic,
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
         audit: audit.as_deref(),
+        stop: &stop,
     };
     // The lag gauge asks the broker for each partition's high watermark:
     // a round trip per partition, on a thread of its own so that the poll
@@ -331,6 +332,14 @@ fn poll_until_stopped(
     Ok(())
 }
 
+/// Sleeps for `duration`, or less if `stop` is set meanwhile.
+fn sleep_unless(stop: &AtomicBool, duration: Duration) {
+    let until = Instant::now() + duration;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(POLL_TIMEOUT.min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
 /// Lag as this consumer sees it: high watermark minus written offset.
 fn update_lag(
     consumer: &BaseConsumer<GroupContext>,
@@ -357,6 +366,7 @@ struct Loop<'a> {
     topic: &'a str,
     dlq: Option<(&'a ThreadedProducer<KafkaContext>, &'a str)>,
     audit: Option<&'a AuditLog>,
+    stop: &'a AtomicBool,
 }
 
 impl Loop<'_> {
@@ -426,14 +436,26 @@ impl Loop<'_> {
             return Ok(());
         }
         for (partition, batch) in ready {
-            let started = Instant::now();
             let mut attempt = 0u32;
-            // A batch is retried until written: skipping it would lose it.
-            while let Err(e) = self.sink.write(&batch.records) {
+            // A batch is retried until written (skipping it would lose it),
+            // or until SIGTERM: then it is left unwritten and uncommitted,
+            // with the batches after it, for the partition's next owner.
+            let took = loop {
+                let started = Instant::now();
+                let Err(e) = self.sink.write(&batch.records) else {
+                    break started.elapsed().as_secs_f64();
+                };
                 attempt += 1;
+                if self.stop.load(Ordering::Relaxed) {
+                    tracing::warn!(partition, attempt, error = %e, "stopping while a batch write fails: it stays uncommitted for the next owner");
+                    return Ok(());
+                }
                 tracing::error!(partition, attempt, error = %e, "batch write failed; retrying");
-                std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
-            }
+                sleep_unless(
+                    self.stop,
+                    Duration::from_millis(200 * u64::from(attempt.min(25))),
+                );
+            };
             if let Some(audit) = self.audit {
                 // Before the commit: a committed offset is always in the log.
                 while let Err(e) = audit.written(&batch.records) {
@@ -441,7 +463,8 @@ impl Loop<'_> {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
-            let took = started.elapsed().as_secs_f64();
+            // Busy time is the write that succeeded: an outage's retries
+            // are not capacity in use.
             self.metrics.batch_seconds.observe(took);
             self.metrics.busy_seconds.inc_by(took);
             self.metrics.processed.inc_by(batch.records.len() as u64);

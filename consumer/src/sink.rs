@@ -46,9 +46,12 @@ impl Sink for Simulated {
 }
 
 /// One multi-row INSERT per batch into `trades`, idempotent on `trade_id`,
-/// so a batch replayed after a crash writes no duplicates.
+/// so a batch replayed after a crash writes no duplicates. A connection
+/// the server closed (a restart, a failover) is opened again by the next
+/// write.
 pub struct Postgres {
-    client: postgres::Client,
+    url: String,
+    client: Option<postgres::Client>,
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
@@ -69,7 +72,17 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
 const COLUMNS: usize = 10;
 
 impl Postgres {
+    /// Connects and creates the table; an error here stops the consumer
+    /// at start, naming DATABASE_URL.
     pub fn connect(url: &str) -> anyhow::Result<Self> {
+        let client = Self::open(url)?;
+        Ok(Postgres {
+            url: url.to_owned(),
+            client: Some(client),
+        })
+    }
+
+    fn open(url: &str) -> anyhow::Result<postgres::Client> {
         let mut client = postgres::Client::connect(url, postgres::NoTls)
             .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
         // Consumers start together: serialize the CREATE (IF NOT EXISTS
@@ -78,7 +91,17 @@ impl Postgres {
         tx.batch_execute("SELECT pg_advisory_xact_lock(4242001)")?;
         tx.batch_execute(CREATE)?;
         tx.commit()?;
-        Ok(Postgres { client })
+        Ok(client)
+    }
+
+    /// The open connection, opened again if the server closed it.
+    fn client(&mut self) -> anyhow::Result<&mut postgres::Client> {
+        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
+            self.client = None;
+            self.client = Some(Self::open(&self.url)?);
+            tracing::info!("reconnected to PostgreSQL");
+        }
+        Ok(self.client.as_mut().expect("just opened"))
     }
 }
 
@@ -125,7 +148,7 @@ impl Sink for Postgres {
         sql.push_str(" ON CONFLICT (trade_id) DO NOTHING");
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
             params.iter().map(|p| p.as_ref()).collect();
-        self.client.execute(sql.as_str(), &refs)?;
+        self.client()?.execute(sql.as_str(), &refs)?;
         Ok(())
     }
 }

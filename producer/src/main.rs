@@ -64,6 +64,10 @@ struct Args {
     /// the brokers' default.replication.factor.
     #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = -1, allow_negative_numbers = true)]
     topic_replication_factor: i32,
+    /// Messages held unacknowledged before sending waits for the broker
+    /// (librdkafka's queue.buffering.max.messages).
+    #[arg(long, env = "QUEUE_BUFFERING_MAX_MESSAGES", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    queue_max_messages: u32,
     /// Port of /metrics and /rate.
     #[arg(long, env = "METRICS_PORT", default_value_t = 8001)]
     metrics_port: u16,
@@ -234,7 +238,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "1000000");
+        .set(
+            "queue.buffering.max.messages",
+            args.queue_max_messages.to_string(),
+        );
     let producer: ThreadedProducer<DeliveryContext> =
         config.create_with_context(DeliveryContext {
             kafka: settings.context(),
@@ -305,6 +312,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut credit = 0.0f64;
     let mut window_start = started;
     let mut window_sent = metrics.sent.get();
+    let mut unsent: Option<(String, Vec<u8>)> = None;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let elapsed = now - started;
@@ -327,16 +335,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         credit = (credit + target * (now - last).as_secs_f64()).min(target * MAX_BURST_S + 1.0);
         last = now;
         while credit >= 1.0 {
-            let trade = trades.next_trade(kafka_settings::unix_ms());
-            let payload = serde_json::to_vec(&trade)?;
+            // A trade the full queue refused is sent before any new one: a
+            // generated trade is never dropped, so no account_seq is skipped.
+            let (key, payload) = match unsent.take() {
+                Some(trade) => trade,
+                None => {
+                    let trade = trades.next_trade(kafka_settings::unix_ms());
+                    (trade.account_id.clone(), serde_json::to_vec(&trade)?)
+                }
+            };
             let record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
-                .key(trade.account_id.as_bytes())
+                .key(key.as_bytes())
                 .payload(&payload);
             match producer.send(record) {
                 Ok(()) => credit -= 1.0,
                 Err((e, _)) => {
                     // Queue full: the broker is the limit; try next tick.
                     tracing::debug!(error = %e, "send queue full");
+                    unsent = Some((key, payload));
                     break;
                 }
             }
@@ -352,6 +368,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         std::thread::sleep(TICK.saturating_sub(now.elapsed()));
     }
     tracing::info!("flushing");
+    // The trade a full queue refused last is sent too: it was generated.
+    if let Some((key, payload)) = unsent {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
+            .key(key.as_bytes())
+            .payload(&payload);
+        while let Err((e, returned)) = producer.send(record) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the last trade could not be queued within 30 s: {e}"
+            );
+            record = returned;
+            std::thread::sleep(TICK);
+        }
+    }
     producer.flush(Duration::from_secs(30))?;
     tracing::info!(
         sent = metrics.sent.get(),

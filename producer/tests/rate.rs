@@ -3,6 +3,7 @@
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use testbed::{Process, Tansu, free_port, http_get, unique};
@@ -225,4 +226,34 @@ fn creates_a_missing_topic_with_topic_partitions_and_leaves_an_existing_one_alon
         "{}",
         p.logs()
     );
+}
+
+#[test]
+fn a_full_send_queue_delays_trades_but_skips_no_account_seq() {
+    let broker = Tansu::start();
+    let topic = unique("queue-full");
+    broker.create_topic(&topic, 2);
+    // A queue of 5 messages at 20,000 msg/s fills many times a second.
+    let mut env = env(&broker, &topic, free_port());
+    env.push(("QUEUE_BUFFERING_MAX_MESSAGES", "5".into()));
+    env.push(("ACCOUNTS", "50".into()));
+    let mut p = Process::start(
+        PRODUCER,
+        &["--rate", "20000", "--duration-seconds", "3"],
+        &env,
+    );
+    assert!(p.wait(Duration::from_secs(60)).success(), "{}", p.logs());
+    let mut seqs: HashMap<String, Vec<u64>> = HashMap::new();
+    for payload in broker.payloads(&topic) {
+        let trade: trade_model::Trade = serde_json::from_slice(&payload).unwrap();
+        seqs.entry(trade.account_id)
+            .or_default()
+            .push(trade.account_seq);
+    }
+    assert!(!seqs.is_empty());
+    for (account, mut got) in seqs {
+        got.sort_unstable();
+        let want: Vec<u64> = (1..=got.len() as u64).collect();
+        assert_eq!(got, want, "account {account}: sequence numbers skipped");
+    }
 }

@@ -6,8 +6,10 @@ use super::*;
 /// authentication on 127.0.0.1, fsync off; removed on drop.
 pub struct Postgres {
     pub port: u16,
-    _child: Guarded,
-    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_root: bool,
+    child: Option<Guarded>,
+    dir: tempfile::TempDir,
 }
 
 impl Postgres {
@@ -20,7 +22,6 @@ impl Postgres {
             .max()
             .expect("no /usr/lib/postgresql/*/bin/initdb");
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
         // PostgreSQL refuses to run as root: run it as the postgres user.
         let as_root = running_as_root();
         if as_root {
@@ -30,55 +31,89 @@ impl Postgres {
                 .status()
                 .expect("chown");
         }
-        let command = |program: &Path| {
-            if as_root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(program);
-                c
-            } else {
-                Command::new(program)
-            }
+        let mut db = Postgres {
+            port: free_port(),
+            bin,
+            as_root,
+            child: None,
+            dir,
         };
-        let status = command(&bin.join("initdb"))
+        let status = db
+            .command("initdb")
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
+            .arg(db.dir.path().join("data"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .expect("initdb");
         assert!(status.success(), "initdb failed");
-        let port = free_port();
-        let log_path = dir.path().join("postgres.log");
+        db.restart();
+        db
+    }
+
+    /// One of the server's programs, run as the postgres user under root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// Stops the server (a fast shutdown: clients are disconnected).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // pg_ctl signals the server itself (the child may be runuser).
+            let _ = self
+                .command("pg_ctl")
+                .args(["stop", "-m", "fast", "-D"])
+                .arg(self.dir.path().join("data"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if child.wait_exit(Duration::from_secs(30)).is_none() {
+                panic!("postgres did not stop within 30 s");
+            }
+        }
+    }
+
+    /// Starts the server (again) on the same data and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("postgres-{}.log", free_port()));
         let log = std::fs::File::create(&log_path).expect("log file");
-        if as_root {
+        if self.as_root {
             let _ = Command::new("chown")
                 .args(["postgres:postgres"])
                 .arg(&log_path)
                 .status();
         }
-        let mut child = command(&bin.join("postgres"))
+        let mut child = self
+            .command("postgres")
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .args([
                 "-p",
-                &port.to_string(),
+                &self.port.to_string(),
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
                 "fsync=off",
             ])
             .arg("-k")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("postgres");
-        wait_for_port(port, &mut child, "postgres", &log_path);
-        Postgres {
-            port,
-            _child: Guarded(child),
-            _dir: dir,
-        }
+        wait_for_port(self.port, &mut child, "postgres", &log_path);
+        self.child = Some(Guarded(child));
     }
 
     pub fn url(&self) -> String {

@@ -2,6 +2,7 @@
 //! topics, produce, commit, high watermarks.
 
 use super::*;
+use rdkafka::Message;
 
 /// A tansu broker with its SQLite engine (it survives restarts and reports
 /// correct high watermarks).
@@ -151,6 +152,39 @@ impl Tansu {
                     .1
             })
             .collect()
+    }
+
+    /// Every payload of `topic` up to its high watermarks, partition by
+    /// partition, in offset order.
+    pub fn payloads(&self, topic: &str) -> Vec<Vec<u8>> {
+        let highs = self.high_watermarks(topic);
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", unique("read"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..highs.len() as i32 {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let total: i64 = highs.iter().sum();
+        let mut out = Vec::with_capacity(total as usize);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (out.len() as i64) < total {
+            assert!(
+                Instant::now() < deadline,
+                "read {} of {total} messages of {topic} within 60 s",
+                out.len()
+            );
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                out.push(m.payload().unwrap_or_default().to_vec());
+            }
+        }
+        out
     }
 
     /// Produces raw payloads (keyed) to partition 0, e.g. a malformed message.
