@@ -347,17 +347,18 @@ fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capaci
         };
     };
     let p = obs.partitions.max(1);
-    let (pods, partition_limit) =
-        match partition_aware_pods_skewed(demand, p, capacity, hottest_share(obs)) {
-            Some(sized) => (sized.pods, None),
-            None => (
-                p,
-                Some(PartitionLimit {
-                    pods_needed: unbounded,
-                    partitions: p,
-                }),
-            ),
-        };
+    let share = hottest_share(obs);
+    let pods =
+        partition_aware_pods_skewed(demand, p, capacity, share).map_or(p, |sized| sized.pods);
+    // "Add partitions" only when the sustained rate itself outgrows one pod
+    // per partition: a backlog that needs more pods for a while drains on
+    // the pods the partitions allow.
+    let partition_limit = partition_aware_pods_skewed(rate, p, capacity, share)
+        .is_none()
+        .then_some(PartitionLimit {
+            pods_needed: unbounded,
+            partitions: p,
+        });
     let pods = if demand <= 0.0 {
         0
     } else {

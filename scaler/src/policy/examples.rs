@@ -81,6 +81,26 @@ fn partition_aware_need_is_the_smallest_count_whose_busiest_pod_keeps_up() {
 }
 
 #[test]
+fn a_backlog_that_needs_more_pods_than_partitions_is_no_partition_warning() {
+    // 1500 msg/s on 24 partitions is 62.5 msg/s each, which 24 pods of 100
+    // serve; a burst's backlog makes the need exceed 24 for a while.
+    let d = decide(
+        &rate_aware(100.0),
+        &State::default(),
+        &obs(100_000.0, 1500.0, 24),
+        0.0,
+    )
+    .0;
+    assert_eq!(d.replicas, 24);
+    assert_eq!(d.partition_limit, None, "{}", d.reason);
+    assert!(
+        !d.reason.to_string().contains("add partitions"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
 fn load_beyond_the_partitions_is_reported_not_answered_with_more_pods() {
     let d = decide(
         &rate_aware(100.0),
