@@ -66,9 +66,9 @@ struct Args {
     /// BATCH_PROCESSING_TIME when given.
     #[arg(long, env = "PROCESSING_RATE")]
     processing_rate: Option<f64>,
-    /// Where batches go: simulated or postgres.
-    #[arg(long, env = "SINK", default_value = "simulated", value_parser = ["simulated", "postgres"])]
-    sink: String,
+    /// Where batches go.
+    #[arg(long, env = "SINK", value_enum, default_value_t = SinkKind::Simulated)]
+    sink: SinkKind,
     /// PostgreSQL URL for SINK=postgres, e.g. postgresql://user@host/db.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
@@ -83,6 +83,15 @@ struct Args {
     /// audits such as `lagrate demo`'s).
     #[arg(long, env = "AUDIT_LOG")]
     audit_log: Option<std::path::PathBuf>,
+}
+
+/// SINK's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SinkKind {
+    /// Sleeps for what a batch costs (BATCH_PROCESSING_TIME or PROCESSING_RATE).
+    Simulated,
+    /// Inserts into PostgreSQL (DATABASE_URL).
+    Postgres,
 }
 
 /// Longest wait in poll, and how often partial batches are checked.
@@ -111,6 +120,7 @@ struct GroupContext {
     topic: String,
     progress: Arc<Mutex<Progress>>,
     audit: Option<Arc<AuditLog>>,
+    metrics: Arc<Metrics>,
 }
 
 kafka_settings::forward_client_context!(GroupContext, kafka);
@@ -128,6 +138,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?partitions, "partitions revoked");
+                self.metrics.forget_lag(&partitions);
                 if let Some(audit) = &self.audit {
                     audit.rebalanced(false, partitions.len());
                 }
@@ -183,15 +194,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let settings =
         ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
-    let mut sink: Box<dyn Sink> = match args.sink.as_str() {
-        "postgres" => {
+    let mut sink: Box<dyn Sink> = match args.sink {
+        SinkKind::Postgres => {
             let url = args
                 .database_url
                 .as_deref()
                 .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required with SINK=postgres"))?;
             Box::new(sink::Postgres::connect(url)?)
         }
-        _ => Box::new(sink::Simulated {
+        SinkKind::Simulated => Box::new(sink::Simulated {
             cost: match args.processing_rate {
                 Some(rate) if rate.is_finite() && rate > 0.0 => {
                     sink::Cost::PerMessage(Duration::from_secs_f64(1.0 / rate))
@@ -225,6 +236,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         topic: args.topic.clone(),
         progress: progress.clone(),
         audit: audit.clone(),
+        metrics: metrics.clone(),
     })?;
     // librdkafka asks for the MSK IAM token (OAUTHBEARER) on the queue that
     // poll() serves, and holds every request until it has one: serve it
@@ -258,7 +270,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.metrics_port,
     )))?;
     runtime.spawn(metrics::serve(listener, metrics.clone()));
-    tracing::info!(topic = %args.topic, group = %args.consumer_group, sink = %args.sink, "consuming");
+    tracing::info!(topic = %args.topic, group = %args.consumer_group, sink = ?args.sink, "consuming");
 
     let batch_size = args.batch_size as usize;
     let timeout = Duration::from_secs_f64(args.batch_timeout_seconds);

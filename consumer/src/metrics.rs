@@ -85,6 +85,15 @@ impl Metrics {
             .set(lag);
     }
 
+    /// Forgets the lag of partitions this consumer no longer owns.
+    pub fn forget_lag(&self, partitions: &[i32]) {
+        for p in partitions {
+            self.lag.remove(&PartitionLabel {
+                partition: p.to_string(),
+            });
+        }
+    }
+
     fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -102,4 +111,24 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(metrics);
     let _ = axum::serve(listener, router).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revoked_partitions_lag_is_no_longer_exported() {
+        let m = Metrics::new();
+        m.set_lag(3, 40);
+        m.set_lag(7, 5);
+        assert!(
+            m.encode()
+                .contains(r#"kafka_consumer_partition_lag{partition="3"} 40"#)
+        );
+        m.forget_lag(&[3]);
+        let text = m.encode();
+        assert!(!text.contains(r#"partition="3""#), "{text}");
+        assert!(text.contains(r#"kafka_consumer_partition_lag{partition="7"} 5"#));
+    }
 }

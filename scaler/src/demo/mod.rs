@@ -20,7 +20,7 @@ mod settings;
 mod stack;
 mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -184,13 +184,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         tansu: args.tansu.clone(),
         prometheus: args.prometheus.clone(),
     };
-    let mut stack = Stack::start(dir.path(), &tools, &settings).await?;
-    eprintln!(
-        "broker {}, Prometheus http://127.0.0.1:{}, lagrate gRPC 127.0.0.1:{} and http://127.0.0.1:{}/debug/decisions",
-        stack.broker, stack.prometheus_port, stack.grpc_port, stack.http_port
-    );
-    let result = runs(&args, &settings, &bins, &mut stack, &stop).await;
-    stack.stop().await;
+    let result = runs(&args, &settings, &bins, (dir.path(), &tools), &stop).await;
     watcher.abort();
     if args.keep {
         eprintln!("kept {}", dir.keep().display());
@@ -201,11 +195,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Runs each mode on a stack of its own (a fresh broker: a second run on
+/// the first one's broker would read from a database already holding the
+/// first run's messages), then reports.
 async fn runs(
     args: &DemoArgs,
     settings: &DemoSettings,
     bins: &Binaries,
-    stack: &mut Stack,
+    (dir, tools): (&Path, &Tools),
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let modes: &[Mode] = if args.compare {
@@ -215,7 +212,20 @@ async fn runs(
     };
     let mut results = Vec::new();
     for &mode in modes {
-        match run::run(mode, stack, settings, bins, stop).await? {
+        let dir = dir.join(mode.name());
+        std::fs::create_dir(&dir)?;
+        let mut stack = Stack::start(&dir, tools, settings).await?;
+        eprintln!(
+            "{}: broker {}, Prometheus http://127.0.0.1:{}, lagrate gRPC 127.0.0.1:{} and http://127.0.0.1:{}/debug/decisions",
+            mode.name(),
+            stack.broker,
+            stack.prometheus_port,
+            stack.grpc_port,
+            stack.http_port
+        );
+        let result = run::run(mode, &mut stack, settings, bins, stop).await;
+        stack.stop().await;
+        match result? {
             Some(result) => results.push((mode, result)),
             None => return Ok(()),
         }
