@@ -196,6 +196,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
     let mut sink: Box<dyn Sink> = match args.sink {
         SinkKind::Postgres => {
+            anyhow::ensure!(
+                args.batch_size <= sink::MAX_POSTGRES_BATCH,
+                "BATCH_SIZE must be at most {} with SINK=postgres (65,535 bind parameters per INSERT), got {}",
+                sink::MAX_POSTGRES_BATCH,
+                args.batch_size
+            );
             let url = args
                 .database_url
                 .as_deref()
@@ -391,7 +397,11 @@ impl Loop<'_> {
         if timestamp.is_some() {
             self.metrics.message_age.observe(age_ms as f64 / 1000.0);
         }
-        let parsed = message.payload().map(serde_json::from_slice::<Trade>);
+        let parsed: Option<Result<Trade, String>> = message.payload().map(|payload| {
+            let trade = serde_json::from_slice::<Trade>(payload).map_err(|e| e.to_string())?;
+            sink::storable(&trade)?;
+            Ok(trade)
+        });
         let mut progress = self.progress.lock().expect("progress lock");
         let batch = progress.pending.entry(partition).or_insert_with(|| Batch {
             records: Vec::new(),
@@ -410,7 +420,7 @@ impl Loop<'_> {
                 // Not a trade: counted, logged, dead-lettered; never stops the partition.
                 self.metrics.invalid.inc();
                 let why = match other {
-                    Some(Err(e)) => e.to_string(),
+                    Some(Err(e)) => e,
                     _ => "empty payload".into(),
                 };
                 tracing::warn!(partition, offset, error = %why, "invalid message skipped");

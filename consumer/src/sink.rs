@@ -14,6 +14,45 @@ pub struct Record {
     pub age_ms: i64,
 }
 
+/// PostgreSQL's timestamptz range (4714 BC to 294276 AD), in Unix ms.
+const TIMESTAMP_MS: std::ops::RangeInclusive<i64> = -210_866_803_200_000..=9_224_318_015_999_999;
+
+/// Whether a parsed trade can be stored as it is: a trade that a sink
+/// would refuse on every retry (valid JSON, yet not storable) is an invalid
+/// message, dead-lettered like malformed JSON, never a stalled partition.
+pub fn storable(t: &Trade) -> Result<(), String> {
+    for (field, text) in [
+        ("trade_id", &t.trade_id),
+        ("account_id", &t.account_id),
+        ("symbol", &t.symbol),
+        ("side", &t.side),
+    ] {
+        if text.contains('\0') {
+            return Err(format!("{field} contains a NUL character"));
+        }
+    }
+    if i32::try_from(t.quantity).is_err() {
+        return Err(format!("quantity {} exceeds {}", t.quantity, i32::MAX));
+    }
+    if i64::try_from(t.account_seq).is_err() {
+        return Err(format!(
+            "account_seq {} exceeds {}",
+            t.account_seq,
+            i64::MAX
+        ));
+    }
+    if !t.price.is_finite() {
+        return Err(format!("price {} is not a finite number", t.price));
+    }
+    if !TIMESTAMP_MS.contains(&t.timestamp_ms) {
+        return Err(format!(
+            "timestamp_ms {} is outside 4714 BC..294276 AD",
+            t.timestamp_ms
+        ));
+    }
+    Ok(())
+}
+
 /// Writes one batch; returns only once the batch is durable.
 pub trait Sink {
     fn write(&mut self, batch: &[Record]) -> anyhow::Result<()>;
@@ -70,6 +109,10 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
 )";
 
 const COLUMNS: usize = 10;
+
+/// Largest batch one INSERT can carry: PostgreSQL takes at most 65,535
+/// bind parameters per statement.
+pub const MAX_POSTGRES_BATCH: u32 = (u16::MAX as usize / COLUMNS) as u32;
 
 impl Postgres {
     /// Connects and creates the table; an error here stops the consumer
@@ -138,6 +181,7 @@ impl Sink for Postgres {
             params.push(Box::new(t.account_id.clone()));
             params.push(Box::new(t.symbol.clone()));
             params.push(Box::new(t.side.clone()));
+            // In range: `storable` checked every record.
             params.push(Box::new(t.quantity as i32));
             params.push(Box::new(t.price));
             params.push(Box::new(t.timestamp_ms as f64));

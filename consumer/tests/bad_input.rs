@@ -85,6 +85,26 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         "{}",
         p.logs()
     );
+    // One INSERT carries at most 65,535 parameters: 6,553 trades.
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("SINK", "postgres".into()),
+            (
+                "DATABASE_URL",
+                "postgresql://nobody@127.0.0.1:1/none".into(),
+            ),
+            ("BATCH_SIZE", "7000".into()),
+        ],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    assert!(
+        p.logs().contains("BATCH_SIZE must be at most 6553"),
+        "{}",
+        p.logs()
+    );
 }
 
 #[test]
@@ -130,6 +150,65 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
         (broker.high_watermarks(&dlq) == [1]).then_some(())
     });
     assert!(p.logs().contains("invalid message skipped"), "{}", p.logs());
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
+    let broker = Tansu::start();
+    let db = testbed::Postgres::start();
+    let topic = unique("trades");
+    let dlq = unique("trades-dlq");
+    broker.create_topic(&topic, 1);
+    broker.create_topic(&dlq, 1);
+    let trade = |seq: u64, symbol: &str, quantity: u64, timestamp_ms: i64| {
+        format!(
+            r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"{symbol}","side":"BUY","quantity":{quantity},"price":1.0,"timestamp_ms":{timestamp_ms},"account_seq":{seq}}}"#
+        )
+    };
+    let messages = [
+        trade(1, "AAPL", 1, 0),
+        trade(2, r"AA\u0000PL", 1, 0),
+        trade(3, "AAPL", 3_000_000_000, 0),
+        trade(4, "AAPL", 1, 100_000_000_000_000_000),
+        trade(5, "AAPL", 1, 0),
+    ];
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, "ACC1", &payloads);
+    let port = free_port();
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.clone()),
+            ("CONSUMER_GROUP", unique("g")),
+            ("SINK", "postgres".into()),
+            ("DATABASE_URL", db.url()),
+            ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
+            ("DLQ_TOPIC", dlq.clone()),
+            ("METRICS_PORT", port.to_string()),
+        ],
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(
+        Duration::from_secs(30),
+        "both storable trades written",
+        || {
+            let (_, m) = http_get(addr, "/metrics");
+            m.contains("kafka_messages_processed_total 2").then_some(())
+        },
+    );
+    let (_, m) = http_get(addr, "/metrics");
+    assert!(m.contains("kafka_consumer_invalid_messages_total 3"), "{m}");
+    eventually(Duration::from_secs(10), "three dead letters", || {
+        (broker.high_watermarks(&dlq) == [3]).then_some(())
+    });
+    let logs = p.logs();
+    for why in ["NUL", "quantity 3000000000", "timestamp_ms"] {
+        assert!(logs.contains(why), "{why} not named:\n{logs}");
+    }
+    assert!(!logs.contains("batch write failed"), "{logs}");
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
