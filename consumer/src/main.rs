@@ -23,7 +23,7 @@ use clap::Parser;
 use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use trade_model::Trade;
 
@@ -102,9 +102,20 @@ const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
 /// Messages read but not yet written, for one partition.
 struct Batch {
     records: Vec<Record>,
+    /// Invalid messages of the batch, sent to DLQ_TOPIC; each is
+    /// acknowledged before the batch's offsets are committed.
+    dead_letters: Vec<DeadLetter>,
     /// Offset after the last message (trades and skipped invalid ones).
     next_offset: i64,
     started: Instant,
+}
+
+/// An invalid message on its way to the dead-letter topic.
+struct DeadLetter {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    /// The send's acknowledgement; None when it could not be queued.
+    delivery: Option<DeliveryFuture>,
 }
 
 /// What the poll loop and the rebalance callback share.
@@ -257,14 +268,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
     )
     .map_err(anyhow::Error::msg)?;
-    // A ThreadedProducer polls itself, so its own token is served too.
-    let dlq: Option<ThreadedProducer<KafkaContext>> = match &args.dlq_topic {
-        Some(_) => Some(
-            settings
+    // A FutureProducer polls itself, so its own token is served too.
+    let dlq: Option<FutureProducer<KafkaContext>> = match &args.dlq_topic {
+        Some(topic) => {
+            let producer: FutureProducer<KafkaContext> = settings
                 .client_config()?
                 .set("enable.idempotence", "true")
-                .create_with_context(settings.context())?,
-        ),
+                .create_with_context(settings.context())?;
+            // Dead letters to a topic that does not exist would expire
+            // unseen (MSK creates no topic on first use): refuse to start.
+            kafka_settings::ensure_topic_of(
+                producer.client(),
+                (topic, "DLQ_TOPIC"),
+                &args.bootstrap_servers,
+                || {},
+            )
+            .map_err(anyhow::Error::msg)?;
+            Some(producer)
+        }
         None => None,
     };
     consumer.subscribe(&[&args.topic])?;
@@ -350,6 +371,23 @@ fn poll_until_stopped(
     Ok(())
 }
 
+impl DeadLetter {
+    /// Queues the letter; its acknowledgement is awaited before the commit.
+    fn send(&mut self, producer: &FutureProducer<KafkaContext>, topic: &str) {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&self.payload);
+        if let Some(key) = &self.key {
+            record = record.key(key);
+        }
+        self.delivery = match producer.send_result(record) {
+            Ok(delivery) => Some(delivery),
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "dead letter not queued");
+                None
+            }
+        };
+    }
+}
+
 /// Sleeps for `duration`, or less if `stop` is set meanwhile.
 fn sleep_unless(stop: &AtomicBool, duration: Duration) {
     let until = Instant::now() + duration;
@@ -382,7 +420,7 @@ struct Loop<'a> {
     metrics: &'a Metrics,
     sink: &'a mut dyn Sink,
     topic: &'a str,
-    dlq: Option<(&'a ThreadedProducer<KafkaContext>, &'a str)>,
+    dlq: Option<(&'a FutureProducer<KafkaContext>, &'a str)>,
     audit: Option<&'a AuditLog>,
     stop: &'a AtomicBool,
 }
@@ -405,6 +443,7 @@ impl Loop<'_> {
         let mut progress = self.progress.lock().expect("progress lock");
         let batch = progress.pending.entry(partition).or_insert_with(|| Batch {
             records: Vec::new(),
+            dead_letters: Vec::new(),
             next_offset: offset,
             started: Instant::now(),
         });
@@ -424,14 +463,14 @@ impl Loop<'_> {
                     _ => "empty payload".into(),
                 };
                 tracing::warn!(partition, offset, error = %why, "invalid message skipped");
-                if let (Some((producer, topic)), Some(payload)) = (self.dlq, message.payload()) {
-                    let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
-                    if let Some(key) = message.key() {
-                        record = record.key(key);
-                    }
-                    if let Err((e, _)) = producer.send(record) {
-                        tracing::warn!(error = %e, "dead-letter send failed");
-                    }
+                if let Some((producer, topic)) = self.dlq {
+                    let mut letter = DeadLetter {
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                        delivery: None,
+                    };
+                    letter.send(producer, topic);
+                    batch.dead_letters.push(letter);
                 }
             }
         }
@@ -457,13 +496,17 @@ impl Loop<'_> {
         if ready.is_empty() {
             return Ok(());
         }
-        for (partition, batch) in ready {
+        for (partition, mut batch) in ready {
             let mut attempt = 0u32;
             // A batch is retried until written (skipping it would lose it),
             // or until SIGTERM: then it is left unwritten and uncommitted,
             // with the batches after it, for the partition's next owner.
             let took = loop {
                 let started = Instant::now();
+                // A batch of invalid messages only has nothing to write.
+                if batch.records.is_empty() {
+                    break 0.0;
+                }
                 let Err(e) = self.sink.write(&batch.records) else {
                     break started.elapsed().as_secs_f64();
                 };
@@ -478,6 +521,13 @@ impl Loop<'_> {
                     Duration::from_millis(200 * u64::from(attempt.min(25))),
                 );
             };
+            if !self.dead_letters_acknowledged(partition, &mut batch.dead_letters) {
+                tracing::warn!(
+                    partition,
+                    "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
+                );
+                return Ok(());
+            }
             if let Some(audit) = self.audit {
                 // Before the commit: a committed offset is always in the log.
                 while let Err(e) = audit.written(&batch.records) {
@@ -495,6 +545,38 @@ impl Loop<'_> {
         }
         self.commit(CommitMode::Async);
         Ok(())
+    }
+
+    /// Waits for every dead letter's acknowledgement, sending again the
+    /// ones the broker refused; false when SIGTERM came first.
+    fn dead_letters_acknowledged(&self, partition: i32, letters: &mut [DeadLetter]) -> bool {
+        let Some((producer, topic)) = self.dlq else {
+            return true;
+        };
+        for letter in letters {
+            let mut attempt = 0u32;
+            loop {
+                let outcome = match letter.delivery.take() {
+                    Some(delivery) => match futures::executor::block_on(delivery) {
+                        Ok(Ok(_)) => break,
+                        Ok(Err((e, _))) => e.to_string(),
+                        Err(_) => "the producer dropped the send".to_owned(),
+                    },
+                    None => "not queued".to_owned(),
+                };
+                attempt += 1;
+                tracing::error!(partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
+                if self.stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                sleep_unless(
+                    self.stop,
+                    Duration::from_millis(200 * u64::from(attempt.min(25))),
+                );
+                letter.send(producer, topic);
+            }
+        }
+        true
     }
 
     fn commit(&self, mode: CommitMode) {

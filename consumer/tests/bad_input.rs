@@ -85,6 +85,24 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         "{}",
         p.logs()
     );
+    // Dead letters to a missing topic would expire unseen: refused at start.
+    broker.create_topic("trades-present", 1);
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", "trades-present".into()),
+            ("DLQ_TOPIC", "dead-letters-absent".into()),
+        ],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    assert!(
+        p.logs()
+            .contains("topic dead-letters-absent (DLQ_TOPIC) does not exist"),
+        "{}",
+        p.logs()
+    );
     // One INSERT carries at most 65,535 parameters: 6,553 trades.
     let mut p = Process::start(
         CONSUMER,

@@ -233,6 +233,16 @@ pub fn ensure_topic<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
     bootstrap: &str,
+    serve_events: impl FnMut(),
+) -> Result<(), String> {
+    ensure_topic_of(client, (topic, "KAFKA_TOPIC"), bootstrap, serve_events)
+}
+
+/// [`ensure_topic`] for a topic another variable names (e.g. DLQ_TOPIC).
+pub fn ensure_topic_of<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    (topic, variable): (&str, &str),
+    bootstrap: &str,
     mut serve_events: impl FnMut(),
 ) -> Result<(), String> {
     serve_events();
@@ -249,7 +259,7 @@ pub fn ensure_topic<C: ClientContext>(
                     .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
                 if !found {
                     return Err(format!(
-                        "topic {topic} (KAFKA_TOPIC) does not exist on {bootstrap}; create it first"
+                        "topic {topic} ({variable}) does not exist on {bootstrap}; create it first"
                     ));
                 }
                 return Ok(());
