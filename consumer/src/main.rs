@@ -310,6 +310,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
         audit: audit.as_deref(),
         stop: &stop,
+        invalid_log: InvalidLog::default(),
     };
     // The lag gauge asks the broker for each partition's high watermark:
     // a round trip per partition, on a thread of its own so that the poll
@@ -423,6 +424,31 @@ struct Loop<'a> {
     dlq: Option<(&'a FutureProducer<KafkaContext>, &'a str)>,
     audit: Option<&'a AuditLog>,
     stop: &'a AtomicBool,
+    invalid_log: InvalidLog,
+}
+
+/// Invalid messages are logged at most once per partition every
+/// INVALID_LOG_EVERY, with how many were skipped unlogged since: a producer
+/// sending garbage cannot flood the log.
+#[derive(Default)]
+struct InvalidLog {
+    /// Per partition: when one was last logged, and how many since.
+    last: HashMap<i32, (Instant, u64)>,
+}
+
+const INVALID_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl InvalidLog {
+    fn note(&mut self, partition: i32, offset: i64, reason: &str, why: &str) {
+        match self.last.get_mut(&partition) {
+            Some((at, unlogged)) if at.elapsed() < INVALID_LOG_EVERY => *unlogged += 1,
+            entry => {
+                let unlogged = entry.map_or(0, |e| e.1);
+                tracing::warn!(partition, offset, reason, error = %why, unlogged_since_last = unlogged, "invalid message skipped");
+                self.last.insert(partition, (Instant::now(), 0));
+            }
+        }
+    }
 }
 
 impl Loop<'_> {
@@ -435,11 +461,15 @@ impl Loop<'_> {
         if timestamp.is_some() {
             self.metrics.message_age.observe(age_ms as f64 / 1000.0);
         }
-        let parsed: Option<Result<Trade, String>> = message.payload().map(|payload| {
-            let trade = serde_json::from_slice::<Trade>(payload).map_err(|e| e.to_string())?;
-            sink::storable(&trade)?;
-            Ok(trade)
-        });
+        let parsed: Result<Trade, (&'static str, String)> = match message.payload() {
+            None => Err(("empty", "empty payload".to_owned())),
+            Some(payload) => serde_json::from_slice::<Trade>(payload)
+                .map_err(|e| ("not_json", e.to_string()))
+                .and_then(|trade| {
+                    sink::storable(&trade).map_err(|e| ("not_storable", e))?;
+                    Ok(trade)
+                }),
+        };
         let mut progress = self.progress.lock().expect("progress lock");
         let batch = progress.pending.entry(partition).or_insert_with(|| Batch {
             records: Vec::new(),
@@ -449,20 +479,16 @@ impl Loop<'_> {
         });
         batch.next_offset = offset + 1;
         match parsed {
-            Some(Ok(trade)) => batch.records.push(Record {
+            Ok(trade) => batch.records.push(Record {
                 trade,
                 partition,
                 offset,
                 age_ms,
             }),
-            other => {
+            Err((reason, why)) => {
                 // Not a trade: counted, logged, dead-lettered; never stops the partition.
-                self.metrics.invalid.inc();
-                let why = match other {
-                    Some(Err(e)) => e,
-                    _ => "empty payload".into(),
-                };
-                tracing::warn!(partition, offset, error = %why, "invalid message skipped");
+                self.metrics.invalid_message(reason);
+                self.invalid_log.note(partition, offset, reason, &why);
                 if let Some((producer, topic)) = self.dlq {
                     let mut letter = DeadLetter {
                         key: message.key().map(<[u8]>::to_vec),

@@ -25,7 +25,13 @@ pub struct Metrics {
     pub message_age: Histogram,
     pub lag: Family<PartitionLabel, Gauge>,
     pub busy_seconds: Counter<f64, AtomicU64>,
-    pub invalid: Counter,
+    pub invalid: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// not_json, empty or not_storable.
+    pub reason: String,
 }
 
 impl Metrics {
@@ -42,7 +48,7 @@ impl Metrics {
             ]),
             lag: Family::default(),
             busy_seconds: Counter::default(),
-            invalid: Counter::default(),
+            invalid: Family::default(),
         };
         registry.register(
             "kafka_messages_processed",
@@ -71,7 +77,7 @@ impl Metrics {
         );
         registry.register(
             "kafka_consumer_invalid_messages",
-            "Messages that are not valid trades",
+            "Messages that are not valid trades, by reason (not_json, empty, not_storable)",
             m.invalid.clone(),
         );
         Metrics { registry, ..m }
@@ -83,6 +89,14 @@ impl Metrics {
                 partition: partition.to_string(),
             })
             .set(lag);
+    }
+
+    pub fn invalid_message(&self, reason: &str) {
+        self.invalid
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Forgets the lag of partitions this consumer no longer owns.
