@@ -125,6 +125,29 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
     );
 }
 
+/// The consumer on `port` wrote the 2 valid trades, counted `count` invalid
+/// messages under `reason`, dead-lettered each, and logged one line.
+fn assert_dead_lettered(
+    p: &Process,
+    port: u16,
+    (broker, dlq): (&Tansu, &str),
+    (reason, count): (&str, i64),
+) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "both trades written", || {
+        let (_, m) = http_get(addr, "/metrics");
+        m.contains("kafka_messages_processed_total 2").then_some(())
+    });
+    let (_, m) = http_get(addr, "/metrics");
+    let counted = format!(r#"kafka_consumer_invalid_messages_total{{reason="{reason}"}} {count}"#);
+    assert!(m.contains(&counted), "{counted} not in:\n{m}");
+    eventually(Duration::from_secs(10), "the dead letters", || {
+        (broker.high_watermarks(dlq) == [count]).then_some(())
+    });
+    let logs = p.logs();
+    assert_eq!(logs.matches("invalid message skipped").count(), 1, "{logs}");
+}
+
 #[test]
 fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     let broker = Tansu::start();
@@ -158,21 +181,7 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
             ("METRICS_PORT", port.to_string()),
         ],
     );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eventually(Duration::from_secs(30), "both trades processed", || {
-        let (_, m) = http_get(addr, "/metrics");
-        m.contains("kafka_messages_processed_total 2").then_some(())
-    });
-    let (_, m) = http_get(addr, "/metrics");
-    assert!(
-        m.contains(r#"kafka_consumer_invalid_messages_total{reason="not_json"} 500"#),
-        "{m}"
-    );
-    eventually(Duration::from_secs(10), "the dead letters", || {
-        (broker.high_watermarks(&dlq) == [500]).then_some(())
-    });
-    let logs = p.logs();
-    assert_eq!(logs.matches("invalid message skipped").count(), 1, "{logs}");
+    assert_dead_lettered(&p, port, (&broker, &dlq), ("not_json", 500));
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
@@ -213,27 +222,10 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
             ("METRICS_PORT", port.to_string()),
         ],
     );
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eventually(
-        Duration::from_secs(30),
-        "both storable trades written",
-        || {
-            let (_, m) = http_get(addr, "/metrics");
-            m.contains("kafka_messages_processed_total 2").then_some(())
-        },
-    );
-    let (_, m) = http_get(addr, "/metrics");
-    assert!(
-        m.contains(r#"kafka_consumer_invalid_messages_total{reason="not_storable"} 3"#),
-        "{m}"
-    );
-    eventually(Duration::from_secs(10), "three dead letters", || {
-        (broker.high_watermarks(&dlq) == [3]).then_some(())
-    });
-    let logs = p.logs();
+    assert_dead_lettered(&p, port, (&broker, &dlq), ("not_storable", 3));
     // One line per partition per 10 s: the first (the NUL) is logged.
+    let logs = p.logs();
     assert!(logs.contains("NUL"), "{logs}");
-    assert_eq!(logs.matches("invalid message skipped").count(), 1, "{logs}");
     assert!(!logs.contains("batch write failed"), "{logs}");
     assert!(p.terminate(Duration::from_secs(20)).success());
 }

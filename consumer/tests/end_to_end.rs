@@ -37,6 +37,26 @@ fn consumer(broker: &Tansu, topic: &str, group: &str, db: &Postgres) -> Process 
     )
 }
 
+/// trade-producer at `rate` msg/s for `seconds` over `accounts` accounts.
+fn producer(broker: &Tansu, topic: &str, (rate, seconds): (&str, &str), accounts: &str) -> Process {
+    Process::start(
+        &producer_bin(),
+        &[
+            "--rate",
+            rate,
+            "--duration-seconds",
+            seconds,
+            "--accounts",
+            accounts,
+        ],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.to_owned()),
+            ("METRICS_PORT", free_port().to_string()),
+        ],
+    )
+}
+
 /// Waits until a consumer logs a non-empty assignment.
 fn wait_assigned(consumer: &Process) {
     testbed::eventually(Duration::from_secs(60), "a partition assignment", || {
@@ -110,22 +130,7 @@ fn a_postgres_outage_under_load_is_ridden_out_and_sigterm_is_honoured_while_retr
     wait_assigned(&a);
     let mut b = consumer(&broker, &topic, &group, &db);
     wait_assigned(&b);
-    let mut producer = Process::start(
-        &producer_bin(),
-        &[
-            "--rate",
-            "300",
-            "--duration-seconds",
-            "45",
-            "--accounts",
-            "100",
-        ],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("METRICS_PORT", free_port().to_string()),
-        ],
-    );
+    let mut producer = producer(&broker, &topic, ("300", "45"), "100");
     std::thread::sleep(Duration::from_secs(5));
     // Down for 30 s under load: the consumers retry, and one asked to
     // stop meanwhile leaves within its grace period, its failing batch
@@ -171,24 +176,7 @@ fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() 
     wait_assigned(&a);
     let mut b = consumer(&broker, &topic, &group, &db);
     wait_assigned(&b);
-    let mut producer = Process::start(
-        &producer_bin(),
-        &[
-            "--rate",
-            "800",
-            "--duration-seconds",
-            "8",
-            "--accounts",
-            "200",
-            "--producer-id",
-            "p1",
-        ],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("METRICS_PORT", free_port().to_string()),
-        ],
-    );
+    let mut producer = producer(&broker, &topic, ("800", "8"), "200");
     std::thread::sleep(Duration::from_secs(2));
     b.kill(); // a crash mid-stream: its unwritten and uncommitted batches are re-read
     std::thread::sleep(Duration::from_secs(1));
