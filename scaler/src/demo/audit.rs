@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::pool::Startups;
 
 /// What the audit logs say of one run.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Tally {
     /// Offsets in the topic (high watermarks of a topic created empty).
     pub produced: u64,

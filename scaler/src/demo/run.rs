@@ -42,19 +42,13 @@ impl Mode {
 /// One row of the summary (and of `--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
-    pub produced: u64,
-    pub processed: u64,
-    pub duplicates: u64,
-    /// Committed past without being written.
-    pub lost: u64,
-    /// Still in the topic when the run stopped (it stops at most
-    /// max(duration, 120 s) after the profile's end).
-    pub unprocessed: u64,
+    /// produced, processed, duplicates, lost, unprocessed, p99_wait_s.
+    #[serde(flatten)]
+    pub tally: Tally,
     /// Consumer processes alive, integrated over the profile, seconds.
     pub pod_seconds: f64,
     /// The same until the run's end: the profile and the drain after it.
     pub pod_seconds_total: f64,
-    pub p99_wait_s: f64,
     pub peak_lag: f64,
     /// Changes of the replica count the HPA set.
     pub scale_actions: u32,
@@ -204,14 +198,9 @@ pub async fn run(
     let t0 = Instant::now();
     let mut status = Status::default();
     let mut row = RunRow {
-        produced: 0,
-        processed: 0,
-        duplicates: 0,
-        lost: 0,
-        unprocessed: 0,
+        tally: Tally::default(),
         pod_seconds: 0.0,
         pod_seconds_total: 0.0,
-        p99_wait_s: 0.0,
         peak_lag: 0.0,
         scale_actions: 0,
         start_replicas,
@@ -367,20 +356,7 @@ pub async fn run(
             )
         })
         .collect();
-    let Tally {
-        produced,
-        processed,
-        duplicates,
-        lost,
-        unprocessed,
-        p99_wait_s,
-    } = audit::tally(&pool.audit_logs, &ends)?;
-    row.produced = produced;
-    row.processed = processed;
-    row.duplicates = duplicates;
-    row.lost = lost;
-    row.unprocessed = unprocessed;
-    row.p99_wait_s = p99_wait_s;
+    row.tally = audit::tally(&pool.audit_logs, &ends)?;
     observed.join_s = audit::join_seconds(&pool.startups);
     observed.startups = pool.startups.clone();
     Ok(Some((row, observed)))
