@@ -124,6 +124,9 @@ struct Progress {
     pending: HashMap<i32, Batch>,
     /// Per partition, the offset after the last written message.
     written: HashMap<i32, i64>,
+    /// Per partition, how often it was revoked: a batch taken for writing
+    /// before a revocation is not written after it.
+    revocations: HashMap<i32, u64>,
 }
 
 struct GroupContext {
@@ -177,6 +180,7 @@ impl ConsumerContext for GroupContext {
                 let _ = commit.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
             }
             progress.written.remove(&partition);
+            *progress.revocations.entry(partition).or_default() += 1;
         }
         if commit.count() > 0
             && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
@@ -506,7 +510,7 @@ impl Loop<'_> {
     /// Writes every pending batch `due` says is ready, in partition order
     /// within each partition, then commits what was written.
     fn write_due(&mut self, due: impl Fn(&Batch) -> bool) -> anyhow::Result<()> {
-        let ready: Vec<(i32, Batch)> = {
+        let ready: Vec<(i32, Batch, u64)> = {
             let mut progress = self.progress.lock().expect("progress lock");
             let partitions: Vec<i32> = progress
                 .pending
@@ -516,13 +520,31 @@ impl Loop<'_> {
                 .collect();
             partitions
                 .into_iter()
-                .filter_map(|p| progress.pending.remove(&p).map(|b| (p, b)))
+                .filter_map(|p| {
+                    let revoked = progress.revocations.get(&p).copied().unwrap_or(0);
+                    progress.pending.remove(&p).map(|b| (p, b, revoked))
+                })
                 .collect()
         };
         if ready.is_empty() {
             return Ok(());
         }
-        for (partition, mut batch) in ready {
+        for (partition, mut batch, revoked) in ready {
+            // Serve the group between batches: a rebalance waits for every
+            // member's poll, and writing a large backlog takes seconds.
+            self.serve_group();
+            let still_owned = {
+                let progress = self.progress.lock().expect("progress lock");
+                progress.revocations.get(&partition).copied().unwrap_or(0) == revoked
+            };
+            if !still_owned {
+                tracing::info!(
+                    partition,
+                    dropped = batch.records.len(),
+                    "revoked before its batch was written: dropped, the new owner re-reads it"
+                );
+                continue;
+            }
             let mut attempt = 0u32;
             // A batch is retried until written (skipping it would lose it),
             // or until SIGTERM: then it is left unwritten and uncommitted,
@@ -539,6 +561,7 @@ impl Loop<'_> {
                 attempt += 1;
                 if self.stop.load(Ordering::Relaxed) {
                     tracing::warn!(partition, attempt, error = %e, "stopping while a batch write fails: it stays uncommitted for the next owner");
+                    self.abandon_pending();
                     return Ok(());
                 }
                 tracing::error!(partition, attempt, error = %e, "batch write failed; retrying");
@@ -552,6 +575,7 @@ impl Loop<'_> {
                     partition,
                     "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
                 );
+                self.abandon_pending();
                 return Ok(());
             }
             if let Some(audit) = self.audit {
@@ -571,6 +595,25 @@ impl Loop<'_> {
         }
         self.commit(CommitMode::Async);
         Ok(())
+    }
+
+    /// Stopping with a batch unwritten: nothing read after it may be
+    /// written (or committed) either, so every pending batch is dropped;
+    /// the partitions' next owners re-read from the committed offsets.
+    fn abandon_pending(&self) {
+        self.progress.lock().expect("progress lock").pending.clear();
+    }
+
+    /// One non-blocking poll: runs a pending rebalance's callbacks and
+    /// routes the message it may return.
+    fn serve_group(&mut self) {
+        match self.consumer.poll(Duration::ZERO) {
+            Some(Ok(message)) => {
+                self.route(&message);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "poll error"),
+            None => {}
+        }
     }
 
     /// Waits for every dead letter's acknowledgement, sending again the
