@@ -64,6 +64,21 @@ struct RawConfig {
     /// Named policies (`policy` in trigger metadata); `default` is built in.
     #[serde(default)]
     policies: BTreeMap<String, PolicySettings>,
+    /// Caps on what callers can make lagrate hold.
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawLimits {
+    /// Most source keys (cluster, consumer group, topics) sampled at once
+    /// (default 1000). A ScaledObject that needs one more is answered
+    /// ResourceExhausted naming this limit; the others are unaffected.
+    max_source_keys: Option<u64>,
+    /// Most ScaledObject triggers served at once (default 5000); beyond
+    /// it, ResourceExhausted naming this limit.
+    max_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -108,6 +123,14 @@ pub struct Config {
     /// Named policies; `default` always exists (built-in values unless the
     /// file sets it).
     pub policies: BTreeMap<String, PolicySettings>,
+    pub limits: Limits,
+}
+
+/// Caps on what callers can make lagrate hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_source_keys: u64,
+    pub max_entries: u64,
 }
 
 /// How sources are sampled.
@@ -151,6 +174,13 @@ fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Durat
         return Err(invalid(field, format!("must be at most 7d, got {text:?}")));
     }
     Ok(parsed)
+}
+
+fn at_least_one(field: &str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(invalid(field, "must be at least 1"));
+    }
+    Ok(value)
 }
 
 /// The JSON Schema of the config file, generated from the types that parse
@@ -338,6 +368,16 @@ impl Config {
             allow_inline_bootstrap_servers: raw.allow_inline_bootstrap_servers,
             prometheus,
             policies,
+            limits: Limits {
+                max_source_keys: at_least_one(
+                    "limits.maxSourceKeys",
+                    raw.limits.max_source_keys.unwrap_or(1000),
+                )?,
+                max_entries: at_least_one(
+                    "limits.maxEntries",
+                    raw.limits.max_entries.unwrap_or(5000),
+                )?,
+            },
         })
     }
 }

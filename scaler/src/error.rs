@@ -26,6 +26,12 @@ pub enum ScalerError {
         max_staleness_s: f64,
         cause: Option<SourceError>,
     },
+    /// A configured limit is reached: this trigger is refused, the ones
+    /// already served are not affected.
+    #[error(
+        "{limit} ({value}) is reached: raise it in the config, or remove ScaledObjects that are no longer used"
+    )]
+    Limit { limit: &'static str, value: u64 },
 }
 
 fn cause_text(cause: &Option<SourceError>, otherwise: &str) -> String {
@@ -39,6 +45,7 @@ impl ScalerError {
     pub fn code_label(&self) -> &'static str {
         match self {
             ScalerError::BadMetadata(_) => "invalid_argument",
+            ScalerError::Limit { .. } => "resource_exhausted",
             _ => "unavailable",
         }
     }
@@ -53,6 +60,7 @@ impl ScalerError {
             | ScalerError::Stale { cause: Some(e), .. } => e.label(),
             ScalerError::NoSample { cause: None, .. } => "no_sample",
             ScalerError::Stale { cause: None, .. } => "stale",
+            ScalerError::Limit { .. } => "limit",
         }
     }
 }
@@ -61,6 +69,7 @@ impl From<ScalerError> for tonic::Status {
     fn from(e: ScalerError) -> Self {
         match e {
             ScalerError::BadMetadata(_) => tonic::Status::invalid_argument(e.to_string()),
+            ScalerError::Limit { .. } => tonic::Status::resource_exhausted(e.to_string()),
             _ => tonic::Status::unavailable(e.to_string()),
         }
     }

@@ -151,6 +151,25 @@ impl Registry {
         }
         let spec = trigger::parse(metadata, &current.config)?;
         let key = source_key(&spec, &current.config)?;
+        let limits = current.config.limits;
+        if !self.entries.contains_key(&id) {
+            self.entries.run_pending_tasks().await;
+            if self.entries.entry_count() >= limits.max_entries {
+                return Err(ScalerError::Limit {
+                    limit: "limits.maxEntries",
+                    value: limits.max_entries,
+                });
+            }
+        }
+        if !self.samplers.contains_key(&key) {
+            self.samplers.run_pending_tasks().await;
+            if self.samplers.entry_count() >= limits.max_source_keys {
+                return Err(ScalerError::Limit {
+                    limit: "limits.maxSourceKeys",
+                    value: limits.max_source_keys,
+                });
+            }
+        }
         let factory = self.factory.clone();
         let metrics = self.metrics.clone();
         let sampler = self

@@ -101,6 +101,74 @@ async fn bad_metadata_is_invalid_argument_naming_the_key_and_counted_as_such() {
 }
 
 #[tokio::test]
+async fn beyond_max_source_keys_a_new_group_is_resource_exhausted_and_the_others_are_served() {
+    let mut config = config("10m");
+    config.limits.max_source_keys = 2;
+    let s = setup_with(config);
+    for group in ["payments", "refunds", "fees"] {
+        s.factory.group(group).set("trades", &[(100, 100)]);
+    }
+    for (name, group) in [("a", "payments"), ("b", "refunds")] {
+        let o = object(name, &[("consumerGroup", group), ("topic", "trades")]);
+        s.service.get_metrics(metrics_request(&o)).await.unwrap();
+    }
+    let third = object("c", &[("consumerGroup", "fees"), ("topic", "trades")]);
+    let status = s
+        .service
+        .get_metric_spec(Request::new(third))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("limits.maxSourceKeys (2)"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(s.factory.made(), 2, "no source made beyond the limit");
+    // Another ScaledObject on a key already sampled needs no new key.
+    let shared = object("d", &[("consumerGroup", "payments"), ("topic", "trades")]);
+    s.service
+        .get_metrics(metrics_request(&shared))
+        .await
+        .unwrap();
+    let text = s.registry.metrics.encode();
+    assert!(
+        text.contains(r#"lagrate_requests_total{method="GetMetricSpec",code="resource_exhausted",reason="limit"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn beyond_max_entries_a_new_scaled_object_is_resource_exhausted() {
+    let mut config = config("10m");
+    config.limits.max_entries = 1;
+    let s = setup_with(config);
+    s.factory.group("payments").set("trades", &[(100, 100)]);
+    let first = object("a", &[("consumerGroup", "payments"), ("topic", "trades")]);
+    s.service
+        .get_metrics(metrics_request(&first))
+        .await
+        .unwrap();
+    let second = object("b", &[("consumerGroup", "payments"), ("topic", "trades")]);
+    let status = s
+        .service
+        .get_metrics(metrics_request(&second))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("limits.maxEntries (1)"),
+        "{}",
+        status.message()
+    );
+    // The first is still answered.
+    s.service
+        .get_metrics(metrics_request(&first))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn scaled_objects_on_one_source_key_share_one_sampler() {
     let s = setup();
     s.factory.group("payments").set("trades", &[(100, 100)]);
