@@ -393,6 +393,12 @@ impl DeadLetter {
     }
 }
 
+/// How long to wait before retry `attempt` (1, 2, ...): 200 ms more each
+/// time, at most 5 s.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempt.min(25)))
+}
+
 /// Sleeps for `duration`, or less if `stop` is set meanwhile.
 fn sleep_unless(stop: &AtomicBool, duration: Duration) {
     let until = Instant::now() + duration;
@@ -565,10 +571,7 @@ impl Loop<'_> {
                     return Ok(());
                 }
                 tracing::error!(partition, attempt, error = %e, "batch write failed; retrying");
-                sleep_unless(
-                    self.stop,
-                    Duration::from_millis(200 * u64::from(attempt.min(25))),
-                );
+                sleep_unless(self.stop, retry_backoff(attempt));
             };
             if !self.dead_letters_acknowledged(partition, &mut batch.dead_letters) {
                 tracing::warn!(
@@ -638,10 +641,7 @@ impl Loop<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     return false;
                 }
-                sleep_unless(
-                    self.stop,
-                    Duration::from_millis(200 * u64::from(attempt.min(25))),
-                );
+                sleep_unless(self.stop, retry_backoff(attempt));
                 letter.send(producer, topic);
             }
         }

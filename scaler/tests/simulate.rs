@@ -25,6 +25,17 @@ fn simulate(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&run_simulate(&with_json)).unwrap()
 }
 
+/// Runs `lagrate simulate` on a scenario file that must be refused;
+/// returns what it said.
+fn rejected(file: &std::path::Path) -> String {
+    let out = Command::new(LAGRATE)
+        .args(["simulate", "--scenario", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{} was accepted", file.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn row<'a>(report: &'a serde_json::Value, policy: &str) -> &'a serde_json::Value {
     report["rows"]
         .as_array()
@@ -188,14 +199,10 @@ fn a_user_scenario_file_runs_and_bad_fields_are_named() {
         "name: bad\nload:\n  - { rate: 100, ramp: [1, 2], seconds: 10 }\n",
     )
     .unwrap();
-    let out = Command::new(LAGRATE)
-        .args(["simulate", "--scenario", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let stderr = rejected(&file);
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("load[0] needs exactly one of rate, ramp, sine")
+        stderr.contains("load[0] needs exactly one of rate, ramp, sine"),
+        "{stderr}"
     );
 }
 
@@ -224,16 +231,8 @@ fn a_scenarios_policy_is_the_one_simulated_and_checked_like_the_configs() {
     );
 
     std::fs::write(&file, scenario("policy: { maxScaleDownStep: 0 }\n")).unwrap();
-    let out = Command::new(LAGRATE)
-        .args(["simulate", "--scenario", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("policy.maxScaleDownStep"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = rejected(&file);
+    assert!(stderr.contains("policy.maxScaleDownStep"), "{stderr}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! how long each new consumer waited for its first partitions.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::pool::Startups;
 
@@ -93,6 +93,20 @@ pub fn tally(logs: &[PathBuf], ends: &HashMap<i32, PartitionEnd>) -> anyhow::Res
     Ok(tally)
 }
 
+/// Unix ms of the first assignment in an audit log, if any yet.
+fn first_assignment_ms(log: &Path) -> Option<i64> {
+    std::fs::read_to_string(log)
+        .ok()?
+        .lines()
+        .filter_map(|l| l.strip_prefix("a "))
+        .find_map(|rest| rest.split(' ').next()?.parse().ok())
+}
+
+/// Whether the consumer writing `log` has been assigned partitions.
+pub fn assigned(log: &Path) -> bool {
+    first_assignment_ms(log).is_some()
+}
+
 /// Seconds from each consumer being up to its first assignment: how long
 /// a joining consumer's rebalance keeps partitions from it.
 pub fn join_seconds(startups: &Startups) -> Vec<f64> {
@@ -100,11 +114,7 @@ pub fn join_seconds(startups: &Startups) -> Vec<f64> {
         .up
         .iter()
         .filter_map(|(up_ms, log)| {
-            let text = std::fs::read_to_string(log).ok()?;
-            let assigned_ms: i64 = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("a "))
-                .find_map(|rest| rest.split(' ').next()?.parse().ok())?;
+            let assigned_ms = first_assignment_ms(log)?;
             Some(((assigned_ms - up_ms) as f64 / 1000.0).max(0.0))
         })
         .collect()

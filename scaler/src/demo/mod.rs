@@ -22,7 +22,7 @@ mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -96,6 +96,17 @@ pub enum RebalanceArg {
     Cooperative,
 }
 
+/// The exit status of the signal that interrupted the demo (130 for
+/// SIGINT, 143 for SIGTERM); 0 while it runs on.
+#[derive(Debug, Default)]
+pub struct Interrupt(AtomicU8);
+
+impl Interrupt {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != 0
+    }
+}
+
 /// How the demo ended.
 pub enum Outcome {
     Done,
@@ -160,10 +171,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("--out: cannot create {}", args.out.display()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let interrupt = Arc::new(Interrupt::default());
     let watcher = {
-        let (stop, signal) = (stop.clone(), signal.clone());
+        let interrupt = interrupt.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal as on};
             let (Ok(mut int), Ok(mut term)) =
@@ -175,8 +185,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
                 _ = int.recv() => 130,
                 _ = term.recv() => 143,
             };
-            signal.store(code, Ordering::Relaxed);
-            stop.store(true, Ordering::Relaxed);
+            interrupt.0.store(code, Ordering::Relaxed);
         })
     };
     let dir = tempfile::Builder::new().prefix("lagrate-demo-").tempdir()?;
@@ -184,12 +193,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         tansu: args.tansu.clone(),
         prometheus: args.prometheus.clone(),
     };
-    let result = runs(&args, &settings, &bins, (dir.path(), &tools), &stop).await;
+    let result = runs(&args, &settings, &bins, (dir.path(), &tools), &interrupt).await;
     watcher.abort();
     if args.keep {
         eprintln!("kept {}", dir.keep().display());
     }
-    match signal.load(Ordering::Relaxed) {
+    match interrupt.0.load(Ordering::Relaxed) {
         0 => result.map(|()| Outcome::Done),
         code => Ok(Outcome::Interrupted(code)),
     }
@@ -203,7 +212,7 @@ async fn runs(
     settings: &DemoSettings,
     bins: &Binaries,
     (dir, tools): (&Path, &Tools),
-    stop: &AtomicBool,
+    stop: &Interrupt,
 ) -> anyhow::Result<()> {
     let modes: &[Mode] = if args.compare {
         &[Mode::Lagrate, Mode::Keda]

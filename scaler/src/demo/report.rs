@@ -188,8 +188,7 @@ fn measured_scenario(settings: &DemoSettings, o: &Observed) -> Scenario {
 
 fn predict(s: &Scenario) -> Prediction {
     let mut lagrate = SimLagrate::new(s);
-    let (row, trace) = crate::sim::run_one(s, s.rebalance, &mut lagrate);
-    let mut trace = trace;
+    let (row, mut trace) = crate::sim::run_one(s, s.rebalance, &mut lagrate);
     trace.policy = "lagrate (simulated)";
     Prediction {
         pod_seconds: row.pod_seconds,

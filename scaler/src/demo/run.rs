@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::Interrupt;
 use super::audit::{self, PartitionEnd, Tally};
 use super::children::{Proc, free_port};
 use super::control::{Control, scaled_object};
@@ -92,7 +92,7 @@ pub async fn run(
     stack: &mut Stack,
     settings: &DemoSettings,
     bins: &Binaries,
-    stop: &AtomicBool,
+    stop: &Interrupt,
 ) -> anyhow::Result<Option<(RunRow, Observed)>> {
     let topic = format!("trades-{}", mode.name());
     let group = format!("trade-consumer-{}", mode.name());
@@ -153,10 +153,8 @@ pub async fn run(
     ));
     // The group has its partitions before the load starts.
     let joined = Instant::now();
-    while !pool.audit_logs.iter().any(|l| {
-        std::fs::read_to_string(l).is_ok_and(|t| t.contains("\na ") || t.starts_with("a "))
-    }) {
-        if stop.load(Ordering::Relaxed) {
+    while !pool.audit_logs.iter().any(|l| audit::assigned(l)) {
+        if stop.is_set() {
             pool.stop_all().await;
             return Ok(None);
         }
@@ -226,7 +224,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_set() {
             view.finish();
             pool.stop_all().await;
             producer.stop(Duration::from_secs(5)).await;
