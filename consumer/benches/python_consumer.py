@@ -4,7 +4,8 @@ a synchronous commit per batch, a no-op sink.
 
     python3 python_consumer.py BOOTSTRAP TOPIC GROUP EXPECTED BATCH_SIZE
 
-Exits when EXPECTED messages have been processed; prints the count.
+Prints "first processed" after the first batch, "all processed" once
+EXPECTED messages are, then exits.
 """
 import json
 import sys
@@ -22,13 +23,24 @@ consumer = Consumer({
 consumer.subscribe([topic])
 batches = {}
 processed = 0
+first = True
+
+
+def done(count):
+    global processed, first
+    processed += count
+    if first:
+        print("first processed", flush=True)
+        first = False
+
+
 while processed < expected:
     msg = consumer.poll(0.1)
     if msg is None:
         # flush partial batches on idle, as BATCH_TIMEOUT would
         for partition, batch in list(batches.items()):
             if batch:
-                processed += len(batch)
+                done(len(batch))
                 consumer.commit(offsets=[TopicPartition(topic, partition, batch[-1][0] + 1)], asynchronous=False)
                 batches[partition] = []
         continue
@@ -38,8 +50,8 @@ while processed < expected:
     batch = batches.setdefault(msg.partition(), [])
     batch.append((msg.offset(), trade))
     if len(batch) >= batch_size:
-        processed += len(batch)
+        done(len(batch))
         consumer.commit(offsets=[TopicPartition(topic, msg.partition(), msg.offset() + 1)], asynchronous=False)
         batches[msg.partition()] = []
-print(processed)
+print("all processed", processed, flush=True)
 consumer.close()

@@ -1,11 +1,14 @@
-//! Consumer throughput with the no-op sink (JSON decoded, batches of 100,
-//! a commit per batch), trade-consumer against the reference consumer's
-//! design in Python (confluent-kafka, `python_consumer.py`), on the same
-//! tansu broker in the same run. Prints messages/s, CPU seconds, messages
-//! per CPU-second, and the ratios.
+//! Consumer efficiency: trade-consumer against the reference consumer's
+//! design in Python (confluent-kafka, `python_consumer.py`), side by side on
+//! the same tansu broker in the same run, at 6 and at 24 partitions. Both
+//! decode every trade as JSON, batch 100 messages per partition and write
+//! to a no-op sink. CPU (user + system, every thread) is counted from each
+//! consumer's first processed message to its last, so start-up and the
+//! group join are left out of both. Prints messages/s, CPU seconds,
+//! messages per CPU-second, and the ratios.
 //!
-//!     pip install confluent-kafka   # for the Python row
-//!     cargo bench -p trade-consumer --bench throughput [-- --messages 200000]
+//!     python3 -m venv /tmp/bench && /tmp/bench/bin/pip install confluent-kafka
+//!     BENCH_PYTHON=/tmp/bench/bin/python cargo bench -p trade-consumer --bench throughput [-- --messages 200000]
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures time
 
@@ -17,34 +20,58 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use testbed::{Process, Tansu, bench_arg, free_port, http_get, unique};
 use trade_model::TradeGenerator;
 
-const PARTITIONS: i32 = 6;
+const PARTITION_COUNTS: [i32; 2] = [6, 24];
+const LIMIT: Duration = Duration::from_secs(900);
 
-/// CPU seconds (user + system) of a process, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ
+/// CPU seconds (user + system) of a process so far, from /proc; None once
+/// it has exited.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ
 }
 
+/// One consumer's run: wall time and CPU from its first processed message.
 struct Row {
     name: &'static str,
     seconds: f64,
     cpu: f64,
-    messages: u64,
 }
 
-fn main() {
-    let messages = bench_arg("--messages", 200_000);
-    let broker = Tansu::start();
-    let topic = unique("bench-trades");
-    broker.create_topic(&topic, PARTITIONS);
+/// Samples `pid` every 20 ms: from when `started()` first says so until
+/// `finished()` does, returning that span's wall and CPU time.
+fn measure(
+    pid: u32,
+    mut started: impl FnMut() -> bool,
+    mut finished: impl FnMut() -> bool,
+    logs: &dyn Fn() -> String,
+) -> (f64, f64) {
+    let deadline = Instant::now() + LIMIT;
+    let mut first: Option<(Instant, f64)> = None;
+    let mut last_cpu = 0.0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "consumer did not finish:\n{}",
+            logs()
+        );
+        if let Some(cpu) = cpu_seconds(pid) {
+            last_cpu = cpu;
+        }
+        if first.is_none() && started() {
+            first = Some((Instant::now(), last_cpu));
+        }
+        if let Some((at, cpu0)) = first
+            && finished()
+        {
+            return (at.elapsed().as_secs_f64(), last_cpu - cpu0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn produce(broker: &Tansu, topic: &str, messages: u64) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("linger.ms", "20")
@@ -57,7 +84,7 @@ fn main() {
         let payload = serde_json::to_vec(&t).expect("json");
         producer
             .send(
-                BaseRecord::<[u8], [u8]>::to(&topic)
+                BaseRecord::<[u8], [u8]>::to(topic)
                     .key(t.account_id.as_bytes())
                     .payload(&payload),
             )
@@ -65,20 +92,16 @@ fn main() {
             .expect("send");
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
-    println!(
-        "{messages} trades on {PARTITIONS} partitions of a tansu broker; batches of 100, no-op sink, commit per batch"
-    );
+}
 
-    let mut rows = Vec::new();
-    // trade-consumer
+fn rust_row(broker: &Tansu, topic: &str, messages: u64) -> Row {
     let port = free_port();
-    let started = Instant::now();
     let mut rust = Process::start(
         env!("CARGO_BIN_EXE_trade-consumer"),
         &[],
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
+            ("KAFKA_TOPIC", topic.to_owned()),
             ("CONSUMER_GROUP", unique("rust")),
             ("BATCH_PROCESSING_TIME", "0".into()),
             ("BATCH_TIMEOUT_SECONDS", "0.5".into()),
@@ -86,92 +109,107 @@ fn main() {
         ],
     );
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let pid = rust.pid().expect("running");
-    let want = format!("kafka_messages_processed_total {messages}\n");
-    loop {
+    let processed = || {
         let (_, m) = http_get(addr, "/metrics");
-        if m.contains(&want) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "trade-consumer did not finish:\n{}",
-            rust.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rows.push(Row {
-        name: "trade-consumer (Rust)",
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: cpu_seconds(pid),
-        messages,
-    });
+        m.lines()
+            .find_map(|l| l.strip_prefix("kafka_messages_processed_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (seconds, cpu) = measure(
+        rust.pid().expect("running"),
+        || processed() > 0,
+        || processed() >= messages,
+        &|| rust.logs(),
+    );
     let _ = rust.terminate(Duration::from_secs(20));
+    Row {
+        name: "trade-consumer (Rust)",
+        seconds,
+        cpu,
+    }
+}
 
-    // The reference design in Python.
-    let has_python = Command::new("python3")
+fn python_row(python: &str, broker: &Tansu, topic: &str, messages: u64) -> Row {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_consumer.py");
+    let mut py = Process::start(
+        python,
+        &[
+            script,
+            &broker.bootstrap(),
+            topic,
+            &unique("python"),
+            &messages.to_string(),
+            "100",
+        ],
+        &[],
+    );
+    let pid = py.pid().expect("running");
+    let logs = || py.logs();
+    let (seconds, cpu) = measure(
+        pid,
+        || logs().contains("first processed"),
+        || logs().contains("all processed"),
+        &logs,
+    );
+    assert!(py.wait(Duration::from_secs(60)).success(), "{}", py.logs());
+    Row {
+        name: "reference design (Python)",
+        seconds,
+        cpu,
+    }
+}
+
+fn main() {
+    let messages = bench_arg("--messages", 200_000);
+    let python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_python = Command::new(&python)
         .args(["-c", "import confluent_kafka"])
         .status()
         .is_ok_and(|s| s.success());
-    if has_python {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_consumer.py");
-        let started = Instant::now();
-        let mut py = Process::start(
-            "python3",
-            &[
-                script,
-                &broker.bootstrap(),
-                &topic,
-                &unique("python"),
-                &messages.to_string(),
-                "100",
-            ],
-            &[],
-        );
-        let pid = py.pid().expect("running");
-        let mut cpu = 0.0;
-        // Sample CPU until it exits (the /proc entry goes with it).
-        let status = loop {
-            cpu = cpu_seconds(pid).max(cpu);
-            if let Some(status) = py.try_wait() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(1200),
-                "python consumer did not finish"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "{}", py.logs());
-        rows.push(Row {
-            name: "reference design (Python)",
-            seconds: started.elapsed().as_secs_f64(),
-            cpu,
-            messages,
-        });
-    } else {
-        println!("(Python row skipped: pip install confluent-kafka)");
+    if !has_python {
+        println!("(Python rows skipped: no confluent_kafka in {python}; set BENCH_PYTHON)");
     }
-
     println!(
-        "{:<28} {:>10} {:>12} {:>10} {:>16}",
-        "consumer", "seconds", "messages/s", "CPU s", "messages/CPU-s"
+        "{messages} trades per run on a tansu broker; batches of 100, no-op sink; CPU from the first processed message\n"
     );
-    for r in &rows {
-        println!(
-            "{:<28} {:>10.2} {:>12.0} {:>10.2} {:>16.0}",
-            r.name,
-            r.seconds,
-            r.messages as f64 / r.seconds,
-            r.cpu,
-            r.messages as f64 / r.cpu.max(0.01)
-        );
+    println!(
+        "{:>10}  {:<26} {:>8} {:>11} {:>7} {:>15}",
+        "partitions", "consumer", "seconds", "messages/s", "CPU s", "messages/CPU-s"
+    );
+    let broker = Tansu::start();
+    let mut ratios = Vec::new();
+    for partitions in PARTITION_COUNTS {
+        let topic = unique("bench-trades");
+        broker.create_topic(&topic, partitions);
+        produce(&broker, &topic, messages);
+        let mut rows = vec![rust_row(&broker, &topic, messages)];
+        if has_python {
+            rows.push(python_row(&python, &broker, &topic, messages));
+        }
+        for r in &rows {
+            println!(
+                "{:>10}  {:<26} {:>8.2} {:>11.0} {:>7.2} {:>15.0}",
+                partitions,
+                r.name,
+                r.seconds,
+                messages as f64 / r.seconds,
+                r.cpu,
+                messages as f64 / r.cpu.max(0.01)
+            );
+        }
+        if let [rust, python] = &rows[..] {
+            ratios.push((
+                partitions,
+                python.seconds / rust.seconds,
+                python.cpu / rust.cpu.max(0.01),
+            ));
+        }
     }
-    if let [rust, python] = &rows[..] {
+    println!();
+    for (partitions, speed, efficiency) in ratios {
         println!(
-            "ratio Rust / Python: {:.1}x messages/s, {:.1}x messages per CPU-second",
-            python.seconds / rust.seconds,
-            python.cpu / rust.cpu.max(0.01)
+            "{partitions:>2} partitions: Rust / Python {speed:.1}x messages/s, {efficiency:.1}x messages per CPU-second"
         );
     }
 }

@@ -14,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::sink::Record;
+use crate::batcher::Record;
 
 pub struct AuditLog {
     file: Mutex<BufWriter<File>>,
@@ -33,7 +33,7 @@ impl AuditLog {
     }
 
     /// Records a written batch; returns once it is in the file.
-    pub fn written(&self, batch: &[Record]) -> std::io::Result<()> {
+    pub fn written<'a>(&self, batch: impl Iterator<Item = &'a Record>) -> std::io::Result<()> {
         let mut file = self.file.lock().expect("audit log lock");
         for r in batch {
             writeln!(file, "w {} {} {}", r.partition, r.offset, r.age_ms)?;

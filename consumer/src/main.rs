@@ -1,16 +1,15 @@
 //! trade-consumer: consumes trade transactions in micro-batches per
-//! partition and writes them to a sink, committing a partition's offset only
-//! after the batch before it is written (at-least-once, never past an
-//! unwritten message). Partition order (so account order) is kept: one
-//! thread polls and writes, one batch at a time. On revocation, unwritten
-//! batches of revoked partitions are dropped (their new owner re-reads them)
-//! and written offsets are committed; on SIGTERM the pending batches are
-//! written, committed, and the consumer leaves the group.
-
-// A consumer is all I/O: it reads the clock to time batches.
-#![allow(clippy::disallowed_methods)]
+//! partition and writes them to a sink, storing a partition's offset for
+//! the commit only after the batch before it is written (at-least-once,
+//! never past an unwritten message). librdkafka commits the stored offsets
+//! every second, when partitions are revoked, and on close. Partition
+//! order (so account order) is kept: one thread polls and writes, one batch
+//! at a time. On revocation, unwritten batches of revoked partitions are
+//! dropped (their new owner re-reads them); on SIGTERM the pending batches
+//! are written, committed, and the consumer leaves the group.
 
 mod audit;
+mod batcher;
 mod metrics;
 mod sink;
 
@@ -22,14 +21,15 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use trade_model::Trade;
+use trade_model::TradeRef;
 
 use audit::AuditLog;
+use batcher::{Batch, Batcher};
 use metrics::Metrics;
-use sink::{Record, Sink};
+use sink::Sink;
 
 /// Consumes trade transactions in micro-batches.
 #[derive(Parser, Debug)]
@@ -72,7 +72,9 @@ struct Args {
     /// PostgreSQL URL for SINK=postgres, e.g. postgresql://user@host/db.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
-    /// Messages that are not valid trades go to this topic (default: only counted and logged).
+    /// Messages that are not valid trades, and trades the sink refuses for
+    /// their data, go to this topic with headers naming the error and the
+    /// source partition and offset (default: only counted and logged).
     #[arg(long, env = "DLQ_TOPIC")]
     dlq_topic: Option<String>,
     /// Port of /metrics.
@@ -98,41 +100,32 @@ enum SinkKind {
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the per-partition lag metric is refreshed.
 const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Messages read but not yet written, for one partition.
-struct Batch {
-    records: Vec<Record>,
-    /// Invalid messages of the batch, sent to DLQ_TOPIC; each is
-    /// acknowledged before the batch's offsets are committed.
-    dead_letters: Vec<DeadLetter>,
-    /// Offset after the last message (trades and skipped invalid ones).
-    next_offset: i64,
-    started: Instant,
-}
+/// How often librdkafka commits the stored (written) offsets.
+const COMMIT_INTERVAL_MS: &str = "1000";
 
 /// An invalid message on its way to the dead-letter topic.
 struct DeadLetter {
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    /// Why it is not a trade, and where it came from: the letter's headers.
+    error: String,
+    partition: i32,
+    offset: i64,
     /// The send's acknowledgement; None when it could not be queued.
     delivery: Option<DeliveryFuture>,
 }
 
-/// What the poll loop and the rebalance callback share.
-#[derive(Default)]
-struct Progress {
-    pending: HashMap<i32, Batch>,
-    /// Per partition, the offset after the last written message.
-    written: HashMap<i32, i64>,
-    /// Per partition, how often it was revoked: a batch taken for writing
-    /// before a revocation is not written after it.
-    revocations: HashMap<i32, u64>,
-}
+/// A message's letter when DLQ_TOPIC is set (None otherwise: the message
+/// is only counted and logged).
+type Letter = Option<DeadLetter>;
 
 struct GroupContext {
     kafka: KafkaContext,
-    topic: String,
-    progress: Arc<Mutex<Progress>>,
+    /// Partitions revoked inside a poll, for the poll loop to drop their
+    /// batches right after it (the loop owns the batches; a revocation is
+    /// signalled, not applied, from the callback).
+    revoked: Mutex<Vec<i32>>,
+    revocation: AtomicBool,
     audit: Option<Arc<AuditLog>>,
     metrics: Arc<Metrics>,
 }
@@ -161,31 +154,14 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(revoked) = rebalance else {
-            return;
-        };
-        let mut progress = self.progress.lock().expect("progress lock");
-        let mut commit = TopicPartitionList::new();
-        for element in revoked.elements() {
-            let partition = element.partition();
-            if let Some(batch) = progress.pending.remove(&partition) {
-                tracing::info!(
-                    partition,
-                    dropped = batch.records.len(),
-                    "revoked: unwritten batch dropped, the new owner re-reads it"
-                );
-            }
-            if let Some(&offset) = progress.written.get(&partition) {
-                let _ = commit.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
-            }
-            progress.written.remove(&partition);
-            *progress.revocations.entry(partition).or_default() += 1;
-        }
-        if commit.count() > 0
-            && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
-        {
-            tracing::warn!(error = %e, "commit on revocation failed; the new owner may re-read a written batch");
+    /// Before partitions go: librdkafka then commits their stored offsets
+    /// (the written ones) and waits for that commit before the rebalance
+    /// goes on, so their next owner starts right after the last write.
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let mut list = self.revoked.lock().expect("revocation lock");
+            list.extend(revoked.elements().iter().map(|e| e.partition()));
+            self.revocation.store(true, Ordering::Release);
         }
     }
 }
@@ -209,7 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let settings =
         ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
-    let mut sink: Box<dyn Sink> = match args.sink {
+    let mut sink = match args.sink {
         SinkKind::Postgres => {
             anyhow::ensure!(
                 args.batch_size <= sink::MAX_POSTGRES_BATCH,
@@ -221,20 +197,18 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .database_url
                 .as_deref()
                 .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required with SINK=postgres"))?;
-            Box::new(sink::Postgres::connect(url)?)
+            Sink::Postgres(Box::new(sink::Postgres::connect(url)?))
         }
-        SinkKind::Simulated => Box::new(sink::Simulated {
-            cost: match args.processing_rate {
-                Some(rate) if rate.is_finite() && rate > 0.0 => {
-                    sink::Cost::PerMessage(Duration::from_secs_f64(1.0 / rate))
-                }
-                Some(rate) => {
-                    anyhow::bail!(
-                        "PROCESSING_RATE must be a number of messages per second > 0, got {rate}"
-                    )
-                }
-                None => sink::Cost::PerBatch(Duration::from_secs_f64(args.batch_processing_time)),
-            },
+        SinkKind::Simulated => Sink::Simulated(match args.processing_rate {
+            Some(rate) if rate.is_finite() && rate > 0.0 => {
+                sink::Cost::PerMessage(Duration::from_secs_f64(1.0 / rate))
+            }
+            Some(rate) => {
+                anyhow::bail!(
+                    "PROCESSING_RATE must be a number of messages per second > 0, got {rate}"
+                )
+            }
+            None => sink::Cost::PerBatch(Duration::from_secs_f64(args.batch_processing_time)),
         }),
     };
     let audit = match &args.audit_log {
@@ -242,20 +216,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
-    let progress = Arc::new(Mutex::new(Progress::default()));
     let mut config: ClientConfig = settings.client_config()?;
     config
         .set("group.id", &args.consumer_group)
         .set("partition.assignment.strategy", &args.assignment_strategy)
-        .set("enable.auto.commit", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS)
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000");
     let consumer: BaseConsumer<GroupContext> = config.create_with_context(GroupContext {
         kafka: settings.context(),
-        topic: args.topic.clone(),
-        progress: progress.clone(),
+        revoked: Mutex::new(Vec::new()),
+        revocation: AtomicBool::new(false),
         audit: audit.clone(),
         metrics: metrics.clone(),
     })?;
@@ -303,43 +277,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     runtime.spawn(metrics::serve(listener, metrics.clone()));
     tracing::info!(topic = %args.topic, group = %args.consumer_group, sink = ?args.sink, "consuming");
 
-    let batch_size = args.batch_size as usize;
-    let timeout = Duration::from_secs_f64(args.batch_timeout_seconds);
     let mut consumer_loop = Loop {
         consumer: &consumer,
-        progress: &progress,
+        batcher: Batcher::new(
+            args.batch_size as usize,
+            Duration::from_secs_f64(args.batch_timeout_seconds),
+        ),
         metrics: &metrics,
-        sink: sink.as_mut(),
+        sink: &mut sink,
         topic: &args.topic,
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
         audit: audit.as_deref(),
         stop: &stop,
         invalid_log: InvalidLog::default(),
     };
-    // The lag gauge asks the broker for each partition's high watermark:
-    // a round trip per partition, on a thread of its own so that the poll
-    // loop never waits for it.
-    let polling = AtomicBool::new(true);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        scope.spawn(|| {
-            let mut last = Instant::now();
-            while polling.load(Ordering::Relaxed) {
-                std::thread::sleep(POLL_TIMEOUT);
-                if last.elapsed() >= LAG_UPDATE_INTERVAL {
-                    update_lag(&consumer, &progress, &metrics, &args.topic);
-                    last = Instant::now();
-                }
-            }
-        });
-        let result = poll_until_stopped(&consumer, &mut consumer_loop, &stop, batch_size, timeout);
-        polling.store(false, Ordering::Relaxed);
-        result
-    })?;
+    consumer_loop.poll_until_stopped();
     tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");
-    consumer_loop.write_due(|_| true)?;
-    consumer_loop.commit(CommitMode::Sync);
-    if let Some(p) = &dlq {
-        let _ = p.flush(Duration::from_secs(10));
+    consumer_loop.write_due(true);
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit is the usual case.
+        tracing::debug!(error = %e, "final commit");
     }
     consumer.unsubscribe();
     drop(consumer);
@@ -347,39 +304,26 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls and writes due batches until SIGTERM.
-fn poll_until_stopped(
-    consumer: &BaseConsumer<GroupContext>,
-    consumer_loop: &mut Loop<'_>,
-    stop: &AtomicBool,
-    batch_size: usize,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let mut last_check = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let mut full = false;
-        if let Some(result) = consumer.poll(POLL_TIMEOUT) {
-            match result {
-                Ok(message) => full = consumer_loop.route(&message) >= batch_size,
-                Err(e) => tracing::warn!(error = %e, "poll error"),
-            }
-        }
-        // Batches are looked at when one fills, or every poll timeout for
-        // the ones that timed out: not after every message.
-        if full || last_check.elapsed() >= POLL_TIMEOUT {
-            consumer_loop.write_due(|batch| {
-                batch.records.len() >= batch_size || batch.started.elapsed() >= timeout
-            })?;
-            last_check = Instant::now();
-        }
-    }
-    Ok(())
-}
-
 impl DeadLetter {
     /// Queues the letter; its acknowledgement is awaited before the commit.
     fn send(&mut self, producer: &FutureProducer<KafkaContext>, topic: &str) {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&self.payload);
+        let (partition, offset) = (self.partition.to_string(), self.offset.to_string());
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "error",
+                value: Some(self.error.as_str()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(&self.payload)
+            .headers(headers);
         if let Some(key) = &self.key {
             record = record.key(key);
         }
@@ -393,6 +337,12 @@ impl DeadLetter {
     }
 }
 
+/// The consumer's clock: batches time out, writes are timed, retries wait.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
 /// How long to wait before retry `attempt` (1, 2, ...): 200 ms more each
 /// time, at most 5 s.
 fn retry_backoff(attempt: u32) -> Duration {
@@ -401,35 +351,17 @@ fn retry_backoff(attempt: u32) -> Duration {
 
 /// Sleeps for `duration`, or less if `stop` is set meanwhile.
 fn sleep_unless(stop: &AtomicBool, duration: Duration) {
-    let until = Instant::now() + duration;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-        std::thread::sleep(POLL_TIMEOUT.min(until.saturating_duration_since(Instant::now())));
-    }
-}
-
-/// Lag as this consumer sees it: high watermark minus written offset.
-fn update_lag(
-    consumer: &BaseConsumer<GroupContext>,
-    progress: &Mutex<Progress>,
-    metrics: &Metrics,
-    topic: &str,
-) {
-    let written: Vec<(i32, i64)> = {
-        let progress = progress.lock().expect("progress lock");
-        progress.written.iter().map(|(p, o)| (*p, *o)).collect()
-    };
-    for (partition, offset) in written {
-        if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1)) {
-            metrics.set_lag(partition, (high - offset).max(0));
-        }
+    let until = now() + duration;
+    while !stop.load(Ordering::Relaxed) && now() < until {
+        std::thread::sleep(POLL_TIMEOUT.min(until.saturating_duration_since(now())));
     }
 }
 
 struct Loop<'a> {
     consumer: &'a BaseConsumer<GroupContext>,
-    progress: &'a Arc<Mutex<Progress>>,
+    batcher: Batcher<Letter>,
     metrics: &'a Metrics,
-    sink: &'a mut dyn Sink,
+    sink: &'a mut Sink,
     topic: &'a str,
     dlq: Option<(&'a FutureProducer<KafkaContext>, &'a str)>,
     audit: Option<&'a AuditLog>,
@@ -451,140 +383,182 @@ const INVALID_LOG_EVERY: Duration = Duration::from_secs(10);
 impl InvalidLog {
     fn note(&mut self, partition: i32, offset: i64, reason: &str, why: &str) {
         match self.last.get_mut(&partition) {
-            Some((at, unlogged)) if at.elapsed() < INVALID_LOG_EVERY => *unlogged += 1,
+            Some((at, unlogged)) if now().duration_since(*at) < INVALID_LOG_EVERY => *unlogged += 1,
             entry => {
                 let unlogged = entry.map_or(0, |e| e.1);
                 tracing::warn!(partition, offset, reason, error = %why, unlogged_since_last = unlogged, "invalid message skipped");
-                self.last.insert(partition, (Instant::now(), 0));
+                self.last.insert(partition, (now(), 0));
             }
         }
     }
 }
 
 impl Loop<'_> {
-    /// Adds a message to its partition's batch; returns the batch's size.
-    fn route<M: Message>(&mut self, message: &M) -> usize {
-        let partition = message.partition();
-        let offset = message.offset();
+    /// Polls and writes due batches until SIGTERM.
+    fn poll_until_stopped(&mut self) {
+        let mut last_check = now();
+        let mut last_lag = now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let full = self.poll(POLL_TIMEOUT);
+            // Batches are looked at when one fills, or every poll timeout for
+            // the ones that timed out: not after every message.
+            if full || now().duration_since(last_check) >= POLL_TIMEOUT {
+                self.write_due(false);
+                last_check = now();
+            }
+            if now().duration_since(last_lag) >= LAG_UPDATE_INTERVAL {
+                self.update_lag();
+                last_lag = now();
+            }
+        }
+    }
+
+    /// One poll: runs a pending rebalance's callbacks, drops the revoked
+    /// partitions' batches, and routes the message it may return. True
+    /// when that message filled its batch.
+    fn poll(&mut self, timeout: Duration) -> bool {
+        let polled = self.consumer.poll(timeout);
+        let context = self.consumer.context();
+        if context.revocation.swap(false, Ordering::Acquire) {
+            let revoked = std::mem::take(&mut *context.revoked.lock().expect("revocation lock"));
+            for partition in revoked {
+                let dropped = self.batcher.revoke(partition);
+                if dropped > 0 {
+                    tracing::info!(
+                        partition,
+                        dropped,
+                        "revoked: unwritten batch dropped, the new owner re-reads it"
+                    );
+                }
+            }
+        }
+        match polled {
+            Some(Ok(message)) => self.route(&message),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "poll error");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Lag as this consumer sees it: the high watermark librdkafka last
+    /// fetched (no round trip) minus the written offset.
+    fn update_lag(&self) {
+        for (partition, written) in self.batcher.written() {
+            if let Some(high) =
+                kafka_admin::cached_high_watermark(self.consumer.client(), self.topic, partition)
+            {
+                self.metrics.set_lag(partition, (high - written).max(0));
+            }
+        }
+    }
+
+    /// Adds a message to its partition's batch; true when the batch is full.
+    fn route<M: Message>(&mut self, message: &M) -> bool {
+        let now = now();
+        let at = (message.partition(), message.offset());
         let timestamp = message.timestamp().to_millis();
         let age_ms = timestamp.map_or(0, |ts| (kafka_settings::unix_ms() - ts).max(0));
         if timestamp.is_some() {
             self.metrics.message_age.observe(age_ms as f64 / 1000.0);
         }
-        let parsed: Result<Trade, (&'static str, String)> = match message.payload() {
+        let checked = match message.payload() {
             None => Err(("empty", "empty payload".to_owned())),
-            Some(payload) => serde_json::from_slice::<Trade>(payload)
+            Some(payload) => TradeRef::decode(payload)
                 .map_err(|e| ("not_json", e.to_string()))
-                .and_then(|trade| {
-                    sink::storable(&trade).map_err(|e| ("not_storable", e))?;
-                    Ok(trade)
-                }),
+                .and_then(|trade| sink::storable(&trade).map_err(|e| ("not_storable", e))),
         };
-        let mut progress = self.progress.lock().expect("progress lock");
-        let batch = progress.pending.entry(partition).or_insert_with(|| Batch {
-            records: Vec::new(),
-            dead_letters: Vec::new(),
-            next_offset: offset,
-            started: Instant::now(),
-        });
-        batch.next_offset = offset + 1;
-        match parsed {
-            Ok(trade) => batch.records.push(Record {
-                trade,
-                partition,
-                offset,
+        match checked {
+            Ok(()) => self.batcher.push(
+                at,
+                message.key().unwrap_or_default(),
+                message.payload().unwrap_or_default(),
                 age_ms,
-            }),
+                now,
+            ),
             Err((reason, why)) => {
                 // Not a trade: counted, logged, dead-lettered; never stops the partition.
-                self.metrics.invalid_message(reason);
-                self.invalid_log.note(partition, offset, reason, &why);
-                if let Some((producer, topic)) = self.dlq {
-                    let mut letter = DeadLetter {
-                        key: message.key().map(<[u8]>::to_vec),
-                        payload: message.payload().unwrap_or_default().to_vec(),
-                        delivery: None,
-                    };
-                    letter.send(producer, topic);
-                    batch.dead_letters.push(letter);
-                }
+                let letter = self.dead_letter(at, (message.key(), message.payload()), reason, why);
+                self.batcher.push_dead_letter(at, letter, now);
+                false
             }
         }
-        batch.records.len()
     }
 
-    /// Writes every pending batch `due` says is ready, in partition order
-    /// within each partition, then commits what was written.
-    fn write_due(&mut self, due: impl Fn(&Batch) -> bool) -> anyhow::Result<()> {
-        let ready: Vec<(i32, Batch, u64)> = {
-            let mut progress = self.progress.lock().expect("progress lock");
-            let partitions: Vec<i32> = progress
-                .pending
-                .iter()
-                .filter(|(_, b)| due(b))
-                .map(|(p, _)| *p)
-                .collect();
-            partitions
-                .into_iter()
-                .filter_map(|p| {
-                    let revoked = progress.revocations.get(&p).copied().unwrap_or(0);
-                    progress.pending.remove(&p).map(|b| (p, b, revoked))
-                })
-                .collect()
+    /// Counts and logs a message that will not be stored, and sends it to
+    /// DLQ_TOPIC if set.
+    fn dead_letter(
+        &mut self,
+        (partition, offset): (i32, i64),
+        (key, payload): (Option<&[u8]>, Option<&[u8]>),
+        reason: &'static str,
+        error: String,
+    ) -> Letter {
+        self.metrics.invalid_message(reason);
+        self.invalid_log.note(partition, offset, reason, &error);
+        let (producer, topic) = self.dlq?;
+        let mut letter = DeadLetter {
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.unwrap_or_default().to_vec(),
+            error: format!("{reason}: {error}"),
+            partition,
+            offset,
+            delivery: None,
         };
-        if ready.is_empty() {
-            return Ok(());
-        }
-        for (partition, mut batch, revoked) in ready {
+        letter.send(producer, topic);
+        Some(letter)
+    }
+
+    /// Writes the due batches (all of them when `all`), each after the one
+    /// before it of its partition, and stores the written offsets.
+    fn write_due(&mut self, all: bool) {
+        for mut batch in self.batcher.take_due(now(), all) {
             // Serve the group between batches: a rebalance waits for every
             // member's poll, and writing a large backlog takes seconds.
-            self.serve_group();
-            let still_owned = {
-                let progress = self.progress.lock().expect("progress lock");
-                progress.revocations.get(&partition).copied().unwrap_or(0) == revoked
-            };
-            if !still_owned {
+            self.poll(Duration::ZERO);
+            if !self.batcher.owns(&batch) {
                 tracing::info!(
-                    partition,
+                    partition = batch.partition,
                     dropped = batch.records.len(),
                     "revoked before its batch was written: dropped, the new owner re-reads it"
                 );
                 continue;
             }
-            let mut attempt = 0u32;
-            // A batch is retried until written (skipping it would lose it),
-            // or until SIGTERM: then it is left unwritten and uncommitted,
-            // with the batches after it, for the partition's next owner.
-            let took = loop {
-                let started = Instant::now();
-                // A batch of invalid messages only has nothing to write.
-                if batch.records.is_empty() {
-                    break 0.0;
-                }
-                let Err(e) = self.sink.write(&batch.records) else {
-                    break started.elapsed().as_secs_f64();
-                };
-                attempt += 1;
-                if self.stop.load(Ordering::Relaxed) {
-                    tracing::warn!(partition, attempt, error = %e, "stopping while a batch write fails: it stays uncommitted for the next owner");
-                    self.abandon_pending();
-                    return Ok(());
-                }
-                tracing::error!(partition, attempt, error = %e, "batch write failed; retrying");
-                sleep_unless(self.stop, retry_backoff(attempt));
-            };
-            if !self.dead_letters_acknowledged(partition, &mut batch.dead_letters) {
+            let Some((took, rejected)) = self.write(&batch) else {
                 tracing::warn!(
-                    partition,
+                    partition = batch.partition,
+                    "stopping while a batch write fails: it stays uncommitted for the next owner"
+                );
+                self.batcher.abandon();
+                return;
+            };
+            for &(index, ref why) in &rejected {
+                let record = &batch.records[index];
+                let letter = self.dead_letter(
+                    (record.partition, record.offset),
+                    (Some(batch.key(record)), Some(batch.payload(record))),
+                    "rejected_by_sink",
+                    why.clone(),
+                );
+                batch.dead_letters.push(letter);
+            }
+            if !self.dead_letters_acknowledged(&mut batch) {
+                tracing::warn!(
+                    partition = batch.partition,
                     "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
                 );
-                self.abandon_pending();
-                return Ok(());
+                self.batcher.abandon();
+                return;
             }
+            let written = batch.records.len() - rejected.len();
             if let Some(audit) = self.audit {
+                let stored = (0..batch.records.len())
+                    .filter(|i| !rejected.iter().any(|(r, _)| r == i))
+                    .map(|i| &batch.records[i]);
                 // Before the commit: a committed offset is always in the log.
-                while let Err(e) = audit.written(&batch.records) {
-                    tracing::error!(partition, error = %e, "audit log write failed; retrying");
+                while let Err(e) = audit.written(stored.clone()) {
+                    tracing::error!(partition = batch.partition, error = %e, "audit log write failed; retrying");
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
@@ -592,40 +566,72 @@ impl Loop<'_> {
             // are not capacity in use.
             self.metrics.batch_seconds.observe(took);
             self.metrics.busy_seconds.inc_by(took);
-            self.metrics.processed.inc_by(batch.records.len() as u64);
-            let mut progress = self.progress.lock().expect("progress lock");
-            progress.written.insert(partition, batch.next_offset);
-        }
-        self.commit(CommitMode::Async);
-        Ok(())
-    }
-
-    /// Stopping with a batch unwritten: nothing read after it may be
-    /// written (or committed) either, so every pending batch is dropped;
-    /// the partitions' next owners re-read from the committed offsets.
-    fn abandon_pending(&self) {
-        self.progress.lock().expect("progress lock").pending.clear();
-    }
-
-    /// One non-blocking poll: runs a pending rebalance's callbacks and
-    /// routes the message it may return.
-    fn serve_group(&mut self) {
-        match self.consumer.poll(Duration::ZERO) {
-            Some(Ok(message)) => {
-                self.route(&message);
+            self.metrics.processed.inc_by(written as u64);
+            if let Some((partition, offset)) = self.batcher.finish(batch) {
+                self.store(partition, offset);
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "poll error"),
-            None => {}
+        }
+    }
+
+    /// Writes a batch, retrying until it is written (skipping it would lose
+    /// it): the seconds the successful write took and the records the sink
+    /// refused. None when SIGTERM came first: the batch is then left
+    /// unwritten and uncommitted, with the batches after it, for the
+    /// partition's next owner.
+    fn write(&mut self, batch: &Batch<Letter>) -> Option<(f64, Vec<(usize, String)>)> {
+        let mut attempt = 0u32;
+        loop {
+            let started = now();
+            match self.sink.write(batch) {
+                Ok(written) => {
+                    return Some((
+                        now().duration_since(started).as_secs_f64(),
+                        written.rejected,
+                    ));
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if self.stop.load(Ordering::Relaxed) {
+                        tracing::warn!(
+                            partition = batch.partition,
+                            attempt,
+                            error = format!("{e:#}"),
+                            "batch write failed at SIGTERM"
+                        );
+                        return None;
+                    }
+                    tracing::error!(
+                        partition = batch.partition,
+                        attempt,
+                        error = format!("{e:#}"),
+                        "batch write failed; retrying"
+                    );
+                    sleep_unless(self.stop, retry_backoff(attempt));
+                }
+            }
+        }
+    }
+
+    /// Stores a written offset; librdkafka commits it.
+    fn store(&self, partition: i32, offset: i64) {
+        let mut offsets = TopicPartitionList::with_capacity(1);
+        let stored = offsets
+            .add_partition_offset(self.topic, partition, Offset::Offset(offset))
+            .and_then(|()| self.consumer.store_offsets(&offsets));
+        if let Err(e) = stored {
+            // The partition was revoked without our poll seeing it yet: its
+            // new owner reads the batch again.
+            tracing::info!(partition, offset, error = %e, "written offset not stored");
         }
     }
 
     /// Waits for every dead letter's acknowledgement, sending again the
     /// ones the broker refused; false when SIGTERM came first.
-    fn dead_letters_acknowledged(&self, partition: i32, letters: &mut [DeadLetter]) -> bool {
+    fn dead_letters_acknowledged(&self, batch: &mut Batch<Letter>) -> bool {
         let Some((producer, topic)) = self.dlq else {
             return true;
         };
-        for letter in letters {
+        for letter in batch.dead_letters.iter_mut().flatten() {
             let mut attempt = 0u32;
             loop {
                 let outcome = match letter.delivery.take() {
@@ -637,7 +643,7 @@ impl Loop<'_> {
                     None => "not queued".to_owned(),
                 };
                 attempt += 1;
-                tracing::error!(partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
+                tracing::error!(partition = batch.partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
                 if self.stop.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -646,19 +652,5 @@ impl Loop<'_> {
             }
         }
         true
-    }
-
-    fn commit(&self, mode: CommitMode) {
-        let progress = self.progress.lock().expect("progress lock");
-        let mut offsets = TopicPartitionList::new();
-        for (&partition, &offset) in &progress.written {
-            let _ = offsets.add_partition_offset(self.topic, partition, Offset::Offset(offset));
-        }
-        drop(progress);
-        if offsets.count() > 0
-            && let Err(e) = self.consumer.commit(&offsets, mode)
-        {
-            tracing::warn!(error = %e, "commit failed; will retry with the next batch");
-        }
     }
 }

@@ -30,7 +30,7 @@ pub struct Metrics {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// not_json, empty or not_storable.
+    /// not_json, empty, not_storable or rejected_by_sink.
     pub reason: String,
 }
 
@@ -77,7 +77,7 @@ impl Metrics {
         );
         registry.register(
             "kafka_consumer_invalid_messages",
-            "Messages that are not valid trades, by reason (not_json, empty, not_storable)",
+            "Messages that are not valid trades, by reason (not_json, empty, not_storable, rejected_by_sink)",
             m.invalid.clone(),
         );
         Metrics { registry, ..m }

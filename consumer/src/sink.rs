@@ -3,24 +3,17 @@
 
 use std::time::Duration;
 
-use trade_model::Trade;
+use trade_model::TradeRef;
 
-/// A trade with where it came from.
-pub struct Record {
-    pub trade: Trade,
-    pub partition: i32,
-    pub offset: i64,
-    /// Age of the message when consumed, milliseconds.
-    pub age_ms: i64,
-}
+use crate::batcher::{Batch, Record};
 
 /// PostgreSQL's timestamptz range (4714 BC to 294276 AD), in Unix ms.
 const TIMESTAMP_MS: std::ops::RangeInclusive<i64> = -210_866_803_200_000..=9_224_318_015_999_999;
 
-/// Whether a parsed trade can be stored as it is: a trade that a sink
+/// Whether a decoded trade can be stored as it is: a trade that a sink
 /// would refuse on every retry (valid JSON, yet not storable) is an invalid
 /// message, dead-lettered like malformed JSON, never a stalled partition.
-pub fn storable(t: &Trade) -> Result<(), String> {
+pub fn storable(t: &TradeRef<'_>) -> Result<(), String> {
     for (field, text) in [
         ("trade_id", &t.trade_id),
         ("account_id", &t.account_id),
@@ -53,9 +46,40 @@ pub fn storable(t: &Trade) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes one batch; returns only once the batch is durable.
-pub trait Sink {
-    fn write(&mut self, batch: &[Record]) -> anyhow::Result<()>;
+/// What a write did with a batch, once it returned Ok: every record is
+/// durable except the ones the sink refused for their data (each with the
+/// sink's reason), which go to the dead-letter topic.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Where batches go. A write returns only once the batch is durable; an
+/// error means nothing is known to be written and the batch is retried.
+pub enum Sink {
+    Simulated(Cost),
+    Postgres(Box<Postgres>),
+}
+
+impl Sink {
+    pub fn write<L>(&mut self, batch: &Batch<L>) -> anyhow::Result<Written> {
+        if batch.records.is_empty() {
+            return Ok(Written::default());
+        }
+        match self {
+            Sink::Simulated(cost) => {
+                let took = match *cost {
+                    Cost::PerBatch(t) => t,
+                    Cost::PerMessage(t) => t * batch.records.len() as u32,
+                };
+                if !took.is_zero() {
+                    std::thread::sleep(took);
+                }
+                Ok(Written::default())
+            }
+            Sink::Postgres(pg) => pg.write(batch),
+        }
+    }
 }
 
 /// What a simulated write costs.
@@ -66,28 +90,12 @@ pub enum Cost {
     PerMessage(Duration),
 }
 
-/// Sleeps for what the batch costs.
-pub struct Simulated {
-    pub cost: Cost,
-}
-
-impl Sink for Simulated {
-    fn write(&mut self, batch: &[Record]) -> anyhow::Result<()> {
-        let took = match self.cost {
-            Cost::PerBatch(t) => t,
-            Cost::PerMessage(t) => t * batch.len() as u32,
-        };
-        if !took.is_zero() {
-            std::thread::sleep(took);
-        }
-        Ok(())
-    }
-}
-
 /// One multi-row INSERT per batch into `trades`, idempotent on `trade_id`,
 /// so a batch replayed after a crash writes no duplicates. A connection
 /// the server closed (a restart, a failover) is opened again by the next
-/// write.
+/// write. A batch the table refuses for its data (SQLSTATE class 22 or 23,
+/// e.g. a CHECK constraint) is written row by row, and only the refused
+/// rows are rejected.
 pub struct Postgres {
     url: String,
     client: Option<postgres::Client>,
@@ -108,11 +116,105 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
     processed_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 )";
 
+const INSERT: &str = "INSERT INTO trades (trade_id, account_id, symbol, side, quantity, price, trade_time, account_seq, kafka_partition, kafka_offset) VALUES ";
+
+const CONFLICT: &str = " ON CONFLICT (trade_id) DO NOTHING";
+
 const COLUMNS: usize = 10;
 
 /// Largest batch one INSERT can carry: PostgreSQL takes at most 65,535
 /// bind parameters per statement.
 pub const MAX_POSTGRES_BATCH: u32 = (u16::MAX as usize / COLUMNS) as u32;
+
+/// One row's values, borrowed from the batch's buffer.
+struct Row<'a> {
+    trade_id: &'a str,
+    account_id: &'a str,
+    symbol: &'a str,
+    side: &'a str,
+    quantity: i32,
+    price: f64,
+    timestamp_ms: f64,
+    account_seq: i64,
+    partition: i32,
+    offset: i64,
+}
+
+impl<'a> Row<'a> {
+    fn new(trade: &'a TradeRef<'a>, record: &Record) -> Self {
+        Row {
+            trade_id: &trade.trade_id,
+            account_id: &trade.account_id,
+            symbol: &trade.symbol,
+            side: &trade.side,
+            // In range: `storable` checked every record when it was read.
+            quantity: trade.quantity as i32,
+            price: trade.price,
+            timestamp_ms: trade.timestamp_ms as f64,
+            account_seq: trade.account_seq as i64,
+            partition: record.partition,
+            offset: record.offset,
+        }
+    }
+
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); COLUMNS] {
+        [
+            &self.trade_id,
+            &self.account_id,
+            &self.symbol,
+            &self.side,
+            &self.quantity,
+            &self.price,
+            &self.timestamp_ms,
+            &self.account_seq,
+            &self.partition,
+            &self.offset,
+        ]
+    }
+}
+
+/// `($1,...,$10),($11,...)` for `rows` rows.
+fn values(rows: usize) -> String {
+    let mut sql = String::with_capacity(INSERT.len() + rows * 80 + CONFLICT.len());
+    sql.push_str(INSERT);
+    for i in 0..rows {
+        let b = i * COLUMNS;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "(${},${},${},${},${},${},to_timestamp(${}::double precision / 1000),${},${},${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8,
+            b + 9,
+            b + 10
+        ));
+    }
+    sql.push_str(CONFLICT);
+    sql
+}
+
+/// Whether PostgreSQL refused the data itself (SQLSTATE class 22, data
+/// exception, or 23, integrity constraint violation): retrying the same
+/// rows can never succeed. Connection, serialization and shutdown errors
+/// (08, 40001, 57P01) are worth retrying.
+fn refused_data(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23"))
+}
+
+/// The server's own message (e.g. which constraint a row violates), not
+/// just "db error".
+fn describe(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), ToString::to_string)
+}
 
 impl Postgres {
     /// Connects and creates the table; an error here stops the consumer
@@ -146,53 +248,41 @@ impl Postgres {
         }
         Ok(self.client.as_mut().expect("just opened"))
     }
-}
 
-impl Sink for Postgres {
-    fn write(&mut self, batch: &[Record]) -> anyhow::Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut sql = String::from(
-            "INSERT INTO trades (trade_id, account_id, symbol, side, quantity, price, trade_time, account_seq, kafka_partition, kafka_offset) VALUES ",
-        );
-        let mut params: Vec<Box<dyn postgres::types::ToSql + Sync>> =
-            Vec::with_capacity(batch.len() * COLUMNS);
-        for (i, r) in batch.iter().enumerate() {
-            let b = i * COLUMNS;
-            if i > 0 {
-                sql.push(',');
+    fn write<L>(&mut self, batch: &Batch<L>) -> anyhow::Result<Written> {
+        let trades = batch
+            .records
+            .iter()
+            .map(|r| TradeRef::decode(batch.payload(r)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("a checked trade no longer decodes: {e}"))?;
+        let rows: Vec<Row<'_>> = trades
+            .iter()
+            .zip(&batch.records)
+            .map(|(t, r)| Row::new(t, r))
+            .collect();
+        let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
+        let client = self.client()?;
+        match client.execute(values(rows.len()).as_str(), &params) {
+            Ok(_) => Ok(Written::default()),
+            Err(e) if refused_data(&e) => {
+                tracing::warn!(
+                    error = describe(&e),
+                    rows = rows.len(),
+                    "PostgreSQL refused a row of the batch: writing it row by row"
+                );
+                let single = values(1);
+                let mut written = Written::default();
+                for (i, row) in rows.iter().enumerate() {
+                    match client.execute(single.as_str(), &row.params()) {
+                        Ok(_) => {}
+                        Err(e) if refused_data(&e) => written.rejected.push((i, describe(&e))),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(written)
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},to_timestamp(${}::double precision / 1000),${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10
-            ));
-            let t = &r.trade;
-            params.push(Box::new(t.trade_id.clone()));
-            params.push(Box::new(t.account_id.clone()));
-            params.push(Box::new(t.symbol.clone()));
-            params.push(Box::new(t.side.clone()));
-            // In range: `storable` checked every record.
-            params.push(Box::new(t.quantity as i32));
-            params.push(Box::new(t.price));
-            params.push(Box::new(t.timestamp_ms as f64));
-            params.push(Box::new(t.account_seq as i64));
-            params.push(Box::new(r.partition));
-            params.push(Box::new(r.offset));
+            Err(e) => Err(e.into()),
         }
-        sql.push_str(" ON CONFLICT (trade_id) DO NOTHING");
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p.as_ref()).collect();
-        self.client()?.execute(sql.as_str(), &refs)?;
-        Ok(())
     }
 }

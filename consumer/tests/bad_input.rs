@@ -226,7 +226,73 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
     // One line per partition per 10 s: the first (the NUL) is logged.
     let logs = p.logs();
     assert!(logs.contains("NUL"), "{logs}");
+    let letters = broker.messages(&dlq);
+    let error = letters[0].header("error").unwrap_or_default();
+    assert!(
+        error.starts_with("not_storable: symbol contains a NUL"),
+        "{error}"
+    );
+    assert_eq!(letters[0].header("source.offset"), Some("1"));
     assert!(!logs.contains("batch write failed"), "{logs}");
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
+/// A trade the table refuses for its data (here a CHECK constraint a DBA
+/// added; SQLSTATE 23514) is dead-lettered with the database's error, and
+/// the rest of its batch is written: the partition never stalls on it.
+#[test]
+fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written() {
+    let broker = Tansu::start();
+    let db = testbed::Postgres::start();
+    let topic = unique("trades");
+    let dlq = unique("trades-dlq");
+    broker.create_topic(&topic, 1);
+    broker.create_topic(&dlq, 1);
+    let port = free_port();
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.clone()),
+            ("CONSUMER_GROUP", unique("g")),
+            ("SINK", "postgres".into()),
+            ("DATABASE_URL", db.url()),
+            ("BATCH_TIMEOUT_SECONDS", "0.5".into()),
+            ("DLQ_TOPIC", dlq.clone()),
+            ("METRICS_PORT", port.to_string()),
+        ],
+    );
+    // The table exists once /metrics answers (it is created first).
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "the consumer up", || {
+        std::net::TcpStream::connect(addr).ok()
+    });
+    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    sql.batch_execute("ALTER TABLE trades ADD CONSTRAINT positive_quantity CHECK (quantity > 0)")
+        .expect("constraint");
+    let trade = |seq: u64, quantity: u64| {
+        format!(
+            r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"AAPL","side":"BUY","quantity":{quantity},"price":1.0,"timestamp_ms":0,"account_seq":{seq}}}"#
+        )
+    };
+    let messages = [trade(1, 5), trade(2, 0), trade(3, 7)];
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, "ACC1", &payloads);
+    assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
+    let stored: Vec<String> = sql
+        .query("SELECT trade_id FROM trades ORDER BY account_seq", &[])
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, ["t-1", "t-3"]);
+    let letters = broker.messages(&dlq);
+    assert_eq!(letters[0].payload, messages[1].as_bytes());
+    assert_eq!(letters[0].header("source.partition"), Some("0"));
+    assert_eq!(letters[0].header("source.offset"), Some("1"));
+    let error = letters[0].header("error").unwrap_or_default();
+    assert!(error.contains("positive_quantity"), "{error}");
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 

@@ -1,7 +1,8 @@
 //! Kafka admin calls made through a client that already exists and is
-//! already polled: committed offsets of any consumer group, and creating a
-//! topic. The only unsafe code of the workspace: rust-rdkafka has no safe
-//! wrapper for either call on an existing client.
+//! already polled: committed offsets of any consumer group, creating a
+//! topic, and the high watermark a consumer last fetched. The only unsafe
+//! code of the workspace: rust-rdkafka has no safe wrapper for these calls
+//! on an existing client.
 //!
 //! Why not rust-rdkafka's `AdminClient`: it is a client of its own that never
 //! serves librdkafka's OAUTHBEARER token-refresh event, so with MSK IAM it
@@ -11,9 +12,11 @@
 
 mod create_topic;
 mod group_offsets;
+mod watermarks;
 
 pub use create_topic::create_topic;
 pub use group_offsets::committed_offsets;
+pub use watermarks::cached_high_watermark;
 
 use std::ffi::CStr;
 use std::time::Duration;

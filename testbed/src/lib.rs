@@ -19,12 +19,26 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// A free TCP port on loopback.
+/// Ports for test servers: below Linux's ephemeral range (32768 and up),
+/// so no outgoing connection of a test's clients takes one between the pick
+/// and the server's bind, and apart from `lagrate demo`'s 20000..32000.
+const PORTS: std::ops::Range<u16> = 10_000..20_000;
+static PORT_CURSOR: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+
+/// A free TCP port on loopback, never handed out twice by one process.
+/// Each test process starts at a place its id hashes to, so parallel tests
+/// (whose ids are often consecutive) pick from different places.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    let span = u32::from(PORTS.end - PORTS.start);
+    let cursor = PORT_CURSOR.get_or_init(|| {
+        std::sync::atomic::AtomicU32::new(std::process::id().wrapping_mul(2_654_435_761) % span)
+    });
+    (0..span)
+        .map(|_| {
+            PORTS.start + (cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span) as u16
+        })
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .unwrap_or_else(|| panic!("no free port on 127.0.0.1 in {PORTS:?}"))
 }
 
 /// A benchmark's numeric option: `--name VALUE` on its command line.
@@ -122,4 +136,4 @@ pub use postgres::Postgres;
 use process::{Guarded, wait_for_port};
 pub use process::{Process, tool};
 pub use prometheus::Prometheus;
-pub use tansu::Tansu;
+pub use tansu::{ReadMessage, Tansu};

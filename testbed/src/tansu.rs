@@ -3,9 +3,26 @@
 
 use super::*;
 use rdkafka::Message;
+use rdkafka::message::Headers;
 
 /// A tansu broker with its SQLite engine (it survives restarts and reports
 /// correct high watermarks).
+/// A message read back from a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadMessage {
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl ReadMessage {
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 pub struct Tansu {
     pub port: u16,
     dir: tempfile::TempDir,
@@ -157,6 +174,15 @@ impl Tansu {
     /// Every payload of `topic` up to its high watermarks, partition by
     /// partition, in offset order.
     pub fn payloads(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.messages(topic)
+            .into_iter()
+            .map(|m| m.payload)
+            .collect()
+    }
+
+    /// Every message of `topic` up to its high watermarks with its headers,
+    /// partition by partition, in offset order.
+    pub fn messages(&self, topic: &str) -> Vec<ReadMessage> {
         let highs = self.high_watermarks(topic);
         let consumer: BaseConsumer = self
             .config()
@@ -181,7 +207,18 @@ impl Tansu {
                 out.len()
             );
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                out.push(m.payload().unwrap_or_default().to_vec());
+                let headers = m.headers().map_or_else(Vec::new, |h| {
+                    h.iter()
+                        .map(|h| {
+                            let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                            (h.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                });
+                out.push(ReadMessage {
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
             }
         }
         out

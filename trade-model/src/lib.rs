@@ -4,6 +4,8 @@
 
 pub mod profile;
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// One trade.
@@ -22,6 +24,32 @@ pub struct Trade {
     pub timestamp_ms: i64,
     /// 1, 2, 3, ... per account and producer: the order the consumer must keep.
     pub account_seq: u64,
+}
+
+/// A trade decoded in place: its text fields borrow from the message
+/// (copied only when the JSON escapes a character), so a consumer checks
+/// and stores a trade without allocating.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TradeRef<'a> {
+    #[serde(borrow)]
+    pub trade_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub account_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub symbol: Cow<'a, str>,
+    #[serde(borrow)]
+    pub side: Cow<'a, str>,
+    pub quantity: u32,
+    pub price: f64,
+    pub timestamp_ms: i64,
+    pub account_seq: u64,
+}
+
+impl<'a> TradeRef<'a> {
+    /// Decodes one message's JSON.
+    pub fn decode(json: &'a [u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(json)
+    }
 }
 
 const SYMBOLS: [&str; 10] = [
@@ -73,6 +101,43 @@ impl TradeGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trade_decodes_in_place_with_the_same_fields_as_owned() {
+        let mut trades = TradeGenerator::new("p", 3);
+        let mut trade = trades.next_trade(1_700_000_000_000);
+        trade.symbol = "A\"B".into();
+        let json = serde_json::to_vec(&trade).unwrap();
+        let borrowed = TradeRef::decode(&json).unwrap();
+        assert!(matches!(borrowed.trade_id, Cow::Borrowed(_)));
+        assert!(
+            matches!(borrowed.symbol, Cow::Owned(_)),
+            "an escape is unescaped into a copy"
+        );
+        assert_eq!(
+            (
+                borrowed.trade_id.as_ref(),
+                borrowed.account_id.as_ref(),
+                borrowed.symbol.as_ref()
+            ),
+            (trade.trade_id.as_str(), trade.account_id.as_str(), "A\"B")
+        );
+        assert_eq!(
+            (
+                borrowed.quantity,
+                borrowed.price,
+                borrowed.timestamp_ms,
+                borrowed.account_seq
+            ),
+            (
+                trade.quantity,
+                trade.price,
+                trade.timestamp_ms,
+                trade.account_seq
+            )
+        );
+        assert!(TradeRef::decode(b"{\"trade_id\": 1}").is_err());
+    }
 
     #[test]
     fn ids_are_unique_and_account_sequences_count_up() {

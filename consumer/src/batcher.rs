@@ -1,0 +1,374 @@
+//! Per-partition micro-batches, and which offset may be committed when.
+//!
+//! The batcher is pure: time is an argument, and nothing here talks to
+//! Kafka or a sink. The poll loop pushes every message, takes the batches
+//! that are due, writes them, and reports each written batch with
+//! [`Batcher::finish`], which answers the offset to store for the commit.
+//! The promise it keeps: a stored offset never passes a message that was
+//! not written (or dead-lettered), even across revocations; a batch taken
+//! before its partition was revoked is never stored after.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+/// One message of a batch: where it came from, and its payload's bytes in
+/// the batch's buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    /// Age of the message when consumed, milliseconds.
+    pub age_ms: i64,
+    key: Range<usize>,
+    payload: Range<usize>,
+}
+
+/// The messages of one partition read since its last batch was taken.
+/// Payloads and keys are copied into one buffer sized for a full batch, so
+/// routing a message allocates nothing in the steady state.
+#[derive(Debug)]
+pub struct Batch<L> {
+    pub partition: i32,
+    generation: u64,
+    pub records: Vec<Record>,
+    bytes: Vec<u8>,
+    /// Messages that are not trades, on their way to the dead-letter topic.
+    pub dead_letters: Vec<L>,
+    /// The offset after the last message (trade or dead letter).
+    pub next_offset: i64,
+    started: Instant,
+}
+
+impl<L> Batch<L> {
+    pub fn payload(&self, record: &Record) -> &[u8] {
+        &self.bytes[record.payload.clone()]
+    }
+
+    pub fn key(&self, record: &Record) -> &[u8] {
+        &self.bytes[record.key.clone()]
+    }
+}
+
+/// A partition's state.
+#[derive(Debug)]
+struct Slot<L> {
+    pending: Option<Batch<L>>,
+    /// Bumped on every revocation: a batch of an older generation is stale.
+    generation: u64,
+    /// A batch of this partition is being written: the next one waits, so
+    /// batches of a partition finish in order.
+    in_flight: bool,
+    /// The offset after the last written message, while owned.
+    written: Option<i64>,
+}
+
+impl<L> Default for Slot<L> {
+    fn default() -> Self {
+        Slot {
+            pending: None,
+            generation: 0,
+            in_flight: false,
+            written: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Batcher<L> {
+    batch_size: usize,
+    timeout: Duration,
+    /// Indexed by partition number (Kafka numbers partitions 0..N).
+    slots: Vec<Slot<L>>,
+}
+
+/// Bytes reserved per message in a new batch's buffer (a trade's JSON is
+/// about 200).
+const BYTES_PER_MESSAGE: usize = 256;
+
+impl<L> Batcher<L> {
+    pub fn new(batch_size: usize, timeout: Duration) -> Self {
+        Batcher {
+            batch_size: batch_size.max(1),
+            timeout,
+            slots: Vec::new(),
+        }
+    }
+
+    fn slot(&mut self, partition: i32) -> &mut Slot<L> {
+        let index = usize::try_from(partition).expect("Kafka partition numbers are >= 0");
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, Slot::default);
+        }
+        &mut self.slots[index]
+    }
+
+    fn pending(&mut self, partition: i32, offset: i64, now: Instant) -> &mut Batch<L> {
+        let batch_size = self.batch_size;
+        let slot = self.slot(partition);
+        let generation = slot.generation;
+        let batch = slot.pending.get_or_insert_with(|| Batch {
+            partition,
+            generation,
+            records: Vec::with_capacity(batch_size),
+            bytes: Vec::with_capacity(batch_size * BYTES_PER_MESSAGE),
+            dead_letters: Vec::new(),
+            next_offset: offset,
+            started: now,
+        });
+        batch.next_offset = offset + 1;
+        batch
+    }
+
+    /// Adds a trade; true when its batch is full.
+    pub fn push(
+        &mut self,
+        (partition, offset): (i32, i64),
+        key: &[u8],
+        payload: &[u8],
+        age_ms: i64,
+        now: Instant,
+    ) -> bool {
+        let batch_size = self.batch_size;
+        let batch = self.pending(partition, offset, now);
+        let start = batch.bytes.len();
+        batch.bytes.extend_from_slice(key);
+        batch.bytes.extend_from_slice(payload);
+        let split = start + key.len();
+        batch.records.push(Record {
+            partition,
+            offset,
+            age_ms,
+            key: start..split,
+            payload: split..batch.bytes.len(),
+        });
+        batch.records.len() >= batch_size
+    }
+
+    /// Adds a message that is not a trade: it is committed with its batch,
+    /// once its dead letter is acknowledged.
+    pub fn push_dead_letter(&mut self, (partition, offset): (i32, i64), letter: L, now: Instant) {
+        self.pending(partition, offset, now)
+            .dead_letters
+            .push(letter);
+    }
+
+    /// Takes the batches that are full, or older than the timeout, or all
+    /// of them when `all`; a partition with a batch still being written
+    /// waits for it.
+    pub fn take_due(&mut self, now: Instant, all: bool) -> Vec<Batch<L>> {
+        let (batch_size, timeout) = (self.batch_size, self.timeout);
+        let mut due = Vec::new();
+        for slot in &mut self.slots {
+            let ready = slot.pending.as_ref().is_some_and(|b| {
+                all || b.records.len() >= batch_size || now.duration_since(b.started) >= timeout
+            });
+            if ready && !slot.in_flight {
+                slot.in_flight = true;
+                due.extend(slot.pending.take());
+            }
+        }
+        due
+    }
+
+    /// Whether the batch's partition is still ours, as when it was read.
+    pub fn owns(&self, batch: &Batch<L>) -> bool {
+        usize::try_from(batch.partition)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|slot| slot.generation == batch.generation)
+    }
+
+    /// A taken batch was written (and its dead letters acknowledged): the
+    /// offset to store for the commit, or None when the partition was
+    /// revoked meanwhile (its new owner reads the batch again).
+    pub fn finish(&mut self, batch: Batch<L>) -> Option<(i32, i64)> {
+        if !self.owns(&batch) {
+            return None;
+        }
+        let slot = self.slot(batch.partition);
+        slot.in_flight = false;
+        slot.written = Some(batch.next_offset);
+        Some((batch.partition, batch.next_offset))
+    }
+
+    /// The partition was revoked: its unwritten messages are dropped (the
+    /// new owner reads them from the committed offset) and a batch taken
+    /// before is stale. Returns how many trades were dropped.
+    pub fn revoke(&mut self, partition: i32) -> usize {
+        let slot = self.slot(partition);
+        slot.generation += 1;
+        slot.in_flight = false;
+        slot.written = None;
+        slot.pending.take().map_or(0, |b| b.records.len())
+    }
+
+    /// Stopping with a batch unwritten: every pending and taken batch is
+    /// dropped, since nothing read after an unwritten message may be
+    /// committed.
+    pub fn abandon(&mut self) {
+        for slot in &mut self.slots {
+            slot.generation += 1;
+            slot.in_flight = false;
+            slot.pending = None;
+        }
+    }
+
+    /// Per owned partition, the offset after its last written message.
+    pub fn written(&self) -> Vec<(i32, i64)> {
+        (0..)
+            .zip(&self.slots)
+            .filter_map(|(p, slot)| slot.written.map(|o| (p, o)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeSet, HashMap};
+
+    const PARTITIONS: i32 = 3;
+
+    /// Tests pass time in; this only anchors it.
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn a_batch_is_due_when_full_or_timed_out_and_keeps_its_bytes() {
+        let start = t0();
+        let mut b: Batcher<()> = Batcher::new(2, Duration::from_secs(1));
+        assert!(!b.push((0, 5), b"k", b"{one}", 7, start));
+        assert!(b.take_due(start, false).is_empty());
+        assert!(b.push((0, 6), b"", b"{two}", 8, start));
+        b.push((1, 9), b"k1", b"{three}", 0, start);
+        let due = b.take_due(start, false);
+        assert_eq!(due.len(), 1, "only the full batch");
+        let batch = &due[0];
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(batch.payload(&batch.records[0]), b"{one}");
+        assert_eq!(batch.key(&batch.records[0]), b"k");
+        assert_eq!(batch.payload(&batch.records[1]), b"{two}");
+        assert_eq!(batch.next_offset, 7);
+        let late = b.take_due(start + Duration::from_secs(1), false);
+        assert_eq!(late.len(), 1, "the partial batch after its timeout");
+        assert_eq!(late[0].partition, 1);
+    }
+
+    #[test]
+    fn a_batch_taken_before_a_revocation_is_never_stored() {
+        let start = t0();
+        let mut b: Batcher<()> = Batcher::new(1, Duration::from_secs(1));
+        b.push((2, 0), b"", b"x", 0, start);
+        let taken = b.take_due(start, false).pop().unwrap();
+        assert_eq!(b.revoke(2), 0);
+        assert!(!b.owns(&taken));
+        assert_eq!(b.finish(taken), None);
+        assert!(b.written().is_empty());
+    }
+
+    #[test]
+    fn a_partition_waits_for_its_batch_in_flight() {
+        let start = t0();
+        let mut b: Batcher<()> = Batcher::new(1, Duration::from_secs(1));
+        b.push((0, 0), b"", b"x", 0, start);
+        let first = b.take_due(start, false).pop().unwrap();
+        b.push((0, 1), b"", b"y", 0, start);
+        assert!(b.take_due(start, true).is_empty(), "the second batch waits");
+        assert_eq!(b.finish(first), Some((0, 1)));
+        let second = b.take_due(start, false).pop().unwrap();
+        assert_eq!(b.finish(second), Some((0, 2)));
+        assert_eq!(b.written(), vec![(0, 2)]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A message on a partition: a trade or not.
+        Read(i32, bool),
+        /// Time passes and due batches are taken (all of them if true).
+        Take(bool),
+        /// The n-th batch in flight is written.
+        Write(usize),
+        /// The n-th batch in flight fails until stop: everything is dropped.
+        Stop(usize),
+        Revoke(i32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..PARTITIONS, any::<bool>()).prop_map(|(p, t)| Op::Read(p, t)),
+            2 => any::<bool>().prop_map(Op::Take),
+            3 => (0..4usize).prop_map(Op::Write),
+            1 => (0..4usize).prop_map(Op::Stop),
+            1 => (0..PARTITIONS).prop_map(Op::Revoke),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the interleaving of reads, writes, revocations and
+        /// stops, every stored offset covers only written messages, and a
+        /// partition's stored offset never moves back within an assignment.
+        #[test]
+        fn a_stored_offset_never_passes_an_unwritten_message(ops in prop::collection::vec(op(), 1..200)) {
+            let start = t0();
+            let mut b: Batcher<i64> = Batcher::new(3, Duration::from_secs(1));
+            let mut now = start;
+            // The model: per partition, the committed offset (where a new
+            // owner resumes), the next offset to read, what was written.
+            let mut committed: HashMap<i32, i64> = HashMap::new();
+            let mut next: HashMap<i32, i64> = HashMap::new();
+            let mut written: HashMap<i32, BTreeSet<i64>> = HashMap::new();
+            let mut in_flight: Vec<Batch<i64>> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Read(p, trade) => {
+                        let o = *next.entry(p).or_insert_with(|| committed.get(&p).copied().unwrap_or(0));
+                        next.insert(p, o + 1);
+                        if trade {
+                            b.push((p, o), b"", b"t", 0, now);
+                        } else {
+                            b.push_dead_letter((p, o), o, now);
+                        }
+                    }
+                    Op::Take(all) => {
+                        now += Duration::from_millis(600);
+                        in_flight.extend(b.take_due(now, all));
+                    }
+                    Op::Write(i) if i < in_flight.len() => {
+                        let batch = in_flight.remove(i);
+                        let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset)
+                            .chain(batch.dead_letters.iter().copied()).collect();
+                        let owned = b.owns(&batch);
+                        let p = batch.partition;
+                        if let Some((sp, stored)) = b.finish(batch) {
+                            prop_assert!(owned);
+                            prop_assert_eq!(sp, p);
+                            written.entry(p).or_default().extend(offsets);
+                            let from = committed.get(&p).copied().unwrap_or(0);
+                            prop_assert!(stored >= from, "stored offset moved back");
+                            for o in from..stored {
+                                prop_assert!(written[&p].contains(&o), "offset {} of partition {} stored unwritten", o, p);
+                            }
+                            committed.insert(p, stored);
+                        }
+                    }
+                    Op::Stop(i) if i < in_flight.len() => {
+                        b.abandon();
+                        in_flight.clear();
+                        // A new consumer resumes every partition from the commit.
+                        next.clear();
+                        written.clear();
+                    }
+                    Op::Write(_) | Op::Stop(_) => {}
+                    Op::Revoke(p) => {
+                        b.revoke(p);
+                        next.remove(&p);
+                        written.remove(&p);
+                    }
+                }
+            }
+        }
+    }
+}
