@@ -39,8 +39,9 @@ struct Row {
     cpu: f64,
 }
 
-/// Samples `pid` every 20 ms: from when `started()` first says so until
-/// `finished()` does, returning that span's wall and CPU time.
+/// Samples `pid`: from when `started()` first says so (checked every
+/// 20 ms) until `finished()` does (every 100 ms, so that asking costs the
+/// consumer little), returning that span's wall and CPU time.
 fn measure(
     pid: u32,
     mut started: impl FnMut() -> bool,
@@ -67,7 +68,11 @@ fn measure(
         {
             return (at.elapsed().as_secs_f64(), last_cpu - cpu0);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(if first.is_some() {
+            100
+        } else {
+            20
+        }));
     }
 }
 
