@@ -39,7 +39,21 @@ pub struct Batch<L> {
     started: Instant,
 }
 
+/// Which partition, and which assignment of it, a batch was read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchId {
+    partition: i32,
+    generation: u64,
+}
+
 impl<L> Batch<L> {
+    pub fn id(&self) -> BatchId {
+        BatchId {
+            partition: self.partition,
+            generation: self.generation,
+        }
+    }
+
     pub fn payload(&self, record: &Record) -> &[u8] {
         &self.bytes[record.payload.clone()]
     }
@@ -171,7 +185,7 @@ impl<L> Batcher<L> {
     }
 
     /// Whether the batch's partition is still ours, as when it was read.
-    pub fn owns(&self, batch: &Batch<L>) -> bool {
+    pub fn owns(&self, batch: BatchId) -> bool {
         usize::try_from(batch.partition)
             .ok()
             .and_then(|i| self.slots.get(i))
@@ -182,7 +196,7 @@ impl<L> Batcher<L> {
     /// offset to store for the commit, or None when the partition was
     /// revoked meanwhile (its new owner reads the batch again).
     pub fn finish(&mut self, batch: Batch<L>) -> Option<(i32, i64)> {
-        if !self.owns(&batch) {
+        if !self.owns(batch.id()) {
             return None;
         }
         let slot = self.slot(batch.partition);
@@ -264,7 +278,7 @@ mod tests {
         b.push((2, 0), b"", b"x", 0, start);
         let taken = b.take_due(start, false).pop().unwrap();
         assert_eq!(b.revoke(2), 0);
-        assert!(!b.owns(&taken));
+        assert!(!b.owns(taken.id()));
         assert_eq!(b.finish(taken), None);
         assert!(b.written().is_empty());
     }
@@ -340,7 +354,7 @@ mod tests {
                         let batch = in_flight.remove(i);
                         let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset)
                             .chain(batch.dead_letters.iter().copied()).collect();
-                        let owned = b.owns(&batch);
+                        let owned = b.owns(batch.id());
                         let p = batch.partition;
                         if let Some((sp, stored)) = b.finish(batch) {
                             prop_assert!(owned);

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures::FutureExt;
 use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -100,6 +101,12 @@ enum SinkKind {
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often the per-partition lag metric is refreshed.
 const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a dead letter's acknowledgement is looked for (SIGTERM is
+/// checked as often).
+const DELIVERY_CHECK: Duration = Duration::from_millis(20);
+/// How long the broker has to acknowledge a dead letter before it is sent
+/// again (and the failure logged), instead of librdkafka's 5 minutes.
+const DEAD_LETTER_TIMEOUT_MS: &str = "30000";
 /// How often librdkafka commits the stored (written) offsets.
 const COMMIT_INTERVAL_MS: &str = "1000";
 
@@ -252,6 +259,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let producer: FutureProducer<KafkaContext> = settings
                 .client_config()?
                 .set("enable.idempotence", "true")
+                .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS)
                 .create_with_context(settings.context())?;
             // Dead letters to a topic that does not exist would expire
             // unseen (MSK creates no topic on first use): refuse to start.
@@ -517,7 +525,7 @@ impl Loop<'_> {
             // Serve the group between batches: a rebalance waits for every
             // member's poll, and writing a large backlog takes seconds.
             self.poll(Duration::ZERO);
-            if !self.batcher.owns(&batch) {
+            if !self.batcher.owns(batch.id()) {
                 tracing::info!(
                     partition = batch.partition,
                     dropped = batch.records.len(),
@@ -626,24 +634,37 @@ impl Loop<'_> {
     }
 
     /// Waits for every dead letter's acknowledgement, sending again the
-    /// ones the broker refused; false when SIGTERM came first.
-    fn dead_letters_acknowledged(&self, batch: &mut Batch<Letter>) -> bool {
+    /// ones the broker refused or that timed out, and serving the group
+    /// while it waits; false when SIGTERM came first.
+    fn dead_letters_acknowledged(&mut self, batch: &mut Batch<Letter>) -> bool {
         let Some((producer, topic)) = self.dlq else {
             return true;
         };
+        let (partition, id) = (batch.partition, batch.id());
         for letter in batch.dead_letters.iter_mut().flatten() {
             let mut attempt = 0u32;
             loop {
-                let outcome = match letter.delivery.take() {
-                    Some(delivery) => match futures::executor::block_on(delivery) {
-                        Ok(Ok(_)) => break,
-                        Ok(Err((e, _))) => e.to_string(),
-                        Err(_) => "the producer dropped the send".to_owned(),
-                    },
+                let outcome = match letter.delivery.as_mut().map(FutureExt::now_or_never) {
+                    Some(None) => {
+                        if self.stop.load(Ordering::Relaxed) {
+                            return false;
+                        }
+                        // A rebalance must not wait on a slow broker: once
+                        // the partition is gone, its next owner re-reads
+                        // the batch and nothing of it is stored here.
+                        self.poll(DELIVERY_CHECK);
+                        if !self.batcher.owns(id) {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Some(Some(Ok(Ok(_)))) => break,
+                    Some(Some(Ok(Err((e, _))))) => e.to_string(),
+                    Some(Some(Err(_))) => "the producer dropped the send".to_owned(),
                     None => "not queued".to_owned(),
                 };
                 attempt += 1;
-                tracing::error!(partition = batch.partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
+                tracing::error!(partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
                 if self.stop.load(Ordering::Relaxed) {
                     return false;
                 }

@@ -79,28 +79,42 @@ impl Tansu {
         c
     }
 
-    /// Creates a topic with `partitions` partitions.
-    pub fn create_topic(&self, topic: &str, partitions: i32) {
+    /// An admin call on a runtime of its own, on a thread of its own:
+    /// callers may be async tests.
+    fn admin<T: Send>(
+        &self,
+        call: impl FnOnce(
+            &AdminClient<DefaultClientContext>,
+            &AdminOptions,
+            &tokio::runtime::Runtime,
+        ) -> T
+        + Send,
+    ) -> T {
         let admin: AdminClient<DefaultClientContext> =
             self.config().create().expect("admin client");
-        // A runtime of its own, on a thread of its own: callers may be async tests.
-        let results = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .expect("runtime");
-                    runtime.block_on(admin.create_topics(
-                        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-                    ))
+                    let options =
+                        AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+                    call(&admin, &options, &runtime)
                 })
                 .join()
-                .expect("create_topics thread")
+                .expect("admin thread")
         })
-        .expect("create_topics");
-        for r in results {
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = self.admin(|admin, options, runtime| {
+            runtime.block_on(admin.create_topics(&[new], options))
+        });
+        for r in results.expect("create_topics") {
             r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
     }
