@@ -20,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod evaluate;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod registry;

@@ -50,6 +50,15 @@ enum Command {
         /// KEDA's `tlsClientCert` and `tlsClientKey`). Needs --tls-cert.
         #[arg(long, env = "LAGRATE_TLS_CLIENT_CA", requires = "tls_cert")]
         tls_client_ca: Option<PathBuf>,
+        /// Open connections per listener; further callers wait until one
+        /// closes.
+        #[arg(long, default_value_t = 1024, env = "LAGRATE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
+        /// After SIGTERM, how long open connections may take to finish
+        /// before lagrate exits anyway; keep it below the pod's
+        /// terminationGracePeriodSeconds.
+        #[arg(long, default_value = "10s", env = "LAGRATE_DRAIN_TIMEOUT", value_parser = humantime::parse_duration)]
+        drain_timeout: std::time::Duration,
     },
     /// Scale real consumers on a local broker: lagrate in the loop, end to end.
     ///
@@ -189,6 +198,8 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             tls_client_ca,
+            max_connections,
+            drain_timeout,
         } => {
             let tls = tls_cert
                 .zip(tls_key)
@@ -199,12 +210,24 @@ fn main() -> ExitCode {
                 });
             init_tracing(&cli.log_format, "info,rdkafka=warn");
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the Tokio runtime");
+            let connections = lagrate::server::Connections {
+                max: max_connections as usize,
+                drain: drain_timeout,
+            };
             let result = runtime.block_on(async {
                 let grpc = tokio::net::TcpListener::bind(grpc_listen).await?;
                 let http = tokio::net::TcpListener::bind(http_listen).await?;
-                lagrate::server::run(config, tls, grpc, http, lagrate::server::shutdown_signal())
-                    .await
+                lagrate::server::run(
+                    config,
+                    tls,
+                    (grpc, http),
+                    connections,
+                    lagrate::server::shutdown_signal(),
+                )
+                .await
             });
+            // Kafka calls in flight on blocking threads are not waited for.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lagrate_proto::external_scaler_server::ExternalScalerServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -18,21 +18,40 @@ use crate::source::SourceFactory;
 use crate::source::kafka::KafkaFactory;
 use crate::tls::TlsFiles;
 
+/// How the listeners treat their callers.
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    /// Open connections per listener; further callers wait in the backlog.
+    pub max: usize,
+    /// After shutdown begins, how long open connections (a silent client, a
+    /// half-sent request, a stream) may take to finish before lagrate exits
+    /// anyway: below the pod's termination grace period.
+    pub drain: Duration,
+}
+
+/// An HTTP/2 PING every this often on an idle gRPC connection; a peer that
+/// does not answer within KEEPALIVE_TIMEOUT is dropped.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one gRPC connection may have in progress at once.
+const STREAMS_PER_CONNECTION: u32 = 256;
+
 /// Serves on already-bound listeners (tests bind port 0) until `shutdown`
-/// completes; then stops taking requests, ends streams and returns.
+/// completes; then stops taking requests, ends streams and returns, at the
+/// latest `connections.drain` later.
 pub async fn run(
     config_path: PathBuf,
     tls: Option<TlsFiles>,
-    grpc: TcpListener,
-    http: TcpListener,
+    (grpc, http): (TcpListener, TcpListener),
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     run_with(
         config_path,
         Arc::new(KafkaFactory::default()),
         tls,
-        grpc,
-        http,
+        (grpc, http),
+        connections,
         shutdown,
     )
     .await
@@ -43,8 +62,8 @@ pub async fn run_with(
     config_path: PathBuf,
     factory: Arc<dyn SourceFactory>,
     tls: Option<TlsFiles>,
-    grpc: TcpListener,
-    http: TcpListener,
+    (grpc, http): (TcpListener, TcpListener),
+    connections: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = tls.as_ref().map(crate::tls::server_config).transpose()?;
@@ -75,35 +94,54 @@ pub async fn run_with(
         let _ = grpc_stop.wait_for(|stop| *stop).await;
     };
     let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION))
         .add_service(health_service)
         .add_service(ExternalScalerServer::new(service));
+    let grpc_connections = crate::listener::incoming(grpc, connections.max);
     let grpc_server = async move {
         match tls {
-            // No Nagle: a GetMetrics answer is one small frame, sent at once.
             None => {
                 router
-                    .serve_with_incoming_shutdown(
-                        TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                        grpc_stopped,
-                    )
+                    .serve_with_incoming_shutdown(grpc_connections, grpc_stopped)
                     .await
             }
             Some(tls) => {
                 router
-                    .serve_with_incoming_shutdown(crate::tls::incoming(grpc, tls), grpc_stopped)
+                    .serve_with_incoming_shutdown(
+                        crate::tls::incoming(grpc_connections, tls),
+                        grpc_stopped,
+                    )
                     .await
             }
         }
     };
     let mut http_stop = stop_rx.clone();
-    let http_server =
-        axum::serve(http, crate::http::router(registry)).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stop| *stop).await;
-        });
-    let (grpc_result, http_result) = tokio::join!(grpc_server, async { http_server.await });
-    grpc_result?;
-    http_result?;
-    tracing::info!("lagrate stopped");
+    let http_server = axum::serve(
+        crate::listener::Limited::new(http, connections.max)?,
+        crate::http::router(registry),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    });
+    let servers = async { tokio::join!(grpc_server, async { http_server.await }) };
+    let mut deadline_stop = stop_rx.clone();
+    let deadline = async move {
+        let _ = deadline_stop.wait_for(|stop| *stop).await;
+        tokio::time::sleep(connections.drain).await;
+    };
+    tokio::select! {
+        (grpc_result, http_result) = servers => {
+            grpc_result?;
+            http_result?;
+            tracing::info!("lagrate stopped");
+        }
+        () = deadline => tracing::warn!(
+            drain_s = connections.drain.as_secs_f64(),
+            "connections still open at the drain deadline: closing them and stopping"
+        ),
+    }
     Ok(())
 }
 

@@ -13,11 +13,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
+
+use crate::listener::Connection;
 
 /// A handshake that has not finished in this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,25 +163,25 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
 /// A failed or slow handshake (no client certificate, wrong CA, a silent
 /// client) drops that connection only.
 pub fn incoming(
-    listener: TcpListener,
+    connections: impl futures::Stream<Item = std::io::Result<Connection>> + Send + 'static,
     config: ServerConfig,
-) -> ReceiverStream<Result<TlsStream<tokio::net::TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<TlsStream<Connection>, std::io::Error>> {
+    use futures::StreamExt;
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
+        let mut connections = std::pin::pin!(connections);
         loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "gRPC accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+            let tcp = tokio::select! {
+                accepted = connections.next() => match accepted {
+                    Some(Ok(connection)) => connection,
+                    // Failed accepts are paused on and retried upstream.
+                    Some(Err(_)) => continue,
+                    None => return,
                 },
                 _ = tx.closed() => return,
             };
-            let _ = tcp.set_nodelay(true);
+            let peer = tcp.peer().ok();
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -188,8 +189,8 @@ pub fn incoming(
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::info!(?peer, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(?peer, "TLS handshake timed out"),
                 }
             });
         }

@@ -753,3 +753,51 @@ async fn http_endpoints_and_graceful_shutdown() {
     let idle = Lagrate::start(LAGRATE, &config("127.0.0.1:1", ""));
     assert_eq!(idle.http_get("/readyz").0, 503, "no source reachable");
 }
+
+/// A caller that connects and says nothing, or sends half a request, holds
+/// neither a listener nor shutdown: beyond LAGRATE_MAX_CONNECTIONS callers
+/// wait their turn, and SIGTERM ends lagrate within LAGRATE_DRAIN_TIMEOUT
+/// whatever the open connections do.
+#[test]
+fn silent_and_half_open_connections_neither_exhaust_nor_block_shutdown() {
+    use std::io::Write;
+    let mut lagrate = Lagrate::start_with_env(
+        LAGRATE,
+        &config("127.0.0.1:1", ""),
+        vec![
+            ("LAGRATE_MAX_CONNECTIONS", "2".into()),
+            ("LAGRATE_DRAIN_TIMEOUT", "2s".into()),
+        ],
+    );
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], lagrate.http_port));
+    let grpc = std::net::SocketAddr::from(([127, 0, 0, 1], lagrate.grpc_port));
+    let silent_grpc = std::net::TcpStream::connect(grpc).unwrap();
+    let mut half = std::net::TcpStream::connect(http).unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: lagrate\r\n")
+        .unwrap();
+    let silent_http = std::net::TcpStream::connect(http).unwrap();
+    // Two connections are open on the HTTP listener: a third caller waits.
+    let waiting = std::thread::spawn(move || testbed::http_get(http, "/healthz").0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !waiting.is_finished(),
+        "a third connection is served only when one closes"
+    );
+    drop(silent_http);
+    assert_eq!(waiting.join().unwrap(), 200, "served once a place is free");
+
+    let started = Instant::now();
+    let status = lagrate.terminate();
+    assert!(status.success(), "{status:?}");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?} with a silent and a half-open connection"
+    );
+    assert!(
+        lagrate.logs().contains("drain deadline"),
+        "{}",
+        lagrate.logs()
+    );
+    drop((silent_grpc, half));
+}
