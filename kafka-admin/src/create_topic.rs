@@ -45,9 +45,12 @@ pub fn create_topic<C: ClientContext>(
         }
         let result = round_trip(
             rk,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS,
+            (
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS,
+                "CreateTopics",
+            ),
             timeout,
-            "CreateTopics",
+            None,
             |options, queue| {
                 // The brokers' share of the deadline for creating the topic
                 // (leaders elected): half of it, so their own answer, even a

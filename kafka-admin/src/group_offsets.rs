@@ -12,12 +12,15 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 
-use crate::round_trip;
+use crate::{InFlight, round_trip};
 
 /// Committed offset per `(topic, partition)` of `group`; a partition the
-/// group never committed is absent. Blocks up to `timeout`.
+/// group never committed is absent. Blocks up to `timeout`; a request not
+/// answered by then stays outstanding in `in_flight` (which must be dropped
+/// before `client`), and the group gets no new one until it is answered.
 pub fn committed_offsets<C: ClientContext>(
     client: &Client<C>,
+    in_flight: &InFlight,
     group: &str,
     partitions: &[(String, i32)],
     timeout: Duration,
@@ -47,9 +50,12 @@ pub fn committed_offsets<C: ClientContext>(
         rd::rd_kafka_topic_partition_list_destroy(list);
         let result = round_trip(
             rk,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+            (
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+                "ListConsumerGroupOffsets",
+            ),
             timeout,
-            "ListConsumerGroupOffsets",
+            Some((in_flight, group)),
             |options, queue| {
                 rd::rd_kafka_ListConsumerGroupOffsets(rk, &mut request, 1, options, queue)
             },

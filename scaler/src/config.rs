@@ -79,6 +79,15 @@ struct RawLimits {
     /// Most ScaledObject triggers served at once (default 5000); beyond
     /// it, ResourceExhausted naming this limit.
     max_entries: Option<u64>,
+    /// Kafka offset queries in flight at once, over all source keys
+    /// (default 16; read at start). Keys wait their turn in order;
+    /// `lagrate_sample_age_seconds` shows how late that makes them.
+    kafka_concurrency: Option<u64>,
+    /// Most distinct inline `bootstrapServers` lists (clusters a caller
+    /// names in trigger metadata) served at once, when
+    /// allowInlineBootstrapServers is true (default 10); beyond it,
+    /// ResourceExhausted naming this limit.
+    max_inline_clusters: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -109,8 +118,13 @@ struct RawPrometheus {
     /// (validated) topic name; the series of the answer are summed (default:
     /// MSK open monitoring's per-broker MessagesInPerSec rate over 2m).
     rate_query: Option<String>,
-    /// Deadline of each query (default 2s).
+    /// Deadline of each query, shorter than sampling.interval (default
+    /// 2s, or 80 % of a shorter interval). Queries run beside the Kafka
+    /// samples, never delaying them.
     timeout: Option<String>,
+    /// Largest answer read from Prometheus, in bytes (default 1048576); a
+    /// larger one is an error and the rate comes from offsets.
+    max_response_bytes: Option<u64>,
 }
 
 /// Validated configuration.
@@ -131,6 +145,8 @@ pub struct Config {
 pub struct Limits {
     pub max_source_keys: u64,
     pub max_entries: u64,
+    pub kafka_concurrency: u64,
+    pub max_inline_clusters: u64,
 }
 
 /// How sources are sampled.
@@ -331,14 +347,30 @@ impl Config {
                         "must contain the placeholder <topic>",
                     ));
                 }
+                let timeout = duration(
+                    "prometheus.timeout",
+                    p.timeout.as_deref(),
+                    Duration::from_secs(2).min(interval.mul_f64(0.8)),
+                )?;
+                if timeout >= interval {
+                    return Err(invalid(
+                        "prometheus.timeout",
+                        format!(
+                            "must be shorter than sampling.interval ({}), or queries pile up; got {}",
+                            humantime::format_duration(interval),
+                            humantime::format_duration(timeout)
+                        ),
+                    ));
+                }
+                let max_response_bytes = at_least_one(
+                    "prometheus.maxResponseBytes",
+                    p.max_response_bytes.unwrap_or(1 << 20),
+                )?;
                 Ok(Prometheus {
                     url: p.url.trim_end_matches('/').to_owned(),
                     rate_query,
-                    timeout: duration(
-                        "prometheus.timeout",
-                        p.timeout.as_deref(),
-                        Duration::from_secs(2),
-                    )?,
+                    timeout,
+                    max_response_bytes: usize::try_from(max_response_bytes).unwrap_or(usize::MAX),
                 })
             })
             .transpose()?;
@@ -372,6 +404,14 @@ impl Config {
                 max_source_keys: at_least_one(
                     "limits.maxSourceKeys",
                     raw.limits.max_source_keys.unwrap_or(1000),
+                )?,
+                kafka_concurrency: at_least_one(
+                    "limits.kafkaConcurrency",
+                    raw.limits.kafka_concurrency.unwrap_or(16),
+                )?,
+                max_inline_clusters: at_least_one(
+                    "limits.maxInlineClusters",
+                    raw.limits.max_inline_clusters.unwrap_or(10),
                 )?,
                 max_entries: at_least_one(
                     "limits.maxEntries",
@@ -420,6 +460,21 @@ mod tests {
         };
         let e = with("sampling:\n  interval: 400000000000y\n").unwrap_err();
         assert!(e.to_string().contains("sampling.interval"), "{e}");
+        let e =
+            with("sampling:\n  interval: 2s\nprometheus:\n  url: http://p:9090\n  timeout: 2s\n")
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("prometheus.timeout")
+                && e.to_string().contains("shorter than sampling.interval"),
+            "{e}"
+        );
+        let fitted =
+            with("sampling:\n  interval: 1s\nprometheus:\n  url: http://p:9090\n").unwrap();
+        assert_eq!(
+            fitted.prometheus.unwrap().timeout,
+            Duration::from_millis(800),
+            "the default deadline fits a short interval"
+        );
         let e = with("sampling:\n  interval: 1ns\n").unwrap_err();
         assert!(e.to_string().contains("at least 100ms"), "{e}");
         let e =

@@ -5,14 +5,19 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-/// Label of per-ScaledObject series.
+/// Labels of per-trigger series: a ScaledObject with two lagrate
+/// triggers (two groups, or two topic lists) has two series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     /// `namespace/name`.
     pub scaled_object: String,
+    pub consumer_group: String,
+    /// The trigger's topics, comma-separated; empty for all of the group's.
+    pub topic: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +65,9 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_reload_errors: Counter,
     pub config_valid: Gauge,
+    /// Seconds from a sample's grid instant until it landed: how late
+    /// sampling runs (many keys, a slow cluster, the Kafka-call cap).
+    pub sample_age: Histogram,
 }
 
 impl Default for Metrics {
@@ -88,6 +96,7 @@ impl Metrics {
             config_reloads: Family::default(),
             config_reload_errors: Counter::default(),
             config_valid: Gauge::default(),
+            sample_age: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             registry: Registry::default(),
         };
         registry.register(
@@ -167,6 +176,11 @@ impl Metrics {
             "1 when the last config read was valid",
             m.config_valid.clone(),
         );
+        registry.register(
+            "sample_age_seconds",
+            "Seconds from a sample's grid instant until it landed (sampling on time: below the interval)",
+            m.sample_age.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -179,16 +193,13 @@ impl Metrics {
     }
 
     /// Forgets the series of a ScaledObject that went away.
-    pub fn remove_object(&self, object: &str) {
-        let labels = ObjectLabels {
-            scaled_object: object.to_owned(),
-        };
-        self.desired_replicas.remove(&labels);
-        self.lag_messages.remove(&labels);
-        self.inbound_rate.remove(&labels);
-        self.rate_from_offsets.remove(&labels);
-        self.pods_needed_beyond_partitions.remove(&labels);
-        self.hot_partition_rate.remove(&labels);
-        self.capacity_per_pod.remove(&labels);
+    pub fn remove_object(&self, labels: &ObjectLabels) {
+        self.desired_replicas.remove(labels);
+        self.lag_messages.remove(labels);
+        self.inbound_rate.remove(labels);
+        self.rate_from_offsets.remove(labels);
+        self.pods_needed_beyond_partitions.remove(labels);
+        self.hot_partition_rate.remove(labels);
+        self.capacity_per_pod.remove(labels);
     }
 }

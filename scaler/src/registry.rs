@@ -61,6 +61,8 @@ pub fn is_fresh(sample_time: f64, now: f64, max_staleness: Duration) -> bool {
 pub struct Entry {
     /// `namespace/name`.
     pub object: String,
+    /// The labels of its metric series.
+    pub labels: ObjectLabels,
     pub spec: TriggerSpec,
     generation: u64,
     sampler: Arc<Sampler>,
@@ -84,6 +86,8 @@ pub struct Registry {
     entries: Cache<EntryKey, Arc<Entry>>,
     samplers: Cache<SourceKey, Arc<Sampler>>,
     factory: Arc<dyn SourceFactory>,
+    /// Kafka calls in flight at once, over all samplers.
+    kafka_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -91,7 +95,11 @@ impl Registry {
     pub fn new(config: Config, factory: Arc<dyn SourceFactory>, metrics: Arc<Metrics>) -> Self {
         let idle = config.sampling.idle_expiry;
         let eviction_metrics = metrics.clone();
+        let kafka_slots = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(config.limits.kafka_concurrency).unwrap_or(usize::MAX),
+        ));
         Registry {
+            kafka_slots,
             current: ArcSwap::from_pointee(Current {
                 config,
                 generation: 0,
@@ -100,7 +108,7 @@ impl Registry {
                 .time_to_idle(idle)
                 .eviction_listener(move |_key, entry: Arc<Entry>, cause| {
                     if cause == moka::notification::RemovalCause::Expired {
-                        eviction_metrics.remove_object(&entry.object);
+                        eviction_metrics.remove_object(&entry.labels);
                     }
                 })
                 .build(),
@@ -169,22 +177,33 @@ impl Registry {
                     value: limits.max_source_keys,
                 });
             }
+            if let ClusterRef::Inline(_) = &spec.cluster {
+                self.check_inline_clusters(&key, &current.config)?;
+            }
         }
         let factory = self.factory.clone();
         let metrics = self.metrics.clone();
+        let kafka_slots = self.kafka_slots.clone();
         let sampler = self
             .samplers
             .try_get_with(key.clone(), async move {
                 let source = factory.offsets(&key.offsets)?;
-                Ok::<_, SourceError>(Sampler::start(key, source, metrics))
+                Ok::<_, SourceError>(Sampler::start(key, source, kafka_slots, metrics))
             })
             .await
             .map_err(|e: Arc<SourceError>| ScalerError::Source((*e).clone()))?;
         self.metrics
             .source_keys
             .set(self.samplers.entry_count() as i64);
+        let object = format!("{namespace}/{name}");
+        let labels = ObjectLabels {
+            scaled_object: object.clone(),
+            consumer_group: spec.group.clone(),
+            topic: spec.topics.as_deref().unwrap_or_default().join(","),
+        };
         let entry = Arc::new(Entry {
-            object: format!("{namespace}/{name}"),
+            object,
+            labels,
             spec,
             generation: current.generation,
             sampler,
@@ -193,6 +212,29 @@ impl Registry {
         self.entries.insert(id, entry.clone()).await;
         self.evaluate_on_every_sample(&entry);
         Ok(entry)
+    }
+
+    /// A new sampler on an inline cluster: refused when it would make more
+    /// distinct inline clusters than `limits.maxInlineClusters` (each one
+    /// is a Kafka client with threads of its own).
+    fn check_inline_clusters(&self, key: &SourceKey, config: &Config) -> Result<(), ScalerError> {
+        let named: Vec<&kafka_settings::ClusterSettings> = config.clusters.values().collect();
+        let mut inline: std::collections::HashSet<Vec<String>> = self
+            .samplers
+            .iter()
+            .map(|(k, _)| k.offsets.cluster.clone())
+            .filter(|c| !named.contains(&c))
+            .map(|c| c.bootstrap_servers)
+            .collect();
+        inline.insert(key.offsets.cluster.bootstrap_servers.clone());
+        let limit = config.limits.max_inline_clusters;
+        if inline.len() as u64 > limit {
+            return Err(ScalerError::Limit {
+                limit: "limits.maxInlineClusters",
+                value: limit,
+            });
+        }
+        Ok(())
     }
 
     /// Replays the policy when a sample lands rather than in the next
@@ -271,9 +313,7 @@ impl Registry {
     }
 
     fn record(&self, entry: &Entry, evaluation: &Evaluation) {
-        let labels = ObjectLabels {
-            scaled_object: entry.object.clone(),
-        };
+        let labels = entry.labels.clone();
         let d = &evaluation.decision;
         let obs = &evaluation.observation;
         let m = &self.metrics;
@@ -319,14 +359,24 @@ impl Registry {
         }
     }
 
-    /// The last evaluation of every live entry, by `namespace/name`.
+    /// The last evaluation of every live entry, by `namespace/name`; a
+    /// ScaledObject with several lagrate triggers lists each as
+    /// `namespace/name (group/topics)`.
     pub fn decisions(&self) -> BTreeMap<String, serde_json::Value> {
+        let entries: Vec<Arc<Entry>> = self.entries.iter().map(|(_, e)| e).collect();
+        let triggers_of = |object: &str| entries.iter().filter(|e| e.object == object).count();
         let mut out = BTreeMap::new();
-        for (_, entry) in self.entries.iter() {
+        for entry in &entries {
             let last = entry.last.lock().expect("entry lock poisoned").clone();
             if let Some(Answer { evaluation, .. }) = last {
+                let key = if triggers_of(&entry.object) > 1 {
+                    let l = &entry.labels;
+                    format!("{} ({}/{})", entry.object, l.consumer_group, l.topic)
+                } else {
+                    entry.object.clone()
+                };
                 out.insert(
-                    entry.object.clone(),
+                    key,
                     serde_json::json!({
                         "metricName": entry.spec.metric_name(),
                         "consumerGroup": entry.spec.group,

@@ -1,13 +1,17 @@
 //! One sampler per source key (cluster + group + topics): a task that reads
-//! Kafka offsets and the Prometheus rate on the wall-clock grid and keeps a
-//! window of samples. Every ScaledObject with that key shares it, so Kafka
-//! sees one offset query per key per interval however often KEDA calls.
+//! Kafka offsets on the wall-clock grid and keeps a window of samples, and
+//! beside it a task that reads the topics' inbound rate from Prometheus on
+//! the same grid. A sample carries the newest rate reading: a slow or hung
+//! Prometheus never makes a Kafka sample late. Every ScaledObject with that
+//! key shares it, so Kafka sees one offset query per key per interval
+//! however often KEDA calls, and all keys share a cap on Kafka calls in
+//! flight (`limits.kafkaConcurrency`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::clock::{next_grid_tick, unix_now};
 use crate::evaluate::SampleWindow;
@@ -41,25 +45,41 @@ pub struct WindowView {
     pub last_error: Option<SourceError>,
 }
 
-/// A running sampler; dropping the last handle stops its task.
+/// What the Kafka and the Prometheus tasks of a key tell each other: the
+/// topics the last offsets named, and the newest rate reading.
+#[derive(Debug, Default)]
+struct RateShare {
+    topics: Vec<Arc<str>>,
+    /// The grid instant of the reading, and the reading.
+    reading: Option<(f64, PrometheusReading)>,
+}
+
+/// A rate reading older than this many intervals is not used.
+const RATE_READING_INTERVALS: f64 = 2.0;
+
+/// A running sampler; dropping the last handle stops its tasks.
 pub struct Sampler {
     pub key: SourceKey,
     window: Arc<RwLock<Window>>,
     seq: watch::Receiver<u64>,
-    task: tokio::task::AbortHandle,
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Drop for Sampler {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
 impl Sampler {
-    /// Starts sampling `source` (and Prometheus, when configured) for `key`.
+    /// Starts sampling `source` (and Prometheus, when configured) for
+    /// `key`; a Kafka call waits for one of `kafka_slots`.
     pub fn start(
         key: SourceKey,
         source: Arc<dyn OffsetSource>,
+        kafka_slots: Arc<Semaphore>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let window = Arc::new(RwLock::new(Window {
@@ -67,23 +87,31 @@ impl Sampler {
             last_error: None,
         }));
         let (seq_tx, seq) = watch::channel(0u64);
-        let prometheus = key
-            .prometheus
-            .as_ref()
-            .map(|p| PrometheusRate::new(&p.url, &p.rate_query, p.timeout));
-        let task = tokio::spawn(run(
-            key.clone(),
+        let share = Arc::new(Mutex::new(RateShare::default()));
+        let mut tasks = Vec::new();
+        if let Some(settings) = &key.prometheus {
+            let rate = PrometheusRate::new(settings);
+            let task = tokio::spawn(read_rates(
+                key.clone(),
+                rate,
+                share.clone(),
+                metrics.clone(),
+            ));
+            tasks.push(task.abort_handle());
+        }
+        let sampling = Sampling {
             source,
-            prometheus,
-            window.clone(),
-            seq_tx,
+            kafka_slots,
+            share,
             metrics,
-        ));
+        };
+        let task = tokio::spawn(run(key.clone(), sampling, window.clone(), seq_tx));
+        tasks.push(task.abort_handle());
         Arc::new(Sampler {
             key,
             window,
             seq,
-            task: task.abort_handle(),
+            tasks,
         })
     }
 
@@ -144,39 +172,60 @@ fn grid_phase(key: &SourceKey, interval_s: f64) -> f64 {
     (h.finish() % 1000) as f64 / 1000.0 * interval_s
 }
 
+/// The grid instants of a key, from the one just passed: the first sample
+/// is taken at once, so a new ScaledObject gets an answer quickly.
+struct Grid {
+    interval: f64,
+    phase: f64,
+    first: bool,
+}
+
+impl Grid {
+    fn new(key: &SourceKey) -> Self {
+        let interval = key.interval.as_secs_f64();
+        Grid {
+            interval,
+            phase: grid_phase(key, interval),
+            first: true,
+        }
+    }
+
+    /// Waits for the next grid instant and returns it, and whether it was
+    /// waited for (the first is the instant just passed, taken at once).
+    async fn next(&mut self) -> (f64, bool) {
+        let now = unix_now();
+        if std::mem::take(&mut self.first) {
+            let passed = next_grid_tick(now - self.phase, self.interval) - self.interval;
+            return (passed + self.phase, false);
+        }
+        let tick = next_grid_tick(now - self.phase, self.interval) + self.phase;
+        tokio::time::sleep(Duration::from_secs_f64((tick - now).max(0.0))).await;
+        (tick, true)
+    }
+}
+
+/// What the Kafka task of a key works with.
+struct Sampling {
+    source: Arc<dyn OffsetSource>,
+    kafka_slots: Arc<Semaphore>,
+    share: Arc<Mutex<RateShare>>,
+    metrics: Arc<Metrics>,
+}
+
 async fn run(
     key: SourceKey,
-    source: Arc<dyn OffsetSource>,
-    prometheus: Option<PrometheusRate>,
+    sampling: Sampling,
     window: Arc<RwLock<Window>>,
     seq: watch::Sender<u64>,
-    metrics: Arc<Metrics>,
 ) {
-    let interval = key.interval.as_secs_f64();
-    let phase = grid_phase(&key, interval);
-    let mut first = true;
-    let mut series_seen = HashMap::new();
+    let mut grid = Grid::new(&key);
+    let metrics = &sampling.metrics;
     loop {
-        // The first sample is taken at once so a new ScaledObject gets an
-        // answer quickly; it is stamped with the grid instant just passed.
-        let now = unix_now();
-        let tick = if first {
-            first = false;
-            next_grid_tick(now - phase, interval) - interval + phase
-        } else {
-            let tick = next_grid_tick(now - phase, interval) + phase;
-            tokio::time::sleep(Duration::from_secs_f64((tick - now).max(0.0))).await;
-            tick
-        };
-        let result = take_sample(
-            &source,
-            prometheus.as_ref(),
-            &mut series_seen,
-            &key,
-            tick,
-            &metrics,
-        )
-        .await;
+        let (tick, scheduled) = grid.next().await;
+        let result = take_sample(&sampling, &key, tick).await;
+        if scheduled {
+            metrics.sample_age.observe((unix_now() - tick).max(0.0));
+        }
         {
             let mut w = window.write().expect("sampler lock poisoned");
             match result {
@@ -203,6 +252,44 @@ async fn run(
             }
         }
         seq.send_modify(|s| *s += 1);
+    }
+}
+
+/// Reads the inbound rate of the topics the Kafka task last saw, on the
+/// same grid, into the share.
+async fn read_rates(
+    key: SourceKey,
+    rate: PrometheusRate,
+    share: Arc<Mutex<RateShare>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut grid = Grid::new(&key);
+    let mut series_seen = HashMap::new();
+    loop {
+        let (tick, _) = grid.next().await;
+        let topics = share.lock().expect("rate lock poisoned").topics.clone();
+        if topics.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = topics.iter().map(|t| &**t).collect();
+        let reading = match rate.inbound_rate(&names).await {
+            Ok(answer) => {
+                report_series(
+                    &answer.series,
+                    &mut series_seen,
+                    &key.offsets.group,
+                    &metrics,
+                );
+                answer
+                    .rate
+                    .map_or(PrometheusReading::Unavailable, PrometheusReading::Rate)
+            }
+            Err(e) => {
+                tracing::debug!(group = %key.offsets.group, error = %e, "prometheus rate unavailable; using offsets");
+                PrometheusReading::Unavailable
+            }
+        };
+        share.lock().expect("rate lock poisoned").reading = Some((tick, reading));
     }
 }
 
@@ -235,35 +322,35 @@ fn report_series(
 }
 
 async fn take_sample(
-    source: &Arc<dyn OffsetSource>,
-    prometheus: Option<&PrometheusRate>,
-    series_seen: &mut HashMap<String, usize>,
+    sampling: &Sampling,
     key: &SourceKey,
     tick: f64,
-    metrics: &Metrics,
 ) -> Result<Sample, SourceError> {
-    metrics.offset_queries.inc();
-    let source = source.clone();
-    let offsets = tokio::task::spawn_blocking(move || source.snapshot())
-        .await
-        .map_err(|e| SourceError::Kafka(format!("offset reader stopped: {e}")))??;
-    let prometheus = match prometheus {
-        None => PrometheusReading::NotConfigured,
-        Some(p) => {
-            let mut topics: Vec<&str> = offsets.partitions.iter().map(|p| &*p.topic).collect();
-            topics.dedup();
-            match p.inbound_rate(&topics).await {
-                Ok(answer) => {
-                    report_series(&answer.series, series_seen, &key.offsets.group, metrics);
-                    answer
-                        .rate
-                        .map_or(PrometheusReading::Unavailable, PrometheusReading::Rate)
-                }
-                Err(e) => {
-                    tracing::debug!(group = %key.offsets.group, error = %e, "prometheus rate unavailable; using offsets");
-                    PrometheusReading::Unavailable
-                }
-            }
+    let offsets = {
+        // Fair: keys get the Kafka slots in the order they asked.
+        let _slot = sampling
+            .kafka_slots
+            .acquire()
+            .await
+            .map_err(|_| SourceError::Kafka("shutting down".into()))?;
+        sampling.metrics.offset_queries.inc();
+        let source = sampling.source.clone();
+        tokio::task::spawn_blocking(move || source.snapshot())
+            .await
+            .map_err(|e| SourceError::Kafka(format!("offset reader stopped: {e}")))??
+    };
+    let prometheus = if key.prometheus.is_none() {
+        PrometheusReading::NotConfigured
+    } else {
+        let mut share = sampling.share.lock().expect("rate lock poisoned");
+        let mut topics: Vec<Arc<str>> =
+            offsets.partitions.iter().map(|p| p.topic.clone()).collect();
+        topics.dedup();
+        share.topics = topics;
+        let max_age = RATE_READING_INTERVALS * key.interval.as_secs_f64();
+        match &share.reading {
+            Some((at, reading)) if tick - at <= max_age => *reading,
+            _ => PrometheusReading::Unavailable,
         }
     };
     Ok(Sample {

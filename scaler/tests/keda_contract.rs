@@ -386,7 +386,7 @@ async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
         &config(
             &broker.bootstrap(),
             &format!(
-                "prometheus:\n  url: {}\n  timeout: 1s\n  rateQuery: '{}'\n",
+                "prometheus:\n  url: {}\n  timeout: 900ms\n  rateQuery: '{}'\n",
                 prometheus.url(),
                 // MSK's series with a short window, so the test need not wait a minute.
                 r#"rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[5s])"#
@@ -475,7 +475,9 @@ async fn prometheus_rate_is_used_and_offsets_take_over_when_it_stops() {
     }
     let (_, metrics) = lagrate.http_get("/metrics");
     assert!(
-        metrics.contains("lagrate_rate_from_offsets{scaled_object=\"test/trades\"} 1"),
+        metrics.contains(&format!(
+            "lagrate_rate_from_offsets{{scaled_object=\"test/trades\",consumer_group=\"{group}\",topic=\"{topic}\"}} 1"
+        )),
         "{metrics}"
     );
 }
@@ -739,7 +741,9 @@ async fn http_endpoints_and_graceful_shutdown() {
     assert_eq!(d["desired"], 0);
     let (_, metrics) = lagrate.http_get("/metrics");
     assert!(
-        metrics.contains("lagrate_desired_replicas{scaled_object=\"test/desk\"} 0"),
+        metrics.contains(&format!(
+            "lagrate_desired_replicas{{scaled_object=\"test/desk\",consumer_group=\"{group}\",topic=\"{topic}\"}} 0"
+        )),
         "{metrics}"
     );
 
@@ -800,4 +804,94 @@ fn silent_and_half_open_connections_neither_exhaust_nor_block_shutdown() {
         lagrate.logs()
     );
     drop((silent_grpc, half));
+}
+
+/// A stand-in for a Prometheus server that misbehaves: it accepts queries
+/// and then never answers (`hang`), or answers with a body of `huge` bytes.
+fn misbehaving_prometheus(huge: Option<usize>) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            match huge {
+                None => held.push(stream),
+                Some(size) => {
+                    let padding = " ".repeat(size);
+                    let body = format!(
+                        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"100"]}}]}}{padding}}}"#
+                    );
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{body}"
+                    );
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// Samples of lagrate's /metrics landing within 0.5 s of their grid
+/// instant, and all of them.
+fn samples_on_time(lagrate: &Lagrate) -> (u64, u64) {
+    let (_, text) = lagrate.http_get("/metrics");
+    let bucket = |le: &str| -> u64 {
+        let line = format!("lagrate_sample_age_seconds_bucket{{le=\"{le}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (bucket("0.5"), bucket("+Inf"))
+}
+
+/// A Prometheus that hangs, or answers far too much, costs the rate only:
+/// Kafka samples land on time, every GetMetrics is answered from fresh
+/// offsets, and the rate comes from offsets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_or_oversized_prometheus_never_delays_kafka_samples() {
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 2);
+    for (case, prometheus) in [
+        ("hung", misbehaving_prometheus(None)),
+        ("oversized", misbehaving_prometheus(Some(4 << 20))),
+    ] {
+        let lagrate = Lagrate::start(
+            LAGRATE,
+            &config(
+                &broker.bootstrap(),
+                &format!("prometheus:\n  url: http://{prometheus}\n  timeout: 900ms\n"),
+            ),
+        );
+        let mut client = client(&lagrate).await;
+        let object = scaled_object(
+            "desk",
+            &[
+                ("cluster", "local"),
+                ("consumerGroup", &group),
+                ("topic", &topic),
+            ],
+        );
+        for _ in 0..12 {
+            metric(&mut client, &object)
+                .await
+                .unwrap_or_else(|e| panic!("{case}: GetMetrics failed: {e}"));
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        let (on_time, all) = samples_on_time(&lagrate);
+        assert!(all >= 4, "{case}: {all} samples");
+        assert_eq!(on_time, all, "{case}: samples late because of Prometheus");
+        let d = decision_of(&lagrate, "test/desk").expect("decision listed");
+        assert_eq!(
+            d["evaluation"]["observation"]["rateSource"], "offsets-prometheus-down",
+            "{case}: {d}"
+        );
+        let rss = lagrate.rss_bytes().unwrap_or(0);
+        assert!(rss < 64 << 20, "{case}: RSS {rss} bytes");
+    }
 }

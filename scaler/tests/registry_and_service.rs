@@ -287,3 +287,170 @@ async fn an_idle_scaled_object_expires_after_idle_expiry_and_its_sampler_stops()
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(source.reads(), reads, "an expired key is no longer sampled");
 }
+
+#[tokio::test]
+async fn kafka_calls_are_capped_over_all_keys_and_how_late_sampling_runs_is_exported() {
+    let mut config = config("10m");
+    config.limits.kafka_concurrency = 2;
+    let s = setup_with(config);
+    let groups = ["g1", "g2", "g3", "g4", "g5", "g6"];
+    for group in groups {
+        let source = s.factory.group(group);
+        source.set("trades", &[(100, 100)]);
+        source.slow(Duration::from_millis(300));
+    }
+    let calls = groups.iter().map(|group| {
+        let o = object(group, &[("consumerGroup", group), ("topic", "trades")]);
+        let service = &s.service;
+        async move { service.get_metrics(metrics_request(&o)).await.map(|_| ()) }
+    });
+    for answer in futures::future::join_all(calls).await {
+        answer.expect("every key answered, in turn");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        s.factory.most_reads_at_once(),
+        2,
+        "six keys, two Kafka calls at once"
+    );
+    let text = s.registry.metrics.encode();
+    let bucket = |le: &str| -> u64 {
+        let line = format!("lagrate_sample_age_seconds_bucket{{le=\"{le}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+    };
+    let (on_time, all) = (bucket("0.25"), bucket("+Inf"));
+    assert!(all >= 6, "{text}");
+    assert!(
+        on_time < all,
+        "keys that waited for a Kafka slot are counted late: {on_time} of {all} within 0.25 s"
+    );
+}
+
+#[tokio::test]
+async fn beyond_max_inline_clusters_a_new_cluster_is_resource_exhausted() {
+    let mut config = Config::parse(
+        "allowInlineBootstrapServers: true\nsampling:\n  interval: 1s\nlimits:\n  maxInlineClusters: 1\n",
+    )
+    .expect("config parses");
+    config.limits.max_source_keys = 10;
+    let s = setup_with(config);
+    s.factory.group("payments").set("trades", &[(100, 100)]);
+    s.factory.group("refunds").set("trades", &[(100, 100)]);
+    let on = |name: &str, group: &str, servers: &str| {
+        object(
+            name,
+            &[
+                ("bootstrapServers", servers),
+                ("consumerGroup", group),
+                ("topic", "trades"),
+            ],
+        )
+    };
+    let first = on("a", "payments", "10.0.0.1:9092");
+    s.service
+        .get_metrics(metrics_request(&first))
+        .await
+        .unwrap();
+    // Another group on the same inline cluster needs no new client.
+    let same = on("b", "refunds", "10.0.0.1:9092");
+    s.service.get_metrics(metrics_request(&same)).await.unwrap();
+    let other = on("c", "payments", "10.0.0.2:9092");
+    let status = s
+        .service
+        .get_metrics(metrics_request(&other))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("limits.maxInlineClusters (1)"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_config_reload_keeps_the_windows_of_keys_that_still_exist() {
+    let s = setup();
+    s.factory.group("payments").set("trades", &[(100, 100)]);
+    let metadata: HashMap<String, String> = [("consumerGroup", "payments"), ("topic", "trades")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let entry = s
+        .registry
+        .entry("trading", "orders", &metadata)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let before = entry.sampler().view().window.samples().len();
+    assert!(before >= 3, "{before} samples");
+    // An edit that touches no sampling setting: a new policy.
+    let mut edited = config("10m");
+    edited.policies.insert("calm".into(), Default::default());
+    assert_ne!(edited, s.registry.config());
+    s.registry.reload(edited);
+    let after = s
+        .registry
+        .entry("trading", "orders", &metadata)
+        .await
+        .unwrap();
+    assert!(
+        after.sampler().view().window.samples().len() >= before,
+        "the window survives the reload"
+    );
+    assert_eq!(s.factory.made(), 1, "the same sampler, not a new one");
+    let answer = s
+        .service
+        .get_metrics(metrics_request(&object(
+            "orders",
+            &[("consumerGroup", "payments"), ("topic", "trades")],
+        )))
+        .await
+        .unwrap();
+    assert_eq!(answer.get_ref().metric_values[0].metric_value, 0);
+}
+
+#[tokio::test]
+async fn two_lagrate_triggers_on_one_scaled_object_keep_separate_series_and_decisions() {
+    let s = setup();
+    s.factory.group("payments").set("trades", &[(200, 100); 4]);
+    s.factory.group("refunds").set("trades", &[(100, 100); 4]);
+    let payments = object(
+        "desk",
+        &[
+            ("consumerGroup", "payments"),
+            ("topic", "trades"),
+            ("lagThreshold", "100"),
+        ],
+    );
+    let refunds = object(
+        "desk",
+        &[
+            ("consumerGroup", "refunds"),
+            ("topic", "trades"),
+            ("lagThreshold", "100"),
+        ],
+    );
+    for o in [&payments, &refunds] {
+        s.service.get_metrics(metrics_request(o)).await.unwrap();
+    }
+    let text = s.registry.metrics.encode();
+    for (group, desired) in [("payments", 4), ("refunds", 0)] {
+        let series = format!(
+            "lagrate_desired_replicas{{scaled_object=\"trading/desk\",consumer_group=\"{group}\",topic=\"trades\"}} {desired}"
+        );
+        assert!(text.contains(&series), "{series} not in\n{text}");
+    }
+    let decisions = s.registry.decisions();
+    assert_eq!(
+        decisions.keys().collect::<Vec<_>>(),
+        [
+            "trading/desk (payments/trades)",
+            "trading/desk (refunds/trades)"
+        ]
+    );
+    assert_eq!(decisions["trading/desk (payments/trades)"]["desired"], 4);
+}

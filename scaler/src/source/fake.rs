@@ -15,14 +15,31 @@ use super::{
 pub struct FakeOffsets {
     answer: Mutex<Result<OffsetSnapshot, SourceError>>,
     reads: AtomicU64,
+    /// How long a read takes.
+    delay: Mutex<std::time::Duration>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Reads in progress over all the groups of a factory, and the most seen.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicU64,
+    most: AtomicU64,
 }
 
 impl FakeOffsets {
-    fn new() -> Self {
+    fn new(in_flight: Arc<InFlight>) -> Self {
         Self {
             answer: Mutex::new(Ok(OffsetSnapshot::default())),
             reads: AtomicU64::new(0),
+            delay: Mutex::new(std::time::Duration::ZERO),
+            in_flight,
         }
+    }
+
+    /// From now on, each read takes `delay` (a slow cluster).
+    pub fn slow(&self, delay: std::time::Duration) {
+        *self.delay.lock().expect("fake lock poisoned") = delay;
     }
 
     /// From now on, reads see `partitions` of `topic` as `(high watermark, committed)`.
@@ -58,6 +75,11 @@ impl FakeOffsets {
 impl OffsetSource for FakeOffsets {
     fn snapshot(&self) -> Result<OffsetSnapshot, SourceError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.in_flight.most.fetch_max(now, Ordering::SeqCst);
+        let delay = *self.delay.lock().expect("fake lock poisoned");
+        std::thread::sleep(delay);
+        self.in_flight.now.fetch_sub(1, Ordering::SeqCst);
         self.answer.lock().expect("fake lock poisoned").clone()
     }
 }
@@ -67,6 +89,7 @@ impl OffsetSource for FakeOffsets {
 pub struct FakeFactory {
     groups: Mutex<HashMap<String, Arc<FakeOffsets>>>,
     made: AtomicU64,
+    in_flight: Arc<InFlight>,
 }
 
 impl FakeFactory {
@@ -76,8 +99,13 @@ impl FakeFactory {
             .lock()
             .expect("fake lock poisoned")
             .entry(group.to_owned())
-            .or_insert_with(|| Arc::new(FakeOffsets::new()))
+            .or_insert_with(|| Arc::new(FakeOffsets::new(self.in_flight.clone())))
             .clone()
+    }
+
+    /// The most reads in progress at once so far, over all groups.
+    pub fn most_reads_at_once(&self) -> u64 {
+        self.in_flight.most.load(Ordering::SeqCst)
     }
 
     /// Sources made: one per sampler started.

@@ -24,6 +24,8 @@ const MEMBERS_RETRY: Duration = Duration::from_secs(600);
 /// has no `group.id`: it never joins a group, nor looks one up for itself
 /// (which MSK IAM would refuse without a grant on that group).
 pub struct ClusterClient {
+    /// Declared before `consumer`: dropped first, as it must be.
+    in_flight: kafka_admin::InFlight,
     consumer: Arc<BaseConsumer<KafkaContext>>,
     /// Unix time before which DescribeGroups is not tried again.
     describe_groups_retry_at: Mutex<f64>,
@@ -46,6 +48,7 @@ impl ClusterClient {
         );
         serve_events(Arc::downgrade(&consumer))?;
         Ok(Self {
+            in_flight: kafka_admin::InFlight::new(),
             consumer,
             describe_groups_retry_at: Mutex::new(0.0),
         })
@@ -162,6 +165,7 @@ impl OffsetSource for KafkaOffsets {
 
         let committed = kafka_admin::committed_offsets(
             self.client.consumer.client(),
+            &self.client.in_flight,
             &self.group,
             &partitions,
             self.timeout,

@@ -16,6 +16,8 @@ pub struct PrometheusSettings {
     /// Template with a `<topic>` placeholder.
     pub rate_query: String,
     pub timeout: Duration,
+    /// Largest answer read.
+    pub max_response_bytes: usize,
 }
 
 /// A Prometheus server and the query template (`<topic>` placeholder).
@@ -24,6 +26,7 @@ pub struct PrometheusRate {
     client: reqwest::Client,
     url: String,
     template: String,
+    max_response_bytes: usize,
 }
 
 #[derive(Deserialize)]
@@ -42,15 +45,16 @@ struct QueryData {
 }
 
 impl PrometheusRate {
-    pub fn new(url: &str, template: &str, timeout: Duration) -> Self {
+    pub fn new(settings: &PrometheusSettings) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(settings.timeout)
             .build()
             .expect("a client without custom TLS settings always builds");
         Self {
             client,
-            url: url.trim_end_matches('/').to_owned(),
-            template: template.to_owned(),
+            url: settings.url.trim_end_matches('/').to_owned(),
+            template: settings.rate_query.clone(),
+            max_response_bytes: settings.max_response_bytes,
         }
     }
 
@@ -67,17 +71,52 @@ impl PrometheusRate {
 
     /// Sum of the per-topic rates (`None` when Prometheus has no data),
     /// and how many series each topic's answer summed.
+    /// The topics are queried concurrently.
     pub async fn inbound_rate(&self, topics: &[&str]) -> Result<InboundRate, SourceError> {
+        let queries = topics
+            .iter()
+            .map(|topic| self.query_for(topic))
+            .collect::<Result<Vec<_>, _>>()?;
+        let answers =
+            futures::future::try_join_all(queries.iter().map(|q| self.instant(q))).await?;
         let mut rate = None;
         let mut series = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let answer = self.instant(&self.query_for(topic)?).await?;
+        for (topic, answer) in topics.iter().zip(answers) {
             if let Some(r) = answer.value {
                 *rate.get_or_insert(0.0) += r;
             }
             series.push((topic.to_string(), answer.series));
         }
         Ok(InboundRate { rate, series })
+    }
+
+    /// The answer's body, refused past `max_response_bytes` (read no
+    /// further than that).
+    async fn body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, SourceError> {
+        let too_large = || {
+            SourceError::Prometheus(format!(
+                "answer larger than prometheus.maxResponseBytes ({} bytes)",
+                self.max_response_bytes
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_response_bytes as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| SourceError::Prometheus(format!("{}: {e}", self.url)))?
+        {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     async fn instant(&self, query: &str) -> Result<Answer, SourceError> {
@@ -89,7 +128,8 @@ impl PrometheusRate {
             .await
             .map_err(|e| SourceError::Prometheus(format!("{}: {e}", self.url)))?;
         let status = response.status();
-        let body: QueryResponse = response.json().await.map_err(|e| {
+        let bytes = self.body(response).await?;
+        let body: QueryResponse = serde_json::from_slice(&bytes).map_err(|e| {
             SourceError::Prometheus(format!("HTTP {status}, unreadable answer: {e}"))
         })?;
         if body.status != "success" {
@@ -167,11 +207,12 @@ mod tests {
 
     #[test]
     fn topic_cannot_inject_promql() {
-        let p = PrometheusRate::new(
-            "http://127.0.0.1:1",
-            crate::config::DEFAULT_RATE_QUERY,
-            Duration::from_secs(1),
-        );
+        let p = PrometheusRate::new(&PrometheusSettings {
+            url: "http://127.0.0.1:1".into(),
+            rate_query: crate::config::DEFAULT_RATE_QUERY.into(),
+            timeout: Duration::from_secs(1),
+            max_response_bytes: 1 << 20,
+        });
         assert!(p.query_for(r#"x"} or vector(1e9) or {a=""#).is_err());
         assert!(
             p.query_for("trades.v1_EU-west")

@@ -1,0 +1,148 @@
+//! How many source keys (consumer groups) one `lagrate serve` samples on
+//! time: a real release server against a real tansu broker, with 250, 500,
+//! 1,000 and 2,000 keys (up to --max-keys) registered in steps through
+//! GetMetricSpec, each sampled every --interval seconds (default 5).
+//!
+//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5]
+//!
+//! Per step: samples landed per second against the keys / interval they
+//! should, the share landing within one second of their grid instant and
+//! within the interval (`lagrate_sample_age_seconds`), resident memory and
+//! its growth per key, and threads. The last line names the most keys at
+//! which sampling held (≥ 95 % of the samples due, ≥ 99 % within the
+//! interval).
+
+#![allow(clippy::disallowed_methods)] // a benchmark measures time
+
+use std::time::Duration;
+
+use lagrate_proto::external_scaler_client::ExternalScalerClient;
+use testbed::{Lagrate, Tansu, bench_arg, scaled_object, unique};
+
+const PARTITIONS: i32 = 6;
+
+/// Cumulative `lagrate_sample_age_seconds` buckets and samples taken.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    within_1s: f64,
+    within_interval: f64,
+    all: f64,
+    samples: f64,
+}
+
+fn counts(lagrate: &Lagrate, interval_s: u64) -> Counts {
+    let (_, text) = lagrate.http_get("/metrics");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
+    };
+    Counts {
+        within_1s: value("lagrate_sample_age_seconds_bucket{le=\"1.0\"}"),
+        within_interval: value(&format!(
+            "lagrate_sample_age_seconds_bucket{{le=\"{}.0\"}}",
+            interval_s
+        )),
+        all: value("lagrate_sample_age_seconds_count"),
+        samples: value("lagrate_samples_total"),
+    }
+}
+
+fn threads(lagrate: &Lagrate) -> u64 {
+    let Some(pid) = lagrate.pid() else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let max_keys = bench_arg("--max-keys", 2000) as usize;
+    let interval_s = bench_arg("--interval", 5);
+    let broker = Tansu::start();
+    let topic = unique("bench");
+    broker.create_topic(&topic, PARTITIONS);
+    let config = format!(
+        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 600s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\nlimits:\n  maxSourceKeys: 100000\n  maxEntries: 100000\n",
+        broker.bootstrap()
+    );
+    let lagrate = Lagrate::start(env!("CARGO_BIN_EXE_lagrate"), &config);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime
+        .block_on(ExternalScalerClient::connect(lagrate.grpc_url()))
+        .expect("connect");
+    std::thread::sleep(Duration::from_secs(1));
+    let base_rss = lagrate.rss_bytes().unwrap_or(0) as f64;
+    let prefix = unique("group");
+    println!(
+        "one lagrate serve (release), {PARTITIONS} partitions per key, sampled every {interval_s} s on a tansu broker; base RSS {:.1} MB\n",
+        base_rss / 1e6
+    );
+    println!(
+        "{:>6} {:>11} {:>9} {:>10} {:>12} {:>8} {:>8} {:>8}",
+        "keys", "samples/s", "due/s", "within 1s", "within intvl", "RSS MB", "KB/key", "threads"
+    );
+    let steps: Vec<usize> = [250, 500, 1000, 2000, 4000, 8000]
+        .into_iter()
+        .filter(|&n| n <= max_keys)
+        .collect();
+    let mut registered = 0;
+    let mut held = 0;
+    for keys in steps {
+        runtime.block_on(async {
+            for start in (registered..keys).step_by(64) {
+                let calls = (start..keys.min(start + 64)).map(|i| {
+                    let mut client = client.clone();
+                    let object = scaled_object(
+                        &format!("consumer-{i}"),
+                        &[
+                            ("cluster", "local"),
+                            ("consumerGroup", &format!("{prefix}-{i}")),
+                            ("topic", &topic),
+                        ],
+                    );
+                    async move { client.get_metric_spec(object).await }
+                });
+                for answer in futures::future::join_all(calls).await {
+                    answer.expect("GetMetricSpec");
+                }
+            }
+        });
+        registered = keys;
+        // Let the new keys settle into their grid phases, then measure.
+        std::thread::sleep(Duration::from_secs(2 * interval_s));
+        let before = counts(&lagrate, interval_s);
+        let measured = 3 * interval_s;
+        std::thread::sleep(Duration::from_secs(measured));
+        let after = counts(&lagrate, interval_s);
+        let landed = after.all - before.all;
+        let per_s = (after.samples - before.samples) / measured as f64;
+        let due = keys as f64 / interval_s as f64;
+        let share = |n: f64| 100.0 * n / landed.max(1.0);
+        let within_interval = share(after.within_interval - before.within_interval);
+        let rss = lagrate.rss_bytes().unwrap_or(0) as f64;
+        println!(
+            "{:>6} {:>11.1} {:>9.1} {:>9.1}% {:>11.1}% {:>8.1} {:>8.1} {:>8}",
+            keys,
+            per_s,
+            due,
+            share(after.within_1s - before.within_1s),
+            within_interval,
+            rss / 1e6,
+            (rss - base_rss) / 1e3 / keys as f64,
+            threads(&lagrate)
+        );
+        if per_s >= 0.95 * due && within_interval >= 99.0 {
+            held = keys;
+        }
+    }
+    println!("\n{interval_s} s sampling held up to {held} keys on this machine");
+}
