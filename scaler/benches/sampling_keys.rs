@@ -145,4 +145,27 @@ fn main() {
         }
     }
     println!("\n{interval_s} s sampling held up to {held} keys on this machine");
+
+    // Windows keep filling until they span sampling.window: the memory a
+    // sample adds, measured over a minute at the last step, times the
+    // samples of a full window, is what a key costs in the long run.
+    let grow_s = bench_arg("--grow-seconds", 60);
+    let (rss_0, samples_0) = (
+        lagrate.rss_bytes().unwrap_or(0) as f64,
+        counts(&lagrate, interval_s).samples,
+    );
+    std::thread::sleep(Duration::from_secs(grow_s));
+    let (rss_1, samples_1) = (
+        lagrate.rss_bytes().unwrap_or(0) as f64,
+        counts(&lagrate, interval_s).samples,
+    );
+    let per_sample = (rss_1 - rss_0) / (samples_1 - samples_0).max(1.0);
+    let window_samples = 16.0 * 60.0 / interval_s as f64;
+    let per_key = per_sample * window_samples + (rss_0 - base_rss) / registered as f64;
+    println!(
+        "a sample of {PARTITIONS} partitions adds {per_sample:.0} B (over {grow_s} s at {registered} keys); with the default 16 min window ({window_samples:.0} samples) a key costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
+        per_key / 1e3,
+        (128.0 * 1024.0 * 1024.0 - base_rss) / per_key,
+        base_rss / 1e6
+    );
 }
