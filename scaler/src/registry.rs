@@ -59,6 +59,7 @@ pub fn is_fresh(sample_time: f64, now: f64, max_staleness: Duration) -> bool {
 
 /// One ScaledObject trigger.
 pub struct Entry {
+    key: EntryKey,
     /// `namespace/name`.
     pub object: String,
     /// The labels of its metric series.
@@ -202,6 +203,7 @@ impl Registry {
             topic: spec.topics.as_deref().unwrap_or_default().join(","),
         };
         let entry = Arc::new(Entry {
+            key: id.clone(),
             object,
             labels,
             spec,
@@ -235,6 +237,14 @@ impl Registry {
             });
         }
         Ok(())
+    }
+
+    /// Marks the entry and its sampler as in use, as a call does: an open
+    /// StreamIsActive keeps its ScaledObject from expiring, so a later call
+    /// finds the same sampler rather than starting a second one.
+    pub async fn touch(&self, entry: &Entry) {
+        self.entries.get(&entry.key).await;
+        self.samplers.get(&entry.sampler.key).await;
     }
 
     /// Replays the policy when a sample lands rather than in the next

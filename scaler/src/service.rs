@@ -172,6 +172,7 @@ impl ExternalScaler for ScalerService {
             let mut samples = entry.sampler().subscribe();
             let mut last_sent = None;
             loop {
+                registry.touch(&entry).await;
                 match registry.evaluate(&entry).await {
                     Ok(evaluation) => {
                         let active = evaluation.decision.active;

@@ -454,3 +454,40 @@ async fn two_lagrate_triggers_on_one_scaled_object_keep_separate_series_and_deci
     );
     assert_eq!(decisions["trading/desk (payments/trades)"]["desired"], 4);
 }
+
+#[tokio::test]
+async fn an_open_stream_keeps_its_key_alive_so_a_later_caller_shares_the_sampler() {
+    use futures::StreamExt;
+    // Samples (and so stream wake-ups) every second, idle after two.
+    let s = setup_with(config("2s"));
+    s.registry.expire_on_a_timer();
+    s.factory.group("payments").set("trades", &[(100, 100)]);
+    let streamed = object(
+        "streamed",
+        &[("consumerGroup", "payments"), ("topic", "trades")],
+    );
+    let mut stream = s
+        .service
+        .stream_is_active(Request::new(streamed))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.next().await.expect("an answer").expect("ok");
+    // Only the stream, for two and a half idleExpiry periods.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        s.registry.expire_idle().await,
+        (1, 1),
+        "the stream keeps it"
+    );
+    let polled = object(
+        "polled",
+        &[("consumerGroup", "payments"), ("topic", "trades")],
+    );
+    s.service
+        .get_metrics(metrics_request(&polled))
+        .await
+        .unwrap();
+    assert_eq!(s.factory.made(), 1, "one sampler per key, not a second");
+    assert_eq!(s.registry.expire_idle().await, (2, 1));
+}
