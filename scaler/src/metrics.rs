@@ -30,6 +30,12 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Label of per-source-key series (bounded by limits.maxSourceKeys).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub consumer_group: String,
+}
+
 /// Label of per-topic series (topics of sampled source keys).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -68,6 +74,8 @@ pub struct Metrics {
     /// Seconds from a sample's grid instant until it landed: how late
     /// sampling runs (many keys, a slow cluster, the Kafka-call cap).
     pub sample_age: Histogram,
+    /// Per consumer group sampled: failed samples in a row (0 when fine).
+    pub source_failures: Family<GroupLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,6 +104,7 @@ impl Metrics {
             config_reloads: Family::default(),
             config_reload_errors: Counter::default(),
             config_valid: Gauge::default(),
+            source_failures: Family::default(),
             sample_age: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             registry: Registry::default(),
         };
@@ -180,6 +189,11 @@ impl Metrics {
             "sample_age_seconds",
             "Seconds from a sample's grid instant until it landed (sampling on time: below the interval)",
             m.sample_age.clone(),
+        );
+        registry.register(
+            "source_failures",
+            "Failed samples in a row per consumer group sampled (a failing key is sampled less often: every 2nd, 4th, then 6th interval)",
+            m.source_failures.clone(),
         );
         Metrics { registry, ..m }
     }

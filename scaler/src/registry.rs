@@ -394,6 +394,7 @@ impl Registry {
                         "rateAware": entry.spec.params.rate_aware,
                         "desired": evaluation.decision.replicas,
                         "reason": evaluation.decision.reason.to_string(),
+                        "sampling": entry.sampler.health(),
                         "evaluation": &*evaluation,
                     }),
                 );

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::clock::{next_grid_tick, unix_now};
 use crate::evaluate::SampleWindow;
-use crate::metrics::{Metrics, ResultLabels, TopicLabels};
+use crate::metrics::{GroupLabels, Metrics, ResultLabels, TopicLabels};
 use crate::signals::{PrometheusReading, Sample};
 use crate::source::prometheus::{PrometheusRate, PrometheusSettings};
 use crate::source::{OffsetQuery, OffsetSource, SourceError};
@@ -34,6 +34,34 @@ pub struct SourceKey {
 struct Window {
     samples: SampleWindow,
     last_error: Option<SourceError>,
+    /// Sample attempts that failed in a row.
+    failures: u32,
+}
+
+/// After this many failed samples in a row a key backs off: it is sampled
+/// every 2nd, then 4th, then every BACKOFF_MAX_TICKS-th grid instant until
+/// a sample succeeds, so a key that cannot be read costs its cluster less.
+const BACKOFF_AFTER: u32 = 3;
+const BACKOFF_MAX_TICKS: u32 = 6;
+
+/// Grid instants to skip before the next attempt after `failures` failed
+/// samples in a row.
+fn ticks_to_skip(failures: u32) -> u32 {
+    if failures < BACKOFF_AFTER {
+        return 0;
+    }
+    let exponent = (failures - BACKOFF_AFTER + 1).min(8);
+    (1u32 << exponent).min(BACKOFF_MAX_TICKS) - 1
+}
+
+/// How a key's sampling is going, for /debug/decisions.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    /// Grid instants skipped between attempts while failing.
+    pub backoff_intervals: u32,
 }
 
 /// A consistent copy of a sampler's window.
@@ -63,6 +91,7 @@ pub struct Sampler {
     window: Arc<RwLock<Window>>,
     seq: watch::Receiver<u64>,
     tasks: Vec<tokio::task::AbortHandle>,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Sampler {
@@ -70,6 +99,9 @@ impl Drop for Sampler {
         for task in &self.tasks {
             task.abort();
         }
+        self.metrics.source_failures.remove(&GroupLabels {
+            consumer_group: self.key.offsets.group.clone(),
+        });
     }
 }
 
@@ -85,6 +117,7 @@ impl Sampler {
         let window = Arc::new(RwLock::new(Window {
             samples: SampleWindow::new(key.window.as_secs_f64()),
             last_error: None,
+            failures: 0,
         }));
         let (seq_tx, seq) = watch::channel(0u64);
         let share = Arc::new(Mutex::new(RateShare::default()));
@@ -103,7 +136,7 @@ impl Sampler {
             source,
             kafka_slots,
             share,
-            metrics,
+            metrics: metrics.clone(),
         };
         let task = tokio::spawn(run(key.clone(), sampling, window.clone(), seq_tx));
         tasks.push(task.abort_handle());
@@ -112,6 +145,7 @@ impl Sampler {
             window,
             seq,
             tasks,
+            metrics,
         })
     }
 
@@ -132,6 +166,16 @@ impl Sampler {
             window: window.samples.clone(),
             seq: *self.seq.borrow(),
             last_error: window.last_error.clone(),
+        }
+    }
+
+    /// Failures in a row and the last error, without copying the window.
+    pub fn health(&self) -> Health {
+        let window = self.window.read().expect("sampler lock poisoned");
+        Health {
+            consecutive_failures: window.failures,
+            last_error: window.last_error.as_ref().map(ToString::to_string),
+            backoff_intervals: ticks_to_skip(window.failures),
         }
     }
 
@@ -220,8 +264,16 @@ async fn run(
 ) {
     let mut grid = Grid::new(&key);
     let metrics = &sampling.metrics;
+    let failure_labels = GroupLabels {
+        consumer_group: key.offsets.group.clone(),
+    };
+    let mut skip = 0;
     loop {
         let (tick, scheduled) = grid.next().await;
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
         let result = take_sample(&sampling, &key, tick).await;
         if scheduled {
             metrics.sample_age.observe((unix_now() - tick).max(0.0));
@@ -232,6 +284,7 @@ async fn run(
                 Ok(sample) => {
                     w.samples.push(Arc::new(sample));
                     w.last_error = None;
+                    w.failures = 0;
                     metrics
                         .samples
                         .get_or_create(&ResultLabels {
@@ -240,7 +293,9 @@ async fn run(
                         .inc();
                 }
                 Err(e) => {
-                    tracing::warn!(group = %key.offsets.group, error = %e, "sample failed");
+                    w.failures += 1;
+                    skip = ticks_to_skip(w.failures);
+                    tracing::warn!(group = %key.offsets.group, error = %e, failures_in_a_row = w.failures, skipping_intervals = skip, "sample failed");
                     w.last_error = Some(e);
                     metrics
                         .samples
@@ -250,6 +305,10 @@ async fn run(
                         .inc();
                 }
             }
+            metrics
+                .source_failures
+                .get_or_create(&failure_labels)
+                .set(i64::from(w.failures));
         }
         seq.send_modify(|s| *s += 1);
     }
@@ -358,4 +417,16 @@ async fn take_sample(
         offsets,
         prometheus,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_key_backs_off_to_every_sixth_instant_and_not_before_three_failures() {
+        let skips: Vec<u32> = (0..8).map(ticks_to_skip).collect();
+        assert_eq!(skips, [0, 0, 0, 1, 3, 5, 5, 5]);
+        assert_eq!(ticks_to_skip(u32::MAX), BACKOFF_MAX_TICKS - 1);
+    }
 }

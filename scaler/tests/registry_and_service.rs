@@ -491,3 +491,65 @@ async fn an_open_stream_keeps_its_key_alive_so_a_later_caller_shares_the_sampler
     assert_eq!(s.factory.made(), 1, "one sampler per key, not a second");
     assert_eq!(s.registry.expire_idle().await, (2, 1));
 }
+
+#[tokio::test]
+async fn a_key_that_keeps_failing_backs_off_is_reported_and_leaves_the_others_alone() {
+    let s = setup();
+    let bad = s.factory.group("broken");
+    let good = s.factory.group("payments");
+    bad.set("trades", &[(100, 100)]);
+    good.set("trades", &[(100, 100)]);
+    let broken = object(
+        "broken",
+        &[("consumerGroup", "broken"), ("topic", "trades")],
+    );
+    let fine = object(
+        "fine",
+        &[("consumerGroup", "payments"), ("topic", "trades")],
+    );
+    for o in [&broken, &fine] {
+        s.service.get_metrics(metrics_request(o)).await.unwrap();
+    }
+    bad.fail("GROUP_AUTHORIZATION_FAILED");
+    let (bad_before, good_before) = (bad.reads(), good.reads());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (bad_reads, good_reads) = (bad.reads() - bad_before, good.reads() - good_before);
+    assert!(
+        good_reads >= 9,
+        "the healthy key sampled every second: {good_reads}"
+    );
+    assert!(
+        bad_reads <= 6,
+        "the failing key backs off (3 failures, then every 2nd, 4th, 6th second): {bad_reads} reads in 10 s"
+    );
+    s.service.get_metrics(metrics_request(&fine)).await.unwrap();
+    let text = s.registry.metrics.encode();
+    assert!(
+        text.contains(r#"lagrate_source_failures{consumer_group="payments"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with(r#"lagrate_source_failures{consumer_group="broken"} "#)
+                && !l.ends_with(" 0")
+        ),
+        "{text}"
+    );
+    let decisions = s.registry.decisions();
+    let sampling = &decisions["trading/broken"]["sampling"];
+    assert!(
+        sampling["consecutiveFailures"].as_u64().unwrap() >= 3,
+        "{sampling}"
+    );
+    assert!(
+        sampling["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("GROUP_AUTHORIZATION_FAILED"),
+        "{sampling}"
+    );
+    assert_eq!(
+        decisions["trading/fine"]["sampling"]["consecutiveFailures"],
+        0
+    );
+}
