@@ -895,3 +895,45 @@ async fn a_hung_or_oversized_prometheus_never_delays_kafka_samples() {
         assert!(rss < 64 << 20, "{case}: RSS {rss} bytes");
     }
 }
+
+/// Out of file descriptors, lagrate pauses between failed accepts instead
+/// of spinning on them (which starved the samplers), and serves again once
+/// connections close.
+#[test]
+fn out_of_file_descriptors_accept_failures_do_not_spin() {
+    let lagrate = Lagrate::start_with_open_files(LAGRATE, &config("127.0.0.1:1", ""), 64);
+    let http = SocketAddr::from(([127, 0, 0, 1], lagrate.http_port));
+    let pid = lagrate.pid().expect("running");
+    let cpu_seconds = || -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    // Far more connections than the server has descriptors left.
+    let held: Vec<std::net::TcpStream> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(http).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_seconds();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds() - before;
+    assert!(
+        used < 0.5,
+        "{used:.2} CPU seconds in 3 s with descriptors exhausted ({} connections held)",
+        held.len()
+    );
+    assert!(
+        lagrate.logs().contains("accept failed; pausing"),
+        "{}",
+        lagrate.logs()
+    );
+    drop(held);
+    eventually(Duration::from_secs(10), "served again", || {
+        (testbed::http_get(http, "/healthz").0 == 200).then_some(())
+    });
+}

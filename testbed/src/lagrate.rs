@@ -10,6 +10,8 @@ pub struct Lagrate {
     bin: PathBuf,
     /// Extra environment of every start.
     env: Vec<(&'static str, String)>,
+    /// A cap on open file descriptors (prlimit), for fault tests.
+    open_files: Option<u64>,
     dir: tempfile::TempDir,
     child: Option<Guarded>,
 }
@@ -31,9 +33,19 @@ impl Lagrate {
             config_path,
             bin: PathBuf::from(bin),
             env,
+            open_files: None,
             dir,
             child: None,
         };
+        lagrate.restart();
+        lagrate
+    }
+
+    /// `start`, with at most `open_files` file descriptors (sockets
+    /// included) for the server: a process that runs out of them.
+    pub fn start_with_open_files(bin: &str, config: &str, open_files: u64) -> Self {
+        let mut lagrate = Self::start(bin, config);
+        lagrate.open_files = Some(open_files);
         lagrate.restart();
         lagrate
     }
@@ -57,13 +69,18 @@ impl Lagrate {
         let log = std::fs::File::create(&log_path).expect("log file");
         // LAGRATE_CPUS pins the server (taskset), so a benchmark's clients
         // do not compete with it for the same cores.
-        let mut command = match std::env::var("LAGRATE_CPUS") {
-            Ok(cpus) => {
+        let mut command = match (std::env::var("LAGRATE_CPUS"), self.open_files) {
+            (_, Some(n)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(&self.bin);
+                c
+            }
+            (Ok(cpus), None) => {
                 let mut c = Command::new("taskset");
                 c.args(["-c", &cpus]).arg(&self.bin);
                 c
             }
-            Err(_) => Command::new(&self.bin),
+            (Err(_), None) => Command::new(&self.bin),
         };
         let mut child = command
             .args(["serve", "--config"])
