@@ -1,9 +1,11 @@
 //! Accepting connections without letting callers exhaust the process: at
 //! most `max_connections` open at once per listener (the next caller waits
-//! in the kernel's backlog until one closes), and a pause after a failed
+//! in the kernel's backlog until one closes), a connection that sends
+//! nothing within FIRST_BYTE_TIMEOUT is closed, and a pause after a failed
 //! accept (no file descriptors left) instead of a busy loop that would
 //! starve the samplers.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,10 +20,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
+/// A caller that has sent nothing this long after connecting is dropped:
+/// KEDA and Prometheus speak at once.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An accepted connection holding its place under the cap until dropped.
 pub struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Until the first byte arrives: when the caller's time is up.
+    first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connection {
@@ -46,6 +54,7 @@ pub fn incoming(
                     let connection = Connection {
                         stream,
                         _permit: permit,
+                        first_byte: Some(Box::pin(tokio::time::sleep(FIRST_BYTE_TIMEOUT))),
                     };
                     return Some((Ok(connection), (listener, cap)));
                 }
@@ -111,7 +120,25 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if self.first_byte.is_none() {
+            return read;
+        }
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > filled => {
+                self.first_byte = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match self.first_byte.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the caller sent nothing after connecting",
+                ))),
+                _ => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 

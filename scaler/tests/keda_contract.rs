@@ -896,6 +896,33 @@ async fn a_hung_or_oversized_prometheus_never_delays_kafka_samples() {
     }
 }
 
+/// A caller that connects and sends nothing is disconnected after 10 s, so
+/// silent connections cannot hold every place under the cap.
+#[test]
+fn a_silent_caller_is_disconnected() {
+    use std::io::Read;
+    let lagrate = Lagrate::start(LAGRATE, &config("127.0.0.1:1", ""));
+    let started = Instant::now();
+    let silent: Vec<(u16, std::net::TcpStream)> = [lagrate.grpc_port, lagrate.http_port]
+        .into_iter()
+        .map(|port| {
+            let s = std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            (port, s)
+        })
+        .collect();
+    for (port, stream) in silent {
+        // gRPC's server speaks first (its HTTP/2 settings): read to the end.
+        let mut received = Vec::new();
+        let read = (&stream).read_to_end(&mut received);
+        let waited = started.elapsed();
+        assert!(
+            read.is_ok() && (Duration::from_secs(9)..Duration::from_secs(15)).contains(&waited),
+            "port {port}: {read:?} after {waited:?}"
+        );
+    }
+}
+
 /// Out of file descriptors, lagrate pauses between failed accepts instead
 /// of spinning on them (which starved the samplers), and serves again once
 /// connections close.
