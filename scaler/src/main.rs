@@ -80,8 +80,10 @@ enum Command {
     /// per autoscaler.
     Simulate {
         /// A built-in scenario (see --list) or a scenario YAML file.
-        #[arg(long, required_unless_present = "list")]
+        #[arg(long, required_unless_present_any = ["list", "from_prometheus"])]
         scenario: Option<String>,
+        #[command(flatten)]
+        replay: ReplayArgs,
         /// Override the scenario's rebalancing: eager or cooperative.
         #[arg(long, value_parser = ["eager", "cooperative"])]
         rebalance: Option<String>,
@@ -103,6 +105,35 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// Replay of a real inbound-rate history instead of a scenario.
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Build the scenario from this Prometheus server's history (base URL,
+    /// http://host:9090): every autoscaler runs on your own traffic.
+    #[arg(long, conflicts_with = "scenario", requires = "query")]
+    from_prometheus: Option<String>,
+    /// PromQL returning ONE series: the topic's inbound messages per second,
+    /// e.g. 'sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="trades"}[2m]))'.
+    #[arg(long, requires = "from_prometheus")]
+    query: Option<String>,
+    /// How far back the history goes.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    since: std::time::Duration,
+    /// Resolution of the history: one load segment per step.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    step: std::time::Duration,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
+    partitions: u32,
+    /// Messages per second one consumer pod processes.
+    #[arg(long, default_value_t = 100.0)]
+    pod_capacity: f64,
+    /// Where the replay's scenario is written, to run again offline with
+    /// --scenario.
+    #[arg(long, default_value = "replay.yaml")]
+    write_scenario: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -185,12 +216,25 @@ fn main() -> ExitCode {
         }
         Command::Simulate {
             scenario,
+            replay,
             rebalance,
             json,
             chart,
             list,
             explain,
-        } => simulate(scenario, rebalance, json, chart, list, explain),
+        } => {
+            let scenario = match replay.from_prometheus.as_deref() {
+                Some(url) => match replay_scenario(url, &replay) {
+                    Ok(path) => Some(path),
+                    Err(e) => {
+                        eprintln!("lagrate simulate: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => scenario,
+            };
+            simulate(scenario, rebalance, json, chart, list, explain)
+        }
         Command::Serve {
             config,
             grpc_listen,
@@ -238,6 +282,49 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Builds a scenario from a Prometheus range query, writes it, and returns
+/// its path.
+fn replay_scenario(url: &str, args: &ReplayArgs) -> Result<String, String> {
+    use lagrate::sim::replay;
+    let query = args.query.as_deref().unwrap_or_default();
+    let step = args.step.as_secs_f64();
+    if step <= 0.0 || args.since.as_secs_f64() < step {
+        return Err(format!(
+            "--since ({}) must cover at least one --step ({})",
+            humantime::format_duration(args.since),
+            humantime::format_duration(args.step)
+        ));
+    }
+    if !(args.pod_capacity.is_finite() && args.pod_capacity > 0.0) {
+        return Err(format!(
+            "--pod-capacity must be a number of messages per second > 0, got {}",
+            args.pod_capacity
+        ));
+    }
+    let end = lagrate::clock::unix_now();
+    let start = end - args.since.as_secs_f64();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let body = runtime.block_on(lagrate::source::prometheus::range_query(
+        url,
+        query,
+        (start, end, step),
+        std::time::Duration::from_secs(120),
+    ))?;
+    let points = replay::series(&body)?;
+    let first = points.first().map_or(start, |p| p.0);
+    let (load, notes) = replay::load_profile(&points, first, step);
+    let scenario = replay::scenario(load, args.partitions, args.pod_capacity)?;
+    let yaml = serde_norway::to_string(&scenario).map_err(|e| e.to_string())?;
+    std::fs::write(&args.write_scenario, yaml)
+        .map_err(|e| format!("{}: {e}", args.write_scenario.display()))?;
+    eprintln!(
+        "replaying {} of {query} from {url}: {notes}; scenario written to {} (run it again with --scenario)",
+        humantime::format_duration(args.since),
+        args.write_scenario.display()
+    );
+    Ok(args.write_scenario.display().to_string())
 }
 
 fn simulate(

@@ -6,6 +6,7 @@ pub mod autoscalers;
 pub mod chart;
 pub mod hpa;
 pub mod keda;
+pub mod replay;
 pub mod report;
 pub mod scenario;
 pub mod world;

@@ -148,6 +148,47 @@ impl PrometheusRate {
     }
 }
 
+/// The raw answer of a range query (`/api/v1/query_range`) over
+/// `[start, end]` (unix seconds) at `step` seconds, read up to 64 MiB.
+pub async fn range_query(
+    url: &str,
+    query: &str,
+    (start, end, step): (f64, f64, f64),
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    const MAX_BYTES: usize = 64 << 20;
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let endpoint = format!("{}/api/v1/query_range", url.trim_end_matches('/'));
+    let mut response = client
+        .get(&endpoint)
+        .query(&[
+            ("query", query.to_owned()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step}")),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_BYTES {
+            return Err(format!(
+                "{endpoint}: answer larger than {MAX_BYTES} bytes; use a longer --step or a shorter --since"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A series above this many messages per second (or negative) is not a
 /// rate any topic has: it is ignored, like NaN.
 pub const MAX_RATE_PER_S: f64 = 1e9;

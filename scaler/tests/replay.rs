@@ -1,0 +1,115 @@
+//! `lagrate simulate --from-prometheus` against a real Prometheus holding
+//! a known rate history, scraped from an exporter whose counters rise at
+//! known rates.
+
+// Tests wait on real processes: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testbed::Prometheus;
+
+const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
+const RATE: f64 = 300.0;
+
+/// Serves `replay_messages_total` rising at RATE per second, and
+/// `replay_split_total` as two series (two brokers).
+fn exporter() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let count = started.elapsed().as_secs_f64() * RATE;
+            let body = format!(
+                "# TYPE replay_messages_total counter\nreplay_messages_total {count}\n# TYPE replay_split_total counter\nreplay_split_total{{broker=\"1\"}} {count}\nreplay_split_total{{broker=\"2\"}} {count}\n"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+fn simulate(prometheus: &Prometheus, query: &str, out: &std::path::Path) -> std::process::Output {
+    Command::new(LAGRATE)
+        .args([
+            "simulate",
+            "--from-prometheus",
+            &prometheus.url(),
+            "--query",
+            query,
+        ])
+        .args(["--since", "20s", "--step", "1s", "--partitions", "6"])
+        .arg("--write-scenario")
+        .arg(out)
+        .output()
+        .expect("run lagrate simulate")
+}
+
+#[test]
+fn a_rate_history_is_replayed_within_two_percent_and_bad_queries_say_why() {
+    let prometheus = Prometheus::start(&[exporter()]);
+    // Twenty seconds of history after Prometheus's first scrapes and the
+    // 5 s rate window have filled.
+    std::thread::sleep(Duration::from_secs(33));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("replay.yaml");
+    let run = simulate(&prometheus, "rate(replay_messages_total[5s])", &out);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("lagrate") && stdout.contains("keda-lag"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("scenario written to"), "{stderr}");
+    let scenario: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rates: Vec<f64> = scenario["load"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rate"].as_f64().unwrap())
+        .collect();
+    assert!(rates.len() >= 18, "{} steps", rates.len());
+    for rate in &rates {
+        assert!(
+            (rate - RATE).abs() <= 0.02 * RATE,
+            "{rate} is not {RATE} ± 2 %: {rates:?}"
+        );
+    }
+    assert_eq!(scenario["partitions"], 6);
+    // The written scenario runs again offline.
+    let again = Command::new(LAGRATE)
+        .args(["simulate", "--scenario"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+
+    for (query, says) in [
+        ("rate(no_such_metric_total[5s])", "no series"),
+        ("rate(replay_split_total[5s])", "returned 2 series"),
+        (
+            "rate(replay_messages_total[5s",
+            "Prometheus refused the query",
+        ),
+    ] {
+        let run = simulate(&prometheus, query, &out);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{query}");
+        assert!(stderr.contains(says), "{query}: {stderr}");
+    }
+}
