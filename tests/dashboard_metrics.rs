@@ -278,7 +278,7 @@ fn every_dashboard_query_names_metrics_the_binaries_export() {
     let lagrate = Lagrate::start(
         lagrate_bin.to_str().expect("path"),
         &format!(
-            "sampling:\n  interval: 1s\n  maxStaleness: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n    auth: {{ mechanism: none }}\npolicies:\n  default: {{}}\n",
+            "sampling:\n  interval: 1s\n  maxStaleness: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n    auth: {{ mechanism: none }}\npolicies:\n  default: {{}}\nshadow:\n  - name: shadowed\n    consumerGroup: {group}\n    topic: {topic}\n    metadata: {{ podCapacity: \"100\" }}\n",
             broker.bootstrap()
         ),
     );
@@ -332,6 +332,8 @@ fn every_dashboard_query_names_metrics_the_binaries_export() {
                 "kafka_consumer_partition_lag",
                 "lagrate_desired_replicas",
                 "trade_producer_achieved_rate_per_second",
+                "lagrate_shadow_pod_seconds_total",
+                "lagrate_shadow_estimated_wait_seconds",
             ]
             .iter()
             .all(|m| all.contains_key(*m));
@@ -395,6 +397,8 @@ fn every_dashboard_query_names_metrics_the_binaries_export() {
         "kafka_message_age_seconds_bucket",      // message age p99
         "lagrate_grpc_requests_total",           // scaler errors
         "lagrate_samples_total",
+        "lagrate_shadow_replicas", // shadow mode: lagrate vs KEDA vs actual
+        "lagrate_shadow_pod_seconds_total", // shadow mode: pod-hours saved
     ] {
         assert!(named.contains(needed), "no panel reads {needed}");
     }

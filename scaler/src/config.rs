@@ -67,6 +67,17 @@ struct RawConfig {
     /// Caps on what callers can make lagrate hold.
     #[serde(default)]
     limits: RawLimits,
+    /// Consumer groups lagrate watches without KEDA calling it, beside the
+    /// KEDA `kafka` trigger they run today: what lagrate would answer, what
+    /// that trigger and the HPA would set, and the group's actual size
+    /// (metrics `lagrate_shadow_*`, `/debug/shadow`). Each entry: `name`,
+    /// `consumerGroup`, optional `cluster`, `topic`, `policy`, `metadata`
+    /// (trigger metadata such as policy overrides) and `keda`
+    /// (`lagThreshold`, `minReplicaCount`, `maxReplicaCount`,
+    /// `pollingInterval`, `cooldownPeriod`; KEDA's defaults when omitted).
+    /// A bad entry is rejected naming its field; the others run.
+    #[serde(default)]
+    shadow: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -138,6 +149,10 @@ pub struct Config {
     /// file sets it).
     pub policies: BTreeMap<String, PolicySettings>,
     pub limits: Limits,
+    /// Shadow targets that passed their checks.
+    pub shadow: Vec<crate::shadow::ShadowTarget>,
+    /// Why each rejected shadow entry was rejected (`shadow[i].field: ...`).
+    pub shadow_rejected: Vec<String>,
 }
 
 /// Caps on what callers can make lagrate hold.
@@ -380,7 +395,9 @@ impl Config {
                 "name at least one cluster, or set allowInlineBootstrapServers: true; without either no ScaledObject can be served",
             ));
         }
-        Ok(Config {
+        let mut config = Config {
+            shadow: Vec::new(),
+            shadow_rejected: Vec::new(),
             sampling: Sampling {
                 interval,
                 max_staleness,
@@ -418,7 +435,10 @@ impl Config {
                     raw.limits.max_entries.unwrap_or(5000),
                 )?,
             },
-        })
+        };
+        (config.shadow, config.shadow_rejected) =
+            crate::shadow::target::parse_all(&raw.shadow, &config);
+        Ok(config)
     }
 }
 

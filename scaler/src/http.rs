@@ -1,4 +1,5 @@
-//! The HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/debug/decisions`.
+//! The HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/debug/decisions`,
+//! `/debug/shadow`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/debug/decisions", get(decisions))
+        .route("/debug/shadow", get(shadow))
         .with_state(registry)
 }
 
@@ -32,6 +34,10 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 
 async fn decisions(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     Json(registry.decisions())
+}
+
+async fn shadow(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    Json(registry.shadows.json())
 }
 
 /// Ready when the config is loaded (it is, once serving) and at least one

@@ -28,6 +28,7 @@ pub mod reload;
 pub mod sampler;
 pub mod server;
 pub mod service;
+pub mod shadow;
 pub mod signals;
 pub mod sim;
 pub mod source;

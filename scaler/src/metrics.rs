@@ -36,6 +36,14 @@ pub struct GroupLabels {
     pub consumer_group: String,
 }
 
+/// Labels of shadow-mode series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub target: String,
+    /// lagrate, keda or actual.
+    pub source: String,
+}
+
 /// Label of per-topic series (topics of sampled source keys).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -76,6 +84,16 @@ pub struct Metrics {
     pub sample_age: Histogram,
     /// Per consumer group sampled: failed samples in a row (0 when fine).
     pub source_failures: Family<GroupLabels, Gauge>,
+    pub shadow_replicas: Family<ShadowLabels, Gauge>,
+    pub shadow_pod_seconds: Family<ShadowLabels, Counter<f64, AtomicU64>>,
+    pub shadow_wait: Family<ShadowLabels, FloatGauge>,
+    pub shadow_lag: Family<ShadowTargetLabels, FloatGauge>,
+    pub shadow_rejected: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowTargetLabels {
+    pub target: String,
 }
 
 impl Default for Metrics {
@@ -105,6 +123,11 @@ impl Metrics {
             config_reload_errors: Counter::default(),
             config_valid: Gauge::default(),
             source_failures: Family::default(),
+            shadow_replicas: Family::default(),
+            shadow_pod_seconds: Family::default(),
+            shadow_wait: Family::default(),
+            shadow_lag: Family::default(),
+            shadow_rejected: Gauge::default(),
             sample_age: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             registry: Registry::default(),
         };
@@ -195,6 +218,31 @@ impl Metrics {
             "Failed samples in a row per consumer group sampled (a failing key is sampled less often: every 2nd, 4th, then 6th interval)",
             m.source_failures.clone(),
         );
+        registry.register(
+            "shadow_replicas",
+            "Shadow targets: replicas lagrate would answer, KEDA's trigger and the HPA would set, and the group has (source)",
+            m.shadow_replicas.clone(),
+        );
+        registry.register(
+            "shadow_pod_seconds",
+            "Shadow targets: cumulative pod-seconds per source",
+            m.shadow_pod_seconds.clone(),
+        );
+        registry.register(
+            "shadow_estimated_wait_seconds",
+            "Shadow targets: backlog / processing rate at the newest sample, per source",
+            m.shadow_wait.clone(),
+        );
+        registry.register(
+            "shadow_lag_messages",
+            "Shadow targets: lag at the newest sample",
+            m.shadow_lag.clone(),
+        );
+        registry.register(
+            "shadow_rejected_entries",
+            "Shadow entries of the config rejected (each named in the log and /debug/shadow)",
+            m.shadow_rejected.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -207,6 +255,82 @@ impl Metrics {
     }
 
     /// Forgets the series of a ScaledObject that went away.
+    /// A shadow target's sample: the sizes, waits and lag, and the
+    /// pod-seconds since `previous`.
+    pub fn record_shadow(
+        &self,
+        target: &str,
+        point: &crate::shadow::Point,
+        waits: &crate::shadow::Sources<Option<f64>>,
+        previous: Option<&crate::shadow::Point>,
+    ) {
+        let dt = previous.map_or(0.0, |p| (point.t - p.t).max(0.0));
+        let sources = [
+            (
+                "lagrate",
+                point.replicas.lagrate,
+                waits.lagrate,
+                previous.and_then(|p| p.replicas.lagrate),
+            ),
+            (
+                "keda",
+                point.replicas.keda,
+                waits.keda,
+                previous.and_then(|p| p.replicas.keda),
+            ),
+            (
+                "actual",
+                point.replicas.actual,
+                waits.actual,
+                previous.and_then(|p| p.replicas.actual),
+            ),
+        ];
+        for (source, replicas, wait, before) in sources {
+            let labels = crate::shadow::labels(target, source);
+            match replicas {
+                Some(n) => {
+                    self.shadow_replicas
+                        .get_or_create(&labels)
+                        .set(i64::from(n));
+                }
+                None => {
+                    self.shadow_replicas.remove(&labels);
+                }
+            }
+            if let Some(before) = before {
+                self.shadow_pod_seconds
+                    .get_or_create(&labels)
+                    .inc_by(f64::from(before) * dt);
+            }
+            match wait {
+                Some(w) => {
+                    self.shadow_wait.get_or_create(&labels).set(w);
+                }
+                None => {
+                    self.shadow_wait.remove(&labels);
+                }
+            }
+        }
+        self.shadow_lag
+            .get_or_create(&ShadowTargetLabels {
+                target: target.to_owned(),
+            })
+            .set(point.lag);
+    }
+
+    /// Drops a shadow target's series.
+    pub fn remove_shadow(&self, target: &str) {
+        for source in ["lagrate", "keda", "actual"] {
+            let labels = crate::shadow::labels(target, source);
+            self.shadow_replicas.remove(&labels);
+            self.shadow_pod_seconds.remove(&labels);
+            self.shadow_wait.remove(&labels);
+        }
+        self.shadow_lag.remove(&ShadowTargetLabels {
+            target: target.to_owned(),
+        });
+    }
+
     pub fn remove_object(&self, labels: &ObjectLabels) {
         self.desired_replicas.remove(labels);
         self.lag_messages.remove(labels);

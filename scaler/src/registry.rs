@@ -90,6 +90,8 @@ pub struct Registry {
     /// Kafka calls in flight at once, over all samplers.
     kafka_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// Shadow targets' series (see [`crate::shadow`]).
+    pub shadows: crate::shadow::Shadows,
 }
 
 impl Registry {
@@ -116,6 +118,7 @@ impl Registry {
             samplers: Cache::builder().time_to_idle(idle).build(),
             factory,
             metrics,
+            shadows: crate::shadow::Shadows::default(),
         }
     }
 

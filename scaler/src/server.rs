@@ -72,6 +72,7 @@ pub async fn run_with(
     metrics.config_valid.set(1);
     let registry = Arc::new(Registry::new(config, factory, metrics));
     registry.expire_on_a_timer();
+    crate::shadow::follow_config(&registry);
     let _watcher = crate::reload::watch(config_path.clone(), registry.clone())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

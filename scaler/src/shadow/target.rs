@@ -1,0 +1,229 @@
+//! The config's `shadow:` entries: a consumer group lagrate watches without
+//! KEDA calling it, with the KEDA `kafka` trigger settings the team runs
+//! today. Each entry is checked on its own: a bad one is rejected naming
+//! its field, and the others run.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use crate::config::Config;
+
+/// One shadow target, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowTarget {
+    pub name: String,
+    /// As a ScaledObject's trigger metadata would carry it.
+    pub metadata: HashMap<String, String>,
+    pub keda: KedaTrigger,
+}
+
+/// The KEDA `kafka` trigger and ScaledObject settings run today.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KedaTrigger {
+    pub lag_threshold: f64,
+    pub min_replica_count: u32,
+    pub max_replica_count: u32,
+    pub polling_interval: f64,
+    pub cooldown_period: f64,
+}
+
+impl Default for KedaTrigger {
+    /// KEDA's defaults.
+    fn default() -> Self {
+        KedaTrigger {
+            lag_threshold: 10.0,
+            min_replica_count: 0,
+            max_replica_count: 100,
+            polling_interval: 30.0,
+            cooldown_period: 300.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawShadow {
+    /// Names the target in metrics and /debug/shadow.
+    name: String,
+    /// A configured cluster (default: the only one configured).
+    cluster: Option<String>,
+    consumer_group: String,
+    /// Topic, or comma-separated topics (default: all the group commits to).
+    topic: Option<String>,
+    /// A named policy of `policies` (default `default`).
+    policy: Option<String>,
+    /// Further trigger metadata, as on a ScaledObject (policy overrides
+    /// such as `podCapacity: "100"`).
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    /// The KEDA kafka trigger run today; KEDA's and the HPA's defaults when
+    /// omitted.
+    #[serde(default)]
+    keda: RawKeda,
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawKeda {
+    lag_threshold: Option<f64>,
+    min_replica_count: Option<u32>,
+    max_replica_count: Option<u32>,
+    /// Seconds.
+    polling_interval: Option<f64>,
+    /// Seconds.
+    cooldown_period: Option<f64>,
+}
+
+/// Checks every entry; returns the good ones and, for each bad one, an
+/// error naming `shadow[i]` and the field.
+pub fn parse_all(
+    entries: &[serde_json::Value],
+    config: &Config,
+) -> (Vec<ShadowTarget>, Vec<String>) {
+    let mut targets: Vec<ShadowTarget> = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, value) in entries.iter().enumerate() {
+        match parse_one(value, config) {
+            Ok(t) if targets.iter().any(|other| other.name == t.name) => {
+                rejected.push(format!("shadow[{i}].name: {:?} is used twice", t.name));
+            }
+            Ok(t) => targets.push(t),
+            Err((field, message)) => rejected.push(format!("shadow[{i}]{field}: {message}")),
+        }
+    }
+    (targets, rejected)
+}
+
+fn parse_one(value: &serde_json::Value, config: &Config) -> Result<ShadowTarget, (String, String)> {
+    let raw: RawShadow =
+        serde_json::from_value(value.clone()).map_err(|e| (String::new(), e.to_string()))?;
+    let field = |name: &str| format!(".{name}");
+    if raw.name.trim().is_empty() || raw.name.len() > 100 {
+        return Err((field("name"), "must be 1 to 100 characters".into()));
+    }
+    let defaults = KedaTrigger::default();
+    let keda = KedaTrigger {
+        lag_threshold: raw.keda.lag_threshold.unwrap_or(defaults.lag_threshold),
+        min_replica_count: raw
+            .keda
+            .min_replica_count
+            .unwrap_or(defaults.min_replica_count),
+        max_replica_count: raw
+            .keda
+            .max_replica_count
+            .unwrap_or(defaults.max_replica_count),
+        polling_interval: raw
+            .keda
+            .polling_interval
+            .unwrap_or(defaults.polling_interval),
+        cooldown_period: raw.keda.cooldown_period.unwrap_or(defaults.cooldown_period),
+    };
+    for (name, v) in [
+        ("keda.lagThreshold", keda.lag_threshold),
+        ("keda.pollingInterval", keda.polling_interval),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err((field(name), format!("must be a number > 0, got {v}")));
+        }
+    }
+    if !(keda.cooldown_period.is_finite() && keda.cooldown_period >= 0.0) {
+        return Err((
+            field("keda.cooldownPeriod"),
+            format!("must be a number >= 0, got {}", keda.cooldown_period),
+        ));
+    }
+    if keda.max_replica_count == 0 || keda.max_replica_count < keda.min_replica_count {
+        return Err((
+            field("keda.maxReplicaCount"),
+            format!(
+                "must be at least 1 and at least minReplicaCount ({})",
+                keda.min_replica_count
+            ),
+        ));
+    }
+    let mut metadata: HashMap<String, String> = raw.metadata.into_iter().collect();
+    metadata.insert("consumerGroup".into(), raw.consumer_group);
+    for (key, value) in [
+        ("cluster", raw.cluster),
+        ("topic", raw.topic),
+        ("policy", raw.policy),
+    ] {
+        if let Some(value) = value {
+            metadata.insert(key.into(), value);
+        }
+    }
+    if !metadata.contains_key("cluster")
+        && let [(only, _)] = config.clusters.iter().collect::<Vec<_>>().as_slice()
+    {
+        metadata.insert("cluster".into(), (*only).clone());
+    }
+    // Checked as a ScaledObject's trigger would be: the same names, limits
+    // and policies.
+    crate::trigger::parse(&metadata, config).map_err(|e| {
+        let key = match e.key.as_str() {
+            "consumerGroup" | "cluster" | "topic" | "policy" => e.key.clone(),
+            other => format!("metadata.{other}"),
+        };
+        (field(&key), e.message)
+    })?;
+    Ok(ShadowTarget {
+        name: raw.name,
+        metadata,
+        keda,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_entry_is_checked_on_its_own_and_a_bad_one_is_named() {
+        let config = Config::parse(
+            r#"
+clusters:
+  main: { bootstrapServers: ["127.0.0.1:9092"] }
+shadow:
+  - name: payments
+    consumerGroup: payments-consumer
+    topic: payments
+    keda: { lagThreshold: 10000, maxReplicaCount: 24 }
+  - name: typo
+    consumerGroup: g
+    keda: { lagTreshold: 5 }
+  - name: payments
+    consumerGroup: other
+  - name: bad-group
+    consumerGroup: "a\u0000b"
+  - name: inverted
+    consumerGroup: g
+    keda: { minReplicaCount: 5, maxReplicaCount: 2 }
+"#,
+        )
+        .expect("a bad shadow entry does not reject the file");
+        assert_eq!(config.shadow.len(), 1);
+        let payments = &config.shadow[0];
+        assert_eq!(payments.metadata["cluster"], "main", "the only cluster");
+        assert_eq!(payments.keda.lag_threshold, 10000.0);
+        assert_eq!(payments.keda.polling_interval, 30.0, "KEDA's default");
+        let rejected = &config.shadow_rejected;
+        assert_eq!(rejected.len(), 4, "{rejected:?}");
+        assert!(
+            rejected[0].starts_with("shadow[1]") && rejected[0].contains("lagTreshold"),
+            "{rejected:?}"
+        );
+        assert!(
+            rejected[1].starts_with("shadow[2].name") && rejected[1].contains("twice"),
+            "{rejected:?}"
+        );
+        assert!(
+            rejected[2].starts_with("shadow[3].consumerGroup"),
+            "{rejected:?}"
+        );
+        assert!(
+            rejected[3].starts_with("shadow[4].keda.maxReplicaCount"),
+            "{rejected:?}"
+        );
+    }
+}
