@@ -80,7 +80,7 @@ enum Command {
     /// per autoscaler.
     Simulate {
         /// A built-in scenario (see --list) or a scenario YAML file.
-        #[arg(long, required_unless_present_any = ["list", "from_prometheus"])]
+        #[arg(long, required_unless_present_any = ["list", "from_prometheus", "target"])]
         scenario: Option<String>,
         #[command(flatten)]
         replay: ReplayArgs,
@@ -112,12 +112,20 @@ enum Command {
 struct ReplayArgs {
     /// Build the scenario from this Prometheus server's history (base URL,
     /// http://host:9090): every autoscaler runs on your own traffic.
-    #[arg(long, conflicts_with = "scenario", requires = "query")]
+    #[arg(long, conflicts_with = "scenario")]
     from_prometheus: Option<String>,
     /// PromQL returning ONE series: the topic's inbound messages per second,
     /// e.g. 'sum(rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="trades"}[2m]))'.
-    #[arg(long, requires = "from_prometheus")]
+    #[arg(long)]
     query: Option<String>,
+    /// A shadow target of --config: the Prometheus URL, the query (the
+    /// config's rateQuery on the target's topics, summed) and podCapacity
+    /// default to the config's and the target's.
+    #[arg(long, requires = "config", conflicts_with = "scenario")]
+    target: Option<String>,
+    /// The config file of --target.
+    #[arg(long, env = "LAGRATE_CONFIG")]
+    config: Option<PathBuf>,
     /// How far back the history goes.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     since: std::time::Duration,
@@ -223,15 +231,16 @@ fn main() -> ExitCode {
             list,
             explain,
         } => {
-            let scenario = match replay.from_prometheus.as_deref() {
-                Some(url) => match replay_scenario(url, &replay) {
+            let scenario = if replay.from_prometheus.is_some() || replay.target.is_some() {
+                match replay_scenario(&replay) {
                     Ok(path) => Some(path),
                     Err(e) => {
                         eprintln!("lagrate simulate: {e}");
                         return ExitCode::FAILURE;
                     }
-                },
-                None => scenario,
+                }
+            } else {
+                scenario
             };
             simulate(scenario, rebalance, json, chart, list, explain)
         }
@@ -284,11 +293,63 @@ fn main() -> ExitCode {
     }
 }
 
+/// The Prometheus URL, query and pod capacity of a replay: the flags, or
+/// what the config says of --target.
+fn replay_source(args: &ReplayArgs) -> Result<(String, String, f64), String> {
+    let mut url = args.from_prometheus.clone();
+    let mut query = args.query.clone();
+    let mut pod_capacity = args.pod_capacity;
+    if let (Some(name), Some(path)) = (&args.target, &args.config) {
+        let config = lagrate::config::Config::load(path).map_err(|e| e.to_string())?;
+        let target = config
+            .shadow
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = config.shadow.iter().map(|t| t.name.as_str()).collect();
+                format!(
+                    "--target {name:?} is not a shadow target of {} ({})",
+                    path.display(),
+                    names.join(", ")
+                )
+            })?;
+        let prometheus = config.prometheus.as_ref();
+        url = url.or_else(|| prometheus.map(|p| p.url.clone()));
+        if query.is_none() {
+            let topics = target
+                .metadata
+                .get("topic")
+                .ok_or_else(|| format!("shadow target {name:?} names no topic: give --query"))?;
+            let template = prometheus
+                .ok_or("the config has no prometheus section: give --from-prometheus and --query")?
+                .rate_query
+                .clone();
+            let sums: Vec<String> = topics
+                .split(',')
+                .map(|t| format!("sum({})", template.replace("<topic>", t.trim())))
+                .collect();
+            query = Some(sums.join(" + "));
+        }
+        if let Some(c) = target
+            .metadata
+            .get("podCapacity")
+            .and_then(|c| c.parse().ok())
+        {
+            pod_capacity = c;
+        }
+    }
+    let url =
+        url.ok_or("give --from-prometheus URL (or --target with a config that has prometheus)")?;
+    let query = query.ok_or("give --query PROMQL (or --target NAME --config FILE)")?;
+    Ok((url, query, pod_capacity))
+}
+
 /// Builds a scenario from a Prometheus range query, writes it, and returns
 /// its path.
-fn replay_scenario(url: &str, args: &ReplayArgs) -> Result<String, String> {
+fn replay_scenario(args: &ReplayArgs) -> Result<String, String> {
     use lagrate::sim::replay;
-    let query = args.query.as_deref().unwrap_or_default();
+    let (url, query, pod_capacity) = replay_source(args)?;
+    let (url, query) = (url.as_str(), query.as_str());
     let step = args.step.as_secs_f64();
     if step <= 0.0 || args.since.as_secs_f64() < step {
         return Err(format!(
@@ -297,10 +358,9 @@ fn replay_scenario(url: &str, args: &ReplayArgs) -> Result<String, String> {
             humantime::format_duration(args.step)
         ));
     }
-    if !(args.pod_capacity.is_finite() && args.pod_capacity > 0.0) {
+    if !(pod_capacity.is_finite() && pod_capacity > 0.0) {
         return Err(format!(
-            "--pod-capacity must be a number of messages per second > 0, got {}",
-            args.pod_capacity
+            "--pod-capacity must be a number of messages per second > 0, got {pod_capacity}"
         ));
     }
     let end = lagrate::clock::unix_now();
@@ -315,7 +375,7 @@ fn replay_scenario(url: &str, args: &ReplayArgs) -> Result<String, String> {
     let points = replay::series(&body)?;
     let first = points.first().map_or(start, |p| p.0);
     let (load, notes) = replay::load_profile(&points, first, step);
-    let scenario = replay::scenario(load, args.partitions, args.pod_capacity)?;
+    let scenario = replay::scenario(load, args.partitions, pod_capacity)?;
     let yaml = serde_norway::to_string(&scenario).map_err(|e| e.to_string())?;
     std::fs::write(&args.write_scenario, yaml)
         .map_err(|e| format!("{}: {e}", args.write_scenario.display()))?;

@@ -28,7 +28,7 @@ fn exporter() -> SocketAddr {
             let _ = stream.read(&mut buf);
             let count = started.elapsed().as_secs_f64() * RATE;
             let body = format!(
-                "# TYPE replay_messages_total counter\nreplay_messages_total {count}\n# TYPE replay_split_total counter\nreplay_split_total{{broker=\"1\"}} {count}\nreplay_split_total{{broker=\"2\"}} {count}\n"
+                "# TYPE replay_messages_total counter\nreplay_messages_total {count}\n# TYPE replay_split_total counter\nreplay_split_total{{broker=\"1\"}} {count}\nreplay_split_total{{broker=\"2\"}} {count}\n# TYPE replay_topic_total counter\nreplay_topic_total{{topic=\"trades\"}} {count}\n"
             );
             let _ = write!(
                 stream,
@@ -38,6 +38,18 @@ fn exporter() -> SocketAddr {
         }
     });
     addr
+}
+
+/// The load rates of a written scenario.
+fn rates(path: &std::path::Path) -> Vec<f64> {
+    let scenario: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    scenario["load"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rate"].as_f64().unwrap())
+        .collect()
 }
 
 fn simulate(prometheus: &Prometheus, query: &str, out: &std::path::Path) -> std::process::Output {
