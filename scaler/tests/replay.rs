@@ -87,22 +87,56 @@ fn a_rate_history_is_replayed_within_two_percent_and_bad_queries_say_why() {
         "{stdout}"
     );
     assert!(stderr.contains("scenario written to"), "{stderr}");
+    let within_two_percent = |rates: &[f64]| {
+        assert!(rates.len() >= 18, "{} steps", rates.len());
+        for rate in rates {
+            assert!(
+                (rate - RATE).abs() <= 0.02 * RATE,
+                "{rate} is not {RATE} ± 2 %: {rates:?}"
+            );
+        }
+    };
+    within_two_percent(&rates(&out));
     let scenario: serde_json::Value =
         serde_norway::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let rates: Vec<f64> = scenario["load"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["rate"].as_f64().unwrap())
-        .collect();
-    assert!(rates.len() >= 18, "{} steps", rates.len());
-    for rate in &rates {
-        assert!(
-            (rate - RATE).abs() <= 0.02 * RATE,
-            "{rate} is not {RATE} ± 2 %: {rates:?}"
-        );
-    }
     assert_eq!(scenario["partitions"], 6);
+
+    // A shadow target of a config supplies the URL, the query and the
+    // pod capacity.
+    let config = dir.path().join("lagrate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "clusters:\n  main: {{ bootstrapServers: [\"127.0.0.1:9\"] }}\nsampling:\n  interval: 5s\nprometheus:\n  url: {}\n  rateQuery: 'rate(replay_topic_total{{topic=\"<topic>\"}}[5s])'\nshadow:\n  - name: payments\n    consumerGroup: payments-consumer\n    topic: trades\n    metadata: {{ podCapacity: \"40\" }}\n",
+            prometheus.url()
+        ),
+    )
+    .unwrap();
+    let targeted = dir.path().join("targeted.yaml");
+    let run = Command::new(LAGRATE)
+        .args(["simulate", "--target", "payments", "--config"])
+        .arg(&config)
+        .args([
+            "--since",
+            "20s",
+            "--step",
+            "1s",
+            "--partitions",
+            "6",
+            "--write-scenario",
+        ])
+        .arg(&targeted)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    within_two_percent(&rates(&targeted));
+    let scenario: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&targeted).unwrap()).unwrap();
+    assert_eq!(scenario["podCapacity"], 40.0, "the target's podCapacity");
     // The written scenario runs again offline.
     let again = Command::new(LAGRATE)
         .args(["simulate", "--scenario"])
