@@ -41,7 +41,21 @@ fn a_shadow_target_shows_lagrate_beside_keda_from_the_same_samples() {
             ("METRICS_PORT", producer_port.to_string()),
         ],
     );
-    let prometheus = Prometheus::start(&[SocketAddr::from(([127, 0, 0, 1], producer_port))]);
+    // One consumer of ~100 msg/s in the group: the load needs two.
+    let consumer_port = free_port();
+    let _consumer = Process::start(
+        workspace_binary("trade-consumer").to_str().expect("path"),
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.clone()),
+            ("CONSUMER_GROUP", group.clone()),
+            ("BATCH_PROCESSING_TIME", "1".into()),
+            ("METRICS_PORT", consumer_port.to_string()),
+        ],
+    );
+    let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let prometheus = Prometheus::start(&[local(producer_port), local(consumer_port)]);
     let config = format!(
         r#"sampling:
   interval: 1s
@@ -58,6 +72,7 @@ shadow:
     consumerGroup: {group}
     topic: {topic}
     metadata: {{ podCapacity: "100" }}
+    actualQuery: count(kafka_consumer_busy_seconds_total)
     keda: {{ lagThreshold: 100, pollingInterval: 2, cooldownPeriod: 10, maxReplicaCount: 6 }}
   - name: broken
     consumerGroup: {group}
@@ -68,11 +83,13 @@ shadow:
     );
     let lagrate = Lagrate::start(workspace_binary("lagrate").to_str().expect("path"), &config);
 
-    // Nobody consumes: lag grows, lagrate and KEDA's trigger both want pods.
+    // One pod for 200 msg/s: lag grows, lagrate and KEDA's trigger both
+    // want more pods than the one running.
     let shadow = eventually(Duration::from_secs(60), "a dozen shadow samples", || {
         let json = shadow_json(&lagrate);
-        let history = json["targets"]["payments"]["history"].as_array()?.len();
-        (history >= 12).then_some(json)
+        let history = json["targets"]["payments"]["history"].as_array()?;
+        let sized = history.last()?["replicas"]["actual"] == 1;
+        (history.len() >= 12 && sized).then_some(json)
     });
     let rejected = shadow["rejected"].as_array().expect("rejected list");
     assert_eq!(rejected.len(), 1, "{shadow}");
@@ -88,15 +105,15 @@ shadow:
     let latest = &payments["latest"];
     assert!(latest["lag"].as_f64().unwrap() > 0.0, "{latest}");
     assert!(
-        latest["replicas"]["lagrate"].as_u64().unwrap() >= 1,
+        latest["replicas"]["lagrate"].as_u64().unwrap() >= 2,
         "{latest}"
     );
     assert!(
         latest["replicas"]["keda"].as_u64().unwrap() >= 1,
         "{latest}"
     );
-    // tansu does not answer DescribeGroups: the actual size is unknown.
-    assert!(latest["replicas"]["actual"].is_null(), "{latest}");
+    // tansu does not answer DescribeGroups: the size comes from actualQuery.
+    assert_eq!(latest["replicas"]["actual"], 1, "{latest}");
     assert!(
         payments["podSeconds"]["keda"].as_f64().unwrap() > 0.0,
         "{payments}"
@@ -112,7 +129,8 @@ shadow:
     };
     let history = payments["history"].as_array().unwrap();
     let mut keda = keda_of(&trigger);
-    let mut current = 0;
+    // KEDA starts from the group's size at the first sample.
+    let mut current = history[0]["replicas"]["actual"].as_u64().unwrap_or(0) as u32;
     for point in history {
         let t = point["t"].as_f64().unwrap();
         let lag = point["lag"].as_f64().unwrap();
@@ -129,6 +147,7 @@ shadow:
     for series in [
         r#"lagrate_shadow_replicas{target="payments",source="lagrate"}"#,
         r#"lagrate_shadow_replicas{target="payments",source="keda"}"#,
+        r#"lagrate_shadow_replicas{target="payments",source="actual"} 1"#,
         r#"lagrate_shadow_pod_seconds_total{target="payments",source="keda"}"#,
         r#"lagrate_shadow_estimated_wait_seconds{target="payments",source="lagrate"}"#,
         "lagrate_shadow_rejected_entries 1",

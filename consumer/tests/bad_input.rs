@@ -125,6 +125,29 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
     );
 }
 
+/// trade-consumer writing `topic` to PostgreSQL, dead letters to `dlq`,
+/// /metrics on `port`.
+fn postgres_consumer(
+    (broker, topic, dlq): (&Tansu, &str, &str),
+    db: &testbed::Postgres,
+    port: u16,
+) -> Process {
+    Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.to_owned()),
+            ("CONSUMER_GROUP", unique("g")),
+            ("SINK", "postgres".into()),
+            ("DATABASE_URL", db.url()),
+            ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
+            ("DLQ_TOPIC", dlq.to_owned()),
+            ("METRICS_PORT", port.to_string()),
+        ],
+    )
+}
+
 /// The consumer on `port` wrote the 2 valid trades, counted `count` invalid
 /// messages under `reason`, dead-lettered each, and logged one line.
 fn assert_dead_lettered(
@@ -208,20 +231,7 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
     broker.produce_raw(&topic, "ACC1", &payloads);
     let port = free_port();
-    let mut p = Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("CONSUMER_GROUP", unique("g")),
-            ("SINK", "postgres".into()),
-            ("DATABASE_URL", db.url()),
-            ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
-            ("DLQ_TOPIC", dlq.clone()),
-            ("METRICS_PORT", port.to_string()),
-        ],
-    );
+    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("not_storable", 3));
     // One line per partition per 10 s: the first (the NUL) is logged.
     let logs = p.logs();
@@ -249,20 +259,7 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
     broker.create_topic(&topic, 1);
     broker.create_topic(&dlq, 1);
     let port = free_port();
-    let mut p = Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("CONSUMER_GROUP", unique("g")),
-            ("SINK", "postgres".into()),
-            ("DATABASE_URL", db.url()),
-            ("BATCH_TIMEOUT_SECONDS", "0.5".into()),
-            ("DLQ_TOPIC", dlq.clone()),
-            ("METRICS_PORT", port.to_string()),
-        ],
-    );
+    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
     // The table exists once /metrics answers (it is created first).
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     eventually(Duration::from_secs(30), "the consumer up", || {

@@ -77,6 +77,7 @@ struct RawConfig {
     /// `pollingInterval`, `cooldownPeriod`; KEDA's defaults when omitted).
     /// A bad entry is rejected naming its field; the others run.
     #[serde(default)]
+    #[schemars(with = "Vec<crate::shadow::target::RawShadow>")]
     shadow: Vec<serde_json::Value>,
 }
 

@@ -73,7 +73,8 @@ fn published_config_schema_is_the_one_the_binary_generates() {
             "limits",
             "policies",
             "prometheus",
-            "sampling"
+            "sampling",
+            "shadow"
         ]
     );
 }

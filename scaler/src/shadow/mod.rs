@@ -4,7 +4,8 @@
 //! kept from the same samples: what lagrate would answer, what KEDA's
 //! `kafka` trigger and the HPA would set (the simulator's KEDA and HPA
 //! code, not a second implementation), and the group's actual size (its
-//! member count, when the broker reports it). Cumulative pod-seconds and
+//! member count, when the broker reports it, or the value of the target's
+//! `actualQuery`). Cumulative pod-seconds and
 //! the estimated wait (backlog / processing rate) of each say what a switch
 //! would cost or save.
 
@@ -215,6 +216,15 @@ pub fn keda_step(
 
 /// Samples one target until aborted.
 async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
+    let actual_source = match (&target.actual_query, registry.upgrade()) {
+        (Some(query), Some(reg)) => reg.config().prometheus.as_ref().map(|p| {
+            (
+                crate::source::prometheus::PrometheusRate::new(p),
+                query.clone(),
+            )
+        }),
+        _ => None,
+    };
     let mut keda = keda_of(&target.keda);
     let mut keda_replicas: Option<u32> = None;
     let mut previous: Option<Point> = None;
@@ -243,8 +253,18 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
                 let obs = &evaluation.observation;
                 let d = &evaluation.decision;
                 let t = evaluation.sample_time;
-                let current = *keda_replicas
-                    .get_or_insert(obs.members.unwrap_or(target.keda.min_replica_count));
+                let actual = match &actual_source {
+                    Some((prometheus, query)) => match prometheus.value_of(query).await {
+                        Ok(value) => value.map(|v| v.round().max(0.0) as u32),
+                        Err(e) => {
+                            tracing::debug!(target = %target.name, error = %e, "actualQuery failed");
+                            None
+                        }
+                    },
+                    None => obs.members,
+                };
+                let current =
+                    *keda_replicas.get_or_insert(actual.unwrap_or(target.keda.min_replica_count));
                 let keda_now = keda_step(
                     &mut keda,
                     &target.keda,
@@ -259,7 +279,7 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
                     replicas: Sources {
                         lagrate: Some(d.replicas),
                         keda: Some(keda_now),
-                        actual: obs.members,
+                        actual,
                     },
                 };
                 let waits = Sources {

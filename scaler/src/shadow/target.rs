@@ -16,6 +16,9 @@ pub struct ShadowTarget {
     /// As a ScaledObject's trigger metadata would carry it.
     pub metadata: HashMap<String, String>,
     pub keda: KedaTrigger,
+    /// PromQL giving the group's actual size, for brokers that do not
+    /// report members (e.g. `kube_deployment_status_replicas{...}`).
+    pub actual_query: Option<String>,
 }
 
 /// The KEDA `kafka` trigger and ScaledObject settings run today.
@@ -61,6 +64,10 @@ pub(crate) struct RawShadow {
     /// omitted.
     #[serde(default)]
     keda: RawKeda,
+    /// PromQL whose value is the group's actual size (needs `prometheus`),
+    /// e.g. kube-state-metrics' `kube_deployment_status_replicas{...}`;
+    /// default: the member count the broker reports.
+    actual_query: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -167,10 +174,17 @@ fn parse_one(value: &serde_json::Value, config: &Config) -> Result<ShadowTarget,
         };
         (field(&key), e.message)
     })?;
+    if raw.actual_query.is_some() && config.prometheus.is_none() {
+        return Err((
+            field("actualQuery"),
+            "needs the config's prometheus section".into(),
+        ));
+    }
     Ok(ShadowTarget {
         name: raw.name,
         metadata,
         keda,
+        actual_query: raw.actual_query,
     })
 }
 

@@ -119,6 +119,12 @@ impl PrometheusRate {
         Ok(body)
     }
 
+    /// The value of a query that is not a rate template (a shadow target's
+    /// `actualQuery`): the sum of its series, None when it has no data.
+    pub async fn value_of(&self, query: &str) -> Result<Option<f64>, SourceError> {
+        Ok(self.instant(query).await?.value)
+    }
+
     async fn instant(&self, query: &str) -> Result<Answer, SourceError> {
         let response = self
             .client
