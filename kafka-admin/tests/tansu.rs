@@ -128,15 +128,24 @@ fn coordinator_fault_sequence() {
             "the broker is down"
         );
     }
-    assert_eq!(
-        in_flight.len(),
-        groups.len(),
-        "one request left outstanding per group"
+    // Most calls time out waiting for the coordinator and stay
+    // outstanding (librdkafka may fail some at once instead); a group with
+    // one outstanding gets no second request.
+    let outstanding = in_flight.len();
+    assert!(
+        (1..=groups.len()).contains(&outstanding),
+        "{outstanding} outstanding for {} groups",
+        groups.len()
     );
-    for group in &groups {
-        let again = call(group, Duration::from_secs(1)).unwrap_err();
-        assert!(again.contains("still unanswered"), "{again}");
-    }
+    let refused = groups
+        .iter()
+        .filter(|group| {
+            call(group, Duration::from_secs(1))
+                .unwrap_err()
+                .contains("still unanswered")
+        })
+        .count();
+    assert_eq!(refused, outstanding, "one request per group at most");
     broker.restart();
     // Polling on while late coordinator answers arrive, and calling again.
     let until = std::time::Instant::now() + Duration::from_secs(15);
