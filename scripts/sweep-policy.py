@@ -4,8 +4,9 @@ the worst case against ideal-reactive, and any KEDA variant that beats it on
 both pod-seconds and p99 wait.
 
 Classes: steps, periodic bursts, ramps, a hot partition, a scaler restart
-(two partition counts and rates each) and noise (three seeds, started at the
-right size and at a third of it); each at five phases of the sampling and
+(two partition counts and rates each) and an hour of noise at a partition
+boundary (four seeds, two partition counts, started at the right size and
+at a third of it); each at five phases of the sampling and
 HPA sync grid (a prefix of 1/4/7/10/13 s), eager and cooperative.
 
     cargo build --release --bins && python3 scripts/sweep-policy.py
@@ -24,9 +25,13 @@ for P,r in [(24,300),(48,600)]:
     classes[f"ramp-P{P}-r{r}"]=(P,"",[("ramp",r,10*r,900),(10*r,600),("ramp",10*r,r,600)])
     classes[f"hot-P{P}-r{r}"]=(P,"hotPartitionShare: 0.15\n",[(r,300),(4*r,1200),(r,600)])
     classes[f"restart-P{P}-r{r}"]=(P,"scalerRestarts: [900]\n",[(r,300),(6*r,900),(2*r,900)])
-for seed in (1,2,3):
-    classes[f"noise-right-s{seed}"]=(24,f"noise: 0.2\nseed: {seed}\ninitialReplicas: 12\n",[(1000,1800)])
-    classes[f"noise-wrong-s{seed}"]=(24,f"noise: 0.2\nseed: {seed}\ninitialReplicas: 4\n",[(1000,1800)])
+for seed in (1,2,3,42):
+    # Steady noisy load at a partition boundary (12 pods of 2 partitions
+    # serve 1000 msg/s with nothing to spare at 20 % headroom), started at
+    # the right size and at a third of it, for an hour.
+    for P,r,n in [(24,1000,12),(48,2000,24)]:
+        classes[f"noise-right-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n}\n",[(r,3600)])
+        classes[f"noise-wrong-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n//3}\n",[(r,3600)])
 def body(name,P,extra,load,phase):
     t=f"name: {name}\npartitions: {P}\n{extra}load:\n"
     first=load[0]

@@ -140,58 +140,70 @@ pub fn observe(
             .map(|c| c as f64)
             .sum::<f64>()
     };
-    let (offsets_rate, processing_rate, hottest, hottest_share) = match (base, previous) {
-        (Some(b), Some(prev)) => {
-            let base = &samples[b];
-            let dt = now.t - base.t;
-            let short = rate(sum_high(now), sum_high(base), dt);
-            // The rate of the newest interval sees a step first; confirmed by
-            // the interval before it, one noisy interval cannot move it.
-            let newest = rate(sum_high(now), sum_high(prev), now.t - prev.t);
-            let newest = match i.checked_sub(2).map(|j| &samples[j]) {
-                Some(before) => {
-                    newest.min(rate(sum_high(prev), sum_high(before), prev.t - before.t))
-                }
-                None => newest,
-            };
-            let processing = rate(sum_committed(now), sum_committed(base), dt);
-            // The fastest partition over the short window: its share of the
-            // load sizes every sample; its name is only rendered for the
-            // newest (a replay would format and drop the others).
-            let fastest = now
-                .offsets
-                .partitions
-                .iter()
-                .enumerate()
-                .filter_map(|(k, p)| {
-                    let b = find(&base.offsets, k, p)?;
-                    Some((
-                        p,
-                        rate(p.high_watermark as f64, b.high_watermark as f64, dt),
-                    ))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            let share = fastest
-                .filter(|_| short > 0.0)
-                .map(|(_, r)| (r / short).min(1.0));
-            let newest_sample = i + 1 == samples.len();
-            let hottest = fastest
-                .filter(|_| newest_sample)
-                .map(|(p, r)| HotPartition {
-                    partition: format!("{}/{}", p.topic, p.partition),
-                    rate_per_s: r,
-                });
-            // Inside the noise band the short window is the better estimate;
-            // a step beyond it is taken from the newest intervals at once.
-            let fast = if newest > short * (1.0 + STEP_BAND) {
-                newest
-            } else {
-                short
-            };
-            (Some((fast, short)), Some(processing), hottest, share)
-        }
-        _ => (None, None, None, None),
-    };
+    let (offsets_rate, processing_rate, hottest, hottest_share, uncertainty) =
+        match (base, previous) {
+            (Some(b), Some(prev)) => {
+                let base = &samples[b];
+                let dt = now.t - base.t;
+                let short = rate(sum_high(now), sum_high(base), dt);
+                let uncertainty = standard_error(
+                    samples[b..=i]
+                        .windows(2)
+                        .map(|w| rate(sum_high(&w[1]), sum_high(&w[0]), w[1].t - w[0].t)),
+                );
+                // The rate of the newest interval sees a step first; confirmed by
+                // the interval before it, one noisy interval cannot move it.
+                let newest = rate(sum_high(now), sum_high(prev), now.t - prev.t);
+                let newest = match i.checked_sub(2).map(|j| &samples[j]) {
+                    Some(before) => {
+                        newest.min(rate(sum_high(prev), sum_high(before), prev.t - before.t))
+                    }
+                    None => newest,
+                };
+                let processing = rate(sum_committed(now), sum_committed(base), dt);
+                // The fastest partition over the short window: its share of the
+                // load sizes every sample; its name is only rendered for the
+                // newest (a replay would format and drop the others).
+                let fastest = now
+                    .offsets
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, p)| {
+                        let b = find(&base.offsets, k, p)?;
+                        Some((
+                            p,
+                            rate(p.high_watermark as f64, b.high_watermark as f64, dt),
+                        ))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                let share = fastest
+                    .filter(|_| short > 0.0)
+                    .map(|(_, r)| (r / short).min(1.0));
+                let newest_sample = i + 1 == samples.len();
+                let hottest = fastest
+                    .filter(|_| newest_sample)
+                    .map(|(p, r)| HotPartition {
+                        partition: format!("{}/{}", p.topic, p.partition),
+                        rate_per_s: r,
+                    });
+                // Inside the noise band the short window is the better estimate;
+                // a step beyond it is taken from the newest intervals at once.
+                let fast = if newest > short * (1.0 + STEP_BAND) {
+                    newest
+                } else {
+                    short
+                };
+                (
+                    Some((fast, short)),
+                    Some(processing),
+                    hottest,
+                    share,
+                    uncertainty,
+                )
+            }
+            _ => (None, None, None, None, None),
+        };
     let steady_offsets_rate = offsets_rate.map(|(_, short)| short);
     let offsets_rate = offsets_rate.map(|(fast, _)| fast);
     let (inbound_rate_per_s, rate_source) = match (now.prometheus, offsets_rate) {
@@ -208,6 +220,7 @@ pub fn observe(
     };
     Observation {
         steady_rate_per_s,
+        rate_uncertainty_per_s: uncertainty,
         lag: lag as f64,
         activation_lag: activation_lag as f64,
         partitions: now.offsets.partitions.len() as u32,
@@ -220,6 +233,19 @@ pub fn observe(
         members: now.offsets.members,
         window_full,
     }
+}
+
+/// Standard error of the mean of `rates` (sample standard deviation over
+/// the square root of their count); None below three values.
+fn standard_error(rates: impl Iterator<Item = f64>) -> Option<f64> {
+    let rates: Vec<f64> = rates.collect();
+    let n = rates.len();
+    if n < 3 {
+        return None;
+    }
+    let mean = rates.iter().sum::<f64>() / n as f64;
+    let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some((variance / n as f64).sqrt())
 }
 
 #[cfg(test)]

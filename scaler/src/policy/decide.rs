@@ -55,6 +55,12 @@ struct Need {
     partition_limit: Option<PartitionLimit>,
 }
 
+/// Backlog (seconds of the inbound rate) a group that keeps up still shows:
+/// batches in flight.
+const KEEP_UP_BACKLOG_SECONDS: f64 = 5.0;
+/// How many standard errors of the rate estimate count as noise.
+const NOISE_STANDARD_ERRORS: f64 = 2.0;
+
 /// Decides the desired replicas at time `now` (seconds on any fixed clock).
 pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (Decision, State) {
     let s = &params.settings;
@@ -110,6 +116,16 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
             lag_need(params, obs, obs.lag),
         ),
     };
+    // A group with no backlog beyond the projection, whose need exceeds it
+    // only by what the rate's own noise can explain, shows no need yet: a
+    // scale-up's pause would make the backlog it is meant to prevent. The
+    // backlog's growth is the second witness.
+    let keeps_up = |current: u32| {
+        let Some(c) = capacity else { return false };
+        let noise = NOISE_STANDARD_ERRORS * obs.rate_uncertainty_per_s.unwrap_or(0.0);
+        excess_backlog <= rate * KEEP_UP_BACKLOG_SECONDS
+            && rate_need(params, obs, (rate - noise).max(0.0), 0.0, c).pods <= current
+    };
     let bound = |n: u32| {
         let n = n.clamp(s.min_replicas, s.max_replicas);
         if params.rate_aware && !idle_now {
@@ -141,6 +157,8 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Some(current) if pods > current => {
             if current > 0 && f64::from(pods) <= f64::from(current) * (1.0 + s.dead_band) {
                 (current, Action::DeadBand)
+            } else if current > 0 && !lag_sized && keeps_up(current) {
+                (current, Action::KeepingUp)
             } else if in_settle && lag_sized && obs.lag <= state.projected_backlog {
                 (current, Action::Settling)
             } else {

@@ -16,6 +16,9 @@ pub enum Action {
     ScaleDown,
     Steady,
     DeadBand,
+    /// A rate-sized need above the group while it keeps up: no backlog,
+    /// and the rate's noise explains the higher need.
+    KeepingUp,
     Settling,
     ColdStart,
     Stabilizing,
@@ -32,6 +35,7 @@ impl Action {
             Action::ScaleDown => "scale-down",
             Action::Steady => "steady",
             Action::DeadBand => "dead-band",
+            Action::KeepingUp => "keeping-up",
             Action::Settling => "settling",
             Action::ColdStart => "cold-start",
             Action::Stabilizing => "stabilizing",
@@ -150,6 +154,10 @@ impl fmt::Display for Reason {
                 f,
                 "hold {to}: need within the {:.0}% dead band ({basis})",
                 window * 100.0
+            )?,
+            Action::KeepingUp => write!(
+                f,
+                "hold {to}: it keeps up (no backlog) and the rate's noise explains the higher need; more pods wait for the backlog to grow ({basis})"
             )?,
             Action::Settling => write!(
                 f,

@@ -32,6 +32,7 @@ fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
         partitions_with_lag: partitions,
         inbound_rate_per_s: Some(rate),
         steady_rate_per_s: Some(rate),
+        rate_uncertainty_per_s: None,
         rate_source: RateSource::Offsets,
         processing_rate_per_s: None,
         hottest_partition: None,
@@ -240,4 +241,50 @@ fn no_scale_down_while_the_rate_is_still_rising() {
         t += 5.0;
     }
     assert_eq!(down, Some(12), "1000 msg/s x 1.1 on 48 partitions: 12 pods");
+}
+
+#[test]
+fn a_group_that_keeps_up_is_not_grown_on_a_rate_its_noise_explains() {
+    // 24 partitions, 12 pods of 100 msg/s: 2 partitions each. At 1096 msg/s
+    // with 10 % headroom the need is 1206 msg/s, past the boundary (24
+    // pods); with a standard error of 31 msg/s (±20 % per-second noise) the
+    // rate two errors lower needs only 1137 msg/s.
+    let params = Params {
+        settings: PolicySettings {
+            headroom: 0.1,
+            ..rate_aware(100.0).settings
+        },
+        ..rate_aware(100.0)
+    };
+    let twelve = State {
+        replicas: Some(12),
+        ..State::default()
+    };
+    let noisy = |lag: f64, rate: f64, error: Option<f64>| Observation {
+        rate_uncertainty_per_s: error,
+        ..obs(lag, rate, 24)
+    };
+    let hold = decide(&params, &twelve, &noisy(0.0, 1096.0, Some(31.0)), 1000.0).0;
+    assert_eq!((hold.replicas, hold.action), (12, Action::KeepingUp));
+    assert!(
+        hold.reason.to_string().contains("keeps up"),
+        "{}",
+        hold.reason
+    );
+    // The backlog grows: the second witness. Now it scales, in one step.
+    let behind = decide(
+        &params,
+        &twelve,
+        &noisy(20_000.0, 1096.0, Some(31.0)),
+        1000.0,
+    )
+    .0;
+    assert_eq!((behind.replicas, behind.action), (24, Action::ScaleUp));
+    // A steady rate (no spread) past the boundary needs no witness: the
+    // headroom is what the operator asked for.
+    let steady = decide(&params, &twelve, &noisy(0.0, 1096.0, Some(0.0)), 1000.0).0;
+    assert_eq!(steady.action, Action::ScaleUp);
+    // Nor does a rate that noise cannot explain.
+    let over = decide(&params, &twelve, &noisy(0.0, 1300.0, Some(31.0)), 1000.0).0;
+    assert_eq!(over.action, Action::ScaleUp);
 }

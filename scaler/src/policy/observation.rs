@@ -55,6 +55,10 @@ pub struct Observation {
     /// λ averaged over the short window (sizes scale-downs: noise in the
     /// fast rate must not hold pods).
     pub steady_rate_per_s: Option<f64>,
+    /// Standard error of the short-window rate, from the spread of its
+    /// sample intervals' rates: how far noise alone moves the estimate.
+    /// None with fewer than three intervals.
+    pub rate_uncertainty_per_s: Option<f64>,
     pub rate_source: RateSource,
     /// μ, committed offsets per second.
     pub processing_rate_per_s: Option<f64>,

@@ -53,6 +53,7 @@ fn observation(lag: f64, rate: f64, partitions: u32, window_full: bool) -> Obser
         partitions_with_lag: if lag > 0.0 { partitions } else { 0 },
         inbound_rate_per_s: Some(rate),
         steady_rate_per_s: Some(rate),
+        rate_uncertainty_per_s: None,
         rate_source: RateSource::Offsets,
         processing_rate_per_s: Some(rate),
         hottest_partition: None,

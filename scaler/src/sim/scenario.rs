@@ -385,6 +385,13 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
     let mut noisy = base("noise", 24, vec![constant(1000.0, 3600.0)]);
     noisy.noise = 0.2;
     noisy.initial_replicas = Some(4);
+    // Started at the right size, on a partition boundary: 12 pods of 2
+    // partitions serve 1000 msg/s with 10 % headroom and nothing to spare,
+    // so the rate's noise alone crosses the boundary.
+    let mut boundary = base("noise-boundary", 24, vec![constant(1000.0, 3600.0)]);
+    boundary.noise = 0.2;
+    boundary.initial_replicas = Some(12);
+    boundary.rebalance = Rebalance::Eager;
     let daily = base(
         "daily",
         48,
@@ -476,6 +483,11 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
             "noise",
             "24 partitions at a constant 1000 msg/s with +-20 % noise, starting from 4 replicas",
             noisy,
+        ),
+        (
+            "noise-boundary",
+            "the same noise started at the right 12 replicas, where noise alone crosses a partition boundary (eager)",
+            boundary,
         ),
     ]
 }
