@@ -254,38 +254,27 @@ impl Metrics {
         out
     }
 
-    /// Forgets the series of a ScaledObject that went away.
     /// A shadow target's sample: the sizes, waits and lag, and the
-    /// pod-seconds since `previous`.
+    /// pod-seconds each source added since the sample before (None: its
+    /// size was unknown then).
     pub fn record_shadow(
         &self,
         target: &str,
         point: &crate::shadow::Point,
         waits: &crate::shadow::Sources<Option<f64>>,
-        previous: Option<&crate::shadow::Point>,
+        added: &crate::shadow::Sources<Option<f64>>,
     ) {
-        let dt = previous.map_or(0.0, |p| (point.t - p.t).max(0.0));
         let sources = [
             (
                 "lagrate",
                 point.replicas.lagrate,
                 waits.lagrate,
-                previous.and_then(|p| p.replicas.lagrate),
+                added.lagrate,
             ),
-            (
-                "keda",
-                point.replicas.keda,
-                waits.keda,
-                previous.and_then(|p| p.replicas.keda),
-            ),
-            (
-                "actual",
-                point.replicas.actual,
-                waits.actual,
-                previous.and_then(|p| p.replicas.actual),
-            ),
+            ("keda", point.replicas.keda, waits.keda, added.keda),
+            ("actual", point.replicas.actual, waits.actual, added.actual),
         ];
-        for (source, replicas, wait, before) in sources {
+        for (source, replicas, wait, added) in sources {
             let labels = crate::shadow::labels(target, source);
             match replicas {
                 Some(n) => {
@@ -297,10 +286,8 @@ impl Metrics {
                     self.shadow_replicas.remove(&labels);
                 }
             }
-            if let Some(before) = before {
-                self.shadow_pod_seconds
-                    .get_or_create(&labels)
-                    .inc_by(f64::from(before) * dt);
+            if let Some(added) = added {
+                self.shadow_pod_seconds.get_or_create(&labels).inc_by(added);
             }
             match wait {
                 Some(w) => {
@@ -331,6 +318,7 @@ impl Metrics {
         });
     }
 
+    /// Forgets the series of a ScaledObject that went away.
     pub fn remove_object(&self, labels: &ObjectLabels) {
         self.desired_replicas.remove(labels);
         self.lag_messages.remove(labels);

@@ -291,19 +291,16 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
                         .map(|r| obs.lag / r),
                 };
                 let reason = d.reason.to_string();
-                let last = previous.replace(point.clone());
+                let added = previous
+                    .replace(point.clone())
+                    .map(|last| pod_seconds_since(&last, point.t))
+                    .unwrap_or_default();
                 reg.metrics
-                    .record_shadow(&target.name, &point, &waits, last.as_ref());
+                    .record_shadow(&target.name, &point, &waits, &added);
                 reg.shadows.update(&target.name, |s| {
-                    if let Some(last) = &last {
-                        let dt = (point.t - last.t).max(0.0);
-                        let add = |total: &mut f64, replicas: Option<u32>| {
-                            *total += f64::from(replicas.unwrap_or(0)) * dt;
-                        };
-                        add(&mut s.pod_seconds.lagrate, last.replicas.lagrate);
-                        add(&mut s.pod_seconds.keda, last.replicas.keda);
-                        add(&mut s.pod_seconds.actual, last.replicas.actual);
-                    }
+                    s.pod_seconds.lagrate += added.lagrate.unwrap_or(0.0);
+                    s.pod_seconds.keda += added.keda.unwrap_or(0.0);
+                    s.pod_seconds.actual += added.actual.unwrap_or(0.0);
                     s.history.push_back(point.clone());
                     while s.history.len() > HISTORY {
                         s.history.pop_front();
@@ -323,6 +320,18 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
         drop(reg);
         // The next sample, or an interval: calling keeps the key alive.
         let _ = tokio::time::timeout(interval, samples.changed()).await;
+    }
+}
+
+/// Pod-seconds each source ran from `last` until `t`, at the sizes of
+/// `last`; None for a source whose size was unknown.
+fn pod_seconds_since(last: &Point, t: f64) -> Sources<Option<f64>> {
+    let dt = (t - last.t).max(0.0);
+    let run = |replicas: Option<u32>| replicas.map(|n| f64::from(n) * dt);
+    Sources {
+        lagrate: run(last.replicas.lagrate),
+        keda: run(last.replicas.keda),
+        actual: run(last.replicas.actual),
     }
 }
 

@@ -90,33 +90,17 @@ impl PrometheusRate {
         Ok(InboundRate { rate, series })
     }
 
-    /// The answer's body, refused past `max_response_bytes` (read no
-    /// further than that).
-    async fn body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, SourceError> {
-        let too_large = || {
-            SourceError::Prometheus(format!(
-                "answer larger than prometheus.maxResponseBytes ({} bytes)",
-                self.max_response_bytes
-            ))
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_response_bytes as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+    /// The answer's body, refused past `max_response_bytes`.
+    async fn body(&self, response: reqwest::Response) -> Result<Vec<u8>, SourceError> {
+        read_at_most(response, self.max_response_bytes)
             .await
-            .map_err(|e| SourceError::Prometheus(format!("{}: {e}", self.url)))?
-        {
-            if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .map_err(|e| match e {
+                BodyError::TooLarge => SourceError::Prometheus(format!(
+                    "answer larger than prometheus.maxResponseBytes ({} bytes)",
+                    self.max_response_bytes
+                )),
+                BodyError::Read(e) => SourceError::Prometheus(format!("{}: {e}", self.url)),
+            })
     }
 
     /// The value of a query that is not a rate template (a shadow target's
@@ -168,7 +152,7 @@ pub async fn range_query(
         .build()
         .map_err(|e| e.to_string())?;
     let endpoint = format!("{}/api/v1/query_range", url.trim_end_matches('/'));
-    let mut response = client
+    let response = client
         .get(&endpoint)
         .query(&[
             ("query", query.to_owned()),
@@ -179,16 +163,30 @@ pub async fn range_query(
         .send()
         .await
         .map_err(|e| format!("{endpoint}: {e}"))?;
+    read_at_most(response, MAX_BYTES).await.map_err(|e| match e {
+        BodyError::TooLarge => format!(
+            "{endpoint}: answer larger than {MAX_BYTES} bytes; use a longer --step or a shorter --since"
+        ),
+        BodyError::Read(e) => format!("{endpoint}: {e}"),
+    })
+}
+
+/// Why a body was not read.
+enum BodyError {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// A response's body, read no further than `max` bytes: a larger one (by
+/// its Content-Length, or as it arrives) is refused.
+async fn read_at_most(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("{endpoint}: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_BYTES {
-            return Err(format!(
-                "{endpoint}: answer larger than {MAX_BYTES} bytes; use a longer --step or a shorter --since"
-            ));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
