@@ -10,6 +10,13 @@ use serde::Deserialize;
 
 use crate::policy::PolicySettings;
 
+mod limits;
+mod prometheus;
+
+pub use limits::Limits;
+use limits::RawLimits;
+use prometheus::RawPrometheus;
+
 /// MSK open monitoring's broker inbound rate, one series per broker;
 /// `<topic>` is replaced by each (validated) topic name and lagrate sums the
 /// series, counting them (`lagrate_prometheus_series`), so a broker that
@@ -83,27 +90,6 @@ struct RawConfig {
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawLimits {
-    /// Most source keys (cluster, consumer group, topics) sampled at once
-    /// (default 1000). A ScaledObject that needs one more is answered
-    /// ResourceExhausted naming this limit; the others are unaffected.
-    max_source_keys: Option<u64>,
-    /// Most ScaledObject triggers served at once (default 5000); beyond
-    /// it, ResourceExhausted naming this limit.
-    max_entries: Option<u64>,
-    /// Kafka offset queries in flight at once, over all source keys
-    /// (default 16; read at start). Keys wait their turn in order;
-    /// `lagrate_sample_age_seconds` shows how late that makes them.
-    kafka_concurrency: Option<u64>,
-    /// Most distinct inline `bootstrapServers` lists (clusters a caller
-    /// names in trigger metadata) served at once, when
-    /// allowInlineBootstrapServers is true (default 10); beyond it,
-    /// ResourceExhausted naming this limit.
-    max_inline_clusters: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawSampling {
     /// Period of the wall-clock grid every source key is sampled on, a
     /// duration such as 5s (default 5s, at most 7d).
@@ -121,24 +107,6 @@ struct RawSampling {
     kafka_timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawPrometheus {
-    /// Base URL of the Prometheus HTTP API, http(s)://host:port.
-    url: String,
-    /// Inbound-rate query with a `<topic>` placeholder, replaced by each
-    /// (validated) topic name; the series of the answer are summed (default:
-    /// MSK open monitoring's per-broker MessagesInPerSec rate over 2m).
-    rate_query: Option<String>,
-    /// Deadline of each query, shorter than sampling.interval (default
-    /// 2s, or 80 % of a shorter interval). Queries run beside the Kafka
-    /// samples, never delaying them.
-    timeout: Option<String>,
-    /// Largest answer read from Prometheus, in bytes (default 1048576); a
-    /// larger one is an error and the rate comes from offsets.
-    max_response_bytes: Option<u64>,
-}
-
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -154,15 +122,6 @@ pub struct Config {
     pub shadow: Vec<crate::shadow::ShadowTarget>,
     /// Why each rejected shadow entry was rejected (`shadow[i].field: ...`).
     pub shadow_rejected: Vec<String>,
-}
-
-/// Caps on what callers can make lagrate hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_source_keys: u64,
-    pub max_entries: u64,
-    pub kafka_concurrency: u64,
-    pub max_inline_clusters: u64,
 }
 
 /// How sources are sampled.
@@ -349,46 +308,7 @@ impl Config {
         let prometheus = raw
             .prometheus
             .as_ref()
-            .map(|p| -> Result<Prometheus, ConfigError> {
-                let url = reqwest::Url::parse(&p.url).map_err(|e| {
-                    invalid("prometheus.url", format!("must be an http(s) URL: {e}"))
-                })?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(invalid("prometheus.url", "must be an http(s) URL"));
-                }
-                let rate_query = p.rate_query.clone().unwrap_or(DEFAULT_RATE_QUERY.into());
-                if !rate_query.contains("<topic>") {
-                    return Err(invalid(
-                        "prometheus.rateQuery",
-                        "must contain the placeholder <topic>",
-                    ));
-                }
-                let timeout = duration(
-                    "prometheus.timeout",
-                    p.timeout.as_deref(),
-                    Duration::from_secs(2).min(interval.mul_f64(0.8)),
-                )?;
-                if timeout >= interval {
-                    return Err(invalid(
-                        "prometheus.timeout",
-                        format!(
-                            "must be shorter than sampling.interval ({}), or queries pile up; got {}",
-                            humantime::format_duration(interval),
-                            humantime::format_duration(timeout)
-                        ),
-                    ));
-                }
-                let max_response_bytes = at_least_one(
-                    "prometheus.maxResponseBytes",
-                    p.max_response_bytes.unwrap_or(1 << 20),
-                )?;
-                Ok(Prometheus {
-                    url: p.url.trim_end_matches('/').to_owned(),
-                    rate_query,
-                    timeout,
-                    max_response_bytes: usize::try_from(max_response_bytes).unwrap_or(usize::MAX),
-                })
-            })
+            .map(|p| p.validate(interval))
             .transpose()?;
         if raw.clusters.is_empty() && !raw.allow_inline_bootstrap_servers {
             return Err(invalid(
@@ -418,24 +338,7 @@ impl Config {
             allow_inline_bootstrap_servers: raw.allow_inline_bootstrap_servers,
             prometheus,
             policies,
-            limits: Limits {
-                max_source_keys: at_least_one(
-                    "limits.maxSourceKeys",
-                    raw.limits.max_source_keys.unwrap_or(1000),
-                )?,
-                kafka_concurrency: at_least_one(
-                    "limits.kafkaConcurrency",
-                    raw.limits.kafka_concurrency.unwrap_or(16),
-                )?,
-                max_inline_clusters: at_least_one(
-                    "limits.maxInlineClusters",
-                    raw.limits.max_inline_clusters.unwrap_or(10),
-                )?,
-                max_entries: at_least_one(
-                    "limits.maxEntries",
-                    raw.limits.max_entries.unwrap_or(5000),
-                )?,
-            },
+            limits: Limits::from_raw(&raw.limits)?,
         };
         (config.shadow, config.shadow_rejected) =
             crate::shadow::target::parse_all(&raw.shadow, &config);
@@ -448,7 +351,7 @@ mod tests {
     use super::*;
 
     /// The example shipped in examples/ and shown in the README; it must load as is.
-    const EXAMPLE: &str = include_str!("../../examples/config.yaml");
+    const EXAMPLE: &str = include_str!("../../../examples/config.yaml");
 
     #[test]
     fn scram_as_documented_parses() {
