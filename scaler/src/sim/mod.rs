@@ -3,6 +3,7 @@
 //! as the server, to compare autoscalers side by side on one load profile.
 
 pub mod autoscalers;
+mod builtins;
 pub mod chart;
 pub mod hpa;
 pub mod keda;

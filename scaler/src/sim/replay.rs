@@ -136,22 +136,13 @@ pub fn load_profile(points: &[(f64, f64)], start: f64, step: f64) -> (Vec<Segmen
             notes.gaps += 1;
             notes.gap_seconds += missing as f64 * step;
             let held = last.unwrap_or(rate);
-            segments.extend((0..missing).map(|_| segment(held, step)));
+            segments.extend((0..missing).map(|_| Segment::constant(held, step)));
         }
-        segments.push(segment(rate, step));
+        segments.push(Segment::constant(rate, step));
         last = Some(rate);
         expected = t + step;
     }
     (segments, notes)
-}
-
-fn segment(rate: f64, seconds: f64) -> Segment {
-    Segment {
-        rate: Some(rate),
-        ramp: None,
-        sine: None,
-        seconds,
-    }
 }
 
 /// The replay scenario: the built-in defaults (the reference consumer's
@@ -162,11 +153,8 @@ pub fn scenario(
     partitions: u32,
     pod_capacity: f64,
 ) -> Result<Scenario, String> {
-    let yaml = format!(
-        "name: prometheus-replay\npartitions: {partitions}\npodCapacity: {pod_capacity}\nload: []\n"
-    );
-    let mut scenario: Scenario = serde_norway::from_str(&yaml).map_err(|e| e.to_string())?;
-    scenario.load = load;
+    let mut scenario = Scenario::with_defaults("prometheus-replay", partitions, load);
+    scenario.pod_capacity = pod_capacity;
     scenario.validate()?;
     Ok(scenario)
 }

@@ -323,174 +323,56 @@ impl Scenario {
     }
 }
 
-fn constant(rate: f64, seconds: f64) -> Segment {
-    Segment {
-        rate: Some(rate),
-        ramp: None,
-        sine: None,
-        seconds,
-    }
-}
-
-fn ramp(from: f64, to: f64, seconds: f64) -> Segment {
-    Segment {
-        rate: None,
-        ramp: Some([from, to]),
-        sine: None,
-        seconds,
-    }
-}
-
-fn base(name: &str, partitions: u32, load: Vec<Segment>) -> Scenario {
-    Scenario {
-        name: name.to_owned(),
-        partitions,
-        pod_capacity: defaults::pod_capacity(),
-        batch_seconds: defaults::batch_seconds(),
-        startup_seconds: defaults::startup_seconds(),
-        rebalance_seconds: defaults::rebalance_seconds(),
-        rebalance: defaults::rebalance(),
-        initial_replicas: None,
-        noise: 0.0,
-        seed: defaults::seed(),
-        hot_partition_share: None,
-        members_reported: true,
-        scaler_restarts: Vec::new(),
-        step_seconds: defaults::step_seconds(),
-        sample_seconds: defaults::sample_seconds(),
-        keda: KedaSettings::default(),
-        policy: None,
-        load,
-    }
-}
-
-/// The built-in scenarios, by name.
-pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
-    let mut hot = base(
-        "hot-partition",
-        24,
-        vec![constant(200.0, 300.0), constant(1200.0, 1200.0)],
-    );
-    hot.hot_partition_share = Some(0.2);
-    let mut skewed = base(
-        "skewed",
-        24,
-        vec![
-            constant(300.0, 300.0),
-            constant(800.0, 1500.0),
-            constant(300.0, 900.0),
-        ],
-    );
-    skewed.hot_partition_share = Some(0.1);
-    let mut noisy = base("noise", 24, vec![constant(1000.0, 3600.0)]);
-    noisy.noise = 0.2;
-    noisy.initial_replicas = Some(4);
-    // Started at the right size, on a partition boundary: 12 pods of 2
-    // partitions serve 1000 msg/s with 10 % headroom and nothing to spare,
-    // so the rate's noise alone crosses the boundary.
-    let mut boundary = base("noise-boundary", 24, vec![constant(1000.0, 3600.0)]);
-    boundary.noise = 0.2;
-    boundary.initial_replicas = Some(12);
-    boundary.rebalance = Rebalance::Eager;
-    let daily = base(
-        "daily",
-        48,
-        vec![Segment {
-            rate: None,
+impl Segment {
+    /// A constant rate.
+    pub fn constant(rate: f64, seconds: f64) -> Self {
+        Segment {
+            rate: Some(rate),
             ramp: None,
-            sine: Some(Sine {
-                base: 2000.0,
-                amplitude: 1800.0,
-                period_seconds: 86_400.0,
-            }),
-            seconds: 86_400.0,
-        }],
-    );
-    vec![
-        (
-            "reference",
-            "the reference demo: 24 partitions, 10 -> 1000 -> 5000 -> 0 msg/s (5000 exceeds 24 pods x 100 msg/s)",
-            base(
-                "reference",
-                24,
-                vec![
-                    constant(10.0, 300.0),
-                    constant(1000.0, 600.0),
-                    constant(5000.0, 600.0),
-                    constant(0.0, 900.0),
-                ],
-            ),
-        ),
-        (
-            "steps",
-            "feasible steps up and down on 48 partitions: 200 -> 2000 -> 4000 -> 1000 -> 200 msg/s",
-            base(
-                "steps",
-                48,
-                vec![
-                    constant(200.0, 600.0),
-                    constant(2000.0, 900.0),
-                    constant(4000.0, 900.0),
-                    constant(1000.0, 900.0),
-                    constant(200.0, 900.0),
-                ],
-            ),
-        ),
-        (
-            "spike",
-            "a 20x spike lasting 90 s on 24 partitions: 100 -> 2000 -> 100 msg/s",
-            base(
-                "spike",
-                24,
-                vec![
-                    constant(100.0, 600.0),
-                    constant(2000.0, 90.0),
-                    constant(100.0, 1200.0),
-                ],
-            ),
-        ),
-        (
-            "daily",
-            "a slow daily curve on 48 partitions: 200 to 3800 msg/s over 24 h",
-            daily,
-        ),
-        (
-            "flash-crowd",
-            "a flash crowd on 48 partitions: 200 msg/s, a 30 s ramp to 4000, 5 min plateau, 10 min decay",
-            base(
-                "flash-crowd",
-                48,
-                vec![
-                    constant(200.0, 600.0),
-                    ramp(200.0, 4000.0, 30.0),
-                    constant(4000.0, 300.0),
-                    ramp(4000.0, 200.0, 600.0),
-                    constant(200.0, 600.0),
-                ],
-            ),
-        ),
-        (
-            "hot-partition",
-            "24 partitions at 1200 msg/s, 20 % of it on partition 0 (more than one pod can take)",
-            hot,
-        ),
-        (
-            "skewed",
-            "24 partitions, 300 -> 800 -> 300 msg/s, 10 % of it on partition 0: its pod must hold few others",
-            skewed,
-        ),
-        (
-            "noise",
-            "24 partitions at a constant 1000 msg/s with +-20 % noise, starting from 4 replicas",
-            noisy,
-        ),
-        (
-            "noise-boundary",
-            "the same noise started at the right 12 replicas, where noise alone crosses a partition boundary (eager)",
-            boundary,
-        ),
-    ]
+            sine: None,
+            seconds,
+        }
+    }
+
+    /// A linear ramp.
+    pub fn ramp(from: f64, to: f64, seconds: f64) -> Self {
+        Segment {
+            rate: None,
+            ramp: Some([from, to]),
+            sine: None,
+            seconds,
+        }
+    }
 }
+
+impl Scenario {
+    /// A scenario with every optional field at its default (the reference
+    /// consumer's capacity, start-up and rebalance times).
+    pub fn with_defaults(name: &str, partitions: u32, load: Vec<Segment>) -> Self {
+        Scenario {
+            name: name.to_owned(),
+            partitions,
+            pod_capacity: defaults::pod_capacity(),
+            batch_seconds: defaults::batch_seconds(),
+            startup_seconds: defaults::startup_seconds(),
+            rebalance_seconds: defaults::rebalance_seconds(),
+            rebalance: defaults::rebalance(),
+            initial_replicas: None,
+            noise: 0.0,
+            seed: defaults::seed(),
+            hot_partition_share: None,
+            members_reported: defaults::members_reported(),
+            scaler_restarts: Vec::new(),
+            step_seconds: defaults::step_seconds(),
+            sample_seconds: defaults::sample_seconds(),
+            keda: KedaSettings::default(),
+            policy: None,
+            load,
+        }
+    }
+}
+
+pub use super::builtins::builtin;
 
 /// A built-in scenario by name, or a scenario file.
 pub fn find(name_or_path: &str) -> Result<Scenario, String> {
