@@ -125,6 +125,13 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
     );
 }
 
+/// A trade's JSON for account ACC1, as trade-producer writes it.
+fn trade(seq: u64, symbol: &str, quantity: u64, timestamp_ms: i64) -> String {
+    format!(
+        r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"{symbol}","side":"BUY","quantity":{quantity},"price":1.0,"timestamp_ms":{timestamp_ms},"account_seq":{seq}}}"#
+    )
+}
+
 /// trade-consumer writing `topic` to PostgreSQL, dead letters to `dlq`,
 /// /metrics on `port`.
 fn postgres_consumer(
@@ -178,12 +185,7 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     let dlq = unique("trades-dlq");
     broker.create_topic(&topic, 1);
     broker.create_topic(&dlq, 1);
-    let trade = |seq: u64| {
-        format!(
-            r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"AAPL","side":"BUY","quantity":1,"price":1.0,"timestamp_ms":0,"account_seq":{seq}}}"#
-        )
-    };
-    let (first, second) = (trade(1), trade(2));
+    let (first, second) = (trade(1, "AAPL", 1, 0), trade(2, "AAPL", 1, 0));
     // 500 malformed messages between two trades: all dead-lettered, one
     // log line.
     let mut payloads: Vec<&[u8]> = vec![first.as_bytes()];
@@ -216,11 +218,6 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
     let dlq = unique("trades-dlq");
     broker.create_topic(&topic, 1);
     broker.create_topic(&dlq, 1);
-    let trade = |seq: u64, symbol: &str, quantity: u64, timestamp_ms: i64| {
-        format!(
-            r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"{symbol}","side":"BUY","quantity":{quantity},"price":1.0,"timestamp_ms":{timestamp_ms},"account_seq":{seq}}}"#
-        )
-    };
     let messages = [
         trade(1, "AAPL", 1, 0),
         trade(2, r"AA\u0000PL", 1, 0),
@@ -268,12 +265,11 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
     let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
     sql.batch_execute("ALTER TABLE trades ADD CONSTRAINT positive_quantity CHECK (quantity > 0)")
         .expect("constraint");
-    let trade = |seq: u64, quantity: u64| {
-        format!(
-            r#"{{"trade_id":"t-{seq}","account_id":"ACC1","symbol":"AAPL","side":"BUY","quantity":{quantity},"price":1.0,"timestamp_ms":0,"account_seq":{seq}}}"#
-        )
-    };
-    let messages = [trade(1, 5), trade(2, 0), trade(3, 7)];
+    let messages = [
+        trade(1, "AAPL", 5, 0),
+        trade(2, "AAPL", 0, 0),
+        trade(3, "AAPL", 7, 0),
+    ];
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
     broker.produce_raw(&topic, "ACC1", &payloads);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
