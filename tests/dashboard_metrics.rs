@@ -278,7 +278,7 @@ fn every_dashboard_query_names_metrics_the_binaries_export() {
     let lagrate = Lagrate::start(
         lagrate_bin.to_str().expect("path"),
         &format!(
-            "sampling:\n  interval: 1s\n  maxStaleness: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n    auth: {{ mechanism: none }}\npolicies:\n  default: {{}}\nshadow:\n  - name: shadowed\n    consumerGroup: {group}\n    topic: {topic}\n    metadata: {{ podCapacity: \"100\" }}\n",
+            "sampling:\n  interval: 1s\n  maxStaleness: 10s\n  warmUp: answer\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n    auth: {{ mechanism: none }}\npolicies:\n  default: {{}}\nshadow:\n  - name: shadowed\n    consumerGroup: {group}\n    topic: {topic}\n    metadata: {{ podCapacity: \"100\" }}\n",
             broker.bootstrap()
         ),
     );

@@ -26,6 +26,13 @@ pub enum ScalerError {
         max_staleness_s: f64,
         cause: Option<SourceError>,
     },
+    /// This replica started recently and the broker reports no member
+    /// count: an answer from a part of the window could be lower than what
+    /// the group runs and what another replica holds.
+    #[error(
+        "this lagrate replica has not yet sampled group {group} for as long as its answer depends on, and the broker reports no member count; it answers Unavailable (KEDA and the HPA hold) until then. Allow DescribeGroups on the group to answer at once with at least the group's size"
+    )]
+    WarmingUp { group: String },
     /// A configured limit is reached: this trigger is refused, the ones
     /// already served are not affected.
     #[error(
@@ -61,6 +68,7 @@ impl ScalerError {
             ScalerError::NoSample { cause: None, .. } => "no_sample",
             ScalerError::Stale { cause: None, .. } => "stale",
             ScalerError::Limit { .. } => "limit",
+            ScalerError::WarmingUp { .. } => "warming_up",
         }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::policy::{Decision, Observation, Params, PolicySettings, State, decide};
+use crate::policy::{Action, Decision, Observation, Params, PolicySettings, State, adopt, decide};
 use crate::signals::{LagRules, SHORT_RATE_WINDOW_S, Sample, observe};
 
 /// History a sampler keeps for policies whose longest look-back is
@@ -117,6 +117,19 @@ pub struct Evaluation {
     pub state: State,
 }
 
+impl Evaluation {
+    /// Whether the answer may go to KEDA: once this process has sampled the
+    /// key for the policy's history (`window_full`), or before that when it
+    /// sees the group's size (its answer is then at least that size). A
+    /// replica that has just started and knows neither could answer lower
+    /// than the group runs and another replica holds, and that would scale
+    /// the group down: the server answers Unavailable, and KEDA and the
+    /// HPA hold.
+    pub fn answerable(&self) -> bool {
+        self.observation.window_full || self.observation.members.is_some()
+    }
+}
+
 /// Replays the policy over `samples` (oldest first) from the start of the
 /// newest sample's epoch, from a fresh state seeded with the group's
 /// observed size, and returns the evaluation of the newest sample; None
@@ -139,6 +152,11 @@ pub fn evaluate(
         replicas: samples[from].offsets.members,
         ..State::default()
     };
+    // The warm-up history replays what the load did, but not what an
+    // earlier replay answered: where the group is seen to change in a way
+    // this replay did not ask for, it goes on from the observed group.
+    let warm_up_end = start + epoch;
+    let mut members_before = samples[from].offsets.members;
     let mut last = None;
     // Every observation looks back over the whole window, not just the
     // replay: a sample's rates are the same whichever epoch replays it, so
@@ -151,17 +169,48 @@ pub fn evaluate(
         let sample = &samples[i];
         let window_full = sample.t - started_at >= history;
         let observation = observe(rules, samples, i, window_full);
-        let (decision, next) = decide(params, &state, &observation, sample.t);
+        let (decision, mut next) = decide(params, &state, &observation, sample.t);
+        let members = sample.offsets.members;
+        if sample.t < warm_up_end
+            && let (Some(m), Some(before)) = (members, members_before)
+            && !moving_toward(before, m, next.replicas.unwrap_or(m))
+        {
+            next = adopt(params, &next, &observation, sample.t, m);
+        }
+        members_before = members;
         state = next;
         last = Some((sample.t, observation, decision));
     }
-    let (sample_time, observation, decision) = last?;
+    let (sample_time, observation, mut decision) = last?;
+    // Through its first history a replica that sees the group holds at
+    // least its size; after that its replay, seeded with the group's size
+    // like every replay, only differs from a long-running one's by what
+    // the windows it has seen hold, and the group's size is what it acts
+    // on (held longer, the group following its own answer would never
+    // shrink).
+    if !observation.window_full
+        && let Some(members) = observation.members
+        && members > decision.replicas
+    {
+        decision.replicas = members;
+        decision.action = Action::WarmingUp;
+        decision.reason.action = Action::WarmingUp;
+        decision.reason.to = members;
+        decision.reason.elapsed_seconds = sample_time - started_at;
+        decision.reason.window = history;
+    }
     Some(Evaluation {
         sample_time,
         observation,
         decision,
         state,
     })
+}
+
+/// Whether a group going from `before` to `now` members moves toward (or
+/// reaches) `answer`: the replay's own change being carried out.
+fn moving_toward(before: u32, now: u32, answer: u32) -> bool {
+    now == before || (before < now && now <= answer) || (before > now && now >= answer)
 }
 
 #[cfg(test)]
@@ -205,6 +254,130 @@ mod tests {
         assert!(w.samples().is_empty() && w.started_at().is_none());
         w.push(sample(500.0));
         assert_eq!(w.started_at(), Some(500.0));
+    }
+
+    /// Short windows (settle 3 s, stabilization 6 s, idle 4 s), 100 msg/s
+    /// per pod, no partition cap.
+    fn short_windows() -> (Params, LagRules) {
+        let settings = PolicySettings {
+            pod_capacity: Some(100.0),
+            settle_seconds: 3.0,
+            scale_down_stabilization_seconds: 6.0,
+            idle_seconds: 4.0,
+            drain_seconds: 6.0,
+            startup_seconds: 2.0,
+            rebalance_seconds: 3.0,
+            ..PolicySettings::default()
+        };
+        let params = Params {
+            settings,
+            lag_threshold: 500.0,
+            activation_lag_threshold: 0.0,
+            cap: crate::policy::PartitionCap::None,
+            rate_aware: true,
+        };
+        let rules = LagRules {
+            offset_reset: crate::signals::OffsetReset::Latest,
+            scale_to_zero_on_invalid_offset: false,
+            exclude_persistent_lag: false,
+        };
+        (params, rules)
+    }
+
+    /// One partition: 400 msg/s for 60 s, then nothing; the group commits
+    /// 100 msg/s until it has caught up, so the lag falls from t = 60 s.
+    fn burst_then_draining(t: u32, members: Option<u32>) -> Arc<Sample> {
+        let produced = 400 * i64::from(t.min(60));
+        let committed = (100 * i64::from(t)).min(produced);
+        Arc::new(Sample {
+            t: f64::from(t),
+            offsets: OffsetSnapshot {
+                partitions: vec![PartitionOffsets {
+                    topic: Arc::from("t"),
+                    partition: 0,
+                    high_watermark: produced,
+                    committed: Some(committed),
+                }],
+                members,
+            },
+            prometheus: PrometheusReading::NotConfigured,
+        })
+    }
+
+    #[test]
+    fn a_restarted_replica_answers_unavailable_until_its_window_is_full_then_as_the_other() {
+        let (mut params, rules) = short_windows();
+        // A dead band holds whichever count each replica's replay began
+        // from: with one, two replicas may differ by less than the band
+        // (README, known limits).
+        params.settings.dead_band = 0.0;
+        let keep = window_seconds_for(&params.settings, 1.0);
+        let mut running = SampleWindow::new(keep);
+        let mut restarted = SampleWindow::new(keep);
+        let (mut unavailable, mut agreed, mut lower_guesses) = (0, 0, 0);
+        for t in 0..240 {
+            let sample = burst_then_draining(t, None);
+            running.push(sample.clone());
+            // The second replica restarts while the lag falls.
+            if t >= 80 {
+                restarted.push(sample);
+            }
+            if t < 80 {
+                continue;
+            }
+            let a = running.evaluate(&params, &rules).unwrap();
+            let b = restarted.evaluate(&params, &rules).unwrap();
+            assert!(a.answerable(), "the running replica answers at {t}");
+            if b.answerable() {
+                assert_eq!(
+                    b.decision.replicas, a.decision.replicas,
+                    "t = {t}: {} vs {}",
+                    b.decision, a.decision
+                );
+                agreed += 1;
+            } else {
+                unavailable += 1;
+                lower_guesses += u32::from(b.decision.replicas < a.decision.replicas);
+            }
+        }
+        // The policy's history (6 s) after the restart.
+        assert_eq!(unavailable, 6, "unavailable for {unavailable} s");
+        assert!(agreed >= 100, "answered {agreed} times");
+        assert!(
+            lower_guesses > 0,
+            "the unanswered guesses include lower ones, or this test shows nothing"
+        );
+    }
+
+    #[test]
+    fn a_restarted_replica_that_sees_the_group_never_answers_below_it() {
+        let (params, rules) = short_windows();
+        let mut restarted = SampleWindow::new(window_seconds_for(&params.settings, 1.0));
+        let mut held = 0;
+        for t in 80..120 {
+            // The group grows on the other replica's answer while this one
+            // starts, its own need falling with the lag.
+            let members = if t < 83 { 40 } else { 60 };
+            restarted.push(burst_then_draining(t, Some(members)));
+            let e = restarted.evaluate(&params, &rules).unwrap();
+            assert!(e.answerable(), "the member count answers for the window");
+            if e.observation.window_full {
+                continue;
+            }
+            assert!(e.decision.replicas >= members, "t = {t}: {}", e.decision);
+            if e.decision.action == Action::WarmingUp {
+                held += 1;
+                assert!(
+                    e.decision.reason.to_string().contains("the group's size"),
+                    "{}",
+                    e.decision.reason
+                );
+            }
+        }
+        assert!(
+            held > 0,
+            "the group grew past this replica's answer while warming up"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use moka::future::Cache;
 
 use crate::clock::unix_now;
-use crate::config::Config;
+use crate::config::{Config, WarmUp};
 use crate::error::ScalerError;
 use crate::evaluate::{Evaluation, SampleWindow};
 use crate::metrics::{ActionLabels, Metrics, ObjectLabels};
@@ -323,6 +323,21 @@ impl Registry {
             evaluation: evaluation.clone(),
         });
         Ok(evaluation)
+    }
+
+    /// The entry's decision as KEDA may receive it: [`Registry::evaluate`],
+    /// and Unavailable from a replica still warming up that cannot see the
+    /// group's size (unless `sampling.warmUp: answer`).
+    pub async fn answer(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
+        let evaluation = self.evaluate(entry).await?;
+        let warm_up = self.current.load().config.sampling.warm_up;
+        if evaluation.answerable() || warm_up == WarmUp::Answer {
+            Ok(evaluation)
+        } else {
+            Err(ScalerError::WarmingUp {
+                group: entry.spec.group.clone(),
+            })
+        }
     }
 
     fn record(&self, entry: &Entry, evaluation: &Evaluation) {

@@ -80,7 +80,7 @@ impl ScalerService {
 
     async fn is_active_inner(&self, object: &ScaledObjectRef) -> Result<bool, ScalerError> {
         let entry = self.entry(object).await?;
-        Ok(self.registry.evaluate(&entry).await?.decision.active)
+        Ok(self.registry.answer(&entry).await?.decision.active)
     }
 
     async fn metric_spec(
@@ -103,7 +103,7 @@ impl ScalerService {
                 message: "scaledObjectRef is required".into(),
             })?;
         let entry = self.entry(object).await?;
-        let evaluation = self.registry.evaluate(&entry).await?;
+        let evaluation = self.registry.answer(&entry).await?;
         let replicas = evaluation.decision.replicas;
         let metric_name = if request.metric_name.is_empty() {
             entry.spec.metric_name()
@@ -173,7 +173,9 @@ impl ExternalScaler for ScalerService {
             let mut last_sent = None;
             loop {
                 registry.touch(&entry).await;
-                match registry.evaluate(&entry).await {
+                match registry.answer(&entry).await {
+                    // Still warming up: nothing to push yet.
+                    Err(ScalerError::WarmingUp { .. }) => {}
                     Ok(evaluation) => {
                         let active = evaluation.decision.active;
                         if last_sent != Some(active) {

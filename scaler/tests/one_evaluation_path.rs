@@ -21,10 +21,14 @@ use proptest::prelude::*;
 /// The scenario's lagrate as a ScaledObject and a config would set it up.
 fn server_side(s: &Scenario) -> (trigger::TriggerSpec, SampleWindow) {
     let config = Config::parse(&format!(
-        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9092\"]\nsampling:\n  interval: {}ms\npolicies:\n  default:\n    podCapacity: {}\n    maxReplicas: {}\n",
+        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9092\"]\nsampling:\n  interval: {}ms\n  warmUp: answer\npolicies:\n  default:\n    podCapacity: {}\n    maxReplicas: {}\n    rebalance: {}\n",
         (s.sample_seconds * 1000.0) as u64,
         s.pod_capacity,
         s.keda.max_replica_count,
+        match s.rebalance {
+            Rebalance::Eager => "eager",
+            Rebalance::Cooperative => "cooperative",
+        },
     ))
     .expect("config parses");
     let metadata: HashMap<String, String> = [

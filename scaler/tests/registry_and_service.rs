@@ -19,7 +19,7 @@ use tonic::{Code, Request};
 /// Samples every second, stale after two, idle after `idle_expiry`.
 fn config(idle_expiry: &str) -> Config {
     Config::parse(&format!(
-        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9\"]\nsampling:\n  interval: 1s\n  maxStaleness: 2s\n  idleExpiry: {idle_expiry}\n"
+        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9\"]\nsampling:\n  interval: 1s\n  maxStaleness: 2s\n  idleExpiry: {idle_expiry}\n  warmUp: answer\n"
     ))
     .expect("config parses")
 }
@@ -332,7 +332,7 @@ async fn kafka_calls_are_capped_over_all_keys_and_how_late_sampling_runs_is_expo
 #[tokio::test]
 async fn beyond_max_inline_clusters_a_new_cluster_is_resource_exhausted() {
     let mut config = Config::parse(
-        "allowInlineBootstrapServers: true\nsampling:\n  interval: 1s\nlimits:\n  maxInlineClusters: 1\n",
+        "allowInlineBootstrapServers: true\nsampling:\n  interval: 1s\n  warmUp: answer\nlimits:\n  maxInlineClusters: 1\n",
     )
     .expect("config parses");
     config.limits.max_source_keys = 10;

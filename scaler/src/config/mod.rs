@@ -105,6 +105,23 @@ struct RawSampling {
     idle_expiry: Option<String>,
     /// Deadline of each Kafka request (default 3s).
     kafka_timeout: Option<String>,
+    /// What a replica that has just started answers while its window does
+    /// not yet cover the policy's history and the broker reports no member
+    /// count: `unavailable` (default: KEDA and the HPA hold; never a guess
+    /// below what runs) or `answer` (its own need from the first sample:
+    /// only for a single replica whose restarts may scale the group down).
+    warm_up: Option<WarmUp>,
+}
+
+/// See `sampling.warmUp`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmUp {
+    #[default]
+    Unavailable,
+    Answer,
 }
 
 /// Validated configuration.
@@ -137,6 +154,9 @@ pub struct Sampling {
     pub idle_expiry: Duration,
     /// Deadline of each Kafka request.
     pub kafka_timeout: Duration,
+    /// What a replica answers before its window covers the policy's history
+    /// when the group's size is unknown.
+    pub warm_up: WarmUp,
 }
 
 pub use crate::source::prometheus::PrometheusSettings as Prometheus;
@@ -333,6 +353,7 @@ impl Config {
                     s.kafka_timeout.as_deref(),
                     Duration::from_secs(3),
                 )?,
+                warm_up: s.warm_up.unwrap_or_default(),
             },
             clusters: raw.clusters,
             allow_inline_bootstrap_servers: raw.allow_inline_bootstrap_servers,

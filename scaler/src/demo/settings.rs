@@ -78,6 +78,8 @@ impl DemoSettings {
             idle_seconds: self.scaled(20.0),
             startup_seconds: 2.0,
             rebalance_seconds: 3.0,
+            // trade-consumer's default assignor is cooperative-sticky.
+            rebalance: Rebalance::Cooperative,
             pod_capacity: Some(self.consumer_capacity),
             min_replicas: 0,
             max_replicas: self.max_replicas,
@@ -121,7 +123,7 @@ impl DemoSettings {
     pub fn lagrate_config(&self, broker: &str, prometheus_port: u16) -> String {
         let policy = serde_json::to_string(&self.policy()).expect("policy serializes");
         format!(
-            "sampling:\n  interval: {}s\n  maxStaleness: 30s\nclusters:\n  demo:\n    bootstrapServers: [\"{broker}\"]\n    auth: {{ mechanism: none }}\nprometheus:\n  url: http://127.0.0.1:{prometheus_port}\n  # tansu has no MSK exporter: the producer's acknowledged sends are the inbound rate.\n  rateQuery: 'rate(trade_producer_messages_sent_total{{topic=\"<topic>\"}}[5s])'\npolicies:\n  demo: {policy}\n",
+            "sampling:\n  interval: {}s\n  maxStaleness: 30s\n  warmUp: answer\nclusters:\n  demo:\n    bootstrapServers: [\"{broker}\"]\n    auth: {{ mechanism: none }}\nprometheus:\n  url: http://127.0.0.1:{prometheus_port}\n  # tansu has no MSK exporter: the producer's acknowledged sends are the inbound rate.\n  rateQuery: 'rate(trade_producer_messages_sent_total{{topic=\"<topic>\"}}[5s])'\npolicies:\n  demo: {policy}\n",
             self.sample_seconds()
         )
     }
@@ -155,6 +157,8 @@ impl DemoSettings {
             // tansu does not answer DescribeGroups.
             members_reported: false,
             scaler_restarts: vec![0.0],
+            // One replica, started with the run: it answers from its first sample.
+            warm_up: crate::config::WarmUp::Answer,
             step_seconds: 1.0,
             sample_seconds: self.sample_seconds(),
             keda: self.keda(30.0),

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::decision::{Action, Basis, Decision, PartitionLimit, Reason};
 use super::observation::Observation;
 use super::partitions::{group_capacity, partition_aware_pods_skewed};
+use super::pause::{price_scale_down, project_pause, rebalance_backlog};
 use super::settings::{Params, PartitionCap, PolicySettings};
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
@@ -49,8 +50,8 @@ pub struct State {
 }
 
 /// The need and how it was computed.
-struct Need {
-    pods: u32,
+pub(super) struct Need {
+    pub(super) pods: u32,
     basis: Basis,
     partition_limit: Option<PartitionLimit>,
 }
@@ -88,11 +89,12 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     let allowance = projected_allowance(state, now);
     let excess_backlog = (obs.lag - allowance).max(0.0);
     let current = state.replicas.unwrap_or(0);
-    // What the pause of a scale-up from here would add: S seconds of the
-    // shortfall while new pods start, then R seconds of all traffic.
-    let pause_backlog = |c: f64| {
+    // What the pause of a scale-up from here to `to` would add: S seconds
+    // of the shortfall while new pods start, then R seconds of the traffic
+    // of the partitions that pause.
+    let pause_backlog = |c: f64, to: u32| {
         s.startup_seconds * (rate - effective_capacity(params, obs, current, c)).max(0.0)
-            + s.rebalance_seconds * rate
+            + rebalance_backlog(s, rate, current, to)
     };
     // Three sizings: `need` (backlog beyond the projection: what would
     // justify a scale-up), `need_up` (a scale-up is sized once, for the step
@@ -102,7 +104,13 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Some(c) if !lag_sized => {
             let need = rate_need(params, obs, rate, excess_backlog, c);
             let up = if need.pods > current {
-                rate_need(params, obs, rate, excess_backlog + pause_backlog(c), c)
+                rate_need(
+                    params,
+                    obs,
+                    rate,
+                    excess_backlog + pause_backlog(c, need.pods),
+                    c,
+                )
             } else {
                 rate_need(params, obs, rate, excess_backlog, c)
             };
@@ -142,6 +150,9 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     let rising =
         state.lower_since.is_some() && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
 
+    // A rate-sized scale-down prices its own pause (see `price_scale_down`).
+    let mut priced_need = None;
+    let mut paused_target = None;
     let (replicas, action) = match state.replicas {
         None => (pods, Action::Initial),
         // A scaler that just started has not seen the windows a scale-down
@@ -181,7 +192,21 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 } else if now - since >= stabilization_seconds(s, pods_down, current) {
                     let step_floor =
                         (f64::from(current) * (1.0 - s.max_scale_down_step)).floor() as u32;
-                    (pods_down.max(step_floor), Action::ScaleDown)
+                    let target = pods_down.max(step_floor);
+                    match capacity.filter(|_| !lag_sized) {
+                        Some(c) => {
+                            let (to, priced) =
+                                price_scale_down(params, obs, steady_rate, current, target, c);
+                            priced_need = Some(priced);
+                            if to < current {
+                                (to, Action::ScaleDown)
+                            } else {
+                                paused_target = Some(target);
+                                (current, Action::PauseTooCostly)
+                            }
+                        }
+                        None => (target, Action::ScaleDown),
+                    }
                 } else {
                     (current, Action::Stabilizing)
                 }
@@ -198,19 +223,29 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
             next.settle_until = now + s.settle_seconds;
             // The new pods start, then the group pauses to rebalance:
             // traffic keeps arriving while the backlog waits.
-            (s.startup_seconds + s.rebalance_seconds, pause_backlog(c))
+            (
+                s.startup_seconds + s.rebalance_seconds,
+                pause_backlog(c, replicas),
+            )
         } else {
-            // Partitions of removed pods pause while they move.
-            (s.rebalance_seconds, s.rebalance_seconds * rate)
+            // Partitions pause while they move.
+            (
+                s.rebalance_seconds,
+                rebalance_backlog(s, rate, previous, replicas),
+            )
         };
-        next.projected_backlog = allowance.max(obs.lag) + added;
-        next.pause_until = now + pause_s;
-        next.projected_drain_per_s = (effective_capacity(params, obs, replicas, c) - rate).max(0.0);
+        project_pause(
+            params, obs, &mut next, now, allowance, pause_s, added, replicas, c,
+        );
     }
     next.lower_since = match action {
         // A rising rate restarts the window.
         Action::Stabilizing if rising => Some(now),
-        Action::Stabilizing | Action::DeadBand if pods_down < replicas => {
+        // A cold start holds the count, not the clock: once the window is
+        // full, the need has been lower for as long as it was seen lower.
+        Action::Stabilizing | Action::DeadBand | Action::PauseTooCostly | Action::ColdStart
+            if pods_down < replicas =>
+        {
             state.lower_since.or(Some(now))
         }
         // After a bounded step, the next step waits another window.
@@ -236,7 +271,8 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // A scale-up is explained by the sizing it used (pause included).
     let shown = match action {
         Action::ScaleUp => need_up,
-        Action::ScaleDown | Action::Stabilizing | Action::IdleKeepOne => need_down,
+        Action::ScaleDown | Action::PauseTooCostly => priced_need.unwrap_or(need_down),
+        Action::Stabilizing | Action::IdleKeepOne => need_down,
         _ => need,
     };
     let partition_limit = shown.partition_limit;
@@ -248,6 +284,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         partition_limit,
         elapsed_seconds,
         window,
+        paused_target,
     };
     let hot_partition = match (capacity, &obs.hottest_partition) {
         (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),
@@ -288,7 +325,7 @@ fn stabilization_seconds(s: &PolicySettings, need: u32, current: u32) -> f64 {
 
 /// The backlog the last change projected for `now`: its peak until the pause
 /// ends, then draining at the planned rate; 0 once drained.
-fn projected_allowance(state: &State, now: f64) -> f64 {
+pub(super) fn projected_allowance(state: &State, now: f64) -> f64 {
     if now <= state.pause_until {
         state.projected_backlog
     } else {
@@ -298,7 +335,12 @@ fn projected_allowance(state: &State, now: f64) -> f64 {
 
 /// Messages per second `pods` process when the load is spread evenly over
 /// the partitions: the pod with the most partitions sets the pace.
-fn effective_capacity(params: &Params, obs: &Observation, pods: u32, capacity: f64) -> f64 {
+pub(super) fn effective_capacity(
+    params: &Params,
+    obs: &Observation,
+    pods: u32,
+    capacity: f64,
+) -> f64 {
     match params.cap {
         PartitionCap::None => f64::from(pods) * capacity,
         _ => group_capacity(obs.partitions, pods, capacity, hottest_share(obs)),
@@ -345,13 +387,38 @@ fn partition_cap(params: &Params, obs: &Observation) -> Option<u32> {
 
 /// Smallest pod count that serves the demand, partition-aware: with P
 /// partitions over n pods some pod owns ceil(P/n) of them.
-fn rate_need(params: &Params, obs: &Observation, rate: f64, backlog: f64, capacity: f64) -> Need {
+pub(super) fn rate_need(
+    params: &Params,
+    obs: &Observation,
+    rate: f64,
+    backlog: f64,
+    capacity: f64,
+) -> Need {
+    sized_need(
+        params,
+        obs,
+        rate,
+        params.settings.headroom,
+        backlog,
+        capacity,
+    )
+}
+
+/// [`rate_need`] with the given headroom.
+pub(super) fn sized_need(
+    params: &Params,
+    obs: &Observation,
+    rate: f64,
+    headroom: f64,
+    backlog: f64,
+    capacity: f64,
+) -> Need {
     let s = &params.settings;
-    let demand = rate * (1.0 + s.headroom) + backlog / s.drain_seconds;
+    let demand = rate * (1.0 + headroom) + backlog / s.drain_seconds;
     let basis = Basis::Rate {
         rate_per_s: rate,
         source: obs.rate_source,
-        headroom: s.headroom,
+        headroom,
         backlog,
         drain_seconds: s.drain_seconds,
         capacity_per_s: capacity,

@@ -21,6 +21,12 @@ pub enum Action {
     KeepingUp,
     Settling,
     ColdStart,
+    /// A scale-down whose rebalance would leave more backlog than the
+    /// smaller group drains within `drainSeconds`.
+    PauseTooCostly,
+    /// A scaler that has just started holds the group's observed size until
+    /// its window covers what the answer depends on.
+    WarmingUp,
     Stabilizing,
     IdleKeepOne,
     Idle,
@@ -38,6 +44,8 @@ impl Action {
             Action::KeepingUp => "keeping-up",
             Action::Settling => "settling",
             Action::ColdStart => "cold-start",
+            Action::PauseTooCostly => "pause-too-costly",
+            Action::WarmingUp => "warming-up",
             Action::Stabilizing => "stabilizing",
             Action::IdleKeepOne => "idle-keep-one",
             Action::Idle => "idle",
@@ -103,6 +111,8 @@ pub struct Reason {
     pub elapsed_seconds: f64,
     /// Length of that window (settle, stabilization, idle) or the dead band.
     pub window: f64,
+    /// The count a scale-down held for its pause would have gone to.
+    pub paused_target: Option<u32>,
 }
 
 fn as_text<S: serde::Serializer>(reason: &Reason, serializer: S) -> Result<S::Ok, S::Error> {
@@ -166,6 +176,15 @@ impl fmt::Display for Reason {
             Action::ColdStart => write!(
                 f,
                 "hold {to}: no scale-down before a full window of samples ({basis})"
+            )?,
+            Action::PauseTooCostly => write!(
+                f,
+                "hold {to}: scaling down to {} would pause partitions for a rebalance, and the lag with that pause's backlog needs more pods to drain within drainSeconds ({basis})",
+                self.paused_target.unwrap_or(*to)
+            )?,
+            Action::WarmingUp => write!(
+                f,
+                "hold {to}, the group's size: this scaler started {elapsed_seconds:.0}s ago and its window does not yet cover the {window:.0}s the answer depends on ({basis})"
             )?,
             Action::Stabilizing => write!(
                 f,

@@ -145,6 +145,8 @@ fn hot_partition_is_named() {
 fn scale_down_waits_a_window_proportional_to_what_remains_then_steps_within_the_bound() {
     let mut p = rate_aware(100.0);
     p.settings.max_scale_down_step = 0.75;
+    // No rebalance pause: this example is about the windows.
+    p.settings.rebalance_seconds = 0.0;
     let (up, mut state) = decide(&p, &State::default(), &obs(0.0, 2000.0, 48), 0.0);
     assert_eq!(up.replicas, 24);
     let mut answers = Vec::new();
@@ -211,7 +213,10 @@ fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
 
 #[test]
 fn no_scale_down_while_the_rate_is_still_rising() {
-    let p = rate_aware(100.0);
+    let mut p = rate_aware(100.0);
+    // A group that rebalances without pausing: this example is about the
+    // ramp (the pause's price has its own).
+    p.settings.rebalance_seconds = 0.0;
     let mut state = State {
         replicas: Some(24),
         ..State::default()
@@ -287,4 +292,61 @@ fn a_group_that_keeps_up_is_not_grown_on_a_rate_its_noise_explains() {
     // Nor does a rate that noise cannot explain.
     let over = decide(&params, &twelve, &noisy(0.0, 1300.0, Some(31.0)), 1000.0).0;
     assert_eq!(over.action, Action::ScaleUp);
+}
+
+#[test]
+fn a_scale_down_is_held_while_its_own_pause_would_leave_more_than_the_smaller_group_drains() {
+    // 24 pods on 24 partitions at 1000 msg/s, 100 msg/s per pod, R = 60 s,
+    // drainSeconds 60. 12 pods (2 partitions each) serve the rate, but an
+    // eager rebalance pauses every partition for 60 s: 60,000 messages that
+    // 12 pods, 200 msg/s beyond the rate, need 300 s to drain.
+    let params = rate_aware(100.0);
+    let mut state = State {
+        replicas: Some(24),
+        ..State::default()
+    };
+    let mut last = None;
+    for i in 0..120 {
+        let (d, next) = decide(&params, &state, &obs(0.0, 1000.0, 24), f64::from(i) * 5.0);
+        state = next;
+        last = Some(d);
+    }
+    let held = last.unwrap();
+    assert_eq!((held.replicas, held.action), (24, Action::PauseTooCostly));
+    let text = held.reason.to_string();
+    assert!(text.contains("scaling down to 12"), "{text}");
+    assert!(
+        text.contains("backlog 60000"),
+        "the pause is priced: {text}"
+    );
+    // The need fell long ago: when the load falls to where the pause is
+    // affordable, the scale-down goes at once, no new window. At 390 msg/s
+    // the 23,400 paused messages and the rate need 780 msg/s: 8 pods of 3
+    // partitions (97.5 msg/s each).
+    let (down, _) = decide(&params, &state, &obs(0.0, 390.0, 24), 600.0);
+    assert_eq!((down.replicas, down.action), (8, Action::ScaleDown));
+    // Under cooperative rebalancing only the leaving pods' partitions pause
+    // (16 of 24 going to 8 pods): 15,600 messages. With 2,000 already
+    // waiting, 8 pods still drain it in time under cooperative rebalancing
+    // (732 msg/s); under eager (813 msg/s) 8 pods of 3 partitions fall
+    // short, and 12 of 2 partitions it is.
+    let cooperative = Params {
+        settings: PolicySettings {
+            rebalance: Rebalance::Cooperative,
+            ..params.settings.clone()
+        },
+        ..params.clone()
+    };
+    let lagging = obs(2_000.0, 390.0, 24);
+    assert_eq!(decide(&cooperative, &state, &lagging, 600.0).0.replicas, 8);
+    assert_eq!(decide(&params, &state, &lagging, 600.0).0.replicas, 12);
+}
+
+#[test]
+fn the_paused_share_is_every_partition_when_eager_and_the_moved_ones_when_cooperative() {
+    assert_eq!(Rebalance::Eager.paused_share(24, 23), 1.0);
+    assert_eq!(Rebalance::Cooperative.paused_share(24, 12), 0.5);
+    assert_eq!(Rebalance::Cooperative.paused_share(12, 24), 0.5);
+    assert_eq!(Rebalance::Cooperative.paused_share(0, 6), 1.0);
+    assert_eq!(Rebalance::Cooperative.paused_share(0, 0), 0.0);
 }

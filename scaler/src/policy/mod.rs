@@ -22,6 +22,7 @@ mod decide;
 mod decision;
 mod observation;
 pub mod partitions;
+mod pause;
 mod settings;
 
 pub use decide::State;
@@ -29,7 +30,8 @@ pub(crate) use decide::decide;
 pub use decision::{Action, Basis, Decision, PartitionLimit, Reason};
 pub use observation::{HotPartition, Observation, RateSource};
 pub use partitions::partition_aware_pods;
-pub use settings::{Params, PartitionCap, PolicySettings};
+pub(crate) use pause::adopt;
+pub use settings::{Params, PartitionCap, PolicySettings, Rebalance};
 
 #[cfg(test)]
 mod examples;

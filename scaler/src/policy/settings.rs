@@ -7,6 +7,35 @@ use serde::{Deserialize, Serialize};
 /// Longest window a policy may set, in seconds (one week).
 pub const MAX_SECONDS: f64 = 604_800.0;
 
+/// How a consumer group rebalances when its members change.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rebalance {
+    /// Every partition pauses, even when the joining pod gets nothing
+    /// (librdkafka's default range,roundrobin assignors).
+    #[default]
+    Eager,
+    /// Only partitions that change owner pause (cooperative-sticky).
+    Cooperative,
+}
+
+impl Rebalance {
+    /// Share of the partitions that pause when the group goes from `from`
+    /// to `to` members: all of them under eager rebalancing; under
+    /// cooperative, those that change owner (the leaving pods' share, or
+    /// the share the joining pods take).
+    pub fn paused_share(self, from: u32, to: u32) -> f64 {
+        let larger = from.max(to);
+        match self {
+            Rebalance::Eager => 1.0,
+            Rebalance::Cooperative if larger == 0 => 0.0,
+            Rebalance::Cooperative => f64::from(larger - from.min(to)) / f64::from(larger),
+        }
+    }
+}
+
 /// Tunables of a named policy (config file `policies.NAME`, or overrides in
 /// trigger metadata under the same names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -31,6 +60,10 @@ pub struct PolicySettings {
     pub startup_seconds: f64,
     /// Expected consumption pause of a rebalance (R).
     pub rebalance_seconds: f64,
+    /// How the consumers rebalance (their `partition.assignment.strategy`):
+    /// `eager` pauses every partition for R, `cooperative` (cooperative-sticky)
+    /// only the partitions that move. Prices the pause of a change.
+    pub rebalance: Rebalance,
     /// Messages per second one pod processes; learned while the group is
     /// saturated when absent.
     pub pod_capacity: Option<f64>,
@@ -52,6 +85,7 @@ impl Default for PolicySettings {
             idle_seconds: 300.0,
             startup_seconds: 60.0,
             rebalance_seconds: 60.0,
+            rebalance: Rebalance::Eager,
             pod_capacity: None,
             min_replicas: 0,
             max_replicas: 100,

@@ -167,6 +167,7 @@ pub struct Lagrate {
     window: SampleWindow,
     /// Scaler restarts still to come, earliest last.
     restarts: Vec<f64>,
+    warm_up: crate::config::WarmUp,
     evaluation: Option<Evaluation>,
     changes: Vec<(f64, String)>,
 }
@@ -206,6 +207,7 @@ impl Lagrate {
             next_sample: 0.0,
             window,
             restarts,
+            warm_up: s.warm_up,
             evaluation: None,
             changes: Vec::new(),
         }
@@ -216,8 +218,11 @@ impl Lagrate {
     /// scenario's maxReplicaCount), podCapacity from the scenario unless the
     /// policy sets it, `lagThreshold: 500`, KEDA's partition cap.
     pub fn params(s: &Scenario) -> Params {
+        // Without a policy of its own, the SRE has configured the assignor
+        // their consumers use.
         let mut settings = s.policy.clone().unwrap_or_else(|| PolicySettings {
             max_replicas: s.keda.max_replica_count,
+            rebalance: s.rebalance,
             ..PolicySettings::default()
         });
         settings.pod_capacity = settings.pod_capacity.or(Some(s.pod_capacity));
@@ -250,6 +255,11 @@ impl Lagrate {
         self.evaluation = self.window.evaluate(&self.params, &self.rules);
         self.evaluation.as_ref()
     }
+}
+
+/// Whether the server would give this evaluation to KEDA.
+fn answers(warm_up: crate::config::WarmUp, e: &Evaluation) -> bool {
+    e.answerable() || warm_up == crate::config::WarmUp::Answer
 }
 
 /// The samples a scaler that has run since long before t = 0 holds at
@@ -309,9 +319,10 @@ impl Autoscaler for Lagrate {
                 offsets: world.snapshot(),
                 prometheus: PrometheusReading::NotConfigured,
             };
+            let warm_up = self.warm_up;
             if let Some(e) = self.on_sample(sample) {
                 let d = &e.decision;
-                if Some(d.active) != was.map(|w| w.0) {
+                if Some(d.active) != was.map(|w| w.0) && answers(warm_up, e) {
                     pushed = Some(d.active);
                 }
                 if Some(d.replicas) != was.map(|w| w.1) {
@@ -325,11 +336,18 @@ impl Autoscaler for Lagrate {
                 }
             }
         }
-        let (active, value) = self.evaluation.as_ref().map_or((false, 0.0), |e| {
-            (e.decision.active, f64::from(e.decision.replicas))
-        });
+        // A replica still warming up with no group size answers
+        // Unavailable: KEDA keeps the activity as it is and the HPA holds.
+        let (active, metrics) = match self.evaluation.as_ref() {
+            Some(e) if answers(self.warm_up, e) => (
+                e.decision.active,
+                vec![(f64::from(e.decision.replicas), 1.0)],
+            ),
+            Some(_) => (current > 0, Vec::new()),
+            None => (false, vec![(0.0, 1.0)]),
+        };
         self.keda
-            .tick(t, current, pushed, || active, || vec![(value, 1.0)])
+            .tick(t, current, pushed, || active, || metrics.clone())
     }
 
     fn last_decision(&self) -> Option<&Decision> {

@@ -144,6 +144,11 @@ pub fn bound_pod_seconds(s: &Scenario) -> f64 {
 /// Runs every autoscaler on the scenario.
 pub fn run(s: &Scenario, rebalance: Option<Rebalance>) -> Report {
     let mode = rebalance.unwrap_or(s.rebalance);
+    // Every autoscaler, lagrate's config included, is set up for the mode run.
+    let s = &Scenario {
+        rebalance: mode,
+        ..s.clone()
+    };
     let bound = bound_pod_seconds(s);
     let mut rows = Vec::new();
     let mut traces = Vec::new();

@@ -6,15 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// How the consumer group rebalances when its ready pods change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Rebalance {
-    /// Every partition pauses, even when the joining pod gets nothing.
-    Eager,
-    /// Only partitions that change owner pause (cooperative-sticky).
-    Cooperative,
-}
+pub use crate::policy::Rebalance;
 
 /// One segment of the load profile.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -109,6 +101,10 @@ pub struct Scenario {
     /// as for a new replica, and refills from there.
     #[serde(default)]
     pub scaler_restarts: Vec<f64>,
+    /// lagrate's `sampling.warmUp`: what a restarted scaler that sees no
+    /// member count answers through its first history.
+    #[serde(default)]
+    pub warm_up: crate::config::WarmUp,
     /// Simulation step, seconds (at most 1).
     #[serde(default = "defaults::step_seconds")]
     pub step_seconds: f64,
@@ -363,6 +359,7 @@ impl Scenario {
             hot_partition_share: None,
             members_reported: defaults::members_reported(),
             scaler_restarts: Vec::new(),
+            warm_up: crate::config::WarmUp::default(),
             step_seconds: defaults::step_seconds(),
             sample_seconds: defaults::sample_seconds(),
             keda: KedaSettings::default(),

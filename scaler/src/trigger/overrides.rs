@@ -42,7 +42,11 @@ pub fn apply(base: PolicySettings, given: &[(&str, &str)]) -> Result<PolicySetti
         let mut object = fields(&settings);
         // Whole-number fields (replica counts) serialize as integers.
         let whole = object.get(key).is_some_and(Value::is_u64);
-        let value = if whole {
+        // Named choices (rebalance) are strings, checked by the type.
+        let named = object.get(key).is_some_and(Value::is_string);
+        let value = if named {
+            Value::from(text.trim())
+        } else if whole {
             text.trim().parse::<u32>().map(Value::from).map_err(|_| {
                 err(
                     key,
@@ -95,7 +99,15 @@ mod tests {
         assert!(e.message.contains("whole number"), "{e}");
         let e = apply(base.clone(), &[("headroom", "lots")]).unwrap_err();
         assert!(e.message.contains("headroom must be a number"), "{e}");
-        let e = apply(base, &[("drainSeconds", "0")]).unwrap_err();
+        let e = apply(base.clone(), &[("drainSeconds", "0")]).unwrap_err();
         assert_eq!(e.key, "drainSeconds");
+        let set = apply(base.clone(), &[("rebalance", "cooperative")]).unwrap();
+        assert_eq!(set.rebalance, crate::policy::Rebalance::Cooperative);
+        let e = apply(base, &[("rebalance", "sticky")]).unwrap_err();
+        assert_eq!(e.key, "rebalance");
+        assert!(
+            e.message.contains("eager") && e.message.contains("cooperative"),
+            "names what is allowed: {e}"
+        );
     }
 }
