@@ -153,7 +153,8 @@ pub fn observe(
                 );
                 // The rate of the newest interval sees a step first; confirmed by
                 // the interval before it, one noisy interval cannot move it.
-                let newest = rate(sum_high(now), sum_high(prev), now.t - prev.t);
+                let newest_alone = rate(sum_high(now), sum_high(prev), now.t - prev.t);
+                let newest = newest_alone;
                 let newest = match i.checked_sub(2).map(|j| &samples[j]) {
                     Some(before) => {
                         newest.min(rate(sum_high(prev), sum_high(before), prev.t - before.t))
@@ -194,8 +195,9 @@ pub fn observe(
                 } else {
                     short
                 };
+                let unconfirmed = (newest_alone > fast * (1.0 + STEP_BAND)).then_some(newest_alone);
                 (
-                    Some((fast, short)),
+                    Some((fast, short, unconfirmed)),
                     Some(processing),
                     hottest,
                     share,
@@ -204,8 +206,9 @@ pub fn observe(
             }
             _ => (None, None, None, None, None),
         };
-    let steady_offsets_rate = offsets_rate.map(|(_, short)| short);
-    let offsets_rate = offsets_rate.map(|(fast, _)| fast);
+    let steady_offsets_rate = offsets_rate.map(|(_, short, _)| short);
+    let unconfirmed_step_per_s = offsets_rate.and_then(|(_, _, step)| step);
+    let offsets_rate = offsets_rate.map(|(fast, _, _)| fast);
     let (inbound_rate_per_s, rate_source) = match (now.prometheus, offsets_rate) {
         (PrometheusReading::Rate(prom), Some(offsets)) if offsets > prom => {
             (Some(offsets), RateSource::OffsetsAhead)
@@ -220,6 +223,9 @@ pub fn observe(
     };
     Observation {
         steady_rate_per_s,
+        // Prometheus sees a step at once; only offsets confirm it late.
+        unconfirmed_step_per_s: unconfirmed_step_per_s
+            .filter(|_| rate_source != RateSource::Prometheus),
         rate_uncertainty_per_s: uncertainty,
         lag: lag as f64,
         activation_lag: activation_lag as f64,

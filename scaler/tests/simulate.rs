@@ -243,3 +243,56 @@ fn chart_is_written_as_svg() {
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("lagrate") && svg.contains("keda-lag"));
 }
+
+/// Noise is not chased: started at the right size, no action; started
+/// wrong, at most one reversal (24 and 48 partitions).
+#[test]
+fn noise_is_not_chased_from_the_right_start_or_a_wrong_one() {
+    for mode in ["cooperative", "eager"] {
+        let run = |scenario: &str| simulate(&["--scenario", scenario, "--rebalance", mode]);
+        for scenario in ["noise", "noise-48"] {
+            let report = run(scenario);
+            let lagrate = row(&report, "lagrate");
+            assert!(
+                lagrate["reversals"].as_u64().unwrap() <= 1,
+                "{scenario}/{mode}: started wrong, at most one reversal: {lagrate}"
+            );
+        }
+        for scenario in ["noise-boundary", "noise-boundary-48"] {
+            let report = run(scenario);
+            assert_eq!(
+                row(&report, "lagrate")["scale_actions"],
+                0,
+                "{scenario}/{mode}: started right, no action"
+            );
+        }
+    }
+}
+
+/// Bursts are served near ideal, a hot partition costs fewer pods than
+/// ideal-reactive at about its wait, a scaler restart costs little.
+#[test]
+fn bursts_hot_partitions_and_restarts_stay_near_ideal() {
+    for mode in ["cooperative", "eager"] {
+        for scenario in [
+            "bursts-short",
+            "bursts-long",
+            "restart",
+            "hot-partition-falls",
+        ] {
+            let report = simulate(&["--scenario", scenario, "--rebalance", mode]);
+            let (lagrate, ideal) = (row(&report, "lagrate"), row(&report, "ideal-reactive"));
+            let ratio =
+                |key: &str| lagrate[key].as_f64().unwrap() / ideal[key].as_f64().unwrap().max(1.0);
+            let (pods, p99) = (ratio("pod_seconds"), ratio("p99_wait_s"));
+            assert!(
+                pods <= 1.15,
+                "{scenario}/{mode}: pod-seconds {pods:.2}x ideal"
+            );
+            assert!(p99 <= 1.15, "{scenario}/{mode}: p99 {p99:.2}x ideal");
+            if scenario == "hot-partition-falls" {
+                assert!(pods < 1.0, "{scenario}/{mode}: fewer pods than ideal");
+            }
+        }
+    }
+}

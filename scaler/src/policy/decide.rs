@@ -47,6 +47,9 @@ pub struct State {
     pub idle_since: Option<f64>,
     /// Learned messages per second per pod.
     pub learned_capacity_per_s: Option<f64>,
+    /// The last sample held a scale-up for a step its newest interval
+    /// alone showed: the next one scales, confirmed or not.
+    pub confirming_step: bool,
 }
 
 /// The need and how it was computed.
@@ -172,6 +175,16 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 (current, Action::KeepingUp)
             } else if in_settle && lag_sized && obs.lag <= state.projected_backlog {
                 (current, Action::Settling)
+            } else if !state.confirming_step
+                && let (Some(c), Some(step)) =
+                    (capacity.filter(|_| !lag_sized), obs.unconfirmed_step_per_s)
+                && bound(rate_need(params, obs, step, excess_backlog, c).pods) > pods_up
+            {
+                // The rate is still catching up with a step: sized now,
+                // this scale-up would need a second one a sample later
+                // (and a second rebalance). One sample later it is sized
+                // once.
+                (current, Action::ConfirmingStep)
             } else {
                 (pods_up, Action::ScaleUp)
             }
@@ -256,6 +269,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         next.rate_when_lower = steady_rate;
     }
     next.replicas = Some(replicas);
+    next.confirming_step = action == Action::ConfirmingStep;
 
     let (elapsed_seconds, window) = match action {
         Action::ScaleUp => (0.0, s.settle_seconds),

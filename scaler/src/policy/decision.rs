@@ -24,6 +24,9 @@ pub enum Action {
     /// A scale-down whose rebalance would leave more backlog than the
     /// smaller group drains within `drainSeconds`.
     PauseTooCostly,
+    /// A scale-up waits one sample for a step only its newest interval
+    /// shows, to be sized once.
+    ConfirmingStep,
     /// A scaler that has just started holds the group's observed size until
     /// its window covers what the answer depends on.
     WarmingUp,
@@ -45,6 +48,7 @@ impl Action {
             Action::Settling => "settling",
             Action::ColdStart => "cold-start",
             Action::PauseTooCostly => "pause-too-costly",
+            Action::ConfirmingStep => "confirming-step",
             Action::WarmingUp => "warming-up",
             Action::Stabilizing => "stabilizing",
             Action::IdleKeepOne => "idle-keep-one",
@@ -181,6 +185,10 @@ impl fmt::Display for Reason {
                 f,
                 "hold {to}: scaling down to {} would pause partitions for a rebalance, and the lag with that pause's backlog needs more pods to drain within drainSeconds ({basis})",
                 self.paused_target.unwrap_or(*to)
+            )?,
+            Action::ConfirmingStep => write!(
+                f,
+                "hold {to} one sample: the newest interval alone shows a step the rate has not caught up with; the scale-up is sized once it does ({basis})"
             )?,
             Action::WarmingUp => write!(
                 f,

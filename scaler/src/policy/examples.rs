@@ -32,6 +32,7 @@ fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
         partitions_with_lag: partitions,
         inbound_rate_per_s: Some(rate),
         steady_rate_per_s: Some(rate),
+        unconfirmed_step_per_s: None,
         rate_uncertainty_per_s: None,
         rate_source: RateSource::Offsets,
         processing_rate_per_s: None,
@@ -349,4 +350,35 @@ fn the_paused_share_is_every_partition_when_eager_and_the_moved_ones_when_cooper
     assert_eq!(Rebalance::Cooperative.paused_share(12, 24), 0.5);
     assert_eq!(Rebalance::Cooperative.paused_share(0, 6), 1.0);
     assert_eq!(Rebalance::Cooperative.paused_share(0, 0), 0.0);
+}
+
+#[test]
+fn a_step_seen_in_the_newest_interval_only_is_sized_once_a_sample_later() {
+    // 24 partitions at 100 msg/s on 2 pods; the load steps to 2000 msg/s.
+    // The first sample after the step sees it in its newest interval only
+    // (the short window says 338 msg/s and would size 12 pods); the next
+    // confirms it and sizes 24 at once, not 12 then 24.
+    let params = rate_aware(100.0);
+    let two = State {
+        replicas: Some(2),
+        ..State::default()
+    };
+    let first = Observation {
+        unconfirmed_step_per_s: Some(2000.0),
+        ..obs(3_600.0, 338.0, 24)
+    };
+    let (held, state) = decide(&params, &two, &first, 602.0);
+    assert_eq!((held.replicas, held.action), (2, Action::ConfirmingStep));
+    assert!(
+        held.reason.to_string().contains("one sample"),
+        "{}",
+        held.reason
+    );
+    let (up, state) = decide(&params, &state, &obs(7_200.0, 2000.0, 24), 604.0);
+    assert_eq!((up.replicas, up.action), (24, Action::ScaleUp));
+    // Never twice in a row: a step that stays unconfirmed scales anyway.
+    let (_, held_again) = decide(&params, &two, &first, 602.0);
+    let (next, _) = decide(&params, &held_again, &first, 604.0);
+    assert_eq!(next.action, Action::ScaleUp);
+    assert!(!state.confirming_step);
 }

@@ -55,6 +55,10 @@ pub struct Observation {
     /// λ averaged over the short window (sizes scale-downs: noise in the
     /// fast rate must not hold pods).
     pub steady_rate_per_s: Option<f64>,
+    /// The newest interval's rate when it alone shows a step above the
+    /// fast rate (the interval before it does not confirm it yet): a
+    /// scale-up sized now would be sized on a rate still catching up.
+    pub unconfirmed_step_per_s: Option<f64>,
     /// Standard error of the short-window rate, from the spread of its
     /// sample intervals' rates: how far noise alone moves the estimate.
     /// None with fewer than three intervals.

@@ -47,6 +47,7 @@ fn params() -> impl Strategy<Value = Params> {
 
 fn observation(lag: f64, rate: f64, partitions: u32, window_full: bool) -> Observation {
     Observation {
+        unconfirmed_step_per_s: None,
         lag,
         activation_lag: lag,
         partitions,

@@ -37,6 +37,58 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
     boundary.noise = 0.2;
     boundary.initial_replicas = Some(12);
     boundary.rebalance = Rebalance::Eager;
+    // The same noise on 48 partitions: from a third of its size, and at the
+    // right 24 pods (2 partitions each, on the boundary).
+    let mut noisy_48 =
+        Scenario::with_defaults("noise-48", 48, vec![Segment::constant(2000.0, 3600.0)]);
+    noisy_48.noise = 0.2;
+    noisy_48.seed = 7;
+    noisy_48.initial_replicas = Some(8);
+    let mut boundary_48 = Scenario::with_defaults(
+        "noise-boundary-48",
+        48,
+        vec![Segment::constant(2000.0, 3600.0)],
+    );
+    boundary_48.noise = 0.2;
+    boundary_48.seed = 7;
+    boundary_48.initial_replicas = Some(24);
+    boundary_48.rebalance = Rebalance::Eager;
+    // Bursts of 1500 msg/s for a minute, idle between: short gaps (2 min)
+    // and long ones (15 min).
+    let bursts = |name: &str, gap: f64| {
+        let mut load = vec![Segment::constant(0.0, 120.0)];
+        for _ in 0..5 {
+            load.push(Segment::constant(1500.0, 60.0));
+            load.push(Segment::constant(0.0, gap));
+        }
+        Scenario::with_defaults(name, 24, load)
+    };
+    // A hot partition beyond a pod, then the load falls: the hot backlog
+    // drains on one pod whatever the count, so it holds no pods.
+    let mut hot_falls = Scenario::with_defaults(
+        "hot-partition-falls",
+        24,
+        vec![
+            Segment::constant(300.0, 300.0),
+            Segment::constant(1200.0, 600.0),
+            Segment::constant(300.0, 1800.0),
+        ],
+    );
+    hot_falls.hot_partition_share = Some(0.2);
+    // The scaler restarts while the lag falls after a step down, on a
+    // broker that reports no member count (tansu): it answers Unavailable
+    // until its window is full, and KEDA and the HPA hold.
+    let mut restart = Scenario::with_defaults(
+        "restart",
+        24,
+        vec![
+            Segment::constant(300.0, 300.0),
+            Segment::constant(1800.0, 900.0),
+            Segment::constant(600.0, 1200.0),
+        ],
+    );
+    restart.scaler_restarts = vec![1230.0];
+    restart.members_reported = false;
     let daily = Scenario::with_defaults(
         "daily",
         48,
@@ -133,6 +185,36 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
             "noise-boundary",
             "the same noise started at the right 12 replicas, where noise alone crosses a partition boundary (eager)",
             boundary,
+        ),
+        (
+            "noise-48",
+            "48 partitions at 2000 msg/s with +-20 % noise, starting from 8 replicas",
+            noisy_48,
+        ),
+        (
+            "noise-boundary-48",
+            "the same on 48 partitions started at the right 24 replicas, on a partition boundary (eager)",
+            boundary_48,
+        ),
+        (
+            "bursts-short",
+            "24 partitions: five 1-minute bursts of 1500 msg/s, 2 minutes idle between",
+            bursts("bursts-short", 120.0),
+        ),
+        (
+            "bursts-long",
+            "24 partitions: five 1-minute bursts of 1500 msg/s, 15 minutes idle between",
+            bursts("bursts-long", 900.0),
+        ),
+        (
+            "hot-partition-falls",
+            "24 partitions, 300 -> 1200 -> 300 msg/s, 20 % on partition 0: its backlog outlasts the peak",
+            hot_falls,
+        ),
+        (
+            "restart",
+            "24 partitions, 300 -> 1800 -> 600 msg/s; the scaler restarts while the lag falls, with no member count",
+            restart,
         ),
     ]
 }
