@@ -14,6 +14,7 @@
 //! the same policy against a simulated group, KEDA and HPA; [`demo`] runs
 //! it all for real on a laptop: a broker, consumers, and lagrate deciding.
 
+pub mod answers;
 pub mod clock;
 pub mod config;
 pub mod demo;

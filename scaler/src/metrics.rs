@@ -9,6 +9,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::evaluate::Evaluation;
+use crate::policy::RateSource;
+
 /// Labels of per-trigger series: a ScaledObject with two lagrate
 /// triggers (two groups, or two topic lists) has two series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -327,5 +330,56 @@ impl Metrics {
         self.pods_needed_beyond_partitions.remove(labels);
         self.hot_partition_rate.remove(labels);
         self.capacity_per_pod.remove(labels);
+    }
+}
+
+impl Metrics {
+    /// Exports one trigger's decision and logs it in a span naming its
+    /// ScaledObject (at info when the answer changes).
+    pub fn record_decision(&self, object: &str, labels: &ObjectLabels, evaluation: &Evaluation) {
+        let labels = labels.clone();
+        let d = &evaluation.decision;
+        let obs = &evaluation.observation;
+        let m = self;
+        let previous = m
+            .desired_replicas
+            .get_or_create(&labels)
+            .set(i64::from(d.replicas));
+        m.lag_messages.get_or_create(&labels).set(obs.lag as i64);
+        m.inbound_rate
+            .get_or_create(&labels)
+            .set(obs.inbound_rate_per_s.unwrap_or(0.0));
+        m.rate_from_offsets
+            .get_or_create(&labels)
+            .set(i64::from(obs.rate_source != RateSource::Prometheus));
+        m.pods_needed_beyond_partitions
+            .get_or_create(&labels)
+            .set(d.partition_limit.map_or(0, |l| i64::from(l.pods_needed)));
+        m.hot_partition_rate
+            .get_or_create(&labels)
+            .set(d.hot_partition.as_ref().map_or(0.0, |h| h.rate_per_s));
+        m.capacity_per_pod
+            .get_or_create(&labels)
+            .set(d.capacity_per_s.unwrap_or(0.0));
+        m.decisions
+            .get_or_create(&ActionLabels {
+                action: d.action.label().into(),
+            })
+            .inc();
+        let span = tracing::info_span!("decide", scaled_object = %object);
+        let _guard = span.enter();
+        if previous != i64::from(d.replicas) {
+            tracing::info!(
+                desired = d.replicas,
+                need = d.need,
+                lag = obs.lag,
+                inbound_rate = obs.inbound_rate_per_s,
+                rate_source = obs.rate_source.label(),
+                reason = %d.reason,
+                "decision"
+            );
+        } else {
+            tracing::debug!(desired = d.replicas, need = d.need, lag = obs.lag, reason = %d.reason, "decision");
+        }
     }
 }

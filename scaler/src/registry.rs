@@ -11,12 +11,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use moka::future::Cache;
 
+use crate::answers::{Answers, gives_answer};
 use crate::clock::unix_now;
-use crate::config::{Config, WarmUp};
+use crate::config::Config;
 use crate::error::ScalerError;
 use crate::evaluate::{Evaluation, SampleWindow};
-use crate::metrics::{ActionLabels, Metrics, ObjectLabels};
-use crate::policy::RateSource;
+use crate::metrics::{Metrics, ObjectLabels};
 use crate::sampler::{Sampler, SourceKey};
 use crate::source::{OffsetQuery, SourceError, SourceFactory};
 use crate::trigger::{self, ClusterRef, TriggerError, TriggerSpec};
@@ -68,6 +68,8 @@ pub struct Entry {
     generation: u64,
     sampler: Arc<Sampler>,
     last: Mutex<Option<Answer>>,
+    /// What this trigger answered, for the replays.
+    answers: Mutex<Answers>,
 }
 
 impl Entry {
@@ -213,6 +215,7 @@ impl Registry {
             generation: current.generation,
             sampler,
             last: Mutex::new(None),
+            answers: Mutex::new(Answers::default()),
         });
         self.entries.insert(id, entry.clone()).await;
         self.evaluate_on_every_sample(&entry);
@@ -310,10 +313,18 @@ impl Registry {
             // A failed attempt: same newest sample, same decision.
             Some(last) => last.evaluation,
             None => {
+                let mut answers = entry.answers.lock().expect("answers lock poisoned");
                 let evaluation = Arc::new(
-                    evaluate_window(&entry.spec, &view.window)
+                    evaluate_window(&entry.spec, &view.window, &answers)
                         .expect("a window with a newest sample evaluates"),
                 );
+                let warm_up = self.current.load().config.sampling.warm_up;
+                answers.record(
+                    &evaluation,
+                    gives_answer(&evaluation, warm_up),
+                    view.window.keep_seconds(),
+                );
+                drop(answers);
                 self.record(entry, &evaluation);
                 evaluation
             }
@@ -331,7 +342,7 @@ impl Registry {
     pub async fn answer(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
         let evaluation = self.evaluate(entry).await?;
         let warm_up = self.current.load().config.sampling.warm_up;
-        if evaluation.answerable() || warm_up == WarmUp::Answer {
+        if gives_answer(&evaluation, warm_up) {
             Ok(evaluation)
         } else {
             Err(ScalerError::WarmingUp {
@@ -341,50 +352,8 @@ impl Registry {
     }
 
     fn record(&self, entry: &Entry, evaluation: &Evaluation) {
-        let labels = entry.labels.clone();
-        let d = &evaluation.decision;
-        let obs = &evaluation.observation;
-        let m = &self.metrics;
-        let previous = m
-            .desired_replicas
-            .get_or_create(&labels)
-            .set(i64::from(d.replicas));
-        m.lag_messages.get_or_create(&labels).set(obs.lag as i64);
-        m.inbound_rate
-            .get_or_create(&labels)
-            .set(obs.inbound_rate_per_s.unwrap_or(0.0));
-        m.rate_from_offsets
-            .get_or_create(&labels)
-            .set(i64::from(obs.rate_source != RateSource::Prometheus));
-        m.pods_needed_beyond_partitions
-            .get_or_create(&labels)
-            .set(d.partition_limit.map_or(0, |l| i64::from(l.pods_needed)));
-        m.hot_partition_rate
-            .get_or_create(&labels)
-            .set(d.hot_partition.as_ref().map_or(0.0, |h| h.rate_per_s));
-        m.capacity_per_pod
-            .get_or_create(&labels)
-            .set(d.capacity_per_s.unwrap_or(0.0));
-        m.decisions
-            .get_or_create(&ActionLabels {
-                action: d.action.label().into(),
-            })
-            .inc();
-        let span = tracing::info_span!("decide", scaled_object = %entry.object);
-        let _guard = span.enter();
-        if previous != i64::from(d.replicas) {
-            tracing::info!(
-                desired = d.replicas,
-                need = d.need,
-                lag = obs.lag,
-                inbound_rate = obs.inbound_rate_per_s,
-                rate_source = obs.rate_source.label(),
-                reason = %d.reason,
-                "decision"
-            );
-        } else {
-            tracing::debug!(desired = d.replicas, need = d.need, lag = obs.lag, reason = %d.reason, "decision");
-        }
+        self.metrics
+            .record_decision(&entry.object, &entry.labels, evaluation);
     }
 
     /// The last evaluation of every live entry, by `namespace/name`; a
@@ -494,6 +463,10 @@ fn source_key(spec: &TriggerSpec, config: &Config) -> Result<SourceKey, ScalerEr
 
 /// A trigger's evaluation of a sampler's window: the server's path through
 /// [`crate::evaluate`], the same the simulator takes.
-pub fn evaluate_window(spec: &TriggerSpec, window: &SampleWindow) -> Option<Evaluation> {
-    window.evaluate(&spec.params, &spec.lag_rules)
+pub fn evaluate_window(
+    spec: &TriggerSpec,
+    window: &SampleWindow,
+    answers: &Answers,
+) -> Option<Evaluation> {
+    window.evaluate(&spec.params, &spec.lag_rules, answers)
 }

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lagrate::config::Config;
+use lagrate::answers::{Answers, gives_answer};
+use lagrate::config::{Config, WarmUp};
 use lagrate::evaluate::SampleWindow;
 use lagrate::registry::evaluate_window;
 use lagrate::signals::{PrometheusReading, Sample};
@@ -21,7 +22,7 @@ use proptest::prelude::*;
 /// The scenario's lagrate as a ScaledObject and a config would set it up.
 fn server_side(s: &Scenario) -> (trigger::TriggerSpec, SampleWindow) {
     let config = Config::parse(&format!(
-        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9092\"]\nsampling:\n  interval: {}ms\n  warmUp: answer\npolicies:\n  default:\n    podCapacity: {}\n    maxReplicas: {}\n    rebalance: {}\n",
+        "clusters:\n  main:\n    bootstrapServers: [\"127.0.0.1:9092\"]\nsampling:\n  interval: {}ms\npolicies:\n  default:\n    podCapacity: {}\n    maxReplicas: {}\n    rebalance: {}\n",
         (s.sample_seconds * 1000.0) as u64,
         s.pod_capacity,
         s.keda.max_replica_count,
@@ -106,10 +107,15 @@ proptest! {
     fn the_registry_and_the_simulator_evaluate_every_window_alike(samples in samples(2.0)) {
         let s = spike();
         let (spec, mut window) = server_side(&s);
+        let mut answers = Answers::default();
         let mut simulated = Lagrate::new_replica(&s);
         for sample in samples {
             window.push(Arc::new(sample.clone()));
-            let server = evaluate_window(&spec, &window);
+            // What the registry does with each sample.
+            let server = evaluate_window(&spec, &window, &answers);
+            if let Some(e) = &server {
+                answers.record(e, gives_answer(e, WarmUp::default()), window.keep_seconds());
+            }
             let sim = simulated.on_sample(sample).cloned();
             prop_assert_eq!(server, sim);
         }

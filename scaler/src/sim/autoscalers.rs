@@ -11,6 +11,7 @@ use super::hpa::{Behavior, Hpa};
 use super::keda::Keda;
 use super::scenario::Scenario;
 use super::world::{TOPIC, World};
+use crate::answers::{Answers, gives_answer};
 use crate::evaluate::{Evaluation, SampleWindow, window_seconds_for};
 use crate::policy::{Decision, Params, PartitionCap, PolicySettings};
 use crate::signals::{LagRules, OffsetReset, PrometheusReading, Sample};
@@ -168,6 +169,8 @@ pub struct Lagrate {
     /// Scaler restarts still to come, earliest last.
     restarts: Vec<f64>,
     warm_up: crate::config::WarmUp,
+    /// What it answered KEDA, for its replays.
+    answers: Answers,
     evaluation: Option<Evaluation>,
     changes: Vec<(f64, String)>,
 }
@@ -208,6 +211,7 @@ impl Lagrate {
             window,
             restarts,
             warm_up: s.warm_up,
+            answers: Answers::default(),
             evaluation: None,
             changes: Vec::new(),
         }
@@ -252,14 +256,15 @@ impl Lagrate {
     /// A sample lands: what the server's sampler and registry do with it.
     pub fn on_sample(&mut self, sample: Sample) -> Option<&Evaluation> {
         self.window.push(Arc::new(sample));
-        self.evaluation = self.window.evaluate(&self.params, &self.rules);
+        self.evaluation = self
+            .window
+            .evaluate(&self.params, &self.rules, &self.answers);
+        if let Some(e) = &self.evaluation {
+            let keep = self.window.keep_seconds();
+            self.answers.record(e, gives_answer(e, self.warm_up), keep);
+        }
         self.evaluation.as_ref()
     }
-}
-
-/// Whether the server would give this evaluation to KEDA.
-fn answers(warm_up: crate::config::WarmUp, e: &Evaluation) -> bool {
-    e.answerable() || warm_up == crate::config::WarmUp::Answer
 }
 
 /// The samples a scaler that has run since long before t = 0 holds at
@@ -306,6 +311,7 @@ impl Autoscaler for Lagrate {
         if self.restarts.last().is_some_and(|r| *r <= t) {
             self.restarts.pop();
             self.window.clear();
+            self.answers.clear();
         }
         let mut pushed = None;
         if t >= self.next_sample {
@@ -322,7 +328,7 @@ impl Autoscaler for Lagrate {
             let warm_up = self.warm_up;
             if let Some(e) = self.on_sample(sample) {
                 let d = &e.decision;
-                if Some(d.active) != was.map(|w| w.0) && answers(warm_up, e) {
+                if Some(d.active) != was.map(|w| w.0) && gives_answer(e, warm_up) {
                     pushed = Some(d.active);
                 }
                 if Some(d.replicas) != was.map(|w| w.1) {
@@ -339,7 +345,7 @@ impl Autoscaler for Lagrate {
         // A replica still warming up with no group size answers
         // Unavailable: KEDA keeps the activity as it is and the HPA holds.
         let (active, metrics) = match self.evaluation.as_ref() {
-            Some(e) if answers(self.warm_up, e) => (
+            Some(e) if gives_answer(e, self.warm_up) => (
                 e.decision.active,
                 vec![(f64::from(e.decision.replicas), 1.0)],
             ),
