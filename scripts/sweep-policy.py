@@ -3,11 +3,13 @@
 the worst case against ideal-reactive, and any KEDA variant that beats it on
 both pod-seconds and p99 wait.
 
-Classes: steps, periodic bursts, ramps, a hot partition, a scaler restart
-(two partition counts and rates each) and an hour of noise at a partition
-boundary (four seeds, two partition counts, started at the right size and
-at a third of it); each at five phases of the sampling and
-HPA sync grid (a prefix of 1/4/7/10/13 s), eager and cooperative.
+Classes: steps, periodic bursts with short and long idle gaps, ramps, a
+hot partition (steady, and falling after a peak), a scaler restart with and
+without a member count (two partition counts and rates each) and an hour of
+noise at a partition boundary (four seeds, two partition counts, started at
+the right size and at a third of it, with and without a member count); each
+at five phases of the sampling and HPA sync grid (a prefix of 1/4/7/10/13
+s), eager and cooperative.
 
     cargo build --release --bins && python3 scripts/sweep-policy.py
 """
@@ -22,6 +24,9 @@ classes={}
 for P,r in [(24,300),(48,600)]:
     classes[f"steps-P{P}-r{r}"]=(P,"",[(r,600),(8*r,900),(2*r,900),(r,600)])
     classes[f"bursts-P{P}-r{r}"]=(P,"",[(0,120),(5*r,60),(0,240),(5*r,60),(0,240),(5*r,60),(0,300)])
+    classes[f"bursts-long-P{P}-r{r}"]=(P,"",[(0,120),(5*r,60),(0,900),(5*r,60),(0,900),(5*r,60),(0,900)])
+    classes[f"hot-falls-P{P}-r{r}"]=(P,"hotPartitionShare: 0.15\n",[(r,300),(4*r,600),(r,1800)])
+    classes[f"restart-nomembers-P{P}-r{r}"]=(P,"scalerRestarts: [1230]\nmembersReported: false\n",[(r,300),(6*r,900),(2*r,1200)])
     classes[f"ramp-P{P}-r{r}"]=(P,"",[("ramp",r,10*r,900),(10*r,600),("ramp",10*r,r,600)])
     classes[f"hot-P{P}-r{r}"]=(P,"hotPartitionShare: 0.15\n",[(r,300),(4*r,1200),(r,600)])
     classes[f"restart-P{P}-r{r}"]=(P,"scalerRestarts: [900]\n",[(r,300),(6*r,900),(2*r,900)])
@@ -32,6 +37,7 @@ for seed in (1,2,3,42):
     for P,r,n in [(24,1000,12),(48,2000,24)]:
         classes[f"noise-right-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n}\n",[(r,3600)])
         classes[f"noise-wrong-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n//3}\n",[(r,3600)])
+        classes[f"noise-wrong-nomembers-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n//3}\nmembersReported: false\n",[(r,3600)])
 def body(name,P,extra,load,phase):
     t=f"name: {name}\npartitions: {P}\n{extra}load:\n"
     first=load[0]
@@ -72,3 +78,9 @@ print("runs",len(res))
 print("worst pod-seconds ratio lagrate/ideal-reactive:"); [print("  %.2f %s phase %ds %s actions %d rev %d"%w) for w in worst_pods[:6]]
 print("worst p99 ratio (p99+5s)/(ideal+5s):"); [print("  %.2f %s phase %ds %s lagrate %.1fs ideal %.1fs"%w) for w in worst_p99[:6]]
 print("KEDA dominates lagrate (both pods and p99 better by >2%%): %d"%len(dom)); [print("  ",d) for d in dom[:10]]
+# Noise classes: actions and reversals (goal: right start none, wrong start at most one reversal).
+noisy=[(j[0],j[4],j[5],rows["lagrate"]["scale_actions"],rows["lagrate"]["reversals"]) for j,rows,err in res if rows and j[0].startswith("noise")]
+right=max((n for n in noisy if "-right-" in n[0]),key=lambda n:n[3])
+wrong=max((n for n in noisy if "-wrong-" in n[0]),key=lambda n:n[4])
+print("noise started right, most actions: %d (%s phase %ds %s)"%(right[3],right[0],right[1],right[2]))
+print("noise started wrong, most reversals: %d (%s phase %ds %s)"%(wrong[4],wrong[0],wrong[1],wrong[2]))
