@@ -89,6 +89,22 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
     );
     restart.scaler_restarts = vec![1230.0];
     restart.members_reported = false;
+    // Pods that take 150 s to start and a group that rebalances in 20 s,
+    // where the policy is configured with 60 s each.
+    let mut slow_start = Scenario::with_defaults(
+        "slow-start",
+        24,
+        vec![
+            Segment::constant(200.0, 600.0),
+            Segment::constant(1500.0, 900.0),
+            Segment::constant(400.0, 900.0),
+            Segment::constant(1500.0, 900.0),
+            Segment::constant(200.0, 900.0),
+        ],
+    );
+    slow_start.startup_seconds = 150.0;
+    slow_start.rebalance_seconds = 20.0;
+    slow_start.rebalance = Rebalance::Eager;
     let daily = Scenario::with_defaults(
         "daily",
         48,
@@ -210,6 +226,11 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
             "hot-partition-falls",
             "24 partitions, 300 -> 1200 -> 300 msg/s, 20 % on partition 0: its backlog outlasts the peak",
             hot_falls,
+        ),
+        (
+            "slow-start",
+            "24 partitions, steps 200 -> 1500 -> 400 -> 1500 -> 200 msg/s; pods start in 150 s and rebalance in 20 s where the policy says 60 s each (eager)",
+            slow_start,
         ),
         (
             "restart",
