@@ -53,7 +53,7 @@ for name,(P,extra,load) in classes.items():
             jobs.append((name,P,extra,load,phase,mode))
 def run(j):
     name,P,extra,load,phase,mode=j
-    f=os.path.join(DIR,f"{name}-{phase}.yaml")
+    f=os.path.join(DIR,f"{name}-{phase}-{mode}.yaml")
     open(f,"w").write(body(name,P,extra,load,phase))
     out=subprocess.run([B,"simulate","--scenario",f,"--rebalance",mode,"--json"],capture_output=True,text=True)
     if out.returncode: return (j,None,out.stderr)
