@@ -434,6 +434,7 @@ pub(super) fn sized_need(
         source: obs.rate_source,
         headroom,
         backlog,
+        lag: obs.lag,
         drain_seconds: s.drain_seconds,
         capacity_per_s: capacity,
     };

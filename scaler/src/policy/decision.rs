@@ -96,7 +96,11 @@ pub enum Basis {
         rate_per_s: f64,
         source: RateSource,
         headroom: f64,
+        /// Backlog sized for: the lag beyond what the last change expected
+        /// to drain, plus the pause a change would add.
         backlog: f64,
+        /// The lag itself.
+        lag: f64,
         drain_seconds: f64,
         capacity_per_s: f64,
     },
@@ -134,14 +138,26 @@ impl fmt::Display for Basis {
                 source,
                 headroom,
                 backlog,
+                lag,
                 drain_seconds,
                 capacity_per_s,
-            } => write!(
-                f,
-                "rate {rate_per_s:.1}/s from {} x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
-                source.label(),
-                1.0 + headroom
-            ),
+            } => {
+                write!(
+                    f,
+                    "rate {rate_per_s:.1}/s from {} x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
+                    source.label(),
+                    1.0 + headroom
+                )?;
+                if backlog.round() < lag.round() {
+                    write!(
+                        f,
+                        "; lag {lag:.0}, the rest draining as the last change expected"
+                    )?;
+                } else if backlog.round() > lag.round() {
+                    write!(f, "; lag {lag:.0} and what a change's pause adds")?;
+                }
+                Ok(())
+            }
         }
     }
 }
