@@ -83,6 +83,7 @@ mod tests {
                 processing_rate_per_s: None,
                 hottest_partition: None,
                 hottest_share: None,
+                max_partition_lag: 0.0,
                 members: None,
                 window_full: true,
             },

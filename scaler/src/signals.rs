@@ -111,10 +111,12 @@ pub fn observe(
     let mut lag = 0i64;
     let mut activation_lag = 0i64;
     let mut partitions_with_lag = 0u32;
+    let mut max_partition_lag = 0i64;
     for (k, p) in now.offsets.partitions.iter().enumerate() {
         let before = previous.and_then(|s| find(&s.offsets, k, p));
         let (scaling, activation) = partition_lag(rules, p, before);
         lag += scaling;
+        max_partition_lag = max_partition_lag.max(scaling);
         activation_lag += activation;
         partitions_with_lag += u32::from(scaling > 0);
     }
@@ -236,6 +238,7 @@ pub fn observe(
         processing_rate_per_s: processing_rate,
         hottest_partition: hottest,
         hottest_share,
+        max_partition_lag: max_partition_lag as f64,
         members: now.offsets.members,
         window_full,
     }

@@ -147,7 +147,12 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     };
     let pods = bound(need.pods);
     let pods_up = bound(need_up.pods).max(pods);
-    let pods_down = bound(need_down.pods).max(pods);
+    let pods_down = bound(
+        need_down
+            .pods
+            .max(partition_drain_floor(params, obs, rate, capacity)),
+    )
+    .max(pods);
     let to_zero = idle_now && idle_for >= s.idle_seconds && s.min_replicas == 0;
     // Still climbing past the rate seen when the need fell: a ramp.
     let rising =
@@ -345,6 +350,40 @@ pub(super) fn projected_allowance(state: &State, now: f64) -> f64 {
     } else {
         (state.projected_backlog - state.projected_drain_per_s * (now - state.pause_until)).max(0.0)
     }
+}
+
+/// Fewest pods that keep the most lagged partition draining: its pod
+/// serves its other partitions' traffic first, so the more partitions per
+/// pod, the slower it drains. A scale-down may delay that drain by at most
+/// `drainSeconds` beyond what a pod of its own would take. Its own inbound
+/// rate is taken as the hottest partition's. 0 when nothing lags, the
+/// capacity is unknown, or even a pod of its own cannot drain it (no count
+/// helps it).
+fn partition_drain_floor(
+    params: &Params,
+    obs: &Observation,
+    rate: f64,
+    capacity: Option<f64>,
+) -> u32 {
+    let Some(c) = capacity.filter(|_| params.rate_aware) else {
+        return 0;
+    };
+    let p = obs.partitions.max(1);
+    let backlog = obs.max_partition_lag;
+    let share = hottest_share(obs);
+    let own_rate = rate * share;
+    if backlog <= 0.0 || p == 1 || own_rate >= c {
+        return 0;
+    }
+    let alone = backlog / (c - own_rate);
+    let needed = backlog / (alone + params.settings.drain_seconds);
+    let other_rate = rate * (1.0 - share) / f64::from(p - 1);
+    let most_partitions = if other_rate > 0.0 {
+        1 + ((c - own_rate - needed) / other_rate).floor().max(0.0) as u32
+    } else {
+        p
+    };
+    p.div_ceil(most_partitions.clamp(1, p))
 }
 
 /// Messages per second `pods` process when the load is spread evenly over

@@ -38,6 +38,7 @@ fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
         processing_rate_per_s: None,
         hottest_partition: None,
         hottest_share: None,
+        max_partition_lag: 0.0,
         members: None,
         window_full: true,
     }
@@ -381,4 +382,37 @@ fn a_step_seen_in_the_newest_interval_only_is_sized_once_a_sample_later() {
     let (next, _) = decide(&params, &held_again, &first, 604.0);
     assert_eq!(next.action, Action::ScaleUp);
     assert!(!state.confirming_step);
+}
+
+#[test]
+fn a_scale_down_delays_the_most_lagged_partition_by_at_most_drain_seconds() {
+    // 24 partitions at 300 msg/s, 15 % of it (45 msg/s) on the hottest and
+    // 11.1 msg/s on each other, 100 msg/s per pod, drainSeconds 60, 24
+    // pods, no rebalance pause. The lagged partition's pod serves its
+    // other partitions first: alone it drains at 55 msg/s, beside k - 1
+    // others at 55 - 11.1 (k - 1).
+    let mut params = rate_aware(100.0);
+    params.settings.rebalance_seconds = 0.0;
+    let twenty_four = State {
+        replicas: Some(24),
+        lower_since: Some(0.0),
+        rate_when_lower: 300.0,
+        ..State::default()
+    };
+    let with_lag = |partition_lag: f64| Observation {
+        hottest_share: Some(0.15),
+        max_partition_lag: partition_lag,
+        ..obs(0.0, 300.0, 24)
+    };
+    let answer =
+        |partition_lag: f64| decide(&params, &twenty_four, &with_lag(partition_lag), 1000.0).0;
+    let by_rate = answer(0.0).replicas;
+    assert!(by_rate <= 5, "the rate alone: {by_rate}");
+    // 6,000 waiting: 109 s alone, so at most 169 s: 35.5 msg/s, which a pod
+    // with one other partition still gives it: 12 pods.
+    assert_eq!(answer(6_000.0).replicas, 12);
+    // 30,000 waiting: 545 s alone, at most 605 s: 49.6 msg/s, only a pod of
+    // its own gives that: all 24 stay.
+    let held = answer(30_000.0);
+    assert_eq!(held.replicas, 24, "{}", held.reason);
 }

@@ -71,6 +71,9 @@ pub struct Observation {
     /// The fastest partition's share of the inbound rate over the short
     /// window (from offsets); None before two samples or with no traffic.
     pub hottest_share: Option<f64>,
+    /// The largest lag of one partition: one pod drains it, at the share of
+    /// its capacity the partitions it owns leave.
+    pub max_partition_lag: f64,
     /// Consumer group members, when the broker reports them.
     pub members: Option<u32>,
     /// Whether a full window of history exists (false right after a start).

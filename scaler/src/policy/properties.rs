@@ -59,6 +59,7 @@ fn observation(lag: f64, rate: f64, partitions: u32, window_full: bool) -> Obser
         processing_rate_per_s: Some(rate),
         hottest_partition: None,
         hottest_share: None,
+        max_partition_lag: 0.0,
         members: None,
         window_full,
     }
