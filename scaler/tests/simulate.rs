@@ -142,8 +142,6 @@ fn reference_profile_is_capacity_bound_and_lagrate_leaves_the_smallest_backlog_a
 /// On the feasible built-in load steps, spikes, flash crowds and a skewed
 /// topic no KEDA configuration beats lagrate on both cost and waiting, and
 /// lagrate stays within 1.15x of the ideal-reactive reference on both.
-/// (Noise that crosses a partition boundary is a known limit: README,
-/// "Known limits".)
 #[test]
 fn lagrate_is_not_dominated_by_keda_and_is_near_ideal_on_feasible_scenarios() {
     for scenario in ["steps", "spike", "flash-crowd", "skewed"] {
