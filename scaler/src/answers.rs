@@ -52,52 +52,25 @@ impl Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Action, Basis, Decision, Observation, RateSource, Reason, State};
+    use crate::policy::{Observation, Params, PartitionCap, PolicySettings, State, decide};
 
+    /// An evaluation of the sample at `t` that answered `replicas`.
     fn answered(t: f64, replicas: u32) -> Evaluation {
-        let reason = Reason {
-            action: Action::Steady,
-            from: replicas,
-            to: replicas,
-            basis: Basis::Lag {
-                lag: 0.0,
-                lag_threshold: 1.0,
-            },
-            partition_limit: None,
-            elapsed_seconds: 0.0,
-            window: 0.0,
-            paused_target: None,
+        let params = Params {
+            settings: PolicySettings::default(),
+            lag_threshold: 1.0,
+            activation_lag_threshold: 0.0,
+            cap: PartitionCap::Partitions,
+            rate_aware: false,
         };
+        let observation = Observation::steady(0.0, 0.0, 1);
+        let (mut decision, state) = decide(&params, &State::default(), &observation, t);
+        decision.replicas = replicas;
         Evaluation {
             sample_time: t,
-            observation: Observation {
-                lag: 0.0,
-                activation_lag: 0.0,
-                partitions: 1,
-                partitions_with_lag: 0,
-                inbound_rate_per_s: None,
-                steady_rate_per_s: None,
-                unconfirmed_step_per_s: None,
-                rate_uncertainty_per_s: None,
-                rate_source: RateSource::Offsets,
-                processing_rate_per_s: None,
-                hottest_partition: None,
-                hottest_share: None,
-                max_partition_lag: 0.0,
-                members: None,
-                window_full: true,
-            },
-            decision: Decision {
-                replicas,
-                need: replicas,
-                active: true,
-                action: Action::Steady,
-                reason,
-                partition_limit: None,
-                hot_partition: None,
-                capacity_per_s: None,
-            },
-            state: State::default(),
+            observation,
+            decision,
+            state,
         }
     }
 

@@ -423,28 +423,8 @@ mod tests {
         // A step to 400 msg/s that a keeping-up group consumes, then
         // nothing; windows of a few seconds, so that epochs turn over while
         // the short rate window still holds the step. No member count.
-        let settings = PolicySettings {
-            pod_capacity: Some(100.0),
-            settle_seconds: 3.0,
-            scale_down_stabilization_seconds: 6.0,
-            idle_seconds: 4.0,
-            drain_seconds: 6.0,
-            startup_seconds: 2.0,
-            rebalance_seconds: 3.0,
-            ..PolicySettings::default()
-        };
-        let params = Params {
-            settings,
-            lag_threshold: 500.0,
-            activation_lag_threshold: 0.0,
-            cap: crate::policy::PartitionCap::Partitions,
-            rate_aware: true,
-        };
-        let rules = LagRules {
-            offset_reset: crate::signals::OffsetReset::Latest,
-            scale_to_zero_on_invalid_offset: false,
-            exclude_persistent_lag: false,
-        };
+        let (mut params, rules) = short_windows();
+        params.cap = crate::policy::PartitionCap::Partitions;
         let mut w = SampleWindow::new(window_seconds_for(&params.settings, 1.0));
         let mut offset = 0i64;
         let mut answers = Vec::new();

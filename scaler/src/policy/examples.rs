@@ -25,23 +25,7 @@ fn rate_aware(pod_capacity: f64) -> Params {
 }
 
 fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
-    Observation {
-        lag,
-        activation_lag: lag,
-        partitions,
-        partitions_with_lag: partitions,
-        inbound_rate_per_s: Some(rate),
-        steady_rate_per_s: Some(rate),
-        unconfirmed_step_per_s: None,
-        rate_uncertainty_per_s: None,
-        rate_source: RateSource::Offsets,
-        processing_rate_per_s: None,
-        hottest_partition: None,
-        hottest_share: None,
-        max_partition_lag: 0.0,
-        members: None,
-        window_full: true,
-    }
+    Observation::steady(lag, rate, partitions)
 }
 
 #[test]

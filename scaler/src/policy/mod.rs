@@ -24,6 +24,7 @@ mod observation;
 pub mod partitions;
 mod pause;
 mod settings;
+mod sizing;
 
 pub use decide::State;
 pub(crate) use decide::decide;

@@ -79,3 +79,29 @@ pub struct Observation {
     /// Whether a full window of history exists (false right after a start).
     pub window_full: bool,
 }
+
+#[cfg(test)]
+impl Observation {
+    /// A group at `lag` on `partitions` partitions, every one of them
+    /// lagging, with a steady inbound `rate` from offsets and nothing else
+    /// known; a full window.
+    pub(crate) fn steady(lag: f64, rate: f64, partitions: u32) -> Self {
+        Observation {
+            lag,
+            activation_lag: lag,
+            partitions,
+            partitions_with_lag: partitions,
+            inbound_rate_per_s: Some(rate),
+            steady_rate_per_s: Some(rate),
+            unconfirmed_step_per_s: None,
+            rate_uncertainty_per_s: None,
+            rate_source: RateSource::Offsets,
+            processing_rate_per_s: None,
+            hottest_partition: None,
+            hottest_share: None,
+            max_partition_lag: 0.0,
+            members: None,
+            window_full: true,
+        }
+    }
+}

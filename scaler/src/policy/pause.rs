@@ -2,9 +2,10 @@
 //! backlog its pause leaves, the projection a change records, the price a
 //! scale-down must afford, and a change seen in the group but not asked for.
 
-use super::decide::{Need, State, effective_capacity, projected_allowance, sized_need};
+use super::decide::{State, projected_allowance};
 use super::observation::Observation;
 use super::settings::{Params, PolicySettings};
+use super::sizing::{Need, effective_capacity, sized_need};
 
 /// The group was seen to change to `members` pods without this replay
 /// having asked for it (the answer of a replay that began earlier, or an

@@ -1,6 +1,6 @@
 //! Invariants of the policy, over arbitrary parameters and observations.
 
-use super::{Action, Observation, Params, PartitionCap, PolicySettings, RateSource, State, decide};
+use super::{Action, Observation, Params, PartitionCap, PolicySettings, State, decide};
 use proptest::prelude::*;
 
 fn params() -> impl Strategy<Value = Params> {
@@ -47,21 +47,10 @@ fn params() -> impl Strategy<Value = Params> {
 
 fn observation(lag: f64, rate: f64, partitions: u32, window_full: bool) -> Observation {
     Observation {
-        unconfirmed_step_per_s: None,
-        lag,
-        activation_lag: lag,
-        partitions,
         partitions_with_lag: if lag > 0.0 { partitions } else { 0 },
-        inbound_rate_per_s: Some(rate),
-        steady_rate_per_s: Some(rate),
-        rate_uncertainty_per_s: None,
-        rate_source: RateSource::Offsets,
         processing_rate_per_s: Some(rate),
-        hottest_partition: None,
-        hottest_share: None,
-        max_partition_lag: 0.0,
-        members: None,
         window_full,
+        ..Observation::steady(lag, rate, partitions)
     }
 }
 

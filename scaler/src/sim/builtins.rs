@@ -23,35 +23,27 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
         ],
     );
     skewed.hot_partition_share = Some(0.1);
-    let mut noisy = Scenario::with_defaults("noise", 24, vec![Segment::constant(1000.0, 3600.0)]);
-    noisy.noise = 0.2;
-    noisy.initial_replicas = Some(4);
+    // An hour at `rate` msg/s with +-20 % noise drawn every second, started
+    // at `start` pods.
+    let noise = |name: &str, partitions: u32, rate: f64, start: u32| {
+        let mut noisy =
+            Scenario::with_defaults(name, partitions, vec![Segment::constant(rate, 3600.0)]);
+        noisy.noise = 0.2;
+        noisy.initial_replicas = Some(start);
+        noisy
+    };
+    let noisy = noise("noise", 24, 1000.0, 4);
     // Started at the right size, on a partition boundary: 12 pods of 2
     // partitions serve 1000 msg/s with 10 % headroom and nothing to spare,
     // so the rate's noise alone crosses the boundary.
-    let mut boundary = Scenario::with_defaults(
-        "noise-boundary",
-        24,
-        vec![Segment::constant(1000.0, 3600.0)],
-    );
-    boundary.noise = 0.2;
-    boundary.initial_replicas = Some(12);
+    let mut boundary = noise("noise-boundary", 24, 1000.0, 12);
     boundary.rebalance = Rebalance::Eager;
     // The same noise on 48 partitions: from a third of its size, and at the
     // right 24 pods (2 partitions each, on the boundary).
-    let mut noisy_48 =
-        Scenario::with_defaults("noise-48", 48, vec![Segment::constant(2000.0, 3600.0)]);
-    noisy_48.noise = 0.2;
+    let mut noisy_48 = noise("noise-48", 48, 2000.0, 8);
     noisy_48.seed = 7;
-    noisy_48.initial_replicas = Some(8);
-    let mut boundary_48 = Scenario::with_defaults(
-        "noise-boundary-48",
-        48,
-        vec![Segment::constant(2000.0, 3600.0)],
-    );
-    boundary_48.noise = 0.2;
+    let mut boundary_48 = noise("noise-boundary-48", 48, 2000.0, 24);
     boundary_48.seed = 7;
-    boundary_48.initial_replicas = Some(24);
     boundary_48.rebalance = Rebalance::Eager;
     // Bursts of 1500 msg/s for a minute, idle between: short gaps (2 min)
     // and long ones (15 min).
@@ -63,8 +55,8 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
         }
         Scenario::with_defaults(name, 24, load)
     };
-    // A hot partition beyond a pod, then the load falls: the hot backlog
-    // drains on one pod whatever the count, so it holds no pods.
+    // A hot partition beyond a pod, then the load falls: its backlog
+    // outlasts the peak, and only the pod that owns it drains it.
     let mut hot_falls = Scenario::with_defaults(
         "hot-partition-falls",
         24,
