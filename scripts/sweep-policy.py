@@ -12,8 +12,16 @@ at five phases of the sampling and HPA sync grid (a prefix of 1/4/7/10/13
 s), eager and cooperative.
 
     cargo build --release --bins && python3 scripts/sweep-policy.py
+
+With --random N (and --seed S), runs N random scenarios of each class
+instead: noise (started right or wrong, with and without a member count),
+steps, bursts (with or without a base rate), ramps, a hot partition,
+restarts and daily curves, on 6 to 64 partitions at rates up to 80 % of
+what one pod per partition serves, at a random phase and rebalance mode.
+
+    python3 scripts/sweep-policy.py --random 30 --seed 11
 """
-import json, os, shutil, subprocess, tempfile
+import argparse, json, os, random, shutil, subprocess, tempfile
 from concurrent.futures import ThreadPoolExecutor
 ROOT=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B=os.environ.get("LAGRATE_BIN", os.path.join(ROOT,"target","release","lagrate"))
@@ -46,15 +54,65 @@ def body(name,P,extra,load,phase):
     for L in load:
         t+= ramp(L[1],L[2],L[3]) if L[0]=="ramp" else seg(L[0],L[1])
     return t
+def sine(b,a,p,s): return "  - { sine: { base: %g, amplitude: %g, periodSeconds: %g }, seconds: %g }\n"%(b,a,p,s)
+def random_scenario(rng,cls,i):
+    """One scenario of class `cls`: (name, mode, YAML text)."""
+    P=rng.choice([6,8,12,16,24,32,48,64]); top=P*100.0*0.8
+    phase=rng.uniform(0.5,15); extra=""
+    if cls=="noise":
+        r=rng.uniform(0.1,0.8)*top; right=rng.random()<0.5
+        extra=f"noise: {rng.choice([0.05,0.1,0.2,0.3])}\nseed: {rng.randrange(1000)}\n"
+        if not right: extra+=f"initialReplicas: {max(1,int(r/100/rng.uniform(1.5,4)))}\n"
+        if rng.random()<0.3: extra+="membersReported: false\n"
+        load=seg(r,phase)+seg(r,3600); cls+="-right" if right else "-wrong"
+    elif cls=="steps":
+        r=rng.uniform(0.05,0.2)*top; load=seg(r,phase)
+        for _ in range(rng.randint(2,5)): load+=seg(rng.uniform(0.02,1.0)*top,rng.uniform(300,1200))
+        load+=seg(r,600)
+    elif cls=="bursts":
+        b=rng.uniform(0.2,1.0)*top; d=rng.uniform(20,180); gap=rng.uniform(60,1200)
+        base=rng.choice([0,0,rng.uniform(0,0.05)*top]); load=seg(base,phase+rng.uniform(30,200))
+        for _ in range(rng.randint(2,5)): load+=seg(b,d)+seg(base,gap)
+    elif cls=="ramp":
+        a=rng.uniform(0,0.1)*top; b=rng.uniform(0.3,1.0)*top
+        load=(seg(a,phase+120)+ramp(a,b,rng.uniform(120,1800))+seg(b,rng.uniform(120,900))
+              +ramp(b,a,rng.uniform(120,1800))+seg(a,600))
+    elif cls=="hot":
+        extra=f"hotPartitionShare: {rng.uniform(1.5/P,0.35):.3f}\n"
+        r=rng.uniform(0.05,0.2)*top
+        load=seg(r,phase+300)+seg(rng.uniform(0.2,0.7)*top,rng.uniform(300,1200))+seg(r,rng.uniform(600,1800))
+    elif cls=="restart":
+        hold=rng.uniform(300,900)
+        extra=f"scalerRestarts: [{300+hold*rng.uniform(0.1,1.5):.0f}]\n"
+        if rng.random()<0.5: extra+="membersReported: false\n"
+        load=(seg(rng.uniform(0.05,0.15)*top,phase+300)+seg(rng.uniform(0.3,0.8)*top,hold)
+              +seg(rng.uniform(0.1,0.3)*top,1200))
+    else:
+        b=rng.uniform(0.2,0.5)*top
+        extra=f"noise: {rng.choice([0,0.05,0.1])}\nseed: {rng.randrange(1000)}\n"
+        load=seg(b,phase)+sine(b,b*rng.uniform(0.3,0.9),rng.uniform(1800,7200),7200)
+    name=f"{cls}-{i}-P{P}"
+    return name,rng.choice(["eager","cooperative"]),f"name: {name}\npartitions: {P}\n{extra}load:\n{load}"
+ap=argparse.ArgumentParser(description="Sweep lagrate's policy; print the worst case against ideal-reactive.")
+ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per class instead of the fixed grid")
+ap.add_argument("--seed",type=int,default=11,help="seed of --random")
+args=ap.parse_args()
 jobs=[]
-for name,(P,extra,load) in classes.items():
-    for phase in (1,4,7,10,13):
-        for mode in ("eager","cooperative"):
-            jobs.append((name,P,extra,load,phase,mode))
+if args.random:
+    rng=random.Random(args.seed)
+    for cls in ("noise","steps","bursts","ramp","hot","restart","daily"):
+        for i in range(args.random):
+            name,mode,text=random_scenario(rng,cls,i)
+            jobs.append((name,text,0,mode))
+else:
+    for name,(P,extra,load) in classes.items():
+        for phase in (1,4,7,10,13):
+            for mode in ("eager","cooperative"):
+                jobs.append((name,body(name,P,extra,load,phase),phase,mode))
 def run(j):
-    name,P,extra,load,phase,mode=j
+    name,text,phase,mode=j
     f=os.path.join(DIR,f"{name}-{phase}-{mode}.yaml")
-    open(f,"w").write(body(name,P,extra,load,phase))
+    open(f,"w").write(text)
     out=subprocess.run([B,"simulate","--scenario",f,"--rebalance",mode,"--json"],capture_output=True,text=True)
     if out.returncode: return (j,None,out.stderr)
     rows={r["policy"]:r for r in json.loads(out.stdout)["rows"]}
@@ -67,20 +125,24 @@ for j,rows,err in res:
     L=rows["lagrate"]; I=rows["ideal-reactive"]
     pr=L["pod_seconds"]/max(I["pod_seconds"],1)
     p99=(L["p99_wait_s"]+5)/(I["p99_wait_s"]+5)
-    worst_pods.append((pr,j[0],j[4],j[5],L["scale_actions"],L["reversals"]))
-    worst_p99.append((p99,j[0],j[4],j[5],L["p99_wait_s"],I["p99_wait_s"]))
+    worst_pods.append((pr,j[0],j[2],j[3],L["scale_actions"],L["reversals"]))
+    worst_p99.append((p99,j[0],j[2],j[3],L["p99_wait_s"],I["p99_wait_s"]))
     for k in ("keda-lag","keda-lag-tuned","keda-lag-plus-rate"):
         K=rows[k]
         if K["pod_seconds"]<L["pod_seconds"]*0.98 and K["p99_wait_s"]<L["p99_wait_s"]*0.98:
-            dom.append((j[0],j[4],j[5],k,round(K["pod_seconds"]),round(L["pod_seconds"]),K["p99_wait_s"],L["p99_wait_s"]))
+            dom.append((j[0],j[2],j[3],k,round(K["pod_seconds"]),round(L["pod_seconds"]),K["p99_wait_s"],L["p99_wait_s"]))
 worst_pods.sort(reverse=True); worst_p99.sort(reverse=True)
 print("runs",len(res))
 print("worst pod-seconds ratio lagrate/ideal-reactive:"); [print("  %.2f %s phase %ds %s actions %d rev %d"%w) for w in worst_pods[:6]]
 print("worst p99 ratio (p99+5s)/(ideal+5s):"); [print("  %.2f %s phase %ds %s lagrate %.1fs ideal %.1fs"%w) for w in worst_p99[:6]]
 print("KEDA dominates lagrate (both pods and p99 better by >2%%): %d"%len(dom)); [print("  ",d) for d in dom[:10]]
 # Noise classes: actions and reversals (goal: right start none, wrong start at most one reversal).
-noisy=[(j[0],j[4],j[5],rows["lagrate"]["scale_actions"],rows["lagrate"]["reversals"]) for j,rows,err in res if rows and j[0].startswith("noise")]
-right=max((n for n in noisy if "-right-" in n[0]),key=lambda n:n[3])
-wrong=max((n for n in noisy if "-wrong-" in n[0]),key=lambda n:n[4])
-print("noise started right, most actions: %d (%s phase %ds %s)"%(right[3],right[0],right[1],right[2]))
-print("noise started wrong, most reversals: %d (%s phase %ds %s)"%(wrong[4],wrong[0],wrong[1],wrong[2]))
+noisy=[(j[0],j[2],j[3],rows["lagrate"]["scale_actions"],rows["lagrate"]["reversals"]) for j,rows,err in res if rows and j[0].startswith("noise")]
+right=max((n for n in noisy if "-right-" in n[0]),key=lambda n:n[3],default=None)
+wrong=max((n for n in noisy if "-wrong-" in n[0]),key=lambda n:n[4],default=None)
+if right: print("noise started right, most actions: %d (%s phase %ds %s)"%(right[3],right[0],right[1],right[2]))
+if wrong: print("noise started wrong, most reversals: %d (%s phase %ds %s)"%(wrong[4],wrong[0],wrong[1],wrong[2]))
+over=sorted(((max(p[0],q[0]),p[1],p[2],p[3]) for p,q in zip(sorted(worst_pods,key=lambda w:(w[1],w[2],w[3])),sorted(worst_p99,key=lambda w:(w[1],w[2],w[3])))),reverse=True)
+print("runs beyond 1.15x ideal-reactive on pod-seconds or p99: %d of %d"%(sum(1 for o in over if o[0]>1.15),len(over)))
+for o in over[:12]:
+    if o[0]>1.15: print("  %.2f %s phase %ds %s"%o)

@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::answers::Answers;
 use crate::policy::{Action, Decision, Observation, Params, PolicySettings, State, adopt, decide};
 use crate::signals::{LagRules, SHORT_RATE_WINDOW_S, Sample, observe};
+use crate::traffic::Shape;
 
 /// History a sampler keeps for policies whose longest look-back is
 /// `longest_history_s`: three of them (the replay starts a warm-up history
@@ -49,6 +50,8 @@ pub fn window_seconds_for(settings: &PolicySettings, interval_s: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct SampleWindow {
     samples: Vec<Arc<Sample>>,
+    /// Each sample's traffic shape, computed once as it joins.
+    shapes: Vec<Shape>,
     started_at: Option<f64>,
     keep_seconds: f64,
 }
@@ -57,6 +60,7 @@ impl SampleWindow {
     pub fn new(keep_seconds: f64) -> Self {
         Self {
             samples: Vec::new(),
+            shapes: Vec::new(),
             started_at: None,
             keep_seconds,
         }
@@ -66,15 +70,19 @@ impl SampleWindow {
     pub fn push(&mut self, sample: Arc<Sample>) {
         let t = sample.t;
         self.started_at.get_or_insert(t);
+        let shape = Shape::next(&self.samples, &self.shapes, &sample);
         self.samples.push(sample);
+        self.shapes.push(shape);
         let oldest = t - self.keep_seconds;
         let expired = self.samples.iter().take_while(|s| s.t < oldest).count();
         self.samples.drain(..expired);
+        self.shapes.drain(..expired);
     }
 
     /// Forgets everything, as a scaler replica that has just started.
     pub fn clear(&mut self) {
         self.samples.clear();
+        self.shapes.clear();
         self.started_at = None;
     }
 
@@ -107,6 +115,7 @@ impl SampleWindow {
             params,
             rules,
             &self.samples,
+            &self.shapes,
             self.started_at.unwrap_or(f64::NEG_INFINITY),
             answers,
         )
@@ -137,15 +146,16 @@ impl Evaluation {
     }
 }
 
-/// Replays the policy over `samples` (oldest first) from the start of the
-/// newest sample's epoch, from a fresh state seeded with the group's
-/// observed size, and returns the evaluation of the newest sample; None
+/// Replays the policy over `samples` (oldest first; `shapes` aligned with
+/// them) from the start of the newest sample's epoch, from a fresh state
+/// seeded with the group's observed size, and returns the evaluation of the newest sample; None
 /// when there is no sample. A sample counts as having a full window behind
 /// it once `started_at` lies the policy's cold-start history before it.
 pub fn evaluate(
     params: &Params,
     rules: &LagRules,
     samples: &[Arc<Sample>],
+    shapes: &[Shape],
     started_at: f64,
     answers: &Answers,
 ) -> Option<Evaluation> {
@@ -178,7 +188,7 @@ pub fn evaluate(
     for i in first..samples.len() {
         let sample = &samples[i];
         let window_full = sample.t - started_at >= history;
-        let observation = observe(rules, samples, i, window_full);
+        let observation = observe(rules, samples, shapes, i, window_full);
         let (decision, mut next) = decide(params, &state, &observation, sample.t);
         let size_now = size(sample);
         if sample.t < warm_up_end

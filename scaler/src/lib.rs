@@ -34,4 +34,5 @@ pub mod signals;
 pub mod sim;
 pub mod source;
 pub mod tls;
+pub mod traffic;
 pub mod trigger;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::policy::{HotPartition, Observation, RateSource};
 use crate::source::{OffsetSnapshot, PartitionOffsets};
+use crate::traffic::{Shape, produced, rate};
 
 /// How a partition without a committed offset counts (KEDA's rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -91,18 +92,12 @@ fn find<'a>(
     }
 }
 
-fn rate(later: f64, earlier: f64, dt: f64) -> f64 {
-    if dt > 0.0 {
-        ((later - earlier) / dt).max(0.0)
-    } else {
-        0.0
-    }
-}
-
-/// The observation at `samples[i]`, looking back over earlier samples.
+/// The observation at `samples[i]`, looking back over earlier samples
+/// (`shapes`: each sample's traffic shape, aligned with `samples`).
 pub fn observe(
     rules: &LagRules,
     samples: &[Arc<Sample>],
+    shapes: &[Shape],
     i: usize,
     window_full: bool,
 ) -> Observation {
@@ -127,13 +122,7 @@ pub fn observe(
         .iter()
         .rposition(|s| now.t - s.t >= SHORT_RATE_WINDOW_S)
         .or(i.checked_sub(1));
-    let sum_high = |s: &Sample| {
-        s.offsets
-            .partitions
-            .iter()
-            .map(|p| p.high_watermark as f64)
-            .sum::<f64>()
-    };
+    let sum_high = produced;
     let sum_committed = |s: &Sample| {
         s.offsets
             .partitions
@@ -142,17 +131,17 @@ pub fn observe(
             .map(|c| c as f64)
             .sum::<f64>()
     };
-    let (offsets_rate, processing_rate, hottest, hottest_share, uncertainty) =
+    let (offsets_rate, processing_rate, hottest, hottest_share, uncertainty, climb) =
         match (base, previous) {
             (Some(b), Some(prev)) => {
                 let base = &samples[b];
                 let dt = now.t - base.t;
                 let short = rate(sum_high(now), sum_high(base), dt);
-                let uncertainty = standard_error(
-                    samples[b..=i]
-                        .windows(2)
-                        .map(|w| rate(sum_high(&w[1]), sum_high(&w[0]), w[1].t - w[0].t)),
-                );
+                // Noise is measured over a longer span than the mean it
+                // blurs: a few intervals cannot tell their own spread.
+                let shape = &shapes[i];
+                let uncertainty = shape.spread.map(|sigma| sigma / ((i - b) as f64).sqrt());
+                let climb = shape.climb;
                 // The rate of the newest interval sees a step first; confirmed by
                 // the interval before it, one noisy interval cannot move it.
                 let newest_alone = rate(sum_high(now), sum_high(prev), now.t - prev.t);
@@ -204,9 +193,10 @@ pub fn observe(
                     hottest,
                     share,
                     uncertainty,
+                    climb,
                 )
             }
-            _ => (None, None, None, None, None),
+            _ => (None, None, None, None, None, None),
         };
     let steady_offsets_rate = offsets_rate.map(|(_, short, _)| short);
     let unconfirmed_step_per_s = offsets_rate.and_then(|(_, _, step)| step);
@@ -229,6 +219,7 @@ pub fn observe(
         unconfirmed_step_per_s: unconfirmed_step_per_s
             .filter(|_| rate_source != RateSource::Prometheus),
         rate_uncertainty_per_s: uncertainty,
+        rate_climb_per_s2: climb,
         lag: lag as f64,
         activation_lag: activation_lag as f64,
         partitions: now.offsets.partitions.len() as u32,
@@ -239,27 +230,16 @@ pub fn observe(
         hottest_partition: hottest,
         hottest_share,
         max_partition_lag: max_partition_lag as f64,
+        idle_gap_s: shapes[i].idle_gap_s,
         members: now.offsets.members,
         window_full,
     }
 }
 
-/// Standard error of the mean of `rates` (sample standard deviation over
-/// the square root of their count); None below three values.
-fn standard_error(rates: impl Iterator<Item = f64>) -> Option<f64> {
-    let rates: Vec<f64> = rates.collect();
-    let n = rates.len();
-    if n < 3 {
-        return None;
-    }
-    let mean = rates.iter().sum::<f64>() / n as f64;
-    let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    Some((variance / n as f64).sqrt())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::shapes;
 
     fn part(partition: i32, high: i64, committed: Option<i64>) -> PartitionOffsets {
         PartitionOffsets {
@@ -344,13 +324,13 @@ mod tests {
             at(20.0, 10100, 200),
         ];
         let rules = rules(OffsetReset::Latest);
-        let first = observe(&rules, &samples, 3, true);
+        let first = observe(&rules, &samples, &shapes(&samples), 3, true);
         assert_eq!(
             first.inbound_rate_per_s,
             Some(340.0),
             "one interval: the 15 s window"
         );
-        let second = observe(&rules, &samples, 4, true);
+        let second = observe(&rules, &samples, &shapes(&samples), 4, true);
         assert_eq!(
             second.inbound_rate_per_s,
             Some(1000.0),
@@ -368,7 +348,7 @@ mod tests {
             at(15.0, 1550, 0),
         ];
         assert_eq!(
-            observe(&rules, &noisy, 3, true).inbound_rate_per_s,
+            observe(&rules, &noisy, &shapes(&noisy), 3, true).inbound_rate_per_s,
             Some(1550.0 / 15.0)
         );
     }
@@ -383,7 +363,13 @@ mod tests {
                 PrometheusReading::Rate(7.0),
             ),
         ];
-        let obs = observe(&rules(OffsetReset::Latest), &samples, 1, true);
+        let obs = observe(
+            &rules(OffsetReset::Latest),
+            &samples,
+            &shapes(&samples),
+            1,
+            true,
+        );
         assert_eq!(
             (obs.inbound_rate_per_s, obs.rate_source),
             (Some(7.0), RateSource::Prometheus)
@@ -400,7 +386,13 @@ mod tests {
                 PrometheusReading::Unavailable,
             ),
         ];
-        let obs = observe(&rules(OffsetReset::Latest), &samples, 1, true);
+        let obs = observe(
+            &rules(OffsetReset::Latest),
+            &samples,
+            &shapes(&samples),
+            1,
+            true,
+        );
         assert_eq!(
             (obs.inbound_rate_per_s, obs.rate_source),
             (Some(2.0), RateSource::OffsetsPrometheusDown)

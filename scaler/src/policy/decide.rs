@@ -4,11 +4,13 @@
 
 use serde::Serialize;
 
-use super::decision::{Action, Decision, Reason};
+use super::decision::{Action, Basis, Climb, Decision, Reason};
 use super::observation::Observation;
 use super::pause::{price_scale_down, project_pause, rebalance_backlog};
 use super::settings::{Params, PolicySettings};
-use super::sizing::{effective_capacity, lag_need, partition_drain_floor, rate_need};
+use crate::traffic::NOISE_STANDARD_ERRORS;
+
+use super::sizing::{Need, effective_capacity, lag_need, partition_drain_floor, rate_need};
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
 const IDLE_RATE_PER_S: f64 = 1e-3;
@@ -55,8 +57,6 @@ pub struct State {
 /// Backlog (seconds of the inbound rate) a group that keeps up still shows:
 /// batches in flight.
 const KEEP_UP_BACKLOG_SECONDS: f64 = 5.0;
-/// How many standard errors of the rate estimate count as noise.
-const NOISE_STANDARD_ERRORS: f64 = 2.0;
 
 /// Decides the desired replicas at time `now` (seconds on any fixed clock).
 pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (Decision, State) {
@@ -72,6 +72,9 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         None
     };
     let idle_for = next.idle_since.map_or(0.0, |since| now - since);
+    // Bursts apart by more than the idle window: a pod kept warm would idle
+    // out before the next one, and pay the cold start anyway.
+    let gap_outlasts_idle = obs.idle_gap_s.is_some_and(|gap| gap >= s.idle_seconds);
 
     // Decide with what was known before this sample; learn from it for the next.
     let capacity = s.pod_capacity.or(state.learned_capacity_per_s);
@@ -96,20 +99,34 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // justify a scale-up), `need_up` (a scale-up is sized once, for the step
     // and for its own pause), `need_down` (the whole backlog: no pods go
     // while it still needs them).
+    // On a steady climb the need is sized for the rate when a scale-up's
+    // pods will consume (after start-up and rebalance), not the rate now.
+    let climb = obs.rate_climb_per_s2.map(|per_s2| Climb {
+        per_s2,
+        lead_seconds: s.startup_seconds + s.rebalance_seconds,
+    });
+    let rate_ahead = rate + climb.map_or(0.0, |c| c.per_s2 * c.lead_seconds);
+    let ahead = |mut need: Need| {
+        if let Basis::Rate { climb: shown, .. } = &mut need.basis {
+            *shown = climb;
+        }
+        need
+    };
     let (need, need_up, need_down) = match capacity {
         Some(c) if !lag_sized => {
-            let need = rate_need(params, obs, rate, excess_backlog, c);
+            let need = ahead(rate_need(params, obs, rate_ahead, excess_backlog, c));
             let up = if need.pods > current {
                 rate_need(
                     params,
                     obs,
-                    rate,
+                    rate_ahead,
                     excess_backlog + pause_backlog(c, need.pods),
                     c,
                 )
             } else {
-                rate_need(params, obs, rate, excess_backlog, c)
+                rate_need(params, obs, rate_ahead, excess_backlog, c)
             };
+            let up = ahead(up);
             (need, up, rate_need(params, obs, steady_rate, obs.lag, c))
         }
         // Lag-only sizing counts the whole backlog; the settle rule below
@@ -128,7 +145,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         let Some(c) = capacity else { return false };
         let noise = NOISE_STANDARD_ERRORS * obs.rate_uncertainty_per_s.unwrap_or(0.0);
         excess_backlog <= rate * KEEP_UP_BACKLOG_SECONDS
-            && rate_need(params, obs, (rate - noise).max(0.0), 0.0, c).pods <= current
+            && rate_need(params, obs, (rate_ahead - noise).max(0.0), 0.0, c).pods <= current
     };
     let bound = |n: u32| {
         let n = n.clamp(s.min_replicas, s.max_replicas);
@@ -147,6 +164,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     )
     .max(pods);
     let to_zero = idle_now && idle_for >= s.idle_seconds && s.min_replicas == 0;
+    let cold_at_once = idle_now && gap_outlasts_idle && s.min_replicas == 0;
     // Still climbing past the rate seen when the need fell: a ramp.
     let rising =
         state.lower_since.is_some() && steady_rate > state.rate_when_lower * (1.0 + RAMP_LEAD);
@@ -166,6 +184,9 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
             (current, Action::ColdStart)
         }
         Some(_) if to_zero => (0, Action::Idle),
+        Some(current) if cold_at_once && current > 0 && params.rate_aware => {
+            (0, Action::IdleGapOutlasts)
+        }
         Some(current) if pods > current => {
             if current > 0 && f64::from(pods) <= f64::from(current) * (1.0 + s.dead_band) {
                 (current, Action::DeadBand)
@@ -278,6 +299,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         ),
         Action::DeadBand => (0.0, s.dead_band),
         Action::IdleKeepOne | Action::Idle => (idle_for, s.idle_seconds),
+        Action::IdleGapOutlasts => (obs.idle_gap_s.unwrap_or(0.0), s.idle_seconds),
         _ => (0.0, 0.0),
     };
     // A scale-up is explained by the sizing it used (pause included).

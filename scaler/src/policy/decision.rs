@@ -33,6 +33,9 @@ pub enum Action {
     Stabilizing,
     IdleKeepOne,
     Idle,
+    /// Idle, and the gap before the last traffic outlasted the idle window:
+    /// a pod kept warm would idle out before the next burst.
+    IdleGapOutlasts,
 }
 
 impl Action {
@@ -53,6 +56,7 @@ impl Action {
             Action::Stabilizing => "stabilizing",
             Action::IdleKeepOne => "idle-keep-one",
             Action::Idle => "idle",
+            Action::IdleGapOutlasts => "idle-gap-outlasts",
         }
     }
 }
@@ -103,7 +107,17 @@ pub enum Basis {
         lag: f64,
         drain_seconds: f64,
         capacity_per_s: f64,
+        /// Set when `rate_per_s` is projected ahead on a steady climb.
+        climb: Option<Climb>,
     },
+}
+
+/// A rate projected ahead on a steady climb: `per_s2` msg/s per second
+/// over `lead_seconds` (start-up and rebalance: when new pods consume).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Climb {
+    pub per_s2: f64,
+    pub lead_seconds: f64,
 }
 
 /// Why a decision is what it is. Kept as numbers and rendered only when
@@ -141,11 +155,22 @@ impl fmt::Display for Basis {
                 lag,
                 drain_seconds,
                 capacity_per_s,
+                climb,
             } => {
+                write!(f, "rate {rate_per_s:.1}/s from {}", source.label())?;
+                if let Some(Climb {
+                    per_s2,
+                    lead_seconds,
+                }) = climb
+                {
+                    write!(
+                        f,
+                        " climbing {per_s2:.2}/s per second, as expected in {lead_seconds:.0}s when new pods consume,"
+                    )?;
+                }
                 write!(
                     f,
-                    "rate {rate_per_s:.1}/s from {} x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
-                    source.label(),
+                    " x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
                     1.0 + headroom
                 )?;
                 if backlog.round() < lag.round() {
@@ -219,6 +244,10 @@ impl fmt::Display for Reason {
                 "hold {to}: idle for {elapsed_seconds:.0}s of {window}s before scaling to zero"
             )?,
             Action::Idle => write!(f, "idle for {elapsed_seconds:.0}s: scale to zero")?,
+            Action::IdleGapOutlasts => write!(
+                f,
+                "idle: scale to zero now; the topic was idle {elapsed_seconds:.0}s before this traffic, longer than the {window:.0}s idle window, so a pod kept warm would idle out before the next burst"
+            )?,
         }
         if let Some(limit) = self.partition_limit {
             write!(

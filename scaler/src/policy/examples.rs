@@ -173,6 +173,63 @@ fn idle_topic_keeps_one_pod_for_the_idle_window_then_goes_to_zero() {
 }
 
 #[test]
+fn bursts_further_apart_than_the_idle_window_go_to_zero_once_drained() {
+    let p = rate_aware(100.0);
+    let (_, busy) = decide(&p, &State::default(), &obs(0.0, 300.0, 8), 0.0);
+    let quiet = |lag: f64, gap: Option<f64>| Observation {
+        idle_gap_s: gap,
+        ..obs(lag, 0.0, 8)
+    };
+    // The gap before this burst outlasted the 300 s idle window: a pod kept
+    // warm would idle out before the next one.
+    let d = decide(&p, &busy, &quiet(0.0, Some(400.0)), 100.0).0;
+    assert_eq!((d.replicas, d.action), (0, Action::IdleGapOutlasts));
+    assert!(
+        d.reason
+            .to_string()
+            .contains("idle 400s before this traffic")
+    );
+    // A shorter gap, or none seen: one pod waits out the idle window.
+    for gap in [Some(120.0), None] {
+        let d = decide(&p, &busy, &quiet(0.0, gap), 100.0).0;
+        assert_eq!((d.replicas, d.action), (1, Action::IdleKeepOne), "{gap:?}");
+    }
+    // Messages still waiting: not idle.
+    assert!(
+        decide(&p, &busy, &quiet(500.0, Some(400.0)), 100.0)
+            .0
+            .replicas
+            > 0
+    );
+}
+
+#[test]
+fn on_a_steady_climb_a_scale_up_is_sized_for_the_rate_when_its_pods_consume() {
+    // 8 pods of 100 msg/s on 48 partitions at 700 msg/s: enough now. Rising
+    // by 2 msg/s every second it will be 940 msg/s when pods started now
+    // consume (S + R = 120 s).
+    let p = rate_aware(100.0);
+    let eight = State {
+        replicas: Some(8),
+        ..State::default()
+    };
+    let level = decide(&p, &eight, &obs(0.0, 700.0, 48), 1000.0).0;
+    assert_eq!((level.replicas, level.action), (8, Action::Steady));
+    let climbing = Observation {
+        rate_climb_per_s2: Some(2.0),
+        ..obs(0.0, 700.0, 48)
+    };
+    let d = decide(&p, &eight, &climbing, 1000.0).0;
+    assert_eq!(d.action, Action::ScaleUp);
+    assert!(d.replicas >= 10, "940 msg/s needs 10 pods: {}", d.replicas);
+    let reason = d.reason.to_string();
+    assert!(
+        reason.contains("rate 940.0/s") && reason.contains("climbing 2.00/s per second"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
     let p = rate_aware(100.0);
     let (up, state) = decide(

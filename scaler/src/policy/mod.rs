@@ -28,7 +28,7 @@ mod sizing;
 
 pub use decide::State;
 pub(crate) use decide::decide;
-pub use decision::{Action, Basis, Decision, PartitionLimit, Reason};
+pub use decision::{Action, Basis, Climb, Decision, PartitionLimit, Reason};
 pub use observation::{HotPartition, Observation, RateSource};
 pub use partitions::partition_aware_pods;
 pub(crate) use pause::adopt;

@@ -59,10 +59,14 @@ pub struct Observation {
     /// fast rate (the interval before it does not confirm it yet): a
     /// scale-up sized now would be sized on a rate still catching up.
     pub unconfirmed_step_per_s: Option<f64>,
-    /// Standard error of the short-window rate, from the spread of its
-    /// sample intervals' rates: how far noise alone moves the estimate.
-    /// None with fewer than three intervals.
+    /// Standard error of the short-window rate, from the spread of single
+    /// intervals' rates over the last two minutes: how far noise alone
+    /// moves the estimate. None with fewer than three intervals.
     pub rate_uncertainty_per_s: Option<f64>,
+    /// A steady climb of the inbound rate (msg/s per second) over the last
+    /// two minutes, beyond what noise explains; None when the rate is
+    /// level, falling, stepping or too noisy to tell (and from Prometheus).
+    pub rate_climb_per_s2: Option<f64>,
     pub rate_source: RateSource,
     /// μ, committed offsets per second.
     pub processing_rate_per_s: Option<f64>,
@@ -74,6 +78,10 @@ pub struct Observation {
     /// The largest lag of one partition: one pod drains it, at the share of
     /// its capacity the partitions it owns leave.
     pub max_partition_lag: f64,
+    /// The most recent stretch without inbound traffic that has ended (the
+    /// gap before the traffic now or last seen), seconds, as far back as
+    /// the window shows: the gap the next burst is expected after.
+    pub idle_gap_s: Option<f64>,
     /// Consumer group members, when the broker reports them.
     pub members: Option<u32>,
     /// Whether a full window of history exists (false right after a start).
@@ -95,11 +103,13 @@ impl Observation {
             steady_rate_per_s: Some(rate),
             unconfirmed_step_per_s: None,
             rate_uncertainty_per_s: None,
+            rate_climb_per_s2: None,
             rate_source: RateSource::Offsets,
             processing_rate_per_s: None,
             hottest_partition: None,
             hottest_share: None,
             max_partition_lag: 0.0,
+            idle_gap_s: None,
             members: None,
             window_full: true,
         }

@@ -138,6 +138,7 @@ pub(super) fn sized_need(
         lag: obs.lag,
         drain_seconds: s.drain_seconds,
         capacity_per_s: capacity,
+        climb: None,
     };
     let unbounded = (demand / capacity).ceil() as u32;
     let Some(cap) = partition_cap(params, obs) else {

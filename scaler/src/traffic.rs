@@ -1,0 +1,283 @@
+//! The shape of a topic's traffic over the window, from its high
+//! watermarks: how noisy single sample intervals are, whether the rate is
+//! climbing steadily, and how long the last quiet stretch lasted.
+
+use std::sync::Arc;
+
+use crate::signals::Sample;
+
+/// The spread of single intervals' rates is measured over this span: long
+/// enough to tell noise from a few draws, short enough to follow a change
+/// of the traffic's character.
+pub const NOISE_WINDOW_S: f64 = 120.0;
+/// How many standard errors of a rate estimate count as noise. A steady
+/// topic shows some 240 independent short windows an hour: at 2 errors
+/// (2.3 % of windows) noise alone crosses a boundary several times an
+/// hour, at 4 (3 in 100,000) about once in 140 hours.
+pub const NOISE_STANDARD_ERRORS: f64 = 4.0;
+
+/// Messages per second between two counts `dt` seconds apart (0 when
+/// the count fell, as after a topic is recreated).
+pub(crate) fn rate(later: f64, earlier: f64, dt: f64) -> f64 {
+    if dt > 0.0 {
+        ((later - earlier) / dt).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// Messages produced to the sample's partitions so far (the sum of their
+/// high watermarks).
+pub(crate) fn produced(sample: &Sample) -> f64 {
+    sample
+        .offsets
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark as f64)
+        .sum()
+}
+
+/// What one sample shows of the traffic's shape, computed once when it
+/// joins the window (from the samples before it) and kept with it: every
+/// replay of every evaluation reads the same values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Shape {
+    /// Messages produced so far (the sum of the high watermarks).
+    pub produced: f64,
+    /// The spread of single intervals' rates over the noise window ending
+    /// at this sample; None below three intervals.
+    pub spread: Option<f64>,
+    /// A steady climb over that window (msg/s per second).
+    pub climb: Option<f64>,
+    /// Start of the quiet stretch under way; None while messages arrive.
+    quiet_since: Option<f64>,
+    /// The most recent stretch without inbound traffic that had ended by
+    /// this sample (from the last sample that saw messages arrive to the
+    /// next one that did), as far back as the window went: a window that
+    /// began quiet counts the stretch from its first sample.
+    pub idle_gap_s: Option<f64>,
+}
+
+impl Shape {
+    /// The shape at `sample`, after `earlier` samples (oldest first) whose
+    /// shapes are `shapes`.
+    pub fn next(earlier: &[Arc<Sample>], shapes: &[Shape], sample: &Sample) -> Shape {
+        let produced = produced(sample);
+        let (Some(before), Some(shape_before)) = (earlier.last(), shapes.last()) else {
+            return Shape {
+                produced,
+                quiet_since: Some(sample.t),
+                ..Shape::default()
+            };
+        };
+        let (mut quiet_since, mut idle_gap_s) = (shape_before.quiet_since, shape_before.idle_gap_s);
+        if produced > shape_before.produced {
+            if let Some(since) = quiet_since.take()
+                && before.t > since
+            {
+                idle_gap_s = Some(before.t - since);
+            }
+        } else if quiet_since.is_none() {
+            quiet_since = Some(before.t);
+        }
+        // The newest sample at least the noise window old, or the oldest.
+        let from = earlier
+            .iter()
+            .rposition(|s| sample.t - s.t >= NOISE_WINDOW_S)
+            .unwrap_or(0);
+        let highs: Vec<(f64, f64)> = earlier[from..]
+            .iter()
+            .zip(&shapes[from..])
+            .map(|(s, shape)| (s.t, shape.produced))
+            .chain(std::iter::once((sample.t, produced)))
+            .collect();
+        let interval_rates: Vec<f64> = highs
+            .windows(2)
+            .map(|w| rate(w[1].1, w[0].1, w[1].0 - w[0].0))
+            .collect();
+        let spread = interval_spread(&interval_rates);
+        Shape {
+            produced,
+            spread,
+            climb: spread.and_then(|sigma| climb(&highs, sigma)),
+            quiet_since,
+            idle_gap_s,
+        }
+    }
+}
+
+/// The shapes of `samples` (oldest first), each from those before it.
+pub fn shapes(samples: &[Arc<Sample>]) -> Vec<Shape> {
+    let mut shapes = Vec::with_capacity(samples.len());
+    for (i, sample) in samples.iter().enumerate() {
+        let shape = Shape::next(&samples[..i], &shapes, sample);
+        shapes.push(shape);
+    }
+    shapes
+}
+
+/// The spread (standard deviation) of single intervals' rates, measured
+/// robustly: from the median difference between neighbouring intervals,
+/// which a step moves only once and a ramp barely. None below three
+/// intervals.
+fn interval_spread(interval_rates: &[f64]) -> Option<f64> {
+    if interval_rates.len() < 3 {
+        return None;
+    }
+    let mut differences: Vec<f64> = interval_rates
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .collect();
+    differences.sort_by(f64::total_cmp);
+    let median = differences[differences.len() / 2];
+    // Two independent draws of spread σ differ by a median 0.954 σ
+    // (√2 × 0.6745) when normal, 1.02 σ when uniform.
+    Some(median / (std::f64::consts::SQRT_2 * 0.6745))
+}
+
+/// A steady climb of the inbound rate (msg/s per second) over `highs`
+/// (time, messages produced so far; the noise window): each of its four
+/// quarters' rates exceeds the one before by more than noise explains
+/// (`sigma`, one interval's spread) and by similar amounts. A step raises
+/// at most two quarters, so it is never taken for a climb. None otherwise,
+/// and before the window spans the noise window.
+fn climb(highs: &[(f64, f64)], sigma: f64) -> Option<f64> {
+    let (first, last) = (highs.first()?, highs.last()?);
+    let span = last.0 - first.0;
+    if span < 0.9 * NOISE_WINDOW_S || highs.len() < 9 {
+        return None;
+    }
+    let interval = span / (highs.len() - 1) as f64;
+    let quarter = span / 4.0;
+    let at = |t: f64| {
+        highs
+            .iter()
+            .rev()
+            .find(|h| h.0 <= t + 1e-9)
+            .unwrap_or(first)
+    };
+    let bounds: Vec<&(f64, f64)> = (0..=4)
+        .map(|k| at(first.0 + quarter * f64::from(k)))
+        .collect();
+    let rates: Vec<f64> = bounds
+        .windows(2)
+        .map(|w| rate(w[1].1, w[0].1, w[1].0 - w[0].0))
+        .collect();
+    let rises: Vec<f64> = rates.windows(2).map(|w| w[1] - w[0]).collect();
+    let (least, most) = rises
+        .iter()
+        .fold((f64::INFINITY, 0.0_f64), |(l, m), &r| (l.min(r), m.max(r)));
+    // The standard error of the difference of two quarters' means.
+    let noise = NOISE_STANDARD_ERRORS * sigma * (2.0 * interval / quarter).sqrt();
+    (least > noise && least >= 0.5 * most).then(|| (rates[3] - rates[0]) / (3.0 * quarter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::PrometheusReading;
+    use crate::source::{OffsetSnapshot, PartitionOffsets};
+
+    /// One partition sampled every 2 s for `seconds`, `rate(t)` msg/s
+    /// arriving over each interval.
+    fn produced_at(seconds: u32, rate: impl Fn(f64) -> f64) -> Vec<Arc<Sample>> {
+        let mut high = 0.0;
+        (0..=seconds / 2)
+            .map(|k| {
+                let t = f64::from(k * 2);
+                if k > 0 {
+                    high += 2.0 * rate(t - 1.0);
+                }
+                Arc::new(Sample {
+                    t,
+                    offsets: OffsetSnapshot {
+                        partitions: vec![PartitionOffsets {
+                            topic: Arc::from("t"),
+                            partition: 0,
+                            high_watermark: high as i64,
+                            committed: Some(high as i64),
+                        }],
+                        members: None,
+                    },
+                    prometheus: PrometheusReading::NotConfigured,
+                })
+            })
+            .collect()
+    }
+
+    fn newest(samples: &[Arc<Sample>]) -> Shape {
+        *shapes(samples).last().unwrap()
+    }
+
+    fn spread(samples: &[Arc<Sample>]) -> f64 {
+        newest(samples).spread.unwrap()
+    }
+
+    #[test]
+    fn noise_is_the_spread_of_single_intervals_and_a_step_is_not_noise() {
+        // 1000 msg/s, one interval in two 100 msg/s higher: neighbours
+        // always differ by 100, which reads as 100 / 0.954 = 105 msg/s
+        // (alternation is the worst case: the true spread is 50).
+        let alternating = produced_at(200, |t| {
+            1000.0
+                + if (t as u32 / 2).is_multiple_of(2) {
+                    100.0
+                } else {
+                    0.0
+                }
+        });
+        let sigma = spread(&alternating);
+        assert!((100.0..110.0).contains(&sigma), "{sigma}");
+        // A step from 1000 to 2000 msg/s 30 s ago is one difference of 60:
+        // it leaves no noise for a scale-up to hide behind.
+        let stepped = produced_at(200, |t| if t < 170.0 { 1000.0 } else { 2000.0 });
+        assert!(spread(&stepped) < 1.0);
+    }
+
+    #[test]
+    fn a_steady_climb_is_seen_and_a_step_or_noise_is_not() {
+        let seen = |samples: Vec<Arc<Sample>>| newest(&samples).climb;
+        // 100 msg/s rising by 2 msg/s every second.
+        let per_s2 = seen(produced_at(300, |t| 100.0 + 2.0 * t)).expect("a climb");
+        assert!((per_s2 - 2.0).abs() < 0.05, "{per_s2}");
+        // A step halfway through the last two minutes raises two quarters.
+        assert_eq!(
+            seen(produced_at(300, |t| if t < 240.0 { 100.0 } else { 500.0 })),
+            None
+        );
+        // Level, falling, and a climb that ended a minute ago.
+        assert_eq!(seen(produced_at(300, |_| 700.0)), None);
+        assert_eq!(seen(produced_at(300, |t| 900.0 - 2.0 * t)), None);
+        assert_eq!(seen(produced_at(300, |t| 100.0 + 2.0 * t.min(240.0))), None);
+        // +-30 % around a climb of 0.1 msg/s per second: too slow to tell.
+        let noisy = produced_at(300, |t| {
+            (100.0 + 0.1 * t)
+                * if (t as u32 / 2).is_multiple_of(2) {
+                    1.3
+                } else {
+                    0.7
+                }
+        });
+        assert_eq!(seen(noisy), None);
+        // Less than the noise window seen: no verdict.
+        assert_eq!(seen(produced_at(60, |t| 100.0 + 2.0 * t)), None);
+    }
+
+    #[test]
+    fn the_gap_before_the_traffic_is_the_last_quiet_stretch() {
+        // Quiet until 100 s, traffic to 160 s, quiet to 400 s, traffic.
+        let samples = produced_at(500, |t| {
+            if (100.0..160.0).contains(&t) || t >= 400.0 {
+                50.0
+            } else {
+                0.0
+            }
+        });
+        let shapes = shapes(&samples);
+        let at = |t: f64| shapes[(t / 2.0) as usize].idle_gap_s;
+        assert_eq!(at(50.0), None, "quiet since the window began, not ended");
+        assert_eq!(at(130.0), Some(100.0), "from the window's first sample");
+        assert_eq!(at(300.0), Some(100.0), "the stretch under way is not over");
+        assert_eq!(at(450.0), Some(240.0));
+    }
+}
