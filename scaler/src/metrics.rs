@@ -73,6 +73,7 @@ pub struct Metrics {
     pub pods_needed_beyond_partitions: Family<ObjectLabels, Gauge>,
     pub hot_partition_rate: Family<ObjectLabels, FloatGauge>,
     pub capacity_per_pod: Family<ObjectLabels, FloatGauge>,
+    pub rebalance_seconds: Family<ObjectLabels, FloatGauge>,
     pub decisions: Family<ActionLabels, Counter>,
     pub offset_queries: Counter,
     pub samples: Family<ResultLabels, Counter>,
@@ -116,6 +117,7 @@ impl Metrics {
             pods_needed_beyond_partitions: Family::default(),
             hot_partition_rate: Family::default(),
             capacity_per_pod: Family::default(),
+            rebalance_seconds: Family::default(),
             decisions: Family::default(),
             offset_queries: Counter::default(),
             samples: Family::default(),
@@ -163,6 +165,11 @@ impl Metrics {
             "hot_partition_rate_per_second",
             "Inbound rate of a partition that alone exceeds one pod's capacity (0 when none)",
             m.hot_partition_rate.clone(),
+        );
+        registry.register(
+            "rebalance_seconds",
+            "Rebalance pause the policy plans with: rebalanceSeconds, or the pause timed from committed offsets after member-count changes",
+            m.rebalance_seconds.clone(),
         );
         registry.register(
             "capacity_per_pod",
@@ -330,6 +337,7 @@ impl Metrics {
         self.pods_needed_beyond_partitions.remove(labels);
         self.hot_partition_rate.remove(labels);
         self.capacity_per_pod.remove(labels);
+        self.rebalance_seconds.remove(labels);
     }
 }
 
@@ -361,6 +369,9 @@ impl Metrics {
         m.capacity_per_pod
             .get_or_create(&labels)
             .set(d.capacity_per_s.unwrap_or(0.0));
+        m.rebalance_seconds
+            .get_or_create(&labels)
+            .set(d.rebalance_seconds);
         m.decisions
             .get_or_create(&ActionLabels {
                 action: d.action.label().into(),

@@ -231,6 +231,7 @@ pub fn observe(
         hottest_share,
         max_partition_lag: max_partition_lag as f64,
         idle_gap_s: shapes[i].idle_gap_s,
+        learned_rebalance: shapes[i].rebalance,
         members: now.offsets.members,
         window_full,
     }

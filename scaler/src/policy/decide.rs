@@ -60,6 +60,8 @@ const KEEP_UP_BACKLOG_SECONDS: f64 = 5.0;
 
 /// Decides the desired replicas at time `now` (seconds on any fixed clock).
 pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (Decision, State) {
+    // Rebalance pauses are planned at the length the offsets have shown.
+    let params = &*params.as_learned(obs);
     let s = &params.settings;
     let mut next = state.clone();
     let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
@@ -340,6 +342,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         partition_limit,
         hot_partition,
         capacity_per_s: capacity,
+        rebalance_seconds: s.rebalance_seconds,
     };
     (decision, next)
 }

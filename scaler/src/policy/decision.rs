@@ -87,6 +87,8 @@ pub struct Decision {
     pub hot_partition: Option<HotPartition>,
     /// Per-pod capacity used (configured or learned), msg/s.
     pub capacity_per_s: Option<f64>,
+    /// Rebalance pause planned with (configured, or learned from offsets).
+    pub rebalance_seconds: f64,
 }
 
 /// How the need was computed.

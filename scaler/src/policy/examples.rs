@@ -386,6 +386,49 @@ fn a_scale_down_is_held_while_its_own_pause_would_leave_more_than_the_smaller_gr
 }
 
 #[test]
+fn a_rebalance_pause_timed_from_offsets_is_planned_with_beside_the_configured_one() {
+    // 24 pods on 24 partitions at 800 msg/s, eager. 12 pods (2 partitions
+    // each, 400 msg/s spare) serve the rate; the configured 60 s pause
+    // leaves 48,000 messages: 120 s to drain, held. The offsets have shown
+    // pauses of 20 s: with the 60 s prior as one more observation, one of
+    // them plans 40 s (32,000 messages, 80 s: still held), nine plan 24 s
+    // (19,200, 48 s: 12 pods go).
+    let params = rate_aware(100.0);
+    let held = State {
+        replicas: Some(24),
+        lower_since: Some(0.0),
+        rate_when_lower: 800.0,
+        ..State::default()
+    };
+    let timed = |observations| Observation {
+        learned_rebalance: Some(LearnedPause {
+            seconds: 20.0,
+            observations,
+        }),
+        ..obs(0.0, 800.0, 24)
+    };
+    let configured = decide(&params, &held, &obs(0.0, 800.0, 24), 600.0).0;
+    assert_eq!(configured.action, Action::PauseTooCostly);
+    assert_eq!(configured.rebalance_seconds, 60.0);
+    let one = decide(&params, &held, &timed(1), 600.0).0;
+    assert_eq!(
+        (one.action, one.rebalance_seconds),
+        (Action::PauseTooCostly, 40.0)
+    );
+    let text = one.reason.to_string();
+    assert!(text.contains("backlog 32000"), "{text}");
+    let nine = decide(&params, &held, &timed(9), 600.0).0;
+    assert_eq!((nine.replicas, nine.action), (12, Action::ScaleDown));
+    // However many pauses were timed, the plan stays within a quarter of
+    // the configured pause.
+    let short = LearnedPause {
+        seconds: 1.0,
+        observations: 1000,
+    };
+    assert_eq!(short.with_prior(60.0), 15.0);
+}
+
+#[test]
 fn the_paused_share_is_every_partition_when_eager_and_the_moved_ones_when_cooperative() {
     assert_eq!(Rebalance::Eager.paused_share(24, 23), 1.0);
     assert_eq!(Rebalance::Cooperative.paused_share(24, 12), 0.5);

@@ -29,7 +29,7 @@ mod sizing;
 pub use decide::State;
 pub(crate) use decide::decide;
 pub use decision::{Action, Basis, Climb, Decision, PartitionLimit, Reason};
-pub use observation::{HotPartition, Observation, RateSource};
+pub use observation::{HotPartition, LearnedPause, Observation, RateSource};
 pub use partitions::partition_aware_pods;
 pub(crate) use pause::adopt;
 pub use settings::{Params, PartitionCap, PolicySettings, Rebalance};

@@ -28,6 +28,48 @@ impl RateSource {
     }
 }
 
+/// Weight of a new pause in the smoothed one once a few are known.
+const PAUSE_LEARNING_WEIGHT: f64 = 0.3;
+
+/// Rebalance pauses timed from the offsets (the group's member count must
+/// be reported): how long, after the count changed, the partitions that
+/// were behind went without a commit (every partition under eager
+/// rebalancing, the moved ones under cooperative).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedPause {
+    /// Smoothed over the pauses timed (recent ones weigh more).
+    pub seconds: f64,
+    pub observations: u32,
+}
+
+impl LearnedPause {
+    pub(crate) fn with(learned: Option<Self>, seconds: f64) -> Self {
+        match learned {
+            None => LearnedPause {
+                seconds,
+                observations: 1,
+            },
+            Some(p) => {
+                let n = p.observations.saturating_add(1);
+                let weight = (1.0 / f64::from(n)).max(PAUSE_LEARNING_WEIGHT);
+                LearnedPause {
+                    seconds: p.seconds + weight * (seconds - p.seconds),
+                    observations: n,
+                }
+            }
+        }
+    }
+
+    /// The pause to plan with: the configured `prior` counts as one more
+    /// observation, and the result stays within a quarter and four times
+    /// of it.
+    pub fn with_prior(&self, prior: f64) -> f64 {
+        let n = f64::from(self.observations);
+        ((prior + n * self.seconds) / (n + 1.0)).clamp(prior / 4.0, prior * 4.0)
+    }
+}
+
 /// A partition whose own inbound rate exceeds what one pod can process.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,6 +124,9 @@ pub struct Observation {
     /// gap before the traffic now or last seen), seconds, as far back as
     /// the window shows: the gap the next burst is expected after.
     pub idle_gap_s: Option<f64>,
+    /// Rebalance pauses timed from the offsets since this scaler started
+    /// (None before one, or when members are not reported).
+    pub learned_rebalance: Option<LearnedPause>,
     /// Consumer group members, when the broker reports them.
     pub members: Option<u32>,
     /// Whether a full window of history exists (false right after a start).
@@ -110,6 +155,7 @@ impl Observation {
             hottest_share: None,
             max_partition_lag: 0.0,
             idle_gap_s: None,
+            learned_rebalance: None,
             members: None,
             window_full: true,
         }

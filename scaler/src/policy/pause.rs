@@ -12,6 +12,7 @@ use super::sizing::{Need, effective_capacity, sized_need};
 /// operator's): go on from what runs, expecting the backlog of the
 /// rebalance that change began.
 pub fn adopt(params: &Params, state: &State, obs: &Observation, now: f64, members: u32) -> State {
+    let params = &*params.as_learned(obs);
     let s = &params.settings;
     let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
     let capacity = s

@@ -2,7 +2,11 @@
 //! config file's `policies.NAME`, overridable per trigger) and the KEDA
 //! trigger settings that shape the answer.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+
+use super::observation::Observation;
 
 /// Longest window a policy may set, in seconds (one week).
 pub const MAX_SECONDS: f64 = 604_800.0;
@@ -201,6 +205,22 @@ pub enum PartitionCap {
     PartitionsWithLag,
     /// No cap (`allowIdleConsumers`).
     None,
+}
+
+impl Params {
+    /// These params with the rebalance pause the offsets have shown (the
+    /// configured `rebalanceSeconds` as its prior) in its place.
+    pub fn as_learned(&self, obs: &Observation) -> Cow<'_, Params> {
+        match obs.learned_rebalance {
+            Some(learned) => {
+                let mut params = self.clone();
+                params.settings.rebalance_seconds =
+                    learned.with_prior(self.settings.rebalance_seconds);
+                Cow::Owned(params)
+            }
+            None => Cow::Borrowed(self),
+        }
+    }
 }
 
 /// Everything the policy is configured with for one ScaledObject.
