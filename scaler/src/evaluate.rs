@@ -148,9 +148,10 @@ impl Evaluation {
 
 /// Replays the policy over `samples` (oldest first; `shapes` aligned with
 /// them) from the start of the newest sample's epoch, from a fresh state
-/// seeded with the group's observed size, and returns the evaluation of the newest sample; None
-/// when there is no sample. A sample counts as having a full window behind
-/// it once `started_at` lies the policy's cold-start history before it.
+/// seeded with the group's observed size, and returns the evaluation of
+/// the newest sample; None when there is no sample. A sample counts as
+/// having a full window behind it once `started_at` lies the policy's
+/// cold-start history before it.
 pub fn evaluate(
     params: &Params,
     rules: &LagRules,

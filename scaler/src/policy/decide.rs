@@ -8,9 +8,8 @@ use super::decision::{Action, Basis, Climb, Decision, Reason};
 use super::observation::Observation;
 use super::pause::{price_scale_down, project_pause, rebalance_backlog};
 use super::settings::{Params, PolicySettings};
-use crate::traffic::NOISE_STANDARD_ERRORS;
-
 use super::sizing::{Need, effective_capacity, lag_need, partition_drain_floor, rate_need};
+use crate::traffic::NOISE_STANDARD_ERRORS;
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
 const IDLE_RATE_PER_S: f64 = 1e-3;
@@ -97,10 +96,6 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         s.startup_seconds * (rate - effective_capacity(params, obs, current, c)).max(0.0)
             + rebalance_backlog(s, rate, current, to)
     };
-    // Three sizings: `need` (backlog beyond the projection: what would
-    // justify a scale-up), `need_up` (a scale-up is sized once, for the step
-    // and for its own pause), `need_down` (the whole backlog: no pods go
-    // while it still needs them).
     // On a steady climb the need is sized for the rate when a scale-up's
     // pods will consume (after start-up and rebalance), not the rate now.
     let climb = obs.rate_climb_per_s2.map(|per_s2| Climb {
@@ -114,6 +109,10 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         }
         need
     };
+    // Three sizings: `need` (backlog beyond the projection: what would
+    // justify a scale-up), `need_up` (a scale-up is sized once, for the step
+    // and for its own pause), `need_down` (the whole backlog: no pods go
+    // while it still needs them).
     let (need, need_up, need_down) = match capacity {
         Some(c) if !lag_sized => {
             let need = ahead(rate_need(params, obs, rate_ahead, excess_backlog, c));
