@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::policy::{HotPartition, Observation, RateSource};
 use crate::source::{OffsetSnapshot, PartitionOffsets};
-use crate::traffic::{Shape, produced, rate};
+use crate::traffic::{Shape, rate};
 
 /// How a partition without a committed offset counts (KEDA's rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -122,7 +122,8 @@ pub fn observe(
         .iter()
         .rposition(|s| now.t - s.t >= SHORT_RATE_WINDOW_S)
         .or(i.checked_sub(1));
-    let sum_high = produced;
+    // Messages produced by sample k (kept with its shape).
+    let produced = |k: usize| shapes[k].produced;
     let sum_committed = |s: &Sample| {
         s.offsets
             .partitions
@@ -136,7 +137,7 @@ pub fn observe(
             (Some(b), Some(prev)) => {
                 let base = &samples[b];
                 let dt = now.t - base.t;
-                let short = rate(sum_high(now), sum_high(base), dt);
+                let short = rate(produced(i), produced(b), dt);
                 // Noise is measured over a longer span than the mean it
                 // blurs: a few intervals cannot tell their own spread.
                 let shape = &shapes[i];
@@ -144,13 +145,12 @@ pub fn observe(
                 let climb = shape.climb;
                 // The rate of the newest interval sees a step first; confirmed by
                 // the interval before it, one noisy interval cannot move it.
-                let newest_alone = rate(sum_high(now), sum_high(prev), now.t - prev.t);
-                let newest = newest_alone;
-                let newest = match i.checked_sub(2).map(|j| &samples[j]) {
-                    Some(before) => {
-                        newest.min(rate(sum_high(prev), sum_high(before), prev.t - before.t))
+                let newest_alone = rate(produced(i), produced(i - 1), now.t - prev.t);
+                let newest = match i.checked_sub(2) {
+                    Some(j) => {
+                        newest_alone.min(rate(produced(i - 1), produced(j), prev.t - samples[j].t))
                     }
-                    None => newest,
+                    None => newest_alone,
                 };
                 let processing = rate(sum_committed(now), sum_committed(base), dt);
                 // The fastest partition over the short window: its share of the

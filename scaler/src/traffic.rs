@@ -11,7 +11,7 @@ use crate::signals::Sample;
 /// The spread of single intervals' rates is measured over this span: long
 /// enough to tell noise from a few draws, short enough to follow a change
 /// of the traffic's character.
-pub const NOISE_WINDOW_S: f64 = 120.0;
+const NOISE_WINDOW_S: f64 = 120.0;
 /// How many standard errors of a rate estimate count as noise. A steady
 /// topic shows some 240 independent short windows an hour: at 2 errors
 /// (2.3 % of windows) noise alone crosses a boundary several times an
@@ -35,7 +35,7 @@ pub(crate) fn rate(later: f64, earlier: f64, dt: f64) -> f64 {
 
 /// Messages produced to the sample's partitions so far (the sum of their
 /// high watermarks).
-pub(crate) fn produced(sample: &Sample) -> f64 {
+fn produced(sample: &Sample) -> f64 {
     sample
         .offsets
         .partitions
@@ -177,8 +177,10 @@ impl Shape {
     }
 }
 
-/// The shapes of `samples` (oldest first), each from those before it.
-pub fn shapes(samples: &[Arc<Sample>]) -> Vec<Shape> {
+/// The shapes of `samples` (oldest first), each from those before it, as
+/// a window that kept them all would hold them.
+#[cfg(test)]
+pub(crate) fn shapes(samples: &[Arc<Sample>]) -> Vec<Shape> {
     let mut shapes = Vec::with_capacity(samples.len());
     for (i, sample) in samples.iter().enumerate() {
         let shape = Shape::next(&samples[..i], &shapes, sample);
