@@ -4,17 +4,20 @@ the worst case against ideal-reactive, and any KEDA variant that beats it on
 both pod-seconds and p99 wait.
 
 Classes: steps, periodic bursts with short and long idle gaps, ramps, a
-hot partition (steady, and falling after a peak), a scaler restart with and
-without a member count (two partition counts and rates each) and an hour of
+hot partition (steady, and falling after a peak), a scaler restart with a
+member count, with only the workload's scale (scaleTarget), and with
+neither (two partition counts and rates each) and an hour of
 noise at a partition boundary (four seeds, two partition counts, started at
-the right size and at a third of it, with and without a member count); each
+the right size and at a third of it, with a member count and with neither it
+nor the workload's scale); each
 at five phases of the sampling and HPA sync grid (a prefix of 1/4/7/10/13
 s), eager and cooperative.
 
     cargo build --release --bins && python3 scripts/sweep-policy.py
 
 With --random N (and --seed S), runs N random scenarios of each class
-instead: noise (started right or wrong, with and without a member count),
+instead: noise (started right or wrong, with a member count or with neither
+it nor the workload's scale),
 steps, bursts (with or without a base rate), ramps, a hot partition,
 restarts and daily curves, on 6 to 64 partitions at rates up to 80 % of
 what one pod per partition serves, at a random phase and rebalance mode.
@@ -34,10 +37,12 @@ for P,r in [(24,300),(48,600)]:
     classes[f"bursts-P{P}-r{r}"]=(P,"",[(0,120),(5*r,60),(0,240),(5*r,60),(0,240),(5*r,60),(0,300)])
     classes[f"bursts-long-P{P}-r{r}"]=(P,"",[(0,120),(5*r,60),(0,900),(5*r,60),(0,900),(5*r,60),(0,900)])
     classes[f"hot-falls-P{P}-r{r}"]=(P,"hotPartitionShare: 0.15\n",[(r,300),(4*r,600),(r,1800)])
-    classes[f"restart-nomembers-P{P}-r{r}"]=(P,"scalerRestarts: [1230]\nmembersReported: false\n",[(r,300),(6*r,900),(2*r,1200)])
+    classes[f"restart-nomembers-P{P}-r{r}"]=(P,"scalerRestarts: [1230]\nmembersReported: false\nscaleTargetReported: false\n",[(r,300),(6*r,900),(2*r,1200)])
     classes[f"ramp-P{P}-r{r}"]=(P,"",[("ramp",r,10*r,900),(10*r,600),("ramp",10*r,r,600)])
     classes[f"hot-P{P}-r{r}"]=(P,"hotPartitionShare: 0.15\n",[(r,300),(4*r,1200),(r,600)])
     classes[f"restart-P{P}-r{r}"]=(P,"scalerRestarts: [900]\n",[(r,300),(6*r,900),(2*r,900)])
+    # No member count, but the workload's scale (scaleTarget).
+    classes[f"restart-scale-P{P}-r{r}"]=(P,"scalerRestarts: [1230]\nmembersReported: false\n",[(r,300),(6*r,900),(2*r,1200)])
 for seed in (1,2,3,42):
     # Steady noisy load at a partition boundary (12 pods of 2 partitions
     # serve 1000 msg/s with nothing to spare at 20 % headroom), started at
@@ -45,7 +50,7 @@ for seed in (1,2,3,42):
     for P,r,n in [(24,1000,12),(48,2000,24)]:
         classes[f"noise-right-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n}\n",[(r,3600)])
         classes[f"noise-wrong-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n//3}\n",[(r,3600)])
-        classes[f"noise-wrong-nomembers-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n//3}\nmembersReported: false\n",[(r,3600)])
+        classes[f"noise-wrong-nomembers-P{P}-s{seed}"]=(P,f"noise: 0.2\nseed: {seed}\ninitialReplicas: {n//3}\nmembersReported: false\nscaleTargetReported: false\n",[(r,3600)])
 def body(name,P,extra,load,phase):
     t=f"name: {name}\npartitions: {P}\n{extra}load:\n"
     first=load[0]
@@ -63,7 +68,7 @@ def random_scenario(rng,cls,i):
         r=rng.uniform(0.1,0.8)*top; right=rng.random()<0.5
         extra=f"noise: {rng.choice([0.05,0.1,0.2,0.3])}\nseed: {rng.randrange(1000)}\n"
         if not right: extra+=f"initialReplicas: {max(1,int(r/100/rng.uniform(1.5,4)))}\n"
-        if rng.random()<0.3: extra+="membersReported: false\n"
+        if rng.random()<0.3: extra+="membersReported: false\nscaleTargetReported: false\n"
         load=seg(r,phase)+seg(r,3600); cls+="-right" if right else "-wrong"
     elif cls=="steps":
         r=rng.uniform(0.05,0.2)*top; load=seg(r,phase)
@@ -84,7 +89,7 @@ def random_scenario(rng,cls,i):
     elif cls=="restart":
         hold=rng.uniform(300,900)
         extra=f"scalerRestarts: [{300+hold*rng.uniform(0.1,1.5):.0f}]\n"
-        if rng.random()<0.5: extra+="membersReported: false\n"
+        if rng.random()<0.5: extra+="membersReported: false\nscaleTargetReported: false\n"
         load=(seg(rng.uniform(0.05,0.15)*top,phase+300)+seg(rng.uniform(0.3,0.8)*top,hold)
               +seg(rng.uniform(0.1,0.3)*top,1200))
     else:

@@ -136,13 +136,14 @@ pub struct Evaluation {
 impl Evaluation {
     /// Whether the answer may go to KEDA: once this process has sampled the
     /// key for the policy's history (`window_full`), or before that when it
-    /// sees the group's size (its answer is then at least that size). A
+    /// sees the group's size, from its members or the scaled workload's
+    /// spec (its answer is then at least that size). A
     /// replica that has just started and knows neither could answer lower
     /// than the group runs and another replica holds, and that would scale
     /// the group down: the server answers Unavailable, and KEDA and the
     /// HPA hold.
     pub fn answerable(&self) -> bool {
-        self.observation.window_full || self.observation.members.is_some()
+        self.observation.window_full || self.observation.group_size().is_some()
     }
 }
 
@@ -167,7 +168,11 @@ pub fn evaluate(
     // The replay starts from the group as observed at its first sample
     // (its member count, or else what this trigger answered for it): what
     // the window cannot remember, the group's size still shows.
-    let size = |sample: &Sample| sample.offsets.members.or_else(|| answers.at(sample.t));
+    let size = |sample: &Sample| {
+        (sample.offsets.members)
+            .or(sample.target_replicas)
+            .or_else(|| answers.at(sample.t))
+    };
     let mut state = State {
         replicas: size(&samples[from]),
         ..State::default()
@@ -210,7 +215,7 @@ pub fn evaluate(
     // on (held longer, the group following its own answer would never
     // shrink).
     if !observation.window_full
-        && let Some(members) = observation.members
+        && let Some(members) = observation.group_size()
         && members > decision.replicas
     {
         decision.replicas = members;
@@ -253,6 +258,7 @@ mod tests {
                 members: None,
             },
             prometheus: PrometheusReading::NotConfigured,
+            target_replicas: None,
         })
     }
 
@@ -308,6 +314,12 @@ mod tests {
     /// One partition: 400 msg/s for 60 s, then nothing; the group commits
     /// 100 msg/s until it has caught up, so the lag falls from t = 60 s.
     fn burst_then_draining(t: u32, members: Option<u32>) -> Arc<Sample> {
+        burst_seen(t, members, None)
+    }
+
+    /// [`burst_then_draining`], its group's size seen as `members` and as
+    /// its workload's `target_replicas`.
+    fn burst_seen(t: u32, members: Option<u32>, target_replicas: Option<u32>) -> Arc<Sample> {
         let produced = 400 * i64::from(t.min(60));
         let committed = (100 * i64::from(t)).min(produced);
         Arc::new(Sample {
@@ -322,15 +334,26 @@ mod tests {
                 members,
             },
             prometheus: PrometheusReading::NotConfigured,
+            target_replicas,
         })
+    }
+
+    /// How a scaler replica sees the group's size.
+    #[derive(Clone, Copy, Debug)]
+    enum Seen {
+        /// The broker reports its members.
+        Members,
+        /// The trigger names its workload, whose scale is read.
+        Workload,
+        Nothing,
     }
 
     /// Two replicas on the same samples; the second restarts at t = 80 s
     /// while the lag falls. The group follows the first replica's answers
-    /// a sample later; `members` says whether the broker reports it.
+    /// a sample later, seen as `seen` says.
     /// Returns, per second after the restart, (first's answer, second's
     /// answer or None when Unavailable).
-    fn restart_while_the_lag_falls(members: bool) -> Vec<(u32, Option<u32>)> {
+    fn restart_while_the_lag_falls(seen_as: Seen) -> Vec<(u32, Option<u32>)> {
         let (mut params, rules) = short_windows();
         // A dead band holds whichever count each replica's replay began
         // from: with one, two replicas may differ by less than the band
@@ -342,7 +365,11 @@ mod tests {
         let mut group = None;
         let mut seen = Vec::new();
         for t in 0..240 {
-            let sample = burst_then_draining(t, group.filter(|_| members));
+            let sample = match seen_as {
+                Seen::Members => burst_seen(t, group, None),
+                Seen::Workload => burst_seen(t, None, group),
+                Seen::Nothing => burst_seen(t, None, None),
+            };
             running.push(sample.clone());
             let a = running.evaluate(&params, &rules, &running_answers).unwrap();
             running_answers.record(&a, a.answerable(), keep);
@@ -366,22 +393,25 @@ mod tests {
 
     #[test]
     fn a_restarted_replica_that_sees_the_group_is_never_below_it_then_answers_as_the_other() {
-        let seen = restart_while_the_lag_falls(true);
-        // It never answers lower than the other; after its first history
-        // and the stabilization window that follows (6 s each), the same.
-        for (i, &(a, b)) in seen.iter().enumerate() {
-            let b = b.expect("a member count answers at once");
-            if i < 12 {
-                assert!(b >= a, "{i} s after the restart: {b} vs {a}");
-            } else {
-                assert_eq!(b, a, "{i} s after the restart");
+        for seen_as in [Seen::Members, Seen::Workload] {
+            let seen = restart_while_the_lag_falls(seen_as);
+            // It never answers lower than the other; after its first history
+            // and the stabilization window that follows (6 s each), the same.
+            for (i, &(a, b)) in seen.iter().enumerate() {
+                let b =
+                    b.unwrap_or_else(|| panic!("{seen_as:?}: the group's size answers at once"));
+                if i < 12 {
+                    assert!(b >= a, "{seen_as:?}, {i} s after the restart: {b} vs {a}");
+                } else {
+                    assert_eq!(b, a, "{seen_as:?}, {i} s after the restart");
+                }
             }
         }
     }
 
     #[test]
     fn a_restarted_replica_without_a_member_count_is_unavailable_through_its_first_history() {
-        let seen = restart_while_the_lag_falls(false);
+        let seen = restart_while_the_lag_falls(Seen::Nothing);
         let unavailable = seen.iter().take_while(|(_, b)| b.is_none()).count();
         assert_eq!(unavailable, 6, "the policy's history (6 s)");
         assert!(seen[6..].iter().all(|(_, b)| b.is_some()));
@@ -457,6 +487,7 @@ mod tests {
                     members: None,
                 },
                 prometheus: PrometheusReading::NotConfigured,
+                target_replicas: None,
             }));
             answers.push(
                 w.evaluate(&params, &rules, &Answers::default())

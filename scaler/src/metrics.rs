@@ -74,6 +74,7 @@ pub struct Metrics {
     pub hot_partition_rate: Family<ObjectLabels, FloatGauge>,
     pub capacity_per_pod: Family<ObjectLabels, FloatGauge>,
     pub rebalance_seconds: Family<ObjectLabels, FloatGauge>,
+    pub startup_seconds: Family<ObjectLabels, FloatGauge>,
     pub decisions: Family<ActionLabels, Counter>,
     pub offset_queries: Counter,
     pub samples: Family<ResultLabels, Counter>,
@@ -118,6 +119,7 @@ impl Metrics {
             hot_partition_rate: Family::default(),
             capacity_per_pod: Family::default(),
             rebalance_seconds: Family::default(),
+            startup_seconds: Family::default(),
             decisions: Family::default(),
             offset_queries: Counter::default(),
             samples: Family::default(),
@@ -170,6 +172,11 @@ impl Metrics {
             "rebalance_seconds",
             "Rebalance pause the policy plans with: rebalanceSeconds, or the pause timed from committed offsets after member-count changes",
             m.rebalance_seconds.clone(),
+        );
+        registry.register(
+            "startup_seconds",
+            "Start-up time the policy plans with: startupSeconds, or the time from the workload's spec rising to the group's members joining (scaleTarget and member counts)",
+            m.startup_seconds.clone(),
         );
         registry.register(
             "capacity_per_pod",
@@ -338,6 +345,7 @@ impl Metrics {
         self.hot_partition_rate.remove(labels);
         self.capacity_per_pod.remove(labels);
         self.rebalance_seconds.remove(labels);
+        self.startup_seconds.remove(labels);
     }
 }
 
@@ -372,6 +380,9 @@ impl Metrics {
         m.rebalance_seconds
             .get_or_create(&labels)
             .set(d.rebalance_seconds);
+        m.startup_seconds
+            .get_or_create(&labels)
+            .set(d.startup_seconds);
         m.decisions
             .get_or_create(&ActionLabels {
                 action: d.action.label().into(),

@@ -18,6 +18,7 @@ use crate::error::ScalerError;
 use crate::evaluate::{Evaluation, SampleWindow};
 use crate::metrics::{Metrics, ObjectLabels};
 use crate::sampler::{Sampler, SourceKey};
+use crate::source::kubernetes::{ScaleQuery, ScaleTarget, is_object_name};
 use crate::source::{OffsetQuery, SourceError, SourceFactory};
 use crate::trigger::{self, ClusterRef, TriggerError, TriggerSpec};
 
@@ -164,7 +165,7 @@ impl Registry {
             return Ok(entry);
         }
         let spec = trigger::parse(metadata, &current.config)?;
-        let key = source_key(&spec, &current.config)?;
+        let key = source_key(&spec, &current.config, namespace)?;
         let limits = current.config.limits;
         if !self.entries.contains_key(&id) {
             self.entries.run_pending_tasks().await;
@@ -428,8 +429,13 @@ impl Registry {
     }
 }
 
-/// The sampler key of a trigger under `config`.
-fn source_key(spec: &TriggerSpec, config: &Config) -> Result<SourceKey, ScalerError> {
+/// The sampler key of a trigger of a ScaledObject in `namespace` under
+/// `config`.
+fn source_key(
+    spec: &TriggerSpec,
+    config: &Config,
+    namespace: &str,
+) -> Result<SourceKey, ScalerError> {
     let cluster = match &spec.cluster {
         ClusterRef::Named(name) => {
             config
@@ -456,9 +462,39 @@ fn source_key(spec: &TriggerSpec, config: &Config) -> Result<SourceKey, ScalerEr
             timeout: config.sampling.kafka_timeout,
         },
         prometheus: config.prometheus.clone(),
+        scale: scale_query(spec, config, namespace)?,
         interval: config.sampling.interval,
         window: config.sampling.window,
     })
+}
+
+/// Where the trigger's `scaleTarget` is read, in the ScaledObject's
+/// namespace; None without one.
+fn scale_query(
+    spec: &TriggerSpec,
+    config: &Config,
+    namespace: &str,
+) -> Result<Option<ScaleQuery>, ScalerError> {
+    let (Some(workload), Some(api)) = (&spec.scale_target, &config.kubernetes) else {
+        return Ok(None);
+    };
+    if !is_object_name(namespace) {
+        return Err(TriggerError {
+            key: "scaleTarget".into(),
+            message: format!(
+                "the ScaledObject's namespace {} is not a Kubernetes namespace name",
+                crate::trigger::quoted(namespace)
+            ),
+        }
+        .into());
+    }
+    Ok(Some(ScaleQuery {
+        target: ScaleTarget {
+            namespace: namespace.to_owned(),
+            workload: workload.clone(),
+        },
+        api: api.clone(),
+    }))
 }
 
 /// A trigger's evaluation of a sampler's window: the server's path through

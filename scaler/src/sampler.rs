@@ -2,7 +2,9 @@
 //! Kafka offsets on the wall-clock grid and keeps a window of samples, and
 //! beside it a task that reads the topics' inbound rate from Prometheus on
 //! the same grid. A sample carries the newest rate reading: a slow or hung
-//! Prometheus never makes a Kafka sample late. Every ScaledObject with that
+//! Prometheus never makes a Kafka sample late. Where a trigger names its
+//! `scaleTarget`, a third task reads that workload's scale from the
+//! Kubernetes API the same way. Every ScaledObject with that
 //! key shares it, so Kafka sees one offset query per key per interval
 //! however often KEDA calls, and all keys share a cap on Kafka calls in
 //! flight (`limits.kafkaConcurrency`).
@@ -17,6 +19,7 @@ use crate::clock::{next_grid_tick, unix_now};
 use crate::evaluate::SampleWindow;
 use crate::metrics::{GroupLabels, Metrics, ResultLabels, TopicLabels};
 use crate::signals::{PrometheusReading, Sample};
+use crate::source::kubernetes::{ScaleQuery, ScaleReader};
 use crate::source::prometheus::{PrometheusRate, PrometheusSettings};
 use crate::source::{OffsetQuery, OffsetSource, SourceError};
 
@@ -25,6 +28,8 @@ use crate::source::{OffsetQuery, OffsetSource, SourceError};
 pub struct SourceKey {
     pub offsets: OffsetQuery,
     pub prometheus: Option<PrometheusSettings>,
+    /// The scaled workload's size, from the Kubernetes API.
+    pub scale: Option<ScaleQuery>,
     pub interval: Duration,
     pub window: Duration,
 }
@@ -73,16 +78,19 @@ pub struct WindowView {
     pub last_error: Option<SourceError>,
 }
 
-/// What the Kafka and the Prometheus tasks of a key tell each other: the
-/// topics the last offsets named, and the newest rate reading.
+/// What the Kafka task of a key learns from the others: the Prometheus
+/// task reads the rate of the topics the last offsets named, and the
+/// newest rate and scale readings go with the next sample.
 #[derive(Debug, Default)]
 struct RateShare {
     topics: Vec<Arc<str>>,
     /// The grid instant of the reading, and the reading.
     reading: Option<(f64, PrometheusReading)>,
+    /// The grid instant of the last good scale reading, and the replicas.
+    scale: Option<(f64, u32)>,
 }
 
-/// A rate reading older than this many intervals is not used.
+/// A rate or scale reading older than this many intervals is not used.
 const RATE_READING_INTERVALS: f64 = 2.0;
 
 /// A running sampler; dropping the last handle stops its tasks.
@@ -130,6 +138,10 @@ impl Sampler {
                 share.clone(),
                 metrics.clone(),
             ));
+            tasks.push(task.abort_handle());
+        }
+        if let Some(query) = &key.scale {
+            let task = tokio::spawn(read_scale(key.clone(), query.clone(), share.clone()));
             tasks.push(task.abort_handle());
         }
         let sampling = Sampling {
@@ -352,6 +364,43 @@ async fn read_rates(
     }
 }
 
+/// Reads the scaled workload's size on the grid into the share. A failure
+/// is logged when it starts and when it ends, not at every interval.
+async fn read_scale(key: SourceKey, query: ScaleQuery, share: Arc<Mutex<RateShare>>) {
+    let group = &key.offsets.group;
+    let target = query.target.path();
+    let reader = match ScaleReader::new(&query) {
+        Ok(reader) => reader,
+        Err(e) => {
+            tracing::warn!(group, target, error = %e, "cannot read the scale target: a starting replica answers Unavailable until its window fills");
+            return;
+        }
+    };
+    let mut grid = Grid::new(&key);
+    let mut failing = false;
+    loop {
+        let (tick, _) = grid.next().await;
+        match reader.replicas().await {
+            Ok(replicas) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(
+                        group,
+                        target,
+                        replicas,
+                        "the scale target is readable again"
+                    );
+                }
+                share.lock().expect("rate lock poisoned").scale = Some((tick, replicas));
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(group, target, error = %e, "cannot read the scale target");
+                }
+            }
+        }
+    }
+}
+
 /// Exports how many series each topic's rate summed, and warns when that
 /// number changes: a broker that stops reporting makes the sum too low.
 fn report_series(
@@ -398,24 +447,29 @@ async fn take_sample(
             .await
             .map_err(|e| SourceError::Kafka(format!("offset reader stopped: {e}")))??
     };
+    let mut share = sampling.share.lock().expect("rate lock poisoned");
+    let max_age = RATE_READING_INTERVALS * key.interval.as_secs_f64();
     let prometheus = if key.prometheus.is_none() {
         PrometheusReading::NotConfigured
     } else {
-        let mut share = sampling.share.lock().expect("rate lock poisoned");
         let mut topics: Vec<Arc<str>> =
             offsets.partitions.iter().map(|p| p.topic.clone()).collect();
         topics.dedup();
         share.topics = topics;
-        let max_age = RATE_READING_INTERVALS * key.interval.as_secs_f64();
         match &share.reading {
             Some((at, reading)) if tick - at <= max_age => *reading,
             _ => PrometheusReading::Unavailable,
         }
     };
+    let target_replicas = share
+        .scale
+        .filter(|(at, _)| tick - at <= max_age)
+        .map(|(_, replicas)| replicas);
     Ok(Sample {
         t: tick,
         offsets,
         prometheus,
+        target_replicas,
     })
 }
 

@@ -48,6 +48,9 @@ pub struct Sample {
     pub t: f64,
     pub offsets: OffsetSnapshot,
     pub prometheus: PrometheusReading,
+    /// `spec.replicas` of the scaled workload (Kubernetes API), when the
+    /// trigger names its `scaleTarget`.
+    pub target_replicas: Option<u32>,
 }
 
 /// Lag of one partition for scaling and for activation, KEDA's way.
@@ -232,7 +235,9 @@ pub fn observe(
         max_partition_lag: max_partition_lag as f64,
         idle_gap_s: shapes[i].idle_gap_s,
         learned_rebalance: shapes[i].rebalance,
+        learned_startup: shapes[i].startup,
         members: now.offsets.members,
+        target_replicas: now.target_replicas,
         window_full,
     }
 }
@@ -271,6 +276,7 @@ mod tests {
                 members: None,
             },
             prometheus,
+            target_replicas: None,
         })
     }
 

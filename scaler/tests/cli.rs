@@ -70,6 +70,7 @@ fn published_config_schema_is_the_one_the_binary_generates() {
         [
             "allowInlineBootstrapServers",
             "clusters",
+            "kubernetes",
             "limits",
             "policies",
             "prometheus",

@@ -10,6 +10,7 @@ use std::process::Command;
 use lagrate::config::Config;
 use lagrate::sim::autoscalers::LAGRATE_HPA_TOLERANCE;
 use lagrate::sim::hpa::{Behavior, Limit, Rules, Select};
+use lagrate::source::kubernetes::{KubernetesSettings, TargetKind, Workload};
 use lagrate::trigger::{self, ClusterRef};
 
 const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
@@ -55,12 +56,25 @@ fn consumer_scaled_object_trigger_parses_against_every_overlay_config() {
         .expect("maxReplicaCount");
 
     for path in OVERLAY_CONFIGS {
-        let config = Config::load(&k8s(path)).expect("config");
+        let mut config = Config::load(&k8s(path)).expect("config");
+        // In the pod the Kubernetes API is the cluster's own, from its
+        // service account.
+        config.kubernetes = Some(KubernetesSettings::service_account(
+            "https://10.100.0.1:443".into(),
+        ));
         let spec = trigger::parse(&metadata, &config)
             .unwrap_or_else(|e| panic!("{path}: the ScaledObject's trigger is rejected: {e:?}"));
         assert_eq!(spec.cluster, ClusterRef::Named("main".into()), "{path}");
         assert_eq!(spec.group, "trade-tx-consumer");
         assert_eq!(spec.topics, Some(vec!["trade-tx-v2".to_owned()]));
+        assert_eq!(
+            spec.scale_target,
+            Some(Workload {
+                kind: TargetKind::Deployment,
+                name: "trade-tx-consumer".into()
+            }),
+            "the ScaledObject's scaleTargetRef"
+        );
         assert!(
             spec.params.rate_aware,
             "policy + podCapacity: rate-aware sizing"

@@ -90,6 +90,7 @@ fn samples(interval: f64) -> impl Strategy<Value = Vec<Sample>> {
                             members,
                         },
                         prometheus: PrometheusReading::NotConfigured,
+                        target_replicas: None,
                     }
                 })
                 .collect()

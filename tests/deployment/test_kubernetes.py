@@ -391,6 +391,29 @@ class ScaledConsumer(unittest.TestCase):
         grace = self.consumer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         self.assertGreater(grace, needed)
 
+    def test_lagrate_may_read_the_scale_of_the_workload_it_scales_and_nothing_else(self):
+        # scaleTarget names the ScaledObject's own target; lagrate's service
+        # account may get that Deployment's scale subresource, no more, and
+        # its pod mounts the token where lagrate looks for it.
+        target = self.scaled["spec"]["scaleTargetRef"]["name"]
+        namespace = self.scaled["metadata"]["namespace"]
+        self.assertEqual(self.scaled["spec"]["triggers"][0]["metadata"]["scaleTarget"], f"deployment/{target}")
+        binding = one(self.docs, "RoleBinding", "lagrate-scale-reader")
+        self.assertEqual(binding["metadata"]["namespace"], namespace)
+        lagrate = one(self.docs, "Deployment", "lagrate")
+        account = lagrate["spec"]["template"]["spec"]["serviceAccountName"]
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": account, "namespace": lagrate["metadata"]["namespace"]}])
+        role = one(self.docs, "Role", binding["roleRef"]["name"])
+        self.assertEqual(role["metadata"]["namespace"], namespace)
+        self.assertEqual(role["rules"], [{"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": [target], "verbs": ["get"]}])
+        bindings = [d for d in find(self.docs, "RoleBinding") + find(self.docs, "ClusterRoleBinding") if any(s.get("name") == account for s in d.get("subjects", []))]
+        self.assertEqual([b["metadata"]["name"] for b in bindings], ["lagrate-scale-reader"])
+        pod = lagrate["spec"]["template"]["spec"]
+        self.assertFalse(pod["automountServiceAccountToken"])
+        mount = next(m for m in container(lagrate)["volumeMounts"] if m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount")
+        sources = next(v for v in pod["volumes"] if v["name"] == mount["name"])["projected"]["sources"]
+        self.assertEqual(sorted(k for source in sources for k in source), ["configMap", "serviceAccountToken"])
+
     def test_consumer_replicas_are_left_to_keda(self):
         self.assertNotIn("replicas", self.consumer["spec"])
 

@@ -10,9 +10,11 @@ use serde::Deserialize;
 
 use crate::policy::PolicySettings;
 
+mod kubernetes;
 mod limits;
 mod prometheus;
 
+use kubernetes::RawKubernetes;
 pub use limits::Limits;
 use limits::RawLimits;
 use prometheus::RawPrometheus;
@@ -68,6 +70,9 @@ struct RawConfig {
     allow_inline_bootstrap_servers: bool,
     /// Where the topics' inbound rate comes from; without it, from offsets.
     prometheus: Option<RawPrometheus>,
+    /// How to read the size of the workloads triggers name with
+    /// `scaleTarget`; in a cluster, the pod's service account by default.
+    kubernetes: Option<RawKubernetes>,
     /// Named policies (`policy` in trigger metadata); `default` is built in.
     #[serde(default)]
     policies: BTreeMap<String, PolicySettings>,
@@ -131,6 +136,9 @@ pub struct Config {
     pub clusters: BTreeMap<String, ClusterSettings>,
     pub allow_inline_bootstrap_servers: bool,
     pub prometheus: Option<Prometheus>,
+    /// Where the scale of `scaleTarget` workloads is read; None outside a
+    /// cluster without a `kubernetes` section.
+    pub kubernetes: Option<crate::source::kubernetes::KubernetesSettings>,
     /// Named policies; `default` always exists (built-in values unless the
     /// file sets it).
     pub policies: BTreeMap<String, PolicySettings>,
@@ -330,6 +338,7 @@ impl Config {
             .as_ref()
             .map(|p| p.validate(interval))
             .transpose()?;
+        let kubernetes = RawKubernetes::validate(raw.kubernetes.as_ref(), interval)?;
         if raw.clusters.is_empty() && !raw.allow_inline_bootstrap_servers {
             return Err(invalid(
                 "clusters",
@@ -358,6 +367,7 @@ impl Config {
             clusters: raw.clusters,
             allow_inline_bootstrap_servers: raw.allow_inline_bootstrap_servers,
             prometheus,
+            kubernetes,
             policies,
             limits: Limits::from_raw(&raw.limits)?,
         };

@@ -156,6 +156,8 @@ impl DemoSettings {
             hot_partition_share: None,
             // tansu does not answer DescribeGroups.
             members_reported: false,
+            // Local processes: no Kubernetes API to read a scale from.
+            scale_target_reported: false,
             scaler_restarts: vec![0.0],
             // One replica, started with the run: it answers from its first sample.
             warm_up: crate::config::WarmUp::Answer,

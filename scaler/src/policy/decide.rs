@@ -342,6 +342,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         hot_partition,
         capacity_per_s: capacity,
         rebalance_seconds: s.rebalance_seconds,
+        startup_seconds: s.startup_seconds,
     };
     (decision, next)
 }

@@ -89,6 +89,9 @@ pub struct Decision {
     pub capacity_per_s: Option<f64>,
     /// Rebalance pause planned with (configured, or learned from offsets).
     pub rebalance_seconds: f64,
+    /// Start-up time planned with (configured, or timed from the
+    /// workload's spec to the members joining).
+    pub startup_seconds: f64,
 }
 
 /// How the need was computed.

@@ -127,10 +127,29 @@ pub struct Observation {
     /// Rebalance pauses timed from the offsets since this scaler started
     /// (None before one, or when members are not reported).
     pub learned_rebalance: Option<LearnedPause>,
+    /// Start-up times (the workload's spec rising to the members joining)
+    /// timed since this scaler started (None before one, or without both
+    /// member counts and `scaleTarget`).
+    pub learned_startup: Option<LearnedPause>,
     /// Consumer group members, when the broker reports them.
     pub members: Option<u32>,
+    /// Replicas the scaled workload's spec asks for (Kubernetes API), when
+    /// the trigger names its `scaleTarget`.
+    pub target_replicas: Option<u32>,
     /// Whether a full window of history exists (false right after a start).
     pub window_full: bool,
+}
+
+impl Observation {
+    /// The group's size as seen from outside the policy: the larger of its
+    /// members and its workload's spec (pods still starting, or still
+    /// stopping, count); None when neither is known.
+    pub fn group_size(&self) -> Option<u32> {
+        match (self.members, self.target_replicas) {
+            (Some(m), Some(t)) => Some(m.max(t)),
+            (m, t) => m.or(t),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -156,7 +175,9 @@ impl Observation {
             max_partition_lag: 0.0,
             idle_gap_s: None,
             learned_rebalance: None,
+            learned_startup: None,
             members: None,
+            target_replicas: None,
             window_full: true,
         }
     }

@@ -208,18 +208,22 @@ pub enum PartitionCap {
 }
 
 impl Params {
-    /// These params with the rebalance pause the offsets have shown (the
-    /// configured `rebalanceSeconds` as its prior) in its place.
+    /// These params with the rebalance pause and the start-up time the
+    /// samples have shown (the configured `rebalanceSeconds` and
+    /// `startupSeconds` as their priors) in their place.
     pub fn as_learned(&self, obs: &Observation) -> Cow<'_, Params> {
-        match obs.learned_rebalance {
-            Some(learned) => {
-                let mut params = self.clone();
-                params.settings.rebalance_seconds =
-                    learned.with_prior(self.settings.rebalance_seconds);
-                Cow::Owned(params)
-            }
-            None => Cow::Borrowed(self),
+        if obs.learned_rebalance.is_none() && obs.learned_startup.is_none() {
+            return Cow::Borrowed(self);
         }
+        let mut params = self.clone();
+        let s = &mut params.settings;
+        if let Some(learned) = obs.learned_rebalance {
+            s.rebalance_seconds = learned.with_prior(s.rebalance_seconds);
+        }
+        if let Some(learned) = obs.learned_startup {
+            s.startup_seconds = learned.with_prior(s.startup_seconds);
+        }
+        Cow::Owned(params)
     }
 }
 

@@ -169,6 +169,8 @@ pub struct Lagrate {
     /// Scaler restarts still to come, earliest last.
     restarts: Vec<f64>,
     warm_up: crate::config::WarmUp,
+    /// Whether it reads the workload's scale (`scaleTarget`).
+    scale_target_reported: bool,
     /// What it answered KEDA, for its replays.
     answers: Answers,
     evaluation: Option<Evaluation>,
@@ -211,6 +213,7 @@ impl Lagrate {
             window,
             restarts,
             warm_up: s.warm_up,
+            scale_target_reported: s.scale_target_reported,
             answers: Answers::default(),
             evaluation: None,
             changes: Vec::new(),
@@ -297,6 +300,7 @@ fn history_before_start(s: &Scenario, keep_seconds: f64) -> Vec<Sample> {
                     members: Some(s.replicas_at_start()),
                 },
                 prometheus: PrometheusReading::NotConfigured,
+                target_replicas: None,
             }
         })
         .collect()
@@ -324,6 +328,7 @@ impl Autoscaler for Lagrate {
                 t,
                 offsets: world.snapshot(),
                 prometheus: PrometheusReading::NotConfigured,
+                target_replicas: self.scale_target_reported.then_some(current),
             };
             let warm_up = self.warm_up;
             if let Some(e) = self.on_sample(sample) {

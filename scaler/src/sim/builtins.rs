@@ -80,7 +80,10 @@ pub fn builtin() -> Vec<(&'static str, &'static str, Scenario)> {
         ],
     );
     restart.scaler_restarts = vec![1230.0];
+    // The hardest restart: the new replica sees neither the group's
+    // members nor its workload's scale.
     restart.members_reported = false;
+    restart.scale_target_reported = false;
     // Pods that take 150 s to start and a group that rebalances in 20 s,
     // where the policy is configured with 60 s each.
     let mut slow_start = Scenario::with_defaults(

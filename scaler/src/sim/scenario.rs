@@ -97,6 +97,10 @@ pub struct Scenario {
     /// `kafka-cluster:DescribeGroup` grant.
     #[serde(default = "defaults::members_reported")]
     pub members_reported: bool,
+    /// Whether the scaler reads the workload's scale from the Kubernetes
+    /// API (the trigger's `scaleTarget`, as k8s/ ships it).
+    #[serde(default = "defaults::scale_target_reported")]
+    pub scale_target_reported: bool,
     /// Instants (seconds) at which the scaler restarts: its window empties,
     /// as for a new replica, and refills from there.
     #[serde(default)]
@@ -141,6 +145,9 @@ mod defaults {
         Rebalance::Cooperative
     }
     pub fn members_reported() -> bool {
+        true
+    }
+    pub fn scale_target_reported() -> bool {
         true
     }
     pub fn seed() -> u64 {
@@ -358,6 +365,7 @@ impl Scenario {
             seed: defaults::seed(),
             hot_partition_share: None,
             members_reported: defaults::members_reported(),
+            scale_target_reported: defaults::scale_target_reported(),
             scaler_restarts: Vec::new(),
             warm_up: crate::config::WarmUp::default(),
             step_seconds: defaults::step_seconds(),

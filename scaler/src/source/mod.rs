@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod kafka;
+pub mod kubernetes;
 pub mod prometheus;
 
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub enum SourceError {
     Kafka(String),
     #[error("prometheus: {0}")]
     Prometheus(String),
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
 }
 
 impl SourceError {
@@ -68,6 +71,7 @@ impl SourceError {
         match self {
             SourceError::Kafka(_) => "kafka",
             SourceError::Prometheus(_) => "prometheus",
+            SourceError::Kubernetes(_) => "kubernetes",
         }
     }
 }

@@ -172,14 +172,26 @@ pub async fn range_query(
 }
 
 /// Why a body was not read.
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge,
     Read(reqwest::Error),
 }
 
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge => f.write_str("answer larger than expected"),
+            BodyError::Read(e) => e.fmt(f),
+        }
+    }
+}
+
 /// A response's body, read no further than `max` bytes: a larger one (by
 /// its Content-Length, or as it arrives) is refused.
-async fn read_at_most(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+pub(super) async fn read_at_most(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(BodyError::TooLarge);
     }

@@ -1,6 +1,6 @@
 //! Trigger metadata (ScaledObjectRef.scalerMetadata) parsed into a
 //! [`TriggerSpec`]. Keys and defaults follow KEDA's `kafka` scaler; lagrate
-//! adds `cluster`, `policy` and policy overrides. KEDA's own keys for the
+//! adds `cluster`, `policy`, `scaleTarget` and policy overrides. KEDA's own keys for the
 //! external trigger are accepted and ignored, and `xFromEnv` means `x`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::policy::{Params, PartitionCap};
 use crate::signals::{LagRules, OffsetReset};
 use crate::source::is_valid_topic_name;
+use crate::source::kubernetes::Workload;
 
 /// Keys KEDA puts in every external trigger's metadata.
 const KEDA_EXTERNAL_KEYS: &[&str] = &[
@@ -77,6 +78,9 @@ pub struct TriggerSpec {
     pub group: String,
     /// None: every topic the group has committed offsets for.
     pub topics: Option<Vec<String>>,
+    /// The workload whose scale a starting replica holds (`scaleTarget`),
+    /// in the ScaledObject's namespace.
+    pub scale_target: Option<Workload>,
     pub lag_rules: LagRules,
     pub policy_name: String,
     pub params: Params,
@@ -177,7 +181,7 @@ pub fn parse(
         let known = KEDA_EXTERNAL_KEYS.contains(key)
             || KAFKA_KEYS.contains(key)
             || overrides::is_policy_field(key)
-            || matches!(*key, "cluster" | "policy");
+            || matches!(*key, "cluster" | "policy" | "scaleTarget");
         if KAFKA_AUTH_KEYS.contains(key) {
             return Err(err(
                 key,
@@ -191,7 +195,7 @@ pub fn parse(
             return Err(err(
                 key,
                 format!(
-                    "unknown key {}; allowed: {}, cluster, policy, {}",
+                    "unknown key {}; allowed: {}, cluster, policy, scaleTarget, {}",
                     quoted(key).trim_matches('"'),
                     KAFKA_KEYS.join(", "),
                     overrides::policy_fields().join(", ")
@@ -327,6 +331,17 @@ pub fn parse(
         exclude_persistent_lag: flag("excludePersistentLag")?,
     };
 
+    let scale_target = match get("scaleTarget") {
+        None => None,
+        Some(_) if config.kubernetes.is_none() => {
+            return Err(err(
+                "scaleTarget",
+                "scaleTarget needs the Kubernetes API: lagrate runs outside a cluster and its config has no kubernetes section".into(),
+            ));
+        }
+        Some(value) => Some(Workload::parse(value).map_err(|e| err("scaleTarget", e))?),
+    };
+
     let policy_name = get("policy").unwrap_or("default").to_owned();
     let named = config.policies.get(&policy_name).cloned().ok_or_else(|| {
         err(
@@ -361,6 +376,7 @@ pub fn parse(
         cluster,
         group,
         topics,
+        scale_target,
         lag_rules,
         policy_name,
         params: Params {

@@ -232,3 +232,38 @@ fn oversized_or_control_character_names_and_empty_values_are_rejected_and_quoted
         e.len()
     );
 }
+
+#[test]
+fn a_scale_target_needs_the_kubernetes_api_and_a_workload_name() {
+    let mut config = config();
+    config.kubernetes = None;
+    let target = |value: &str, config: &Config| {
+        parse(
+            &meta(&[
+                ("cluster", "local"),
+                ("consumerGroup", "g"),
+                ("scaleTarget", value),
+            ]),
+            config,
+        )
+    };
+    let outside = target("trade-consumer", &config).unwrap_err();
+    assert_eq!(outside.key, "scaleTarget");
+    assert!(outside.message.contains("kubernetes section"), "{outside}");
+    config.kubernetes = Some(crate::source::kubernetes::KubernetesSettings {
+        api_server: "https://k:6443".into(),
+        token_file: "t".into(),
+        ca_file: "c".into(),
+        timeout: std::time::Duration::from_secs(2),
+    });
+    let spec = target("statefulset/sink", &config).unwrap();
+    assert_eq!(
+        spec.scale_target.map(|w| (w.kind, w.name)),
+        Some((
+            crate::source::kubernetes::TargetKind::StatefulSet,
+            "sink".to_owned()
+        ))
+    );
+    let bad = target("cronjob/x", &config).unwrap_err();
+    assert!(bad.message.contains("deployment or statefulset"), "{bad}");
+}

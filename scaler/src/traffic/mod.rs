@@ -1,12 +1,16 @@
 //! The shape of a topic's traffic and its group's pauses, from the offsets:
 //! how noisy single sample intervals are, whether the rate is climbing
-//! steadily, how long the last quiet stretch lasted, and how long a
-//! rebalance keeps partitions from committing.
+//! steadily, how long the last quiet stretch lasted, how long a rebalance
+//! keeps partitions from committing, and how long new pods take to join.
 
 use std::sync::Arc;
 
 use crate::policy::LearnedPause;
 use crate::signals::Sample;
+
+mod pauses;
+
+use pauses::{RebalanceWatch, StartupWatch, time_rebalance, time_startup};
 
 /// The spread of single intervals' rates is measured over this span: long
 /// enough to tell noise from a few draws, short enough to follow a change
@@ -17,11 +21,6 @@ const NOISE_WINDOW_S: f64 = 120.0;
 /// (2.3 % of windows) noise alone crosses a boundary several times an
 /// hour, at 4 (3 in 100,000) about once in 140 hours.
 pub const NOISE_STANDARD_ERRORS: f64 = 4.0;
-
-/// Longest a rebalance is timed: a partition still not committing after
-/// this long is not waiting for the rebalance (its pod is gone or stuck),
-/// and the observation is dropped.
-const REBALANCE_WATCH_S: f64 = 600.0;
 
 /// Messages per second between two counts `dt` seconds apart (0 when
 /// the count fell, as after a topic is recreated).
@@ -67,63 +66,10 @@ pub struct Shape {
     watch: Option<RebalanceWatch>,
     /// Rebalance pauses timed so far.
     pub rebalance: Option<LearnedPause>,
-}
-
-/// A rebalance being timed: from the change of the group's member count
-/// until every partition that was behind then has committed again.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct RebalanceWatch {
-    /// Midpoint of the sample interval in which the count changed.
-    since: f64,
-    /// Per partition (in the sample's order), the committed offset at the
-    /// change while it has not committed since; None when not behind then.
-    waiting: Vec<Option<i64>>,
-    /// The longest a partition went without committing so far.
-    longest: f64,
-}
-
-/// Times rebalances: `shape` is the sample `before`'s, `sample` the next.
-fn time_rebalance(
-    before: &Sample,
-    shape: &Shape,
-    sample: &Sample,
-) -> (Option<RebalanceWatch>, Option<LearnedPause>) {
-    let mut learned = shape.rebalance;
-    let mut watch = shape.watch.clone();
-    let mid = (before.t + sample.t) / 2.0;
-    if let Some(w) = watch.as_mut() {
-        for (p, slot) in sample.offsets.partitions.iter().zip(w.waiting.iter_mut()) {
-            if let Some(at_change) = *slot
-                && p.committed.is_some_and(|c| c > at_change)
-            {
-                w.longest = w.longest.max(mid - w.since);
-                *slot = None;
-            }
-        }
-        if w.waiting.iter().all(Option::is_none) {
-            learned = Some(LearnedPause::with(learned, w.longest));
-            watch = None;
-        } else if sample.t - w.since > REBALANCE_WATCH_S {
-            watch = None;
-        }
-    }
-    if let (Some(was), Some(now)) = (before.offsets.members, sample.offsets.members)
-        && was != now
-    {
-        let waiting: Vec<Option<i64>> = sample
-            .offsets
-            .partitions
-            .iter()
-            .map(|p| p.committed.filter(|&c| p.high_watermark > c))
-            .collect();
-        // A change to no members leaves nothing to commit: nothing to time.
-        watch = (now > 0 && waiting.iter().any(Option::is_some)).then_some(RebalanceWatch {
-            since: mid,
-            waiting,
-            longest: 0.0,
-        });
-    }
-    (watch, learned)
+    /// The scale-up being timed, if the workload's spec rose lately.
+    startup_watch: Option<StartupWatch>,
+    /// Start-up times timed so far.
+    pub startup: Option<LearnedPause>,
 }
 
 impl Shape {
@@ -165,6 +111,7 @@ impl Shape {
             .collect();
         let spread = interval_spread(&interval_rates);
         let (watch, rebalance) = time_rebalance(before, shape_before, sample);
+        let (startup_watch, startup) = time_startup(before, shape_before, sample);
         Shape {
             produced,
             spread,
@@ -173,6 +120,8 @@ impl Shape {
             idle_gap_s,
             watch,
             rebalance,
+            startup_watch,
+            startup,
         }
     }
 }
@@ -246,14 +195,14 @@ fn climb(highs: &[(f64, f64)], sigma: f64) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::signals::PrometheusReading;
     use crate::source::{OffsetSnapshot, PartitionOffsets};
 
     /// One partition sampled every 2 s for `seconds`, `rate(t)` msg/s
     /// arriving over each interval.
-    fn produced_at(seconds: u32, rate: impl Fn(f64) -> f64) -> Vec<Arc<Sample>> {
+    pub(crate) fn produced_at(seconds: u32, rate: impl Fn(f64) -> f64) -> Vec<Arc<Sample>> {
         let mut high = 0.0;
         (0..=seconds / 2)
             .map(|k| {
@@ -273,6 +222,7 @@ mod tests {
                         members: None,
                     },
                     prometheus: PrometheusReading::NotConfigured,
+                    target_replicas: None,
                 })
             })
             .collect()
@@ -334,62 +284,6 @@ mod tests {
         assert_eq!(seen(noisy), None);
         // Less than the noise window seen: no verdict.
         assert_eq!(seen(produced_at(60, |t| 100.0 + 2.0 * t)), None);
-    }
-
-    #[test]
-    fn a_rebalance_is_timed_from_the_count_change_to_the_last_paused_partition_committing() {
-        // Two partitions at 10 msg/s each, committed one interval behind.
-        // The group grows from 2 to 3 members at t = 100 s; partition 1
-        // then commits nothing for 30 s (it moved), partition 0 goes on.
-        // At 300 s the group shrinks to 2 and partition 1 pauses 50 s.
-        let paused = |t: f64| (100.0..130.0).contains(&t) || (300.0..350.0).contains(&t);
-        let mut committed = [0_i64; 2];
-        let samples: Vec<Arc<Sample>> = (0..250)
-            .map(|k| {
-                let t = f64::from(k * 2);
-                let high = (t * 10.0) as i64;
-                committed[0] = (high - 20).max(0);
-                if !paused(t) {
-                    committed[1] = (high - 20).max(0);
-                }
-                let members = if (100.0..300.0).contains(&t) { 3 } else { 2 };
-                Arc::new(Sample {
-                    t,
-                    offsets: OffsetSnapshot {
-                        partitions: (0..2)
-                            .map(|p| PartitionOffsets {
-                                topic: Arc::from("t"),
-                                partition: p,
-                                high_watermark: high,
-                                committed: Some(committed[p as usize]),
-                            })
-                            .collect(),
-                        members: Some(members),
-                    },
-                    prometheus: PrometheusReading::NotConfigured,
-                })
-            })
-            .collect();
-        let shapes = shapes(&samples);
-        let at = |t: f64| shapes[(t / 2.0) as usize].rebalance;
-        assert_eq!(at(120.0), None, "still paused");
-        let first = at(200.0).expect("the first pause");
-        assert_eq!(first.observations, 1);
-        assert!((first.seconds - 31.0).abs() <= 1.0, "{first:?}");
-        // The second pause weighs half beside the first.
-        let both = at(400.0).expect("two pauses");
-        assert_eq!(both.observations, 2);
-        assert!((both.seconds - 41.0).abs() <= 1.0, "{both:?}");
-        // Without member counts nothing is timed.
-        let unreported: Vec<Arc<Sample>> = samples
-            .iter()
-            .map(|s| {
-                let mut s = Sample::clone(s);
-                s.offsets.members = None;
-                Arc::new(s)
-            })
-            .collect();
-        assert_eq!(super::shapes(&unreported).pop().unwrap().rebalance, None);
     }
 
     #[test]
