@@ -101,7 +101,12 @@ def random_scenario(rng,cls,i):
 ap=argparse.ArgumentParser(description="Sweep lagrate's policy; print the worst case against ideal-reactive.")
 ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per class instead of the fixed grid")
 ap.add_argument("--seed",type=int,default=11,help="seed of --random")
+ap.add_argument("--keep",metavar="DIR",help="write the scenario files to DIR and keep them (rerun one with lagrate simulate --scenario FILE --explain)")
 args=ap.parse_args()
+if args.keep:
+    os.makedirs(args.keep,exist_ok=True)
+    shutil.rmtree(DIR)
+    DIR=args.keep
 jobs=[]
 if args.random:
     rng=random.Random(args.seed)
@@ -123,7 +128,7 @@ def run(j):
     rows={r["policy"]:r for r in json.loads(out.stdout)["rows"]}
     return (j,rows,None)
 res=list(ThreadPoolExecutor(2).map(run,jobs))
-shutil.rmtree(DIR)
+if not args.keep: shutil.rmtree(DIR)
 worst_pods=[];worst_p99=[];dom=[]
 for j,rows,err in res:
     if err: print("ERR",j[0],err[:200]); continue
@@ -140,7 +145,7 @@ worst_pods.sort(reverse=True); worst_p99.sort(reverse=True)
 print("runs",len(res))
 print("worst pod-seconds ratio lagrate/ideal-reactive:"); [print("  %.2f %s phase %ds %s actions %d rev %d"%w) for w in worst_pods[:6]]
 print("worst p99 ratio (p99+5s)/(ideal+5s):"); [print("  %.2f %s phase %ds %s lagrate %.1fs ideal %.1fs"%w) for w in worst_p99[:6]]
-print("KEDA dominates lagrate (both pods and p99 better by >2%%): %d"%len(dom)); [print("  ",d) for d in dom[:10]]
+print("KEDA dominates lagrate (both pods and p99 better by >2%%): %d"%len(dom)); [print("  ",d) for d in dom]
 # Noise classes: actions and reversals (goal: right start none, wrong start at most one reversal).
 noisy=[(j[0],j[2],j[3],rows["lagrate"]["scale_actions"],rows["lagrate"]["reversals"]) for j,rows,err in res if rows and j[0].startswith("noise")]
 right=max((n for n in noisy if "-right-" in n[0]),key=lambda n:n[3],default=None)
@@ -149,5 +154,5 @@ if right: print("noise started right, most actions: %d (%s phase %ds %s)"%(right
 if wrong: print("noise started wrong, most reversals: %d (%s phase %ds %s)"%(wrong[4],wrong[0],wrong[1],wrong[2]))
 over=sorted(((max(p[0],q[0]),p[1],p[2],p[3]) for p,q in zip(sorted(worst_pods,key=lambda w:(w[1],w[2],w[3])),sorted(worst_p99,key=lambda w:(w[1],w[2],w[3])))),reverse=True)
 print("runs beyond 1.15x ideal-reactive on pod-seconds or p99: %d of %d"%(sum(1 for o in over if o[0]>1.15),len(over)))
-for o in over[:12]:
+for o in over:
     if o[0]>1.15: print("  %.2f %s phase %ds %s"%o)

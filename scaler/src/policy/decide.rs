@@ -18,6 +18,9 @@ const IDLE_RATE_PER_S: f64 = 1e-3;
 const RAMP_LEAD: f64 = 0.02;
 /// Shortest share of the stabilization window a scale-down waits.
 const MIN_STABILIZATION_SHARE: f64 = 0.2;
+/// A burst counts as lasting like the last one until it has run this much
+/// longer: one burst's length is a rough estimate of the next one's.
+const BURST_LENGTH_MARGIN: f64 = 0.5;
 /// Weight of a new capacity sample in the learned per-pod capacity.
 const CAPACITY_LEARNING_WEIGHT: f64 = 0.3;
 /// A group counts as saturated (so `μ/n` measures capacity) while its backlog
@@ -148,6 +151,25 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         excess_backlog <= rate * KEEP_UP_BACKLOG_SECONDS
             && rate_need(params, obs, (rate_ahead - noise).max(0.0), 0.0, c).pods <= current
     };
+    // Traffic that has stopped, or a burst lasting as the last one did,
+    // ends before a scale-up's pods would consume (after start-up and
+    // rebalance): if the pods that run (settled: not still starting)
+    // drain what it leaves within drainSeconds, the scale-up would only
+    // add its pause.
+    let drains_first = |current: u32| {
+        let c = capacity?;
+        let (remaining, hold) = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
+            (Some(_), _, _) => (0.0, Action::TrafficStopped),
+            (None, Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
+                ((last - busy).max(0.0), Action::BurstEndsFirst)
+            }
+            _ => return None,
+        };
+        let serve = effective_capacity(params, obs, current, c);
+        let left = obs.lag + (rate - serve).max(0.0) * remaining;
+        (remaining < s.startup_seconds + s.rebalance_seconds && left <= serve * s.drain_seconds)
+            .then_some(hold)
+    };
     let bound = |n: u32| {
         let n = n.clamp(s.min_replicas, s.max_replicas);
         if params.rate_aware && !idle_now {
@@ -193,6 +215,12 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 (current, Action::DeadBand)
             } else if current > 0 && !lag_sized && keeps_up(current) {
                 (current, Action::KeepingUp)
+            } else if current > 0
+                && !lag_sized
+                && !in_settle
+                && let Some(hold) = drains_first(current)
+            {
+                (current, hold)
             } else if in_settle && lag_sized && obs.lag <= state.projected_backlog {
                 (current, Action::Settling)
             } else if !state.confirming_step
@@ -301,6 +329,11 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Action::DeadBand => (0.0, s.dead_band),
         Action::IdleKeepOne | Action::Idle => (idle_for, s.idle_seconds),
         Action::IdleGapOutlasts => (obs.idle_gap_s.unwrap_or(0.0), s.idle_seconds),
+        Action::TrafficStopped => (obs.quiet_for_s.unwrap_or(0.0), 0.0),
+        Action::BurstEndsFirst => (
+            obs.busy_for_s.unwrap_or(0.0),
+            obs.last_burst_s.unwrap_or(0.0),
+        ),
         _ => (0.0, 0.0),
     };
     // A scale-up is explained by the sizing it used (pause included).

@@ -27,6 +27,13 @@ pub enum Action {
     /// A scale-up waits one sample for a step only its newest interval
     /// shows, to be sized once.
     ConfirmingStep,
+    /// A scale-up held because the burst under way, lasting as the last
+    /// one did, ends before new pods would consume, and the running pods
+    /// drain what it leaves within `drainSeconds`.
+    BurstEndsFirst,
+    /// A scale-up held because no message arrives, and the running pods
+    /// drain the lag within `drainSeconds`.
+    TrafficStopped,
     /// A scaler that has just started holds the group's observed size until
     /// its window covers what the answer depends on.
     WarmingUp,
@@ -52,6 +59,8 @@ impl Action {
             Action::ColdStart => "cold-start",
             Action::PauseTooCostly => "pause-too-costly",
             Action::ConfirmingStep => "confirming-step",
+            Action::BurstEndsFirst => "burst-ends-first",
+            Action::TrafficStopped => "traffic-stopped",
             Action::WarmingUp => "warming-up",
             Action::Stabilizing => "stabilizing",
             Action::IdleKeepOne => "idle-keep-one",
@@ -235,6 +244,14 @@ impl fmt::Display for Reason {
             Action::ConfirmingStep => write!(
                 f,
                 "hold {to} one sample: the newest interval alone shows a step the rate has not caught up with; the scale-up is sized once it does ({basis})"
+            )?,
+            Action::BurstEndsFirst => write!(
+                f,
+                "hold {to}: this burst has run {elapsed_seconds:.0}s and the last one lasted {window:.0}s; it should end before new pods consume (startupSeconds + rebalanceSeconds), and {to} pods drain what it leaves within drainSeconds ({basis})"
+            )?,
+            Action::TrafficStopped => write!(
+                f,
+                "hold {to}: no message has arrived for {elapsed_seconds:.0}s, and {to} pods drain the lag within drainSeconds; new pods would consume only after startupSeconds + rebalanceSeconds ({basis})"
             )?,
             Action::WarmingUp => write!(
                 f,

@@ -124,6 +124,15 @@ pub struct Observation {
     /// gap before the traffic now or last seen), seconds, as far back as
     /// the window shows: the gap the next burst is expected after.
     pub idle_gap_s: Option<f64>,
+    /// How long no message has arrived, while none does (as far back as
+    /// the window shows); None while messages arrive.
+    pub quiet_for_s: Option<f64>,
+    /// How long the traffic under way has lasted, when the quiet stretch
+    /// before it was seen; None while quiet.
+    pub busy_for_s: Option<f64>,
+    /// How long the last burst (traffic between two quiet stretches)
+    /// lasted, as far back as the window shows.
+    pub last_burst_s: Option<f64>,
     /// Rebalance pauses timed from the offsets since this scaler started
     /// (None before one, or when members are not reported).
     pub learned_rebalance: Option<LearnedPause>,
@@ -174,6 +183,9 @@ impl Observation {
             hottest_share: None,
             max_partition_lag: 0.0,
             idle_gap_s: None,
+            quiet_for_s: None,
+            busy_for_s: None,
+            last_burst_s: None,
             learned_rebalance: None,
             learned_startup: None,
             members: None,

@@ -56,12 +56,18 @@ pub struct Shape {
     /// A steady climb over that window (msg/s per second).
     pub climb: Option<f64>,
     /// Start of the quiet stretch under way; None while messages arrive.
-    quiet_since: Option<f64>,
+    pub quiet_since: Option<f64>,
     /// The most recent stretch without inbound traffic that had ended by
     /// this sample (from the last sample that saw messages arrive to the
     /// next one that did), as far back as the window went: a window that
     /// began quiet counts the stretch from its first sample.
     pub idle_gap_s: Option<f64>,
+    /// Start of the traffic under way, when the quiet stretch before it
+    /// was seen to end; None while quiet or when its start is unknown.
+    pub busy_since: Option<f64>,
+    /// How long the most recent stretch of traffic between two quiet ones
+    /// lasted (a burst), as far back as the window went.
+    pub last_busy_s: Option<f64>,
     /// The rebalance being timed, if the member count changed lately.
     watch: Option<RebalanceWatch>,
     /// Rebalance pauses timed so far.
@@ -85,14 +91,19 @@ impl Shape {
             };
         };
         let (mut quiet_since, mut idle_gap_s) = (shape_before.quiet_since, shape_before.idle_gap_s);
+        let (mut busy_since, mut last_busy_s) = (shape_before.busy_since, shape_before.last_busy_s);
         if produced > shape_before.produced {
             if let Some(since) = quiet_since.take()
                 && before.t > since
             {
                 idle_gap_s = Some(before.t - since);
+                busy_since = Some(before.t);
             }
         } else if quiet_since.is_none() {
             quiet_since = Some(before.t);
+            if let Some(since) = busy_since.take() {
+                last_busy_s = Some(before.t - since);
+            }
         }
         // The newest sample at least the noise window old, or the oldest.
         let from = earlier
@@ -118,6 +129,8 @@ impl Shape {
             climb: spread.and_then(|sigma| climb(&highs, sigma)),
             quiet_since,
             idle_gap_s,
+            busy_since,
+            last_busy_s,
             watch,
             rebalance,
             startup_watch,
@@ -302,5 +315,14 @@ pub(crate) mod tests {
         assert_eq!(at(130.0), Some(100.0), "from the window's first sample");
         assert_eq!(at(300.0), Some(100.0), "the stretch under way is not over");
         assert_eq!(at(450.0), Some(240.0));
+        // The burst between the two quiet stretches lasted 60 s; the window
+        // began quiet, so no burst is known before it ends.
+        let burst = |t: f64| shapes[(t / 2.0) as usize].last_busy_s;
+        assert_eq!(burst(130.0), None);
+        assert!(burst(300.0).is_some_and(|b| (b - 60.0).abs() <= 2.0));
+        let since = |t: f64| shapes[(t / 2.0) as usize].busy_since;
+        assert!(since(130.0).is_some_and(|b| (b - 100.0).abs() <= 2.0));
+        assert_eq!(since(300.0), None, "quiet");
+        assert!(since(450.0).is_some_and(|b| (b - 400.0).abs() <= 2.0));
     }
 }

@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod bursts;
+
 fn lag_only(lag_threshold: f64) -> Params {
     Params {
         settings: PolicySettings::default(),
@@ -169,37 +171,6 @@ fn idle_topic_keeps_one_pod_for_the_idle_window_then_goes_to_zero() {
     assert!(
         (505.0..=510.0).contains(&zero_at),
         "zero after 300 s idle, at {zero_at}"
-    );
-}
-
-#[test]
-fn bursts_further_apart_than_the_idle_window_go_to_zero_once_drained() {
-    let p = rate_aware(100.0);
-    let (_, busy) = decide(&p, &State::default(), &obs(0.0, 300.0, 8), 0.0);
-    let quiet = |lag: f64, gap: Option<f64>| Observation {
-        idle_gap_s: gap,
-        ..obs(lag, 0.0, 8)
-    };
-    // The gap before this burst outlasted the 300 s idle window: a pod kept
-    // warm would idle out before the next one.
-    let d = decide(&p, &busy, &quiet(0.0, Some(400.0)), 100.0).0;
-    assert_eq!((d.replicas, d.action), (0, Action::IdleGapOutlasts));
-    assert!(
-        d.reason
-            .to_string()
-            .contains("idle 400s before this traffic")
-    );
-    // A shorter gap, or none seen: one pod waits out the idle window.
-    for gap in [Some(120.0), None] {
-        let d = decide(&p, &busy, &quiet(0.0, gap), 100.0).0;
-        assert_eq!((d.replicas, d.action), (1, Action::IdleKeepOne), "{gap:?}");
-    }
-    // Messages still waiting: not idle.
-    assert!(
-        decide(&p, &busy, &quiet(500.0, Some(400.0)), 100.0)
-            .0
-            .replicas
-            > 0
     );
 }
 

@@ -1,0 +1,107 @@
+//! Examples of the policy's behaviour with bursts of traffic between quiet
+//! stretches.
+
+use super::*;
+
+#[test]
+fn bursts_further_apart_than_the_idle_window_go_to_zero_once_drained() {
+    let p = rate_aware(100.0);
+    let (_, busy) = decide(&p, &State::default(), &obs(0.0, 300.0, 8), 0.0);
+    let quiet = |lag: f64, gap: Option<f64>| Observation {
+        idle_gap_s: gap,
+        ..obs(lag, 0.0, 8)
+    };
+    // The gap before this burst outlasted the 300 s idle window: a pod kept
+    // warm would idle out before the next one.
+    let d = decide(&p, &busy, &quiet(0.0, Some(400.0)), 100.0).0;
+    assert_eq!((d.replicas, d.action), (0, Action::IdleGapOutlasts));
+    assert!(
+        d.reason
+            .to_string()
+            .contains("idle 400s before this traffic")
+    );
+    // A shorter gap, or none seen: one pod waits out the idle window.
+    for gap in [Some(120.0), None] {
+        let d = decide(&p, &busy, &quiet(0.0, gap), 100.0).0;
+        assert_eq!((d.replicas, d.action), (1, Action::IdleKeepOne), "{gap:?}");
+    }
+    // Messages still waiting: not idle.
+    assert!(
+        decide(&p, &busy, &quiet(500.0, Some(400.0)), 100.0)
+            .0
+            .replicas
+            > 0
+    );
+}
+
+#[test]
+fn a_burst_that_ends_before_new_pods_consume_is_drained_by_the_pods_that_run() {
+    // One pod of 100 msg/s on 8 partitions; bursts of 150 msg/s have lasted
+    // 60 s. 20 s into this one, 1000 messages wait: it should end in 40 s,
+    // before pods started now consume (S + R = 120 s), leaving 1000 + 40 x
+    // 50 = 3000, which the pod drains in 30 s.
+    let p = rate_aware(100.0);
+    let one = State {
+        replicas: Some(1),
+        ..State::default()
+    };
+    let burst = |busy: f64, last: Option<f64>| Observation {
+        busy_for_s: Some(busy),
+        last_burst_s: last,
+        ..obs(1000.0, 150.0, 8)
+    };
+    let d = decide(&p, &one, &burst(20.0, Some(60.0)), 1000.0).0;
+    assert_eq!((d.replicas, d.action), (1, Action::BurstEndsFirst));
+    let reason = d.reason.to_string();
+    assert!(
+        reason.contains("this burst has run 20s and the last one lasted 60s"),
+        "{reason}"
+    );
+    // Just past the last one's length it still holds: one burst's length is
+    // a rough estimate.
+    let d = decide(&p, &one, &burst(70.0, Some(60.0)), 1000.0).0;
+    assert_eq!(d.action, Action::BurstEndsFirst);
+    // It scales up when no burst was seen before, when this one has
+    // outlasted the last by half, when the last was longer than new pods take to
+    // consume, or when the pod could not drain what is left in time.
+    for (busy, last, lag) in [
+        (20.0, None, 1000.0),
+        (100.0, Some(60.0), 1000.0),
+        (20.0, Some(300.0), 1000.0),
+        (20.0, Some(60.0), 5000.0),
+    ] {
+        let o = Observation {
+            lag,
+            ..burst(busy, last)
+        };
+        let d = decide(&p, &one, &o, 1000.0).0;
+        assert_eq!(d.action, Action::ScaleUp, "{busy} {last:?} {lag}");
+    }
+}
+
+#[test]
+fn after_the_traffic_stops_the_pods_that_run_drain_what_they_can_in_time() {
+    // The 15 s rate still shows the burst that just ended (150 msg/s), but
+    // no message has arrived for 4 s: one pod drains 3000 messages in 30 s,
+    // sooner than new pods would consume. 9000 would take it 90 s.
+    let p = rate_aware(100.0);
+    let one = State {
+        replicas: Some(1),
+        ..State::default()
+    };
+    let stopped = |lag: f64| Observation {
+        quiet_for_s: Some(4.0),
+        ..obs(lag, 150.0, 8)
+    };
+    let d = decide(&p, &one, &stopped(3000.0), 1000.0).0;
+    assert_eq!((d.replicas, d.action), (1, Action::TrafficStopped));
+    assert!(
+        d.reason
+            .to_string()
+            .contains("no message has arrived for 4s"),
+        "{}",
+        d.reason
+    );
+    let d = decide(&p, &one, &stopped(9000.0), 1000.0).0;
+    assert_eq!(d.action, Action::ScaleUp);
+}
