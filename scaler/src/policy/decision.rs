@@ -182,11 +182,27 @@ impl fmt::Display for Basis {
                         " climbing {per_s2:.2}/s per second, as expected in {lead_seconds:.0}s when new pods consume,"
                     )?;
                 }
-                write!(
-                    f,
-                    " x {:.2} + backlog {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod",
-                    1.0 + headroom
-                )?;
+                // The headroom drains backlog too: the larger term counts.
+                let spare = rate_per_s * headroom;
+                if *backlog > 0.0 && backlog / drain_seconds > spare {
+                    write!(f, " + backlog {backlog:.0} / {drain_seconds}s")?;
+                    if *headroom > 0.0 {
+                        write!(
+                            f,
+                            " (more than the {:.0}% headroom drains)",
+                            headroom * 100.0
+                        )?;
+                    }
+                } else {
+                    write!(f, " x {:.2}", 1.0 + headroom)?;
+                    if *backlog > 0.0 {
+                        write!(
+                            f,
+                            " (the headroom drains backlog {backlog:.0} within {drain_seconds}s)"
+                        )?;
+                    }
+                }
+                write!(f, " over {capacity_per_s:.1}/s per pod")?;
                 if backlog.round() < lag.round() {
                     write!(
                         f,

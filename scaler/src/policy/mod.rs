@@ -9,8 +9,8 @@
 //! * lag-only (KEDA's Kafka keys only): `ceil(lag / lagThreshold)`, capped at
 //!   the partitions, exactly what KEDA's Kafka scaler makes the HPA do;
 //! * rate-aware (a `policy` or `podCapacity`): the smallest partition-aware
-//!   pod count that serves `λ·(1+headroom) + backlog/drainSeconds` at `c`
-//!   messages per second per pod.
+//!   pod count that serves `max(λ·(1+headroom), λ + backlog/drainSeconds)`
+//!   at `c` messages per second per pod (the headroom drains backlog too).
 //!
 //! Both then go through the same hysteresis: one step up to the need, a
 //! settle window through start-up and rebalance in which backlog inside the

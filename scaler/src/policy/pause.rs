@@ -4,7 +4,8 @@
 
 use super::decide::{State, projected_allowance};
 use super::observation::Observation;
-use super::settings::{Params, PolicySettings};
+use super::partitions::next_faster_count;
+use super::settings::{Params, PartitionCap, PolicySettings};
 use super::sizing::{Need, effective_capacity, sized_need};
 
 /// The group was seen to change to `members` pods without this replay
@@ -91,10 +92,16 @@ pub(super) fn price_scale_down(
         let priced = sized_need(params, obs, rate, 0.0, obs.lag + pause, capacity);
         // A fewer-pod target only pauses more partitions under
         // cooperative rebalancing: the need rises with `to` falling, so
-        // the first count that covers its own pause is the answer.
+        // the first count that covers its own pause is the answer. Every
+        // count that processes more is tried (the smaller pause of one may
+        // fit below this one's need); a count between two of them only
+        // adds pods to the one below.
         if priced.pods <= to || to >= current {
             return (to.min(current), priced);
         }
-        to = priced.pods.clamp(to + 1, current);
+        to = match params.cap {
+            PartitionCap::None => to + 1,
+            _ => next_faster_count(obs.partitions, to),
+        };
     }
 }

@@ -129,7 +129,8 @@ pub(super) fn sized_need(
     capacity: f64,
 ) -> Need {
     let s = &params.settings;
-    let demand = rate * (1.0 + headroom) + backlog / s.drain_seconds;
+    // The headroom drains backlog too: it is needed for one or the other.
+    let demand = (rate * (1.0 + headroom)).max(rate + backlog / s.drain_seconds);
     let basis = Basis::Rate {
         rate_per_s: rate,
         source: obs.rate_source,

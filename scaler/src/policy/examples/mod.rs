@@ -3,6 +3,7 @@
 use super::*;
 
 mod bursts;
+mod sizing;
 
 fn lag_only(lag_threshold: f64) -> Params {
     Params {
