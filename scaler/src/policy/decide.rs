@@ -8,7 +8,9 @@ use super::decision::{Action, Basis, Climb, Decision, Reason};
 use super::observation::Observation;
 use super::pause::{price_scale_down, project_pause, rebalance_backlog};
 use super::settings::{Params, PolicySettings};
-use super::sizing::{Need, effective_capacity, lag_need, partition_drain_floor, rate_need};
+use super::sizing::{
+    climbing_need, effective_capacity, lag_need, partition_drain_floor, rate_need,
+};
 use crate::traffic::NOISE_STANDARD_ERRORS;
 
 /// Below this inbound rate (msg/s) a topic counts as idle.
@@ -106,7 +108,8 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         lead_seconds: s.startup_seconds + s.rebalance_seconds,
     });
     let rate_ahead = rate + climb.map_or(0.0, |c| c.per_s2 * c.lead_seconds);
-    let ahead = |mut need: Need| {
+    let ahead = |backlog: f64, c: f64| {
+        let mut need = climbing_need(params, obs, rate, rate_ahead, backlog, c);
         if let Basis::Rate { climb: shown, .. } = &mut need.basis {
             *shown = climb;
         }
@@ -118,19 +121,12 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // while it still needs them).
     let (need, need_up, need_down) = match capacity {
         Some(c) if !lag_sized => {
-            let need = ahead(rate_need(params, obs, rate_ahead, excess_backlog, c));
+            let need = ahead(excess_backlog, c);
             let up = if need.pods > current {
-                rate_need(
-                    params,
-                    obs,
-                    rate_ahead,
-                    excess_backlog + pause_backlog(c, need.pods),
-                    c,
-                )
+                ahead(excess_backlog + pause_backlog(c, need.pods), c)
             } else {
-                rate_need(params, obs, rate_ahead, excess_backlog, c)
+                ahead(excess_backlog, c)
             };
-            let up = ahead(up);
             (need, up, rate_need(params, obs, steady_rate, obs.lag, c))
         }
         // Lag-only sizing counts the whole backlog; the settle rule below
@@ -149,7 +145,16 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         let Some(c) = capacity else { return false };
         let noise = NOISE_STANDARD_ERRORS * obs.rate_uncertainty_per_s.unwrap_or(0.0);
         excess_backlog <= rate * KEEP_UP_BACKLOG_SECONDS
-            && rate_need(params, obs, (rate_ahead - noise).max(0.0), 0.0, c).pods <= current
+            && climbing_need(
+                params,
+                obs,
+                (rate - noise).max(0.0),
+                (rate_ahead - noise).max(0.0),
+                0.0,
+                c,
+            )
+            .pods
+                <= current
     };
     // Traffic that has stopped, or a burst lasting as the last one did,
     // ends before a scale-up's pods would consume (after start-up and

@@ -182,19 +182,23 @@ impl fmt::Display for Basis {
                         " climbing {per_s2:.2}/s per second, as expected in {lead_seconds:.0}s when new pods consume,"
                     )?;
                 }
-                // The headroom drains backlog too: the larger term counts.
-                let spare = rate_per_s * headroom;
-                if *backlog > 0.0 && backlog / drain_seconds > spare {
-                    write!(f, " + backlog {backlog:.0} / {drain_seconds}s")?;
+                // The headroom over the rate now is spent first on backlog
+                // and on the climb: the larger term counts.
+                let now = rate_per_s - climb.map_or(0.0, |c| c.per_s2 * c.lead_seconds);
+                let beyond = rate_per_s + backlog / drain_seconds - now * (1.0 + headroom);
+                if beyond > 0.0 {
+                    if *backlog > 0.0 {
+                        write!(f, " + backlog {backlog:.0} / {drain_seconds}s")?;
+                    }
                     if *headroom > 0.0 {
-                        write!(
-                            f,
-                            " (more than the {:.0}% headroom drains)",
-                            headroom * 100.0
-                        )?;
+                        write!(f, " (more than {now:.1}/s x {:.2})", 1.0 + headroom)?;
                     }
                 } else {
-                    write!(f, " x {:.2}", 1.0 + headroom)?;
+                    if climb.is_some() {
+                        write!(f, "; {now:.1}/s now x {:.2} covers it,", 1.0 + headroom)?;
+                    } else {
+                        write!(f, " x {:.2}", 1.0 + headroom)?;
+                    }
                     if *backlog > 0.0 {
                         write!(
                             f,

@@ -89,7 +89,7 @@ pub(super) fn price_scale_down(
     let mut to = target;
     loop {
         let pause = rebalance_backlog(s, rate, current, to);
-        let priced = sized_need(params, obs, rate, 0.0, obs.lag + pause, capacity);
+        let priced = sized_need(params, obs, rate, rate, 0.0, obs.lag + pause, capacity);
         // A fewer-pod target only pauses more partitions under
         // cooperative rebalancing: the need rises with `to` falling, so
         // the first count that covers its own pause is the answer. Every

@@ -109,28 +109,40 @@ pub(super) fn rate_need(
     backlog: f64,
     capacity: f64,
 ) -> Need {
-    sized_need(
-        params,
-        obs,
-        rate,
-        params.settings.headroom,
-        backlog,
-        capacity,
-    )
+    climbing_need(params, obs, rate, rate, backlog, capacity)
 }
 
-/// [`rate_need`] with the given headroom.
+/// [`rate_need`] for a rate climbing to `ahead` by the time new pods
+/// consume: the climb, like backlog, is served by the headroom first.
+pub(super) fn climbing_need(
+    params: &Params,
+    obs: &Observation,
+    rate: f64,
+    ahead: f64,
+    backlog: f64,
+    capacity: f64,
+) -> Need {
+    let headroom = params.settings.headroom;
+    sized_need(params, obs, rate, ahead, headroom, backlog, capacity)
+}
+
+/// [`climbing_need`] with the given headroom.
+///
+/// The headroom is spare capacity over the rate now. It covers noise, and
+/// is spent first on backlog and on a climb: only what they need beyond it
+/// (at the rate `ahead`, when new pods consume) takes more pods.
 pub(super) fn sized_need(
     params: &Params,
     obs: &Observation,
     rate: f64,
+    ahead: f64,
     headroom: f64,
     backlog: f64,
     capacity: f64,
 ) -> Need {
     let s = &params.settings;
-    // The headroom drains backlog too: it is needed for one or the other.
-    let demand = (rate * (1.0 + headroom)).max(rate + backlog / s.drain_seconds);
+    let demand = (rate * (1.0 + headroom)).max(ahead + backlog / s.drain_seconds);
+    let rate = ahead;
     let basis = Basis::Rate {
         rate_per_s: rate,
         source: obs.rate_source,

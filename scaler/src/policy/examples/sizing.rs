@@ -30,7 +30,7 @@ fn a_backlog_the_headroom_drains_within_drain_seconds_needs_no_more_pods() {
     assert_eq!(beyond.replicas, 16);
     let reason = beyond.reason.to_string();
     assert!(
-        reason.contains("+ backlog 7200 / 60s (more than the 10% headroom drains)"),
+        reason.contains("+ backlog 7200 / 60s (more than 700.0/s x 1.10)"),
         "{reason}"
     );
 }
@@ -71,4 +71,46 @@ fn a_cooperative_scale_down_goes_to_the_first_count_that_drains_its_own_pause() 
     // no count below 24 drains that in time.
     let eager = decide(&rate_aware(100.0), &lower, &skewed, 1000.0).0;
     assert_eq!((eager.replicas, eager.action), (24, Action::PauseTooCostly));
+}
+
+#[test]
+fn a_climb_the_running_pods_serve_until_new_pods_consume_needs_no_more_pods() {
+    // 3 pods on 6 partitions (100 msg/s each, 300 in all) at 240 msg/s,
+    // 10 % headroom (264). Climbing 0.15 msg/s per second, the rate is 258
+    // when pods started now would consume (S + R = 120 s): the headroom
+    // covers it. At 0.28 (274) the 3 pods still serve it: the headroom
+    // is not added on top of the climb. At 0.6 (312) they do not, and the
+    // next count that processes more is 6.
+    let params = Params {
+        settings: PolicySettings {
+            headroom: 0.1,
+            ..rate_aware(100.0).settings
+        },
+        ..rate_aware(100.0)
+    };
+    let three = State {
+        replicas: Some(3),
+        ..State::default()
+    };
+    let climbing = |per_s2: f64| {
+        let o = Observation {
+            rate_climb_per_s2: Some(per_s2),
+            ..obs(0.0, 240.0, 6)
+        };
+        decide(&params, &three, &o, 1000.0).0
+    };
+    let covered = climbing(0.15);
+    assert_eq!((covered.replicas, covered.action), (3, Action::Steady));
+    let reason = covered.reason.to_string();
+    assert!(reason.contains("240.0/s now x 1.10 covers it"), "{reason}");
+    let served = climbing(0.28);
+    assert_eq!((served.replicas, served.action), (3, Action::Steady));
+    let reason = served.reason.to_string();
+    assert!(
+        reason.contains("rate 273.6/s from offsets climbing 0.28/s"),
+        "{reason}"
+    );
+    assert!(reason.contains("(more than 240.0/s x 1.10)"), "{reason}");
+    let beyond = climbing(0.6);
+    assert_eq!((beyond.replicas, beyond.action), (6, Action::ScaleUp));
 }
