@@ -177,6 +177,28 @@ pub fn evaluate(
         replicas: size(&samples[from]),
         ..State::default()
     };
+    // A change of the group's size shortly before the replay starts left a
+    // rebalance whose backlog is still draining: the replay expects it, as
+    // the replay that made the change did, instead of taking it for new
+    // demand.
+    let recent = start - params.settings.settle_seconds;
+    if let Some(j) = (1..from)
+        .rev()
+        .take_while(|&j| samples[j].t >= recent)
+        .find(|&j| size(&samples[j]) != size(&samples[j - 1]))
+        && let (Some(before), Some(after)) = (size(&samples[j - 1]), size(&samples[j]))
+    {
+        let window_full = samples[j].t - started_at >= history;
+        let seen = observe(rules, samples, shapes, j, window_full);
+        let changed = State {
+            replicas: Some(before),
+            ..State::default()
+        };
+        state = State {
+            replicas: size(&samples[from]),
+            ..adopt(params, &changed, &seen, samples[j].t, after)
+        };
+    }
     // The warm-up history replays what the load did, not what an earlier
     // replay decided: where the group (or the answer it was given) is seen
     // to change in a way this replay did not ask for, it goes on from
@@ -502,5 +524,51 @@ mod tests {
             "the answer rose after the load stopped: {after:?}"
         );
         assert_eq!(*after.last().unwrap(), 0, "idle at the end: {after:?}");
+    }
+
+    /// 400 msg/s on one partition. The group shrinks from 8 to 5 pods at
+    /// t = 5 s and pauses for its 8 s rebalance; the 3,200 messages that
+    /// wait then drain at the 100 msg/s 5 pods have to spare.
+    fn after_a_scale_down(t: u32) -> Arc<Sample> {
+        let produced = 400 * i64::from(t);
+        let committed = match t {
+            0..=5 => produced,
+            6..=13 => 2_000,
+            _ => (2_000 + 500 * i64::from(t - 13)).min(produced),
+        };
+        Arc::new(Sample {
+            t: f64::from(t),
+            offsets: OffsetSnapshot {
+                partitions: vec![PartitionOffsets {
+                    topic: Arc::from("t"),
+                    partition: 0,
+                    high_watermark: produced,
+                    committed: Some(committed),
+                }],
+                members: Some(if t < 5 { 8 } else { 5 }),
+            },
+            prometheus: PrometheusReading::NotConfigured,
+            target_replicas: None,
+        })
+    }
+
+    #[test]
+    fn a_replay_that_starts_after_a_change_expects_its_pause_backlog() {
+        // Short windows (the stabilization's 6 s is the replay's epoch),
+        // R = 8 s. From t = 18 s the replay
+        // starts at t = 6 s, one second after the scale-down: the backlog
+        // of its pause is what that change expected, not new demand (taken
+        // for demand, 2,400 waiting at t = 11 s would need 800 msg/s).
+        let (mut params, rules) = short_windows();
+        params.settings.rebalance_seconds = 8.0;
+        let mut window = SampleWindow::new(window_seconds_for(&params.settings, 1.0));
+        for t in 0..24 {
+            window.push(after_a_scale_down(t));
+            let e = window.evaluate(&params, &rules, &Answers::default());
+            let e = e.unwrap();
+            if t >= 12 {
+                assert_eq!(e.decision.replicas, 5, "t = {t}: {}", e.decision);
+            }
+        }
     }
 }
