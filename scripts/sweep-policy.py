@@ -15,6 +15,8 @@ s), eager and cooperative.
 
     cargo build --release --bins && python3 scripts/sweep-policy.py
 
+With --builtins, prints the table of every built-in scenario (README's).
+
 With --random N (and --seed S), runs N random scenarios of each class
 instead: noise (started right or wrong, with a member count or with neither
 it nor the workload's scale),
@@ -102,7 +104,25 @@ ap=argparse.ArgumentParser(description="Sweep lagrate's policy; print the worst 
 ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per class instead of the fixed grid")
 ap.add_argument("--seed",type=int,default=11,help="seed of --random")
 ap.add_argument("--keep",metavar="DIR",help="write the scenario files to DIR and keep them (rerun one with lagrate simulate --scenario FILE --explain)")
+ap.add_argument("--builtins",action="store_true",help="print the table of every built-in scenario against ideal-reactive (README's rows) and stop")
 args=ap.parse_args()
+def builtin_row(name):
+    """README's row of one built-in: pods x ideal, p99 x ideal, actions (reversals), per mode."""
+    cells=[]
+    for mode in ("eager","cooperative"):
+        out=subprocess.run([B,"simulate","--scenario",name,"--rebalance",mode,"--json"],capture_output=True,text=True,check=True)
+        rows={r["policy"]:r for r in json.loads(out.stdout)["rows"]}
+        L=rows["lagrate"]; I=rows["ideal-reactive"]
+        cells.append("%.2f, %.2f, %d (%d)"%(L["pod_seconds"]/max(I["pod_seconds"],1),(L["p99_wait_s"]+5)/(I["p99_wait_s"]+5),L["scale_actions"],L["reversals"]))
+    return "| `%s` | %s | %s |"%(name,cells[0],cells[1])
+if args.builtins:
+    listed=subprocess.run([B,"simulate","--list"],capture_output=True,text=True,check=True).stdout
+    names=[l.split("\t")[0] for l in listed.splitlines() if l.strip()]
+    print("| scenario | eager: pods × ideal, p99 × ideal, actions (reversals) | cooperative |")
+    print("|---|---|---|")
+    for row in ThreadPoolExecutor(2).map(builtin_row,names): print(row)
+    shutil.rmtree(DIR)
+    raise SystemExit(0)
 if args.keep:
     os.makedirs(args.keep,exist_ok=True)
     shutil.rmtree(DIR)
