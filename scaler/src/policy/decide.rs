@@ -119,6 +119,14 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // justify a scale-up), `need_up` (a scale-up is sized once, for the step
     // and for its own pause), `need_down` (the whole backlog: no pods go
     // while it still needs them).
+    // A burst lasting like the last one (see `drains_first`): the seconds
+    // until it should end, when that is before a scale-up's pods consume.
+    let burst_remaining = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
+        (None, Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
+            Some((last - busy).max(0.0)).filter(|r| *r < s.startup_seconds + s.rebalance_seconds)
+        }
+        _ => None,
+    };
     let (need, need_up, need_down) = match capacity {
         Some(c) if !lag_sized => {
             let need = ahead(excess_backlog, c);
@@ -126,6 +134,31 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 ahead(excess_backlog + pause_backlog(c, need.pods), c)
             } else {
                 ahead(excess_backlog, c)
+            };
+            // A burst lasting like the last one that ends before new pods
+            // consume leaves them only its backlog, not the traffic of a
+            // whole pause: a scale-up is sized for the rate now or for that
+            // backlog, whichever needs more.
+            let left_by_burst = burst_remaining.map(|remaining| {
+                let serve = effective_capacity(params, obs, current, c);
+                // At the step's rate while the short window catches up.
+                let burst_rate = rate.max(obs.unconfirmed_step_per_s.unwrap_or(0.0));
+                let left = excess_backlog + (burst_rate - serve).max(0.0) * remaining;
+                let mut sized = rate_need(params, obs, 0.0, left, c);
+                if let Basis::Rate { burst_ends_in, .. } = &mut sized.basis {
+                    *burst_ends_in = Some(remaining);
+                }
+                sized
+            });
+            let up = match left_by_burst {
+                Some(burst) if burst.pods < up.pods => {
+                    if burst.pods > need.pods {
+                        burst
+                    } else {
+                        need.clone()
+                    }
+                }
+                _ => up,
             };
             (need, up, rate_need(params, obs, steady_rate, obs.lag, c))
         }

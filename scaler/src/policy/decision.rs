@@ -123,6 +123,9 @@ pub enum Basis {
         capacity_per_s: f64,
         /// Set when `rate_per_s` is projected ahead on a steady climb.
         climb: Option<Climb>,
+        /// Set when sized for the backlog a burst leaves: the seconds until
+        /// it should end (before new pods consume).
+        burst_ends_in: Option<f64>,
     },
 }
 
@@ -170,7 +173,14 @@ impl fmt::Display for Basis {
                 drain_seconds,
                 capacity_per_s,
                 climb,
+                burst_ends_in,
             } => {
+                if let Some(ends) = burst_ends_in {
+                    return write!(
+                        f,
+                        "this burst, lasting like the last one, should end in {ends:.0}s, before new pods consume: sized for the backlog it leaves, {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod; lag {lag:.0}"
+                    );
+                }
                 write!(f, "rate {rate_per_s:.1}/s from {}", source.label())?;
                 if let Some(Climb {
                     per_s2,

@@ -8,6 +8,7 @@ use super::partitions::{group_capacity, partition_aware_pods_skewed};
 use super::settings::{Params, PartitionCap};
 
 /// The need and how it was computed.
+#[derive(Clone)]
 pub(super) struct Need {
     pub(super) pods: u32,
     pub(super) basis: Basis,
@@ -152,6 +153,7 @@ pub(super) fn sized_need(
         drain_seconds: s.drain_seconds,
         capacity_per_s: capacity,
         climb: None,
+        burst_ends_in: None,
     };
     let unbounded = (demand / capacity).ceil() as u32;
     let Some(cap) = partition_cap(params, obs) else {

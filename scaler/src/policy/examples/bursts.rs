@@ -105,3 +105,41 @@ fn after_the_traffic_stops_the_pods_that_run_drain_what_they_can_in_time() {
     let d = decide(&p, &one, &stopped(9000.0), 1000.0).0;
     assert_eq!(d.action, Action::ScaleUp);
 }
+
+#[test]
+fn a_burst_that_ends_before_new_pods_consume_is_not_sized_for_their_pause() {
+    // 64 partitions, no pod running, 1000 msg/s, 7,936 messages waiting
+    // 4 s into a burst. The rate needs 13 pods (5 partitions each). Sized
+    // for a pause of S + R = 120 s of the rate too, it takes 32. A burst
+    // that lasted 94 s last time should end in 90 s, before pods started
+    // now consume: it leaves 97,936 messages, 1,632 msg/s for
+    // drainSeconds: 22 pods (3 partitions each). One that lasted 24 s
+    // leaves 27,936: the rate's 13 it is.
+    let p = rate_aware(100.0);
+    let none = State {
+        replicas: Some(0),
+        ..State::default()
+    };
+    let burst = |last: Option<f64>| {
+        let o = Observation {
+            busy_for_s: Some(4.0),
+            last_burst_s: last,
+            ..obs(7_936.0, 1000.0, 64)
+        };
+        decide(&p, &none, &o, 1000.0).0
+    };
+    let long = burst(Some(94.0));
+    assert_eq!((long.replicas, long.action), (22, Action::ScaleUp));
+    let reason = long.reason.to_string();
+    assert!(
+        reason.contains("should end in 90s, before new pods consume"),
+        "{reason}"
+    );
+    assert_eq!(burst(Some(24.0)).replicas, 13);
+    // No burst seen before, or one that lasts past when new pods consume:
+    // sized for the rate and the pause.
+    for last in [None, Some(200.0)] {
+        let d = burst(last);
+        assert_eq!(d.replicas, 32, "{last:?}: {}", d.reason);
+    }
+}
