@@ -115,18 +115,20 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         }
         need
     };
-    // Three sizings: `need` (backlog beyond the projection: what would
-    // justify a scale-up), `need_up` (a scale-up is sized once, for the step
-    // and for its own pause), `need_down` (the whole backlog: no pods go
-    // while it still needs them).
-    // A burst lasting like the last one (see `drains_first`): the seconds
-    // until it should end, when that is before a scale-up's pods consume.
+    // A burst lasting like the last one (up to half again as long: one
+    // burst's length is a rough estimate of the next one's): the seconds
+    // until it should end, when that is before a scale-up's pods would
+    // consume (after start-up and rebalance).
     let burst_remaining = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
         (None, Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
             Some((last - busy).max(0.0)).filter(|r| *r < s.startup_seconds + s.rebalance_seconds)
         }
         _ => None,
     };
+    // Three sizings: `need` (backlog beyond the projection: what would
+    // justify a scale-up), `need_up` (a scale-up is sized once, for the step
+    // and for its own pause), `need_down` (the whole backlog: no pods go
+    // while it still needs them).
     let (need, need_up, need_down) = match capacity {
         Some(c) if !lag_sized => {
             let need = ahead(excess_backlog, c);
@@ -196,12 +198,10 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // add its pause.
     let drains_first = |current: u32| {
         let c = capacity?;
-        let (remaining, hold) = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
-            (Some(_), _, _) => (0.0, Action::TrafficStopped),
-            (None, Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
-                ((last - busy).max(0.0), Action::BurstEndsFirst)
-            }
-            _ => return None,
+        let (remaining, hold) = if obs.quiet_for_s.is_some() {
+            (0.0, Action::TrafficStopped)
+        } else {
+            (burst_remaining?, Action::BurstEndsFirst)
         };
         let serve = effective_capacity(params, obs, current, c);
         let left = obs.lag + (rate - serve).max(0.0) * remaining;
