@@ -143,9 +143,9 @@ pub(super) fn sized_need(
 ) -> Need {
     let s = &params.settings;
     let demand = (rate * (1.0 + headroom)).max(ahead + backlog / s.drain_seconds);
-    let rate = ahead;
+    // Shown, and checked against the partitions, at the rate sized for.
     let basis = Basis::Rate {
-        rate_per_s: rate,
+        rate_per_s: ahead,
         source: obs.rate_source,
         headroom,
         backlog,
@@ -170,7 +170,7 @@ pub(super) fn sized_need(
     // "Add partitions" only when the sustained rate itself outgrows one pod
     // per partition: a backlog that needs more pods for a while drains on
     // the pods the partitions allow.
-    let partition_limit = partition_aware_pods_skewed(rate, p, capacity, share)
+    let partition_limit = partition_aware_pods_skewed(ahead, p, capacity, share)
         .is_none()
         .then_some(PartitionLimit {
             pods_needed: unbounded,

@@ -41,10 +41,7 @@ fn a_burst_that_ends_before_new_pods_consume_is_drained_by_the_pods_that_run() {
     // before pods started now consume (S + R = 120 s), leaving 1000 + 40 x
     // 50 = 3000, which the pod drains in 30 s.
     let p = rate_aware(100.0);
-    let one = State {
-        replicas: Some(1),
-        ..State::default()
-    };
+    let one = running(1);
     let burst = |busy: f64, last: Option<f64>| Observation {
         busy_for_s: Some(busy),
         last_burst_s: last,
@@ -85,10 +82,7 @@ fn after_the_traffic_stops_the_pods_that_run_drain_what_they_can_in_time() {
     // no message has arrived for 4 s: one pod drains 3000 messages in 30 s,
     // sooner than new pods would consume. 9000 would take it 90 s.
     let p = rate_aware(100.0);
-    let one = State {
-        replicas: Some(1),
-        ..State::default()
-    };
+    let one = running(1);
     let stopped = |lag: f64| Observation {
         quiet_for_s: Some(4.0),
         ..obs(lag, 150.0, 8)
@@ -116,10 +110,7 @@ fn a_burst_that_ends_before_new_pods_consume_is_not_sized_for_their_pause() {
     // drainSeconds: 22 pods (3 partitions each). One that lasted 24 s
     // leaves 27,936: the rate's 13 it is.
     let p = rate_aware(100.0);
-    let none = State {
-        replicas: Some(0),
-        ..State::default()
-    };
+    let none = running(0);
     let burst = |last: Option<f64>| {
         let o = Observation {
             busy_for_s: Some(4.0),

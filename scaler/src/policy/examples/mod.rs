@@ -27,6 +27,21 @@ fn rate_aware(pod_capacity: f64) -> Params {
     }
 }
 
+/// [`rate_aware`] with `headroom` over the rate.
+fn with_headroom(pod_capacity: f64, headroom: f64) -> Params {
+    let mut params = rate_aware(pod_capacity);
+    params.settings.headroom = headroom;
+    params
+}
+
+/// The state of a policy that last answered `replicas`.
+fn running(replicas: u32) -> State {
+    State {
+        replicas: Some(replicas),
+        ..State::default()
+    }
+}
+
 fn obs(lag: f64, rate: f64, partitions: u32) -> Observation {
     Observation::steady(lag, rate, partitions)
 }
@@ -181,10 +196,7 @@ fn on_a_steady_climb_a_scale_up_is_sized_for_the_rate_when_its_pods_consume() {
     // by 2 msg/s every second it will be 940 msg/s when pods started now
     // consume (S + R = 120 s).
     let p = rate_aware(100.0);
-    let eight = State {
-        replicas: Some(8),
-        ..State::default()
-    };
+    let eight = running(8);
     let level = decide(&p, &eight, &obs(0.0, 700.0, 48), 1000.0).0;
     assert_eq!((level.replicas, level.action), (8, Action::Steady));
     let climbing = Observation {
@@ -202,15 +214,7 @@ fn on_a_steady_climb_a_scale_up_is_sized_for_the_rate_when_its_pods_consume() {
 #[test]
 fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
     let p = rate_aware(100.0);
-    let (up, state) = decide(
-        &p,
-        &State {
-            replicas: Some(2),
-            ..State::default()
-        },
-        &obs(0.0, 1000.0, 96),
-        0.0,
-    );
+    let (up, state) = decide(&p, &running(2), &obs(0.0, 1000.0, 96), 0.0);
     // Sized once for 1000 msg/s and for the backlog of its own pause:
     // S x (1000 - 200) + R x 1000 = 108000 messages, drained in 60 s.
     assert_eq!(up.replicas, 32, "{}", up.reason);
@@ -230,10 +234,7 @@ fn no_scale_down_while_the_rate_is_still_rising() {
     // A group that rebalances without pausing: this example is about the
     // ramp (the pause's price has its own).
     p.settings.rebalance_seconds = 0.0;
-    let mut state = State {
-        replicas: Some(24),
-        ..State::default()
-    };
+    let mut state = running(24);
     // A ramp from 400 to 1000 msg/s over 10 minutes on 48 partitions:
     // the need stays below 24 pods, but the load is climbing.
     let mut t = 0.0;
@@ -267,17 +268,8 @@ fn a_group_that_keeps_up_is_not_grown_on_a_rate_its_noise_explains() {
     // with 10 % headroom the need is 1206 msg/s, past the boundary (24
     // pods); with a standard error of 31 msg/s (±20 % per-second noise) the
     // rate two errors lower needs only 1137 msg/s.
-    let params = Params {
-        settings: PolicySettings {
-            headroom: 0.1,
-            ..rate_aware(100.0).settings
-        },
-        ..rate_aware(100.0)
-    };
-    let twelve = State {
-        replicas: Some(12),
-        ..State::default()
-    };
+    let params = with_headroom(100.0, 0.1);
+    let twelve = running(12);
     let noisy = |lag: f64, rate: f64, error: Option<f64>| Observation {
         rate_uncertainty_per_s: error,
         ..obs(lag, rate, 24)
@@ -314,10 +306,7 @@ fn a_scale_down_is_held_while_its_own_pause_would_leave_more_than_the_smaller_gr
     // eager rebalance pauses every partition for 60 s: 60,000 messages that
     // 12 pods, 200 msg/s beyond the rate, need 300 s to drain.
     let params = rate_aware(100.0);
-    let mut state = State {
-        replicas: Some(24),
-        ..State::default()
-    };
+    let mut state = running(24);
     let mut last = None;
     for i in 0..120 {
         let (d, next) = decide(&params, &state, &obs(0.0, 1000.0, 24), f64::from(i) * 5.0);
@@ -414,10 +403,7 @@ fn a_step_seen_in_the_newest_interval_only_is_sized_once_a_sample_later() {
     // (the short window says 338 msg/s and would size 12 pods); the next
     // confirms it and sizes 24 at once, not 12 then 24.
     let params = rate_aware(100.0);
-    let two = State {
-        replicas: Some(2),
-        ..State::default()
-    };
+    let two = running(2);
     let first = Observation {
         unconfirmed_step_per_s: Some(2000.0),
         ..obs(3_600.0, 338.0, 24)

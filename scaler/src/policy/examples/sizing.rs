@@ -10,13 +10,7 @@ fn a_backlog_the_headroom_drains_within_drain_seconds_needs_no_more_pods() {
     // waiting messages take 50 msg/s for 60 s, which the headroom (70
     // msg/s) gives: still 8. Only backlog beyond it needs more pods: 7,200
     // take 120 msg/s, and the next count that processes more is 16.
-    let params = Params {
-        settings: PolicySettings {
-            headroom: 0.1,
-            ..rate_aware(100.0).settings
-        },
-        ..rate_aware(100.0)
-    };
+    let params = with_headroom(100.0, 0.1);
     let first = |lag: f64| decide(&params, &State::default(), &obs(lag, 700.0, 16), 0.0).0;
     let drained = first(3_000.0);
     assert_eq!(drained.replicas, 8);
@@ -81,17 +75,8 @@ fn a_climb_the_running_pods_serve_until_new_pods_consume_needs_no_more_pods() {
     // covers it. At 0.28 (274) the 3 pods still serve it: the headroom
     // is not added on top of the climb. At 0.6 (312) they do not, and the
     // next count that processes more is 6.
-    let params = Params {
-        settings: PolicySettings {
-            headroom: 0.1,
-            ..rate_aware(100.0).settings
-        },
-        ..rate_aware(100.0)
-    };
-    let three = State {
-        replicas: Some(3),
-        ..State::default()
-    };
+    let params = with_headroom(100.0, 0.1);
+    let three = running(3);
     let climbing = |per_s2: f64| {
         let o = Observation {
             rate_climb_per_s2: Some(per_s2),
