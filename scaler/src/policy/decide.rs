@@ -119,6 +119,8 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // burst's length is a rough estimate of the next one's): the seconds
     // until it should end, when that is before a scale-up's pods would
     // consume (after start-up and rebalance).
+    // What the topic falls back to when the burst ends.
+    let base_after_burst = obs.burst_base_per_s.unwrap_or(0.0);
     let burst_remaining = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
         (None, Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
             Some((last - busy).max(0.0)).filter(|r| *r < s.startup_seconds + s.rebalance_seconds)
@@ -146,7 +148,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                 // At the step's rate while the short window catches up.
                 let burst_rate = rate.max(obs.unconfirmed_step_per_s.unwrap_or(0.0));
                 let left = excess_backlog + (burst_rate - serve).max(0.0) * remaining;
-                let mut sized = rate_need(params, obs, 0.0, left, c);
+                let mut sized = rate_need(params, obs, base_after_burst, left, c);
                 if let Basis::Rate { burst_ends_in, .. } = &mut sized.basis {
                     *burst_ends_in = Some(remaining);
                 }
@@ -205,7 +207,9 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         };
         let serve = effective_capacity(params, obs, current, c);
         let left = obs.lag + (rate - serve).max(0.0) * remaining;
-        (remaining < s.startup_seconds + s.rebalance_seconds && left <= serve * s.drain_seconds)
+        // Once it ends, the pods drain it beside the rate it fell back to.
+        let spare = serve - base_after_burst;
+        (remaining < s.startup_seconds + s.rebalance_seconds && left <= spare * s.drain_seconds)
             .then_some(hold)
     };
     let bound = |n: u32| {

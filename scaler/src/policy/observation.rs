@@ -127,11 +127,15 @@ pub struct Observation {
     /// How long no message has arrived, while none does (as far back as
     /// the window shows); None while messages arrive.
     pub quiet_for_s: Option<f64>,
-    /// How long the traffic under way has lasted, when the quiet stretch
-    /// before it was seen; None while quiet.
+    /// How long the burst under way has lasted (traffic above twice the
+    /// rate before it and its noise; any traffic after a quiet stretch),
+    /// when its start was seen; None otherwise.
     pub busy_for_s: Option<f64>,
-    /// How long the last burst (traffic between two quiet stretches)
-    /// lasted, as far back as the window shows.
+    /// The rate the burst under way rose from: what the topic falls back
+    /// to when it ends (0 after a quiet stretch).
+    pub burst_base_per_s: Option<f64>,
+    /// How long the last burst that ended lasted, as far back as the
+    /// window shows.
     pub last_burst_s: Option<f64>,
     /// Rebalance pauses timed from the offsets since this scaler started
     /// (None before one, or when members are not reported).
@@ -185,6 +189,7 @@ impl Observation {
             idle_gap_s: None,
             quiet_for_s: None,
             busy_for_s: None,
+            burst_base_per_s: None,
             last_burst_s: None,
             learned_rebalance: None,
             learned_startup: None,

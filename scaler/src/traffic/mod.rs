@@ -62,12 +62,12 @@ pub struct Shape {
     /// next one that did), as far back as the window went: a window that
     /// began quiet counts the stretch from its first sample.
     pub idle_gap_s: Option<f64>,
-    /// Start of the traffic under way, when the quiet stretch before it
-    /// was seen to end; None while quiet or when its start is unknown.
-    pub busy_since: Option<f64>,
-    /// How long the most recent stretch of traffic between two quiet ones
-    /// lasted (a burst), as far back as the window went.
-    pub last_busy_s: Option<f64>,
+    /// The burst under way, when its start was seen: traffic above the
+    /// rate before it (any traffic after a quiet stretch).
+    pub burst: Option<Burst>,
+    /// How long the most recent burst that has ended lasted, as far back
+    /// as the window went.
+    pub last_burst_s: Option<f64>,
     /// The rebalance being timed, if the member count changed lately.
     watch: Option<RebalanceWatch>,
     /// Rebalance pauses timed so far.
@@ -76,6 +76,40 @@ pub struct Shape {
     startup_watch: Option<StartupWatch>,
     /// Start-up times timed so far.
     pub startup: Option<LearnedPause>,
+}
+
+/// A burst: the rate rose above twice the rate before it and beyond that
+/// rate's noise, and has not fallen back since. A topic that was quiet
+/// bursts with its first message; a noisy steady one never does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    /// When it began (the last sample before the rise).
+    pub since: f64,
+    /// The rate it rose from (msg/s; the median single interval's over the
+    /// noise window before it): what the topic falls back to.
+    pub base_per_s: f64,
+    /// The single interval rate it ends at or below.
+    ends_at_or_below: f64,
+}
+
+/// A burst's rate is more than this multiple of the rate before it.
+const BURST_FACTOR: f64 = 2.0;
+
+impl Burst {
+    /// The burst the newest interval (at `newest` msg/s, beginning at
+    /// `from`) starts, when the intervals before it (`earlier`, over the
+    /// noise window, of spread `sigma`) are a level it rises well above.
+    fn starting(from: f64, earlier: &[f64], sigma: f64, newest: f64) -> Option<Burst> {
+        let mut sorted = earlier.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let base_per_s = *sorted.get(sorted.len() / 2)?;
+        let ends_at_or_below = BURST_FACTOR * base_per_s + NOISE_STANDARD_ERRORS * sigma;
+        (newest > ends_at_or_below).then_some(Burst {
+            since: from,
+            base_per_s,
+            ends_at_or_below,
+        })
+    }
 }
 
 impl Shape {
@@ -91,19 +125,14 @@ impl Shape {
             };
         };
         let (mut quiet_since, mut idle_gap_s) = (shape_before.quiet_since, shape_before.idle_gap_s);
-        let (mut busy_since, mut last_busy_s) = (shape_before.busy_since, shape_before.last_busy_s);
         if produced > shape_before.produced {
             if let Some(since) = quiet_since.take()
                 && before.t > since
             {
                 idle_gap_s = Some(before.t - since);
-                busy_since = Some(before.t);
             }
         } else if quiet_since.is_none() {
             quiet_since = Some(before.t);
-            if let Some(since) = busy_since.take() {
-                last_busy_s = Some(before.t - since);
-            }
         }
         // The newest sample at least the noise window old, or the oldest.
         let from = earlier
@@ -121,6 +150,21 @@ impl Shape {
             .map(|w| rate(w[1].1, w[0].1, w[1].0 - w[0].0))
             .collect();
         let spread = interval_spread(&interval_rates);
+        let (mut burst, mut last_burst_s) = (shape_before.burst, shape_before.last_burst_s);
+        if let Some((&newest, earlier_rates)) = interval_rates.split_last() {
+            match burst {
+                Some(b) if newest <= b.ends_at_or_below => {
+                    last_burst_s = Some(before.t - b.since);
+                    burst = None;
+                }
+                Some(_) => {}
+                None => {
+                    // The noise of the level before the rise, not of the rise.
+                    let sigma = interval_spread(earlier_rates).unwrap_or(0.0);
+                    burst = Burst::starting(before.t, earlier_rates, sigma, newest);
+                }
+            }
+        }
         let (watch, rebalance) = time_rebalance(before, shape_before, sample);
         let (startup_watch, startup) = time_startup(before, shape_before, sample);
         Shape {
@@ -129,8 +173,8 @@ impl Shape {
             climb: spread.and_then(|sigma| climb(&highs, sigma)),
             quiet_since,
             idle_gap_s,
-            busy_since,
-            last_busy_s,
+            burst,
+            last_burst_s,
             watch,
             rebalance,
             startup_watch,
@@ -317,12 +361,54 @@ pub(crate) mod tests {
         assert_eq!(at(450.0), Some(240.0));
         // The burst between the two quiet stretches lasted 60 s; the window
         // began quiet, so no burst is known before it ends.
-        let burst = |t: f64| shapes[(t / 2.0) as usize].last_busy_s;
+        let burst = |t: f64| shapes[(t / 2.0) as usize].last_burst_s;
         assert_eq!(burst(130.0), None);
         assert!(burst(300.0).is_some_and(|b| (b - 60.0).abs() <= 2.0));
-        let since = |t: f64| shapes[(t / 2.0) as usize].busy_since;
+        let since = |t: f64| shapes[(t / 2.0) as usize].burst.map(|b| b.since);
         assert!(since(130.0).is_some_and(|b| (b - 100.0).abs() <= 2.0));
         assert_eq!(since(300.0), None, "quiet");
         assert!(since(450.0).is_some_and(|b| (b - 400.0).abs() <= 2.0));
+    }
+
+    #[test]
+    fn a_burst_rises_well_above_the_rate_before_it_and_noise_never_does() {
+        // 40 msg/s, 70 s of 900 msg/s from 200 s, back to 40 until 500 s,
+        // then 900 again.
+        let samples = produced_at(600, |t| {
+            if (200.0..270.0).contains(&t) || t >= 500.0 {
+                900.0
+            } else {
+                40.0
+            }
+        });
+        let seen = shapes(&samples);
+        let at = |t: f64| &seen[(t / 2.0) as usize];
+        let under_way = at(230.0).burst.expect("a burst over the base rate");
+        assert!((under_way.since - 200.0).abs() <= 2.0, "{under_way:?}");
+        assert!((under_way.base_per_s - 40.0).abs() < 1.0, "{under_way:?}");
+        assert_eq!(at(400.0).burst, None, "fell back to the base rate");
+        assert!(
+            at(400.0)
+                .last_burst_s
+                .is_some_and(|b| (b - 70.0).abs() <= 2.0)
+        );
+        assert!(
+            at(550.0)
+                .burst
+                .is_some_and(|b| (b.since - 500.0).abs() <= 2.0)
+        );
+
+        // +-30 % around 1000 msg/s, and a slow doubling: no burst.
+        let noisy = produced_at(600, |t| {
+            1000.0
+                * if (t as u32 / 2).is_multiple_of(3) {
+                    1.3
+                } else {
+                    0.7
+                }
+        });
+        assert!(shapes(&noisy).iter().all(|s| s.burst.is_none()));
+        let ramp = produced_at(600, |t| 500.0 + 500.0 * t / 600.0);
+        assert!(shapes(&ramp).iter().all(|s| s.burst.is_none()));
     }
 }

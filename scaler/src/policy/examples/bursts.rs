@@ -1,5 +1,5 @@
 //! Examples of the policy's behaviour with bursts of traffic between quiet
-//! stretches.
+//! stretches or over a base rate.
 
 use super::*;
 
@@ -74,6 +74,26 @@ fn a_burst_that_ends_before_new_pods_consume_is_drained_by_the_pods_that_run() {
         let d = decide(&p, &one, &o, 1000.0).0;
         assert_eq!(d.action, Action::ScaleUp, "{busy} {last:?} {lag}");
     }
+}
+
+#[test]
+fn a_burst_over_a_base_rate_is_drained_beside_the_rate_it_falls_back_to() {
+    // As above, but the topic carries a base rate the burst rose from: it
+    // leaves the same 3000 messages, and after it the pod drains them with
+    // what the base leaves it. At 40 msg/s that is 60 msg/s, 3600 within
+    // drainSeconds: it holds. At 60 msg/s, 2400: it scales up.
+    let p = rate_aware(100.0);
+    let one = running(1);
+    let burst = |base: f64| Observation {
+        busy_for_s: Some(20.0),
+        last_burst_s: Some(60.0),
+        burst_base_per_s: Some(base),
+        ..obs(1000.0, 150.0, 8)
+    };
+    let d = decide(&p, &one, &burst(40.0), 1000.0).0;
+    assert_eq!((d.replicas, d.action), (1, Action::BurstEndsFirst));
+    let d = decide(&p, &one, &burst(60.0), 1000.0).0;
+    assert_eq!(d.action, Action::ScaleUp, "{}", d.reason);
 }
 
 #[test]
