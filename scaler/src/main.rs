@@ -96,7 +96,9 @@ enum Command {
         /// List the built-in scenarios, one name per line first.
         #[arg(long)]
         list: bool,
-        /// Also print every decision that changed lagrate's answer, with its reason.
+        /// Also print every decision that changed lagrate's answer, and each
+        /// time it held the answer for a new reason (settling, stabilizing,
+        /// a scale-down's pause too costly, ...), with the reason.
         #[arg(long)]
         explain: bool,
     },
@@ -428,7 +430,10 @@ fn simulate(
     }
     if explain {
         for row in report.rows.iter().filter(|r| !r.changes.is_empty()) {
-            println!("\n{} decisions that changed the answer:", row.policy);
+            println!(
+                "\n{} decisions that changed the answer, and why it held:",
+                row.policy
+            );
             for (t, text) in &row.changes {
                 println!("  {t:>7.0}s  {text}");
             }

@@ -294,3 +294,38 @@ fn bursts_hot_partitions_and_restarts_stay_near_ideal() {
         }
     }
 }
+
+#[test]
+fn explain_lists_the_holds_between_the_changes_with_their_reasons() {
+    let out = run_simulate(&[
+        "--scenario",
+        "steps",
+        "--rebalance",
+        "cooperative",
+        "--explain",
+    ]);
+    let out = String::from_utf8(out).unwrap();
+    let explained: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("lagrate decisions"))
+        .skip(1)
+        .collect();
+    let first = |what: &str| {
+        explained
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{out}"))
+    };
+    // The step up waits one sample to be sized once, scales up, then
+    // settles; the first scale-down comes after a stabilization window,
+    // and a scale-down its pause makes too costly is named as such.
+    let confirming = first("one sample: the newest interval alone shows a step");
+    let up = first("scale up 3 -> 48 in one step");
+    let settling = first("hold 48: settling after scale-up");
+    let stabilizing = first("hold 48: need lower for");
+    let down = first("scale down 48 ->");
+    assert!(confirming < up && up < settling && settling < stabilizing && stabilizing < down);
+    first("would pause partitions for a rebalance");
+    // A hold is listed when its reason changes, not every sample.
+    assert!(explained.len() < 40, "{} lines:\n{out}", explained.len());
+}

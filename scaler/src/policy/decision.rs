@@ -46,6 +46,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the answer stays where it is although the need differs.
+    pub fn is_hold(self) -> bool {
+        !matches!(
+            self,
+            Action::Initial
+                | Action::ScaleUp
+                | Action::ScaleDown
+                | Action::Steady
+                | Action::Idle
+                | Action::IdleGapOutlasts
+        )
+    }
+
     /// Metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -289,11 +302,11 @@ impl fmt::Display for Reason {
             )?,
             Action::Stabilizing => write!(
                 f,
-                "hold {to}: need lower for {elapsed_seconds:.0}s of the {window}s stabilization window ({basis})"
+                "hold {to}: need lower for {elapsed_seconds:.0}s of the {window:.0}s stabilization window ({basis})"
             )?,
             Action::IdleKeepOne => write!(
                 f,
-                "hold {to}: idle for {elapsed_seconds:.0}s of {window}s before scaling to zero"
+                "hold {to}: idle for {elapsed_seconds:.0}s of {window:.0}s before scaling to zero"
             )?,
             Action::Idle => write!(f, "idle for {elapsed_seconds:.0}s: scale to zero")?,
             Action::IdleGapOutlasts => write!(

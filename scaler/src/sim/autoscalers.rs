@@ -30,7 +30,8 @@ pub trait Autoscaler {
     fn last_decision(&self) -> Option<&Decision> {
         None
     }
-    /// Decisions that changed the answer, as `(t, text)`, for `--explain`.
+    /// Decisions that changed the answer or held it for a new reason, as
+    /// `(t, text)`, for `--explain`.
     fn changes(&self) -> &[(f64, String)] {
         &[]
     }
@@ -323,7 +324,7 @@ impl Autoscaler for Lagrate {
             let was = self
                 .evaluation
                 .as_ref()
-                .map(|e| (e.decision.active, e.decision.replicas));
+                .map(|e| (e.decision.active, e.decision.replicas, e.decision.action));
             let sample = Sample {
                 t,
                 offsets: world.snapshot(),
@@ -336,7 +337,9 @@ impl Autoscaler for Lagrate {
                 if Some(d.active) != was.map(|w| w.0) && gives_answer(e, warm_up) {
                     pushed = Some(d.active);
                 }
-                if Some(d.replicas) != was.map(|w| w.1) {
+                // The answer changed, or it holds for a new reason.
+                let new_hold = d.action.is_hold() && Some(d.action) != was.map(|w| w.2);
+                if Some(d.replicas) != was.map(|w| w.1) || new_hold {
                     let line = format!(
                         "lag {:.0} rate {:.0}/s: {}",
                         e.observation.lag,
