@@ -44,8 +44,11 @@ pub fn adopt(params: &Params, state: &State, obs: &Observation, now: f64, member
 }
 
 /// Records what a change to `replicas` pods expects: the backlog peaks at
-/// the lag (or the earlier projection) plus what its pause adds, when the
-/// pause ends, then drains at what the new count processes beyond the rate.
+/// the lag plus what its pause adds, when the pause ends, then drains at
+/// what the new count processes beyond the rate. While the last change's
+/// pause is still under way its projected peak (`allowance`) counts even
+/// where the lag does not show it yet; once it is over, what the lag no
+/// longer shows has drained.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn project_pause(
     params: &Params,
@@ -59,7 +62,12 @@ pub(super) fn project_pause(
     capacity: f64,
 ) {
     let rate = obs.inbound_rate_per_s.unwrap_or(0.0);
-    next.projected_backlog = allowance.max(obs.lag) + added;
+    let waiting = if now <= next.pause_until {
+        allowance.max(obs.lag)
+    } else {
+        obs.lag
+    };
+    next.projected_backlog = waiting + added;
     next.pause_until = now + pause_seconds;
     next.projected_drain_per_s =
         (effective_capacity(params, obs, replicas, capacity) - rate).max(0.0);

@@ -229,6 +229,45 @@ fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
 }
 
 #[test]
+fn a_pause_the_group_drained_sooner_than_planned_hides_no_new_backlog() {
+    // 32 partitions, cooperative. A change projected 26,000 messages whose
+    // pause ended at 400 s, draining at 44 msg/s as planned; the group
+    // drained them sooner: the lag is 0 at 544 s, when 2 pods at 56 msg/s
+    // go to 1. That change pauses 16 of the 32 partitions (1,680 messages);
+    // the 24,000 still planned are gone, and must not hide the next rise.
+    let p = Params {
+        settings: PolicySettings {
+            rebalance: Rebalance::Cooperative,
+            ..rate_aware(100.0).settings
+        },
+        ..rate_aware(100.0)
+    };
+    let drained_sooner = State {
+        projected_backlog: 26_000.0,
+        pause_until: 400.0,
+        projected_drain_per_s: 44.0,
+        lower_since: Some(0.0),
+        rate_when_lower: 56.0,
+        ..running(2)
+    };
+    let (down, next) = decide(&p, &drained_sooner, &obs(0.0, 56.0, 32), 544.0);
+    assert_eq!(
+        (down.replicas, down.action),
+        (1, Action::ScaleDown),
+        "{}",
+        down.reason
+    );
+    assert!((next.projected_backlog - 1_680.0).abs() < 1.0, "{next:?}");
+    // Later, a burst's 4,064 waiting messages count in full.
+    let rise = decide(&p, &next, &obs(4_064.0, 752.0, 32), 876.0).0;
+    assert!(
+        rise.reason.to_string().contains("lag 4064 and what"),
+        "{}",
+        rise.reason
+    );
+}
+
+#[test]
 fn no_scale_down_while_the_rate_is_still_rising() {
     let mut p = rate_aware(100.0);
     // A group that rebalances without pausing: this example is about the
