@@ -34,6 +34,13 @@ fn with_headroom(pod_capacity: f64, headroom: f64) -> Params {
     params
 }
 
+/// `params` under cooperative rebalancing: only moved partitions pause.
+fn cooperative(params: &Params) -> Params {
+    let mut params = params.clone();
+    params.settings.rebalance = Rebalance::Cooperative;
+    params
+}
+
 /// The state of a policy that last answered `replicas`.
 fn running(replicas: u32) -> State {
     State {
@@ -235,13 +242,7 @@ fn a_pause_the_group_drained_sooner_than_planned_hides_no_new_backlog() {
     // drained them sooner: the lag is 0 at 544 s, when 2 pods at 56 msg/s
     // go to 1. That change pauses 16 of the 32 partitions (1,680 messages);
     // the 24,000 still planned are gone, and must not hide the next rise.
-    let p = Params {
-        settings: PolicySettings {
-            rebalance: Rebalance::Cooperative,
-            ..rate_aware(100.0).settings
-        },
-        ..rate_aware(100.0)
-    };
+    let p = cooperative(&rate_aware(100.0));
     let drained_sooner = State {
         projected_backlog: 26_000.0,
         pause_until: 400.0,
@@ -371,15 +372,13 @@ fn a_scale_down_is_held_while_its_own_pause_would_leave_more_than_the_smaller_gr
     // waiting, 8 pods still drain it in time under cooperative rebalancing
     // (732 msg/s); under eager (813 msg/s) 8 pods of 3 partitions fall
     // short, and 12 of 2 partitions it is.
-    let cooperative = Params {
-        settings: PolicySettings {
-            rebalance: Rebalance::Cooperative,
-            ..params.settings.clone()
-        },
-        ..params.clone()
-    };
     let lagging = obs(2_000.0, 390.0, 24);
-    assert_eq!(decide(&cooperative, &state, &lagging, 600.0).0.replicas, 8);
+    assert_eq!(
+        decide(&cooperative(&params), &state, &lagging, 600.0)
+            .0
+            .replicas,
+        8
+    );
     assert_eq!(decide(&params, &state, &lagging, 600.0).0.replicas, 12);
 }
 

@@ -37,13 +37,7 @@ fn a_cooperative_scale_down_goes_to_the_first_count_that_drains_its_own_pause() 
     // messages): the hottest partition's pod could then hold no other, 24.
     // Going to 8 pauses 16 (12,000): it needs 12. Going to 12 pauses 12
     // (9,000) and 12 pods drain it: 12 it is, not a hold at 24.
-    let params = Params {
-        settings: PolicySettings {
-            rebalance: Rebalance::Cooperative,
-            ..rate_aware(100.0).settings
-        },
-        ..rate_aware(100.0)
-    };
+    let params = cooperative(&rate_aware(100.0));
     let lower = State {
         replicas: Some(24),
         lower_since: Some(0.0),
