@@ -101,6 +101,10 @@ enum Command {
         /// a scale-down's pause too costly, ...), with the reason.
         #[arg(long)]
         explain: bool,
+        /// Print the scenario as YAML instead of running it (with --rebalance
+        /// applied): a built-in's file, to start your own from.
+        #[arg(long, conflicts_with_all = ["json", "chart", "explain"])]
+        print_scenario: bool,
     },
     /// Work with config files.
     Config {
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
             chart,
             list,
             explain,
+            print_scenario,
         } => {
             let scenario = if replay.from_prometheus.is_some() || replay.target.is_some() {
                 match replay_scenario(&replay) {
@@ -244,7 +249,16 @@ fn main() -> ExitCode {
             } else {
                 scenario
             };
-            simulate(scenario, rebalance, json, chart, list, explain)
+            let output = if print_scenario {
+                SimOutput::Scenario
+            } else {
+                SimOutput::Report {
+                    json,
+                    chart,
+                    explain,
+                }
+            };
+            simulate(scenario, rebalance, list, output)
         }
         Command::Serve {
             config,
@@ -389,13 +403,23 @@ fn replay_scenario(args: &ReplayArgs) -> Result<String, String> {
     Ok(args.write_scenario.display().to_string())
 }
 
+/// What `lagrate simulate` prints.
+enum SimOutput {
+    /// The scenario's YAML, not run.
+    Scenario,
+    /// The table (or JSON), optionally a chart and the decisions.
+    Report {
+        json: bool,
+        chart: Option<PathBuf>,
+        explain: bool,
+    },
+}
+
 fn simulate(
     scenario: Option<String>,
     rebalance: Option<String>,
-    json: bool,
-    chart: Option<PathBuf>,
     list: bool,
-    explain: bool,
+    output: SimOutput,
 ) -> ExitCode {
     use lagrate::sim::{self, scenario::Rebalance};
     if list {
@@ -422,6 +446,27 @@ fn simulate(
             Rebalance::Cooperative
         }
     });
+    let SimOutput::Report {
+        json,
+        chart,
+        explain,
+    } = output
+    else {
+        let scenario = sim::scenario::Scenario {
+            rebalance: rebalance.unwrap_or(scenario.rebalance),
+            ..scenario
+        };
+        return match serde_norway::to_string(&scenario) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lagrate simulate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
     let report = sim::run(&scenario, rebalance);
     if json {
         println!("{}", report.json());

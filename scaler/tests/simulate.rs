@@ -329,3 +329,29 @@ fn explain_lists_the_holds_between_the_changes_with_their_reasons() {
     // A hold is listed when its reason changes, not every sample.
     assert!(explained.len() < 40, "{} lines:\n{out}", explained.len());
 }
+
+#[test]
+fn a_printed_builtin_runs_as_a_file_to_the_same_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["restart", "bursts-short"] {
+        let yaml = run_simulate(&["--scenario", name, "--print-scenario"]);
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let builtin = simulate(&["--scenario", name]);
+        let from_file = simulate(&["--scenario", file.to_str().unwrap()]);
+        assert_eq!(from_file["rows"], builtin["rows"], "{name}");
+    }
+    // --rebalance is written into the file.
+    let yaml = run_simulate(&[
+        "--scenario",
+        "restart",
+        "--rebalance",
+        "eager",
+        "--print-scenario",
+    ]);
+    assert!(
+        String::from_utf8(yaml)
+            .unwrap()
+            .contains("rebalance: eager")
+    );
+}
