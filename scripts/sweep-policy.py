@@ -26,7 +26,7 @@ what one pod per partition serves, at a random phase and rebalance mode.
 
     python3 scripts/sweep-policy.py --random 30 --seed 11
 """
-import argparse, json, os, random, shutil, subprocess, tempfile
+import argparse, json, math, os, random, shutil, subprocess, tempfile
 from concurrent.futures import ThreadPoolExecutor
 ROOT=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B=os.environ.get("LAGRATE_BIN", os.path.join(ROOT,"target","release","lagrate"))
@@ -172,6 +172,22 @@ right=max((n for n in noisy if "-right-" in n[0]),key=lambda n:n[3],default=None
 wrong=max((n for n in noisy if "-wrong-" in n[0]),key=lambda n:n[4],default=None)
 if right: print("noise started right, most actions: %d (%s phase %ds %s)"%(right[3],right[0],right[1],right[2]))
 if wrong: print("noise started wrong, most reversals: %d (%s phase %ds %s)"%(wrong[4],wrong[0],wrong[1],wrong[2]))
+# Per class: geometric means of the two ratios, and how many runs miss 1.15x.
+def cls_of(name):
+    words=[]
+    for w in name.split("-"):
+        if w[0].isdigit() or (w[0]=="P" and w[1:].isdigit()): break
+        words.append(w)
+    return "-".join(words)
+by_cls={}
+for (pr,name,*_),(p99,*_) in zip(sorted(worst_pods,key=lambda w:(w[1],w[2],w[3])),sorted(worst_p99,key=lambda w:(w[1],w[2],w[3]))):
+    by_cls.setdefault(cls_of(name),[]).append((pr,p99))
+gm=lambda xs: math.exp(sum(math.log(x) for x in xs)/len(xs))
+print("by class: runs, geometric mean of pods and p99 x ideal-reactive, runs beyond 1.15x")
+for c,v in sorted(by_cls.items()):
+    print("  %-20s %4d  pods %.2f  p99 %.2f  beyond %d"%(c,len(v),gm([x[0] for x in v]),gm([x[1] for x in v]),sum(1 for x in v if max(x)>1.15)))
+allv=[x for v in by_cls.values() for x in v]
+if allv: print("  %-20s %4d  pods %.2f  p99 %.2f  beyond %d"%("all",len(allv),gm([x[0] for x in allv]),gm([x[1] for x in allv]),sum(1 for x in allv if max(x)>1.15)))
 over=sorted(((max(p[0],q[0]),p[1],p[2],p[3]) for p,q in zip(sorted(worst_pods,key=lambda w:(w[1],w[2],w[3])),sorted(worst_p99,key=lambda w:(w[1],w[2],w[3])))),reverse=True)
 print("runs beyond 1.15x ideal-reactive on pod-seconds or p99: %d of %d"%(sum(1 for o in over if o[0]>1.15),len(over)))
 for o in over:
