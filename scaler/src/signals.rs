@@ -238,6 +238,7 @@ pub fn observe(
         busy_for_s: shapes[i].burst.map(|b| now.t - b.since),
         burst_base_per_s: shapes[i].burst.map(|b| b.base_per_s),
         last_burst_s: shapes[i].last_burst_s,
+        burst_before_s: shapes[i].burst_before_s,
         learned_rebalance: shapes[i].rebalance,
         learned_startup: shapes[i].startup,
         members: now.offsets.members,

@@ -119,6 +119,12 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // burst's length is a rough estimate of the next one's): the seconds
     // until it should end, when that is before a scale-up's pods would
     // consume (after start-up and rebalance).
+    // The last burst has ended, and lasted like the one before it: the
+    // fall is the burst's end, not a dip within it.
+    let burst_over = obs.busy_for_s.is_none()
+        && obs.lag <= rate * KEEP_UP_BACKLOG_SECONDS
+        && matches!((obs.last_burst_s, obs.burst_before_s),
+            (Some(last), Some(before)) if (last - before).abs() <= BURST_LENGTH_MARGIN * before);
     // What the topic falls back to when the burst ends.
     let base_after_burst = obs.burst_base_per_s.unwrap_or(0.0);
     let burst_remaining = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
@@ -292,7 +298,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
                     // Trend lead: the load is climbing; what it needs soon is
                     // not less than what runs now.
                     (current, Action::Stabilizing)
-                } else if now - since >= stabilization_seconds(s, pods_down, current) {
+                } else if now - since >= stabilization_seconds(s, pods_down, current, burst_over) {
                     let step_floor =
                         (f64::from(current) * (1.0 - s.max_scale_down_step)).floor() as u32;
                     let target = pods_down.max(step_floor);
@@ -366,7 +372,7 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         Action::Settling => ((state.settle_until - now).max(0.0), s.settle_seconds),
         Action::Stabilizing => (
             now - next.lower_since.unwrap_or(now),
-            stabilization_seconds(s, pods_down, replicas),
+            stabilization_seconds(s, pods_down, replicas, burst_over),
         ),
         Action::DeadBand => (0.0, s.dead_band),
         Action::IdleKeepOne | Action::Idle => (idle_for, s.idle_seconds),
@@ -425,14 +431,21 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
 /// How long the need must stay lower before scaling from `current` down to
 /// `need`: the full window for a small step (noise is small steps), in
 /// proportion for a large one (a load that fell 90 % has not fallen by
-/// chance), and never less than `MIN_STABILIZATION_SHARE` of the window.
-fn stabilization_seconds(s: &PolicySettings, need: u32, current: u32) -> f64 {
+/// chance), and never less than `MIN_STABILIZATION_SHARE` of the window (a
+/// short fall may be a dip) unless `burst_over`: a burst that lasted like
+/// the one before it has ended, and its backlog has drained.
+fn stabilization_seconds(s: &PolicySettings, need: u32, current: u32, burst_over: bool) -> f64 {
     let kept = if current == 0 {
         1.0
     } else {
         f64::from(need) / f64::from(current)
     };
-    s.scale_down_stabilization_seconds * kept.max(MIN_STABILIZATION_SHARE)
+    let least = if burst_over {
+        0.0
+    } else {
+        MIN_STABILIZATION_SHARE
+    };
+    s.scale_down_stabilization_seconds * kept.max(least)
 }
 
 /// The backlog the last change projected for `now`: its peak until the pause

@@ -137,6 +137,8 @@ pub struct Observation {
     /// How long the last burst that ended lasted, as far back as the
     /// window shows.
     pub last_burst_s: Option<f64>,
+    /// How long the burst before the last one lasted.
+    pub burst_before_s: Option<f64>,
     /// Rebalance pauses timed from the offsets since this scaler started
     /// (None before one, or when members are not reported).
     pub learned_rebalance: Option<LearnedPause>,
@@ -191,6 +193,7 @@ impl Observation {
             busy_for_s: None,
             burst_base_per_s: None,
             last_burst_s: None,
+            burst_before_s: None,
             learned_rebalance: None,
             learned_startup: None,
             members: None,

@@ -68,6 +68,8 @@ pub struct Shape {
     /// How long the most recent burst that has ended lasted, as far back
     /// as the window went.
     pub last_burst_s: Option<f64>,
+    /// How long the burst before that one lasted.
+    pub burst_before_s: Option<f64>,
     /// The rebalance being timed, if the member count changed lately.
     watch: Option<RebalanceWatch>,
     /// Rebalance pauses timed so far.
@@ -151,9 +153,11 @@ impl Shape {
             .collect();
         let spread = interval_spread(&interval_rates);
         let (mut burst, mut last_burst_s) = (shape_before.burst, shape_before.last_burst_s);
+        let mut burst_before_s = shape_before.burst_before_s;
         if let Some((&newest, earlier_rates)) = interval_rates.split_last() {
             match burst {
                 Some(b) if newest <= b.ends_at_or_below => {
+                    burst_before_s = last_burst_s;
                     last_burst_s = Some(before.t - b.since);
                     burst = None;
                 }
@@ -175,6 +179,7 @@ impl Shape {
             idle_gap_s,
             burst,
             last_burst_s,
+            burst_before_s,
             watch,
             rebalance,
             startup_watch,
@@ -373,9 +378,9 @@ pub(crate) mod tests {
     #[test]
     fn a_burst_rises_well_above_the_rate_before_it_and_noise_never_does() {
         // 40 msg/s, 70 s of 900 msg/s from 200 s, back to 40 until 500 s,
-        // then 900 again.
+        // then 900 again until 560 s.
         let samples = produced_at(600, |t| {
-            if (200.0..270.0).contains(&t) || t >= 500.0 {
+            if (200.0..270.0).contains(&t) || (500.0..560.0).contains(&t) {
                 900.0
             } else {
                 40.0
@@ -396,6 +401,17 @@ pub(crate) mod tests {
             at(550.0)
                 .burst
                 .is_some_and(|b| (b.since - 500.0).abs() <= 2.0)
+        );
+        // When the second ends, the first is the one before it.
+        assert!(
+            at(590.0)
+                .last_burst_s
+                .is_some_and(|b| (b - 60.0).abs() <= 2.0)
+        );
+        assert!(
+            at(590.0)
+                .burst_before_s
+                .is_some_and(|b| (b - 70.0).abs() <= 2.0)
         );
 
         // +-30 % around 1000 msg/s, and a slow doubling: no burst.

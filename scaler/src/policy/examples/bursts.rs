@@ -97,6 +97,45 @@ fn a_burst_over_a_base_rate_is_drained_beside_the_rate_it_falls_back_to() {
 }
 
 #[test]
+fn after_a_burst_that_lasted_like_the_one_before_the_drained_group_scales_down_at_once() {
+    // 16 pods after a burst, back at 40 msg/s (1 pod), the need lower for
+    // 30 s. A fall to a sixteenth waits 300 s / 16 = 19 s, and at least a
+    // fifth of the window (60 s) in case it is a dip. A burst that ended
+    // after lasting like the one before it is no dip: once its backlog has
+    // drained, the group goes to 1. Still draining, after a first burst,
+    // or after one unlike the last, it waits.
+    let p = rate_aware(100.0);
+    let lower = State {
+        lower_since: Some(970.0),
+        rate_when_lower: 40.0,
+        ..running(16)
+    };
+    let after = |lag: f64, last: f64, before: Option<f64>| {
+        let o = Observation {
+            last_burst_s: Some(last),
+            burst_before_s: before,
+            ..obs(lag, 40.0, 16)
+        };
+        decide(&p, &lower, &o, 1000.0).0
+    };
+    let d = after(0.0, 60.0, Some(55.0));
+    assert_eq!(
+        (d.replicas, d.action),
+        (1, Action::ScaleDown),
+        "{}",
+        d.reason
+    );
+    for (lag, last, before) in [
+        (3_000.0, 60.0, Some(55.0)),
+        (0.0, 60.0, None),
+        (0.0, 20.0, Some(55.0)),
+    ] {
+        let d = after(lag, last, before);
+        assert_eq!(d.action, Action::Stabilizing, "{lag} {last} {before:?}");
+    }
+}
+
+#[test]
 fn after_the_traffic_stops_the_pods_that_run_drain_what_they_can_in_time() {
     // The 15 s rate still shows the burst that just ended (150 msg/s), but
     // no message has arrived for 4 s: one pod drains 3000 messages in 30 s,
