@@ -115,18 +115,18 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         }
         need
     };
-    // A burst lasting like the last one (up to half again as long: one
-    // burst's length is a rough estimate of the next one's): the seconds
-    // until it should end, when that is before a scale-up's pods would
-    // consume (after start-up and rebalance).
-    // The last burst has ended, and lasted like the one before it: the
-    // fall is the burst's end, not a dip within it.
+    // The last burst has ended, lasted like the one before it, and left no
+    // backlog: the fall is the burst's end, not a dip within it.
     let burst_over = obs.busy_for_s.is_none()
         && obs.lag <= rate * KEEP_UP_BACKLOG_SECONDS
         && matches!((obs.last_burst_s, obs.burst_before_s),
             (Some(last), Some(before)) if (last - before).abs() <= BURST_LENGTH_MARGIN * before);
-    // What the topic falls back to when the burst ends.
+    // What the topic falls back to when the burst under way ends.
     let base_after_burst = obs.burst_base_per_s.unwrap_or(0.0);
+    // A burst lasting like the last one (up to half again as long: one
+    // burst's length is a rough estimate of the next one's): the seconds
+    // until it should end, when that is before a scale-up's pods would
+    // consume (after start-up and rebalance).
     let burst_remaining = match (obs.quiet_for_s, obs.busy_for_s, obs.last_burst_s) {
         (None, Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
             Some((last - busy).max(0.0)).filter(|r| *r < s.startup_seconds + s.rebalance_seconds)
