@@ -163,9 +163,13 @@ impl Shape {
                 }
                 Some(_) => {}
                 None => {
-                    // The noise of the level before the rise, not of the rise.
-                    let sigma = interval_spread(earlier_rates).unwrap_or(0.0);
-                    burst = Burst::starting(before.t, earlier_rates, sigma, newest);
+                    // The noise of the level before the rise, not of the
+                    // rise. Below three intervals it is unknown, and only a
+                    // rise from quiet counts.
+                    let quiet = earlier_rates.iter().all(|r| *r == 0.0);
+                    if let Some(sigma) = interval_spread(earlier_rates).or(quiet.then_some(0.0)) {
+                        burst = Burst::starting(before.t, earlier_rates, sigma, newest);
+                    }
                 }
             }
         }
@@ -413,5 +417,45 @@ pub(crate) mod tests {
         assert!(shapes(&noisy).iter().all(|s| s.burst.is_none()));
         let ramp = produced_at(600, |t| 500.0 + 500.0 * t / 600.0);
         assert!(shapes(&ramp).iter().all(|s| s.burst.is_none()));
+    }
+}
+
+#[cfg(test)]
+mod noise_never_bursts {
+    use super::tests::produced_at;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Independent draws in [0, 1) from `seed` (xorshift64*).
+    fn uniform(seed: u64, count: usize) -> Vec<f64> {
+        let mut x = seed | 1;
+        (0..count)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// A steady rate with up to ±50 % independent noise on every
+        /// interval is never taken for a burst, from the window's first
+        /// samples on.
+        #[test]
+        fn a_noisy_steady_rate_never_bursts(
+            rate in 1.0f64..5000.0,
+            amplitude in 0.0f64..0.5,
+            seed in any::<u64>(),
+        ) {
+            let draws = uniform(seed, 400);
+            let samples = produced_at(400, |t| {
+                rate * (1.0 + amplitude * (2.0 * draws[t as usize] - 1.0))
+            });
+            for (i, shape) in shapes(&samples).iter().enumerate() {
+                prop_assert!(shape.burst.is_none(), "burst at sample {i}: {shape:?}");
+            }
+        }
     }
 }
