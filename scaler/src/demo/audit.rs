@@ -120,13 +120,6 @@ pub fn join_seconds(startups: &Startups) -> Vec<f64> {
         .collect()
 }
 
-/// The median, or None for no values.
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +174,5 @@ mod tests {
             work: (0.0, 0.0),
         };
         assert_eq!(join_seconds(&startups), vec![2.5]);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[]), None);
     }
 }

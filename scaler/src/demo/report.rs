@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::audit::median;
 use super::run::{Mode, Observed, RunRow};
 use super::settings::DemoSettings;
 use crate::sim::autoscalers::Lagrate as SimLagrate;
 use crate::sim::report::Trace;
 use crate::sim::scenario::Scenario;
+use crate::traffic::median;
 
 /// What the simulator predicts for the lagrate run.
 pub struct Prediction {

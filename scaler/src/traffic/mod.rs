@@ -80,6 +80,13 @@ pub struct Shape {
     pub startup: Option<LearnedPause>,
 }
 
+/// The median (the upper one of an even count), or None for no values.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
 /// A burst: the rate rose above twice the rate before it and beyond that
 /// rate's noise, and has not fallen back since. A topic that was quiet
 /// bursts with its first message; a noisy steady one never does.
@@ -102,9 +109,7 @@ impl Burst {
     /// `from`) starts, when the intervals before it (`earlier`, over the
     /// noise window, of spread `sigma`) are a level it rises well above.
     fn starting(from: f64, earlier: &[f64], sigma: f64, newest: f64) -> Option<Burst> {
-        let mut sorted = earlier.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let base_per_s = *sorted.get(sorted.len() / 2)?;
+        let base_per_s = median(earlier)?;
         let ends_at_or_below = BURST_FACTOR * base_per_s + NOISE_STANDARD_ERRORS * sigma;
         (newest > ends_at_or_below).then_some(Burst {
             since: from,
@@ -212,15 +217,13 @@ fn interval_spread(interval_rates: &[f64]) -> Option<f64> {
     if interval_rates.len() < 3 {
         return None;
     }
-    let mut differences: Vec<f64> = interval_rates
+    let differences: Vec<f64> = interval_rates
         .windows(2)
         .map(|w| (w[1] - w[0]).abs())
         .collect();
-    differences.sort_by(f64::total_cmp);
-    let median = differences[differences.len() / 2];
     // Two independent draws of spread σ differ by a median 0.954 σ
     // (√2 × 0.6745) when normal, 1.02 σ when uniform.
-    Some(median / (std::f64::consts::SQRT_2 * 0.6745))
+    Some(median(&differences)? / (std::f64::consts::SQRT_2 * 0.6745))
 }
 
 /// A steady climb of the inbound rate (msg/s per second) over `highs`
@@ -350,6 +353,12 @@ pub(crate) mod tests {
         assert_eq!(seen(noisy), None);
         // Less than the noise window seen: no verdict.
         assert_eq!(seen(produced_at(60, |t| 100.0 + 2.0 * t)), None);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value_and_none_of_nothing() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[]), None);
     }
 
     #[test]
