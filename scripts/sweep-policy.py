@@ -15,7 +15,8 @@ s), eager and cooperative.
 
     cargo build --release --bins && python3 scripts/sweep-policy.py
 
-With --builtins, prints the table of every built-in scenario (README's).
+With --builtins, prints the table of every built-in scenario against
+ideal-reactive and writes it into docs/evaluation.md.
 
 With --random N (and --seed S), runs N random scenarios of each class
 instead: noise (started right or wrong, with a member count or with neither
@@ -104,10 +105,10 @@ ap=argparse.ArgumentParser(description="Sweep lagrate's policy; print the worst 
 ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per class instead of the fixed grid")
 ap.add_argument("--seed",type=int,default=11,help="seed of --random")
 ap.add_argument("--keep",metavar="DIR",help="write the scenario files to DIR and keep them (rerun one with lagrate simulate --scenario FILE --explain)")
-ap.add_argument("--builtins",action="store_true",help="print the table of every built-in scenario against ideal-reactive (README's rows) and stop")
+ap.add_argument("--builtins",action="store_true",help="print the table of every built-in scenario against ideal-reactive, write it into docs/evaluation.md, and stop")
 args=ap.parse_args()
 def builtin_row(name):
-    """README's row of one built-in: pods x ideal, p99 x ideal, actions (reversals), per mode."""
+    """The row of one built-in: pods x ideal, p99 x ideal, actions (reversals), per mode."""
     cells=[]
     for mode in ("eager","cooperative"):
         out=subprocess.run([B,"simulate","--scenario",name,"--rebalance",mode,"--json"],capture_output=True,text=True,check=True)
@@ -118,9 +119,15 @@ def builtin_row(name):
 if args.builtins:
     listed=subprocess.run([B,"simulate","--list"],capture_output=True,text=True,check=True).stdout
     names=[l.split("\t")[0] for l in listed.splitlines() if l.strip()]
-    print("| scenario | eager: pods × ideal, p99 × ideal, actions (reversals) | cooperative |")
-    print("|---|---|---|")
-    for row in ThreadPoolExecutor(2).map(builtin_row,names): print(row)
+    table="\n".join(["| scenario | eager: pods × ideal, p99 × ideal, actions (reversals) | cooperative |","|---|---|---|",*ThreadPoolExecutor(2).map(builtin_row,names)])
+    print(table)
+    # The table between the markers of docs/evaluation.md, so that a policy
+    # change rewrites the figures it changes and nothing else.
+    doc=os.path.join(ROOT,"docs","evaluation.md")
+    text=open(doc).read()
+    begin,end="<!-- builtins:begin -->\n","\n<!-- builtins:end -->"
+    start,stop=text.index(begin)+len(begin),text.index(end)
+    open(doc,"w").write(text[:start]+table+text[stop:])
     shutil.rmtree(DIR)
     raise SystemExit(0)
 if args.keep:

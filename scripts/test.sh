@@ -12,4 +12,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 status=0
 "${LAGRATE_CACHE:-$HOME/.cache/lagrate}/venv-deploy/bin/python" -m unittest discover -s tests/deployment -v || status=$?
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
+# The policy crate's README example is a doctest (nextest does not run doctests).
+cargo test --doc --locked -p lagrate-policy || status=$?
 exit "$status"

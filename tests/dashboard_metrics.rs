@@ -395,7 +395,7 @@ fn every_dashboard_query_names_metrics_the_binaries_export() {
         "kube_horizontalpodautoscaler_status_current_replicas", // ... vs actual
         "lagrate_decisions_total",               // decision reasons
         "kafka_message_age_seconds_bucket",      // message age p99
-        "lagrate_grpc_requests_total",           // scaler errors
+        "lagrate_requests_total",                // scaler errors
         "lagrate_samples_total",
         "lagrate_shadow_replicas", // shadow mode: lagrate vs KEDA vs actual
         "lagrate_shadow_pod_seconds_total", // shadow mode: pod-hours saved

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 
-use crate::round_trip;
+use crate::in_flight::round_trip;
 
 /// Creates `topic` with `partitions` partitions and `replication_factor`
 /// copies (-1: the brokers' `default.replication.factor`). Returns whether

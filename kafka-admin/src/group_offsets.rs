@@ -12,7 +12,7 @@ use std::time::Duration;
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 
-use crate::{InFlight, round_trip};
+use crate::in_flight::{InFlight, round_trip};
 
 /// Committed offset per `(topic, partition)` of `group`; a partition the
 /// group never committed is absent. Blocks up to `timeout`; a request not

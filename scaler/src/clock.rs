@@ -17,6 +17,14 @@ pub fn next_grid_tick(now: f64, interval_s: f64) -> f64 {
     ((now / interval_s).floor() + 1.0) * interval_s
 }
 
+/// Runs `f` and returns its result and the seconds it took.
+#[allow(clippy::disallowed_methods)] // measures the server's own work, never a decision's input
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let out = f();
+    (out, started.elapsed().as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,7 +107,10 @@ mod tests {
             max_staleness_s: 60.0,
             cause,
         };
-        let kafka = stale(Some(SourceError::Kafka("Broker transport failure".into())));
+        let kafka = stale(Some(SourceError::unavailable(
+            crate::source::Backend::Kafka,
+            "Broker transport failure",
+        )));
         assert_eq!(
             (kafka.code_label(), kafka.reason_label()),
             ("unavailable", "kafka")
@@ -118,7 +121,10 @@ mod tests {
                 .contains("90s old (maxStaleness 60s): kafka: Broker")
         );
         assert_eq!(stale(None).reason_label(), "stale");
-        let prometheus = ScalerError::Source(SourceError::Prometheus("down".into()));
+        let prometheus = ScalerError::Source(SourceError::unavailable(
+            crate::source::Backend::Prometheus,
+            "down",
+        ));
         assert_eq!(prometheus.reason_label(), "prometheus");
         assert_eq!(
             tonic::Status::from(prometheus).code(),

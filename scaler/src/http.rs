@@ -11,15 +11,19 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 
 use crate::registry::Registry;
+use crate::shadow::Shadows;
 
-pub fn router(registry: Arc<Registry>) -> Router {
+pub fn router(registry: Arc<Registry>, shadows: Arc<Shadows>) -> Router {
+    let shadow = Router::new()
+        .route("/debug/shadow", get(shadow))
+        .with_state(shadows);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/debug/decisions", get(decisions))
-        .route("/debug/shadow", get(shadow))
         .with_state(registry)
+        .merge(shadow)
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
@@ -36,8 +40,8 @@ async fn decisions(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     Json(registry.decisions())
 }
 
-async fn shadow(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
-    Json(registry.shadows.json())
+async fn shadow(State(shadows): State<Arc<Shadows>>) -> impl IntoResponse {
+    Json(shadows.json())
 }
 
 /// Ready when the config is loaded (it is, once serving) and at least one

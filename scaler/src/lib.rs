@@ -5,34 +5,27 @@
 //! finds or creates its [`registry`] entry. Each entry reads a [`sampler`]
 //! shared by every trigger with the same source key; the sampler samples
 //! Kafka offsets and the Prometheus inbound rate ([`source`]) on the
-//! wall-clock grid. [`evaluate`] replays the pure [`policy`] over that
-//! window, through [`signals`] (samples to observations), into the desired
-//! replicas KEDA receives as the metric value; the simulator takes the same
-//! path. [`config`] is the ConfigMap,
+//! wall-clock grid. `lagrate_policy::evaluate` replays the pure policy over
+//! that window into the desired replicas KEDA receives as the metric value;
+//! the simulator (`lagrate_sim`) takes the same path. [`config`] is the ConfigMap,
 //! [`reload`] watches it, [`http`] serves metrics, health and decisions, and
-//! [`server`] wires it all together. [`sim`] is the offline twin that runs
-//! the same policy against a simulated group, KEDA and HPA; [`demo`] runs
+//! [`server`] wires it all together. [`shadow`] runs the simulator's KEDA
+//! and HPA beside real groups; [`demo`] runs
 //! it all for real on a laptop: a broker, consumers, and lagrate deciding.
 
-pub mod answers;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
-pub mod evaluate;
 pub mod http;
 pub mod listener;
 pub mod metrics;
-pub mod policy;
 pub mod registry;
 pub mod reload;
 pub mod sampler;
 pub mod server;
 pub mod service;
 pub mod shadow;
-pub mod signals;
-pub mod sim;
 pub mod source;
 pub mod tls;
-pub mod traffic;
 pub mod trigger;

@@ -190,6 +190,10 @@ fn main() -> ExitCode {
                     config.policies.len(),
                     config.sampling.interval
                 );
+                let (_, rejected) = lagrate::shadow::target::parse_all(&config);
+                for why in &rejected {
+                    eprintln!("  shadow entry rejected (serve runs the others): {why}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -317,18 +321,15 @@ fn replay_source(args: &ReplayArgs) -> Result<(String, String, f64), String> {
     let mut pod_capacity = args.pod_capacity;
     if let (Some(name), Some(path)) = (&args.target, &args.config) {
         let config = lagrate::config::Config::load(path).map_err(|e| e.to_string())?;
-        let target = config
-            .shadow
-            .iter()
-            .find(|t| &t.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = config.shadow.iter().map(|t| t.name.as_str()).collect();
-                format!(
-                    "--target {name:?} is not a shadow target of {} ({})",
-                    path.display(),
-                    names.join(", ")
-                )
-            })?;
+        let (targets, _) = lagrate::shadow::target::parse_all(&config);
+        let target = targets.iter().find(|t| &t.name == name).ok_or_else(|| {
+            let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "--target {name:?} is not a shadow target of {} ({})",
+                path.display(),
+                names.join(", ")
+            )
+        })?;
         let prometheus = config.prometheus.as_ref();
         url = url.or_else(|| prometheus.map(|p| p.url.clone()));
         if query.is_none() {
@@ -363,7 +364,7 @@ fn replay_source(args: &ReplayArgs) -> Result<(String, String, f64), String> {
 /// Builds a scenario from a Prometheus range query, writes it, and returns
 /// its path.
 fn replay_scenario(args: &ReplayArgs) -> Result<String, String> {
-    use lagrate::sim::replay;
+    use lagrate_sim::replay;
     let (url, query, pod_capacity) = replay_source(args)?;
     let (url, query) = (url.as_str(), query.as_str());
     let step = args.step.as_secs_f64();
@@ -421,9 +422,9 @@ fn simulate(
     list: bool,
     output: SimOutput,
 ) -> ExitCode {
-    use lagrate::sim::{self, scenario::Rebalance};
+    use lagrate_sim::scenario::Rebalance;
     if list {
-        for (name, description, _) in sim::scenario::builtin() {
+        for (name, description, _) in lagrate_sim::builtins::builtin() {
             println!("{name}\t{description}");
         }
         return ExitCode::SUCCESS;
@@ -432,7 +433,7 @@ fn simulate(
         eprintln!("lagrate simulate: --scenario is required");
         return ExitCode::FAILURE;
     };
-    let scenario = match sim::scenario::find(&name) {
+    let scenario = match lagrate_sim::builtins::find(&name) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lagrate simulate: {e}");
@@ -452,7 +453,7 @@ fn simulate(
         explain,
     } = output
     else {
-        let scenario = sim::scenario::Scenario {
+        let scenario = lagrate_sim::scenario::Scenario {
             rebalance: rebalance.unwrap_or(scenario.rebalance),
             ..scenario
         };
@@ -467,7 +468,7 @@ fn simulate(
             }
         };
     };
-    let report = sim::run(&scenario, rebalance);
+    let report = lagrate_sim::run(&scenario, rebalance);
     if json {
         println!("{}", report.json());
     } else {
@@ -485,7 +486,7 @@ fn simulate(
         }
     }
     if let Some(path) = chart {
-        if let Err(e) = sim::chart::draw(&report, &path) {
+        if let Err(e) = lagrate_sim::chart::draw(&report, &path) {
             eprintln!("lagrate simulate: {e}");
             return ExitCode::FAILURE;
         }

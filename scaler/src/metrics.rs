@@ -9,8 +9,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::evaluate::Evaluation;
-use crate::policy::RateSource;
+use lagrate_policy::RateSource;
+use lagrate_policy::evaluate::Evaluation;
+
+use crate::source::SourceError;
 
 /// Labels of per-trigger series: a ScaledObject with two lagrate
 /// triggers (two groups, or two topic lists) has two series.
@@ -24,80 +26,92 @@ pub struct ObjectLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActionLabels {
-    pub action: String,
+struct ActionLabels {
+    action: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: String,
+struct ResultLabels {
+    result: String,
 }
 
 /// Label of per-source-key series (bounded by limits.maxSourceKeys).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GroupLabels {
-    pub consumer_group: String,
+struct GroupLabels {
+    consumer_group: String,
 }
 
 /// Labels of shadow-mode series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShadowLabels {
-    pub target: String,
+struct ShadowLabels {
+    target: String,
     /// lagrate, keda or actual.
-    pub source: String,
+    source: String,
 }
 
 /// Label of per-topic series (topics of sampled source keys).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TopicLabels {
-    pub topic: String,
+struct TopicLabels {
+    topic: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RpcLabels {
-    pub method: String,
-    pub code: String,
+struct RpcLabels {
+    method: String,
+    code: String,
     /// What failed: bad_metadata, kafka, prometheus, no_sample, stale (ok when it did not).
-    pub reason: String,
+    reason: String,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The scaler's metrics.
 pub struct Metrics {
-    pub registry: Registry,
-    pub desired_replicas: Family<ObjectLabels, Gauge>,
-    pub lag_messages: Family<ObjectLabels, Gauge>,
-    pub inbound_rate: Family<ObjectLabels, FloatGauge>,
-    pub rate_from_offsets: Family<ObjectLabels, Gauge>,
-    pub pods_needed_beyond_partitions: Family<ObjectLabels, Gauge>,
-    pub hot_partition_rate: Family<ObjectLabels, FloatGauge>,
-    pub capacity_per_pod: Family<ObjectLabels, FloatGauge>,
-    pub rebalance_seconds: Family<ObjectLabels, FloatGauge>,
-    pub startup_seconds: Family<ObjectLabels, FloatGauge>,
-    pub decisions: Family<ActionLabels, Counter>,
-    pub offset_queries: Counter,
-    pub samples: Family<ResultLabels, Counter>,
-    pub source_keys: Gauge,
-    pub rpcs: Family<RpcLabels, Counter>,
-    pub prometheus_series: Family<TopicLabels, Gauge>,
-    pub config_reloads: Family<ResultLabels, Counter>,
-    pub config_reload_errors: Counter,
-    pub config_valid: Gauge,
+    registry: Registry,
+    desired_replicas: Family<ObjectLabels, Gauge>,
+    lag_messages: Family<ObjectLabels, Gauge>,
+    inbound_rate: Family<ObjectLabels, FloatGauge>,
+    rate_from_offsets: Family<ObjectLabels, Gauge>,
+    pods_needed_beyond_partitions: Family<ObjectLabels, Gauge>,
+    hot_partition_rate: Family<ObjectLabels, FloatGauge>,
+    capacity_per_pod: Family<ObjectLabels, FloatGauge>,
+    rebalance_seconds: Family<ObjectLabels, FloatGauge>,
+    startup_seconds: Family<ObjectLabels, FloatGauge>,
+    decisions: Family<ActionLabels, Counter>,
+    offset_queries: Counter,
+    samples: Family<ResultLabels, Counter>,
+    source_keys: Gauge,
+    rpcs: Family<RpcLabels, Counter>,
+    prometheus_series: Family<TopicLabels, Gauge>,
+    config_reloads: Family<ResultLabels, Counter>,
+    config_reload_errors: Counter,
+    config_valid: Gauge,
     /// Seconds from a sample's grid instant until it landed: how late
     /// sampling runs (many keys, a slow cluster, the Kafka-call cap).
-    pub sample_age: Histogram,
+    sample_age: Histogram,
     /// Per consumer group sampled: failed samples in a row (0 when fine).
-    pub source_failures: Family<GroupLabels, Gauge>,
-    pub shadow_replicas: Family<ShadowLabels, Gauge>,
-    pub shadow_pod_seconds: Family<ShadowLabels, Counter<f64, AtomicU64>>,
-    pub shadow_wait: Family<ShadowLabels, FloatGauge>,
-    pub shadow_lag: Family<ShadowTargetLabels, FloatGauge>,
-    pub shadow_rejected: Gauge,
+    source_failures: Family<GroupLabels, Gauge>,
+    shadow_replicas: Family<ShadowLabels, Gauge>,
+    shadow_pod_seconds: Family<ShadowLabels, Counter<f64, AtomicU64>>,
+    shadow_wait: Family<ShadowLabels, FloatGauge>,
+    shadow_lag: Family<ShadowTargetLabels, FloatGauge>,
+    shadow_rejected: Gauge,
+    /// Seconds one trigger's evaluation took (the policy replayed over its
+    /// source key's window).
+    evaluation: Histogram,
+    source_errors: Family<SourceErrorLabels, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShadowTargetLabels {
+struct SourceErrorLabels {
+    /// kafka, prometheus or kubernetes.
+    source: String,
+    /// authentication, timeout, unknown_group, unknown_topic or unavailable.
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowTargetLabels {
     pub target: String,
 }
 
@@ -136,6 +150,10 @@ impl Metrics {
             shadow_lag: Family::default(),
             shadow_rejected: Gauge::default(),
             sample_age: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            evaluation: Histogram::new([
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+            ]),
+            source_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -194,11 +212,6 @@ impl Metrics {
             "source_keys",
             "Source keys being sampled",
             m.source_keys.clone(),
-        );
-        registry.register(
-            "grpc_requests",
-            "gRPC requests by method, status code and reason",
-            m.rpcs.clone(),
         );
         registry.register(
             "requests",
@@ -260,6 +273,16 @@ impl Metrics {
             "Shadow entries of the config rejected (each named in the log and /debug/shadow)",
             m.shadow_rejected.clone(),
         );
+        registry.register(
+            "evaluation_seconds",
+            "Seconds one trigger's evaluation took: the policy replayed over its source key's window of samples",
+            m.evaluation.clone(),
+        );
+        registry.register(
+            "source_errors",
+            "Failed source reads by source (kafka, prometheus, kubernetes) and kind (authentication, timeout, unknown_group, unknown_topic, unavailable)",
+            m.source_errors.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -271,61 +294,59 @@ impl Metrics {
         out
     }
 
-    /// A shadow target's sample: the sizes, waits and lag, and the
-    /// pod-seconds each source added since the sample before (None: its
-    /// size was unknown then).
-    pub fn record_shadow(
+    /// One source of a shadow target's sample: its size (None: unknown),
+    /// estimated wait, and the pod-seconds it added since the sample
+    /// before (None: its size was unknown then).
+    pub fn record_shadow_source(
         &self,
         target: &str,
-        point: &crate::shadow::Point,
-        waits: &crate::shadow::Sources<Option<f64>>,
-        added: &crate::shadow::Sources<Option<f64>>,
+        source: &str,
+        replicas: Option<u32>,
+        wait: Option<f64>,
+        added_pod_seconds: Option<f64>,
     ) {
-        let sources = [
-            (
-                "lagrate",
-                point.replicas.lagrate,
-                waits.lagrate,
-                added.lagrate,
-            ),
-            ("keda", point.replicas.keda, waits.keda, added.keda),
-            ("actual", point.replicas.actual, waits.actual, added.actual),
-        ];
-        for (source, replicas, wait, added) in sources {
-            let labels = crate::shadow::labels(target, source);
-            match replicas {
-                Some(n) => {
-                    self.shadow_replicas
-                        .get_or_create(&labels)
-                        .set(i64::from(n));
-                }
-                None => {
-                    self.shadow_replicas.remove(&labels);
-                }
+        let labels = shadow_labels(target, source);
+        match replicas {
+            Some(n) => {
+                self.shadow_replicas
+                    .get_or_create(&labels)
+                    .set(i64::from(n));
             }
-            if let Some(added) = added {
-                self.shadow_pod_seconds.get_or_create(&labels).inc_by(added);
-            }
-            match wait {
-                Some(w) => {
-                    self.shadow_wait.get_or_create(&labels).set(w);
-                }
-                None => {
-                    self.shadow_wait.remove(&labels);
-                }
+            None => {
+                self.shadow_replicas.remove(&labels);
             }
         }
+        if let Some(added) = added_pod_seconds {
+            self.shadow_pod_seconds.get_or_create(&labels).inc_by(added);
+        }
+        match wait {
+            Some(w) => {
+                self.shadow_wait.get_or_create(&labels).set(w);
+            }
+            None => {
+                self.shadow_wait.remove(&labels);
+            }
+        }
+    }
+
+    /// A shadow target's lag at its newest sample.
+    pub fn record_shadow_lag(&self, target: &str, lag: f64) {
         self.shadow_lag
             .get_or_create(&ShadowTargetLabels {
                 target: target.to_owned(),
             })
-            .set(point.lag);
+            .set(lag);
+    }
+
+    /// How many shadow entries of the config were rejected.
+    pub fn set_shadow_rejected(&self, entries: usize) {
+        self.shadow_rejected.set(entries as i64);
     }
 
     /// Drops a shadow target's series.
     pub fn remove_shadow(&self, target: &str) {
         for source in ["lagrate", "keda", "actual"] {
-            let labels = crate::shadow::labels(target, source);
+            let labels = shadow_labels(target, source);
             self.shadow_replicas.remove(&labels);
             self.shadow_pod_seconds.remove(&labels);
             self.shadow_wait.remove(&labels);
@@ -350,58 +371,155 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Exports one trigger's decision and logs it in a span naming its
-    /// ScaledObject (at info when the answer changes).
-    pub fn record_decision(&self, object: &str, labels: &ObjectLabels, evaluation: &Evaluation) {
-        let labels = labels.clone();
+    /// Exports one trigger's decision; returns whether its answer changed.
+    pub fn record_decision(&self, labels: &ObjectLabels, evaluation: &Evaluation) -> bool {
         let d = &evaluation.decision;
         let obs = &evaluation.observation;
-        let m = self;
-        let previous = m
+        let previous = self
             .desired_replicas
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .set(i64::from(d.replicas));
-        m.lag_messages.get_or_create(&labels).set(obs.lag as i64);
-        m.inbound_rate
-            .get_or_create(&labels)
+        self.lag_messages.get_or_create(labels).set(obs.lag as i64);
+        self.inbound_rate
+            .get_or_create(labels)
             .set(obs.inbound_rate_per_s.unwrap_or(0.0));
-        m.rate_from_offsets
-            .get_or_create(&labels)
+        self.rate_from_offsets
+            .get_or_create(labels)
             .set(i64::from(obs.rate_source != RateSource::Prometheus));
-        m.pods_needed_beyond_partitions
-            .get_or_create(&labels)
+        self.pods_needed_beyond_partitions
+            .get_or_create(labels)
             .set(d.partition_limit.map_or(0, |l| i64::from(l.pods_needed)));
-        m.hot_partition_rate
-            .get_or_create(&labels)
+        self.hot_partition_rate
+            .get_or_create(labels)
             .set(d.hot_partition.as_ref().map_or(0.0, |h| h.rate_per_s));
-        m.capacity_per_pod
-            .get_or_create(&labels)
+        self.capacity_per_pod
+            .get_or_create(labels)
             .set(d.capacity_per_s.unwrap_or(0.0));
-        m.rebalance_seconds
-            .get_or_create(&labels)
+        self.rebalance_seconds
+            .get_or_create(labels)
             .set(d.rebalance_seconds);
-        m.startup_seconds
-            .get_or_create(&labels)
+        self.startup_seconds
+            .get_or_create(labels)
             .set(d.startup_seconds);
-        m.decisions
+        self.decisions
             .get_or_create(&ActionLabels {
                 action: d.action.label().into(),
             })
             .inc();
-        let span = tracing::info_span!("decide", scaled_object = %object);
-        let _guard = span.enter();
-        if previous != i64::from(d.replicas) {
-            tracing::info!(
-                desired = d.replicas,
-                need = d.need,
-                lag = obs.lag,
-                inbound_rate = obs.inbound_rate_per_s,
-                rate_source = obs.rate_source.label(),
-                reason = %d.reason,
-                "decision"
-            );
-        } else {
-            tracing::debug!(desired = d.replicas, need = d.need, lag = obs.lag, reason = %d.reason, "decision");
+        previous != i64::from(d.replicas)
+    }
+
+    /// One KEDA call: its method, gRPC status code and what failed.
+    pub fn record_rpc(&self, method: &str, code: &str, reason: &str) {
+        self.rpcs
+            .get_or_create(&RpcLabels {
+                method: method.into(),
+                code: code.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Seconds one trigger's evaluation took.
+    pub fn observe_evaluation(&self, seconds: f64) {
+        self.evaluation.observe(seconds);
+    }
+
+    /// A sample of `group`'s source key: its error, if it failed, and how
+    /// many failed in a row (0 when this one succeeded).
+    pub fn record_sample(&self, group: &str, error: Option<&SourceError>, failures_in_a_row: u32) {
+        let result = if error.is_some() { "error" } else { "ok" };
+        self.samples
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        if let Some(e) = error {
+            self.source_errors
+                .get_or_create(&SourceErrorLabels {
+                    source: e.label().into(),
+                    kind: e.kind_label().into(),
+                })
+                .inc();
         }
+        self.source_failures
+            .get_or_create(&GroupLabels {
+                consumer_group: group.to_owned(),
+            })
+            .set(i64::from(failures_in_a_row));
+    }
+
+    /// A failed read of a source outside a sample (the inbound rate, the
+    /// workload's scale).
+    pub fn record_source_error(&self, error: &SourceError) {
+        self.source_errors
+            .get_or_create(&SourceErrorLabels {
+                source: error.label().into(),
+                kind: error.kind_label().into(),
+            })
+            .inc();
+    }
+
+    /// Seconds from a sample's grid instant until it landed.
+    pub fn observe_sample_age(&self, seconds: f64) {
+        self.sample_age.observe(seconds);
+    }
+
+    /// Forgets the series of a consumer group no longer sampled.
+    pub fn remove_group(&self, group: &str) {
+        self.source_failures.remove(&GroupLabels {
+            consumer_group: group.to_owned(),
+        });
+    }
+
+    /// One offset snapshot read from Kafka.
+    pub fn count_offset_query(&self) {
+        self.offset_queries.inc();
+    }
+
+    /// Series the inbound-rate query returned for `topic`.
+    pub fn set_prometheus_series(&self, topic: &str, series: usize) {
+        self.prometheus_series
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .set(series as i64);
+    }
+
+    /// Source keys being sampled.
+    pub fn set_source_keys(&self, keys: u64) {
+        self.source_keys.set(keys as i64);
+    }
+
+    /// The config read (at start or on a change) was valid; `applied` when
+    /// it differed from the one in force and replaced it.
+    pub fn record_config_valid(&self, applied: bool) {
+        self.config_valid.set(1);
+        if applied {
+            self.config_reloads
+                .get_or_create(&ResultLabels {
+                    result: "ok".into(),
+                })
+                .inc();
+        }
+    }
+
+    /// The config file read on a change was rejected.
+    pub fn record_config_rejected(&self) {
+        self.config_valid.set(0);
+        self.config_reload_errors.inc();
+        self.config_reloads
+            .get_or_create(&ResultLabels {
+                result: "error".into(),
+            })
+            .inc();
+    }
+}
+
+/// Labels of one source's shadow series.
+fn shadow_labels(target: &str, source: &str) -> ShadowLabels {
+    ShadowLabels {
+        target: target.to_owned(),
+        source: source.to_owned(),
     }
 }

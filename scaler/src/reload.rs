@@ -10,7 +10,6 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError};
-use crate::metrics::ResultLabels;
 use crate::registry::Registry;
 
 /// Events closer together than this are one change.
@@ -56,27 +55,15 @@ pub fn apply(path: &Path, registry: &Registry) {
     });
     match loaded {
         Ok(config) => {
-            metrics.config_valid.set(1);
-            if config != registry.config() {
+            let changed = config != registry.config();
+            metrics.record_config_valid(changed);
+            if changed {
                 registry.reload(config);
-                metrics
-                    .config_reloads
-                    .get_or_create(&ResultLabels {
-                        result: "ok".into(),
-                    })
-                    .inc();
                 tracing::info!(path = %path.display(), "config reloaded");
             }
         }
         Err(e) => {
-            metrics.config_valid.set(0);
-            metrics.config_reload_errors.inc();
-            metrics
-                .config_reloads
-                .get_or_create(&ResultLabels {
-                    result: "error".into(),
-                })
-                .inc();
+            metrics.record_config_rejected();
             tracing::error!(path = %path.display(), error = %e, "config rejected; keeping the last good config");
         }
     }

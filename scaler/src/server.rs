@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::service::ScalerService;
+use crate::shadow::Shadows;
 use crate::source::SourceFactory;
 use crate::source::kafka::KafkaFactory;
 use crate::tls::TlsFiles;
@@ -69,10 +70,11 @@ pub async fn run_with(
     let tls = tls.as_ref().map(crate::tls::server_config).transpose()?;
     let config = Config::load(&config_path)?;
     let metrics = Arc::new(Metrics::new());
-    metrics.config_valid.set(1);
+    metrics.record_config_valid(false);
     let registry = Arc::new(Registry::new(config, factory, metrics));
     registry.expire_on_a_timer();
-    crate::shadow::follow_config(&registry);
+    let shadows = Arc::new(Shadows::default());
+    crate::shadow::follow_config(&registry, shadows.clone());
     let _watcher = crate::reload::watch(config_path.clone(), registry.clone())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -121,7 +123,7 @@ pub async fn run_with(
     let mut http_stop = stop_rx.clone();
     let http_server = axum::serve(
         crate::listener::Limited::new(http, connections.max)?,
-        crate::http::router(registry),
+        crate::http::router(registry, shadows),
     )
     .with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|stop| *stop).await;

@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::error::ScalerError;
-use crate::metrics::RpcLabels;
 use crate::registry::{Entry, Registry};
 use crate::trigger::TriggerError;
 
@@ -64,15 +63,7 @@ impl ScalerService {
             Ok(_) => ("ok", "ok"),
             Err(e) => (e.code_label(), e.reason_label()),
         };
-        self.registry
-            .metrics
-            .rpcs
-            .get_or_create(&RpcLabels {
-                method: method.into(),
-                code: code.into(),
-                reason: reason.into(),
-            })
-            .inc();
+        self.registry.metrics.record_rpc(method, code, reason);
         if let Err(e) = result {
             tracing::info!(method, code, reason, error = %e, "request failed");
         }

@@ -127,10 +127,12 @@ proptest! {
         std::fs::write(&path, &text).unwrap();
         lagrate::reload::apply(&path, &registry);
         let valid = Config::parse(&text).is_ok();
-        prop_assert_eq!(registry.metrics.config_valid.get(), i64::from(valid));
+        let exported = registry.metrics.encode();
+        let valid_line = format!("lagrate_config_valid {}\n", i64::from(valid));
+        prop_assert!(exported.contains(&valid_line), "{}", exported);
         if !valid {
             prop_assert_eq!(registry.config(), Config::parse(&good).unwrap(), "the last good config stays");
-            prop_assert_eq!(registry.metrics.config_reload_errors.get(), 1);
+            prop_assert!(exported.contains("lagrate_config_reload_errors_total 1\n"), "{}", exported);
         }
         // The next good file is applied.
         std::fs::write(&path, config_with(0, json!("7s"))).unwrap();

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lagrate::config::Config;
-use lagrate::sim::autoscalers::LAGRATE_HPA_TOLERANCE;
-use lagrate::sim::hpa::{Behavior, Limit, Rules, Select};
 use lagrate::source::kubernetes::{KubernetesSettings, TargetKind, Workload};
 use lagrate::trigger::{self, ClusterRef};
+use lagrate_sim::autoscalers::LAGRATE_HPA_TOLERANCE;
+use lagrate_sim::hpa::{Behavior, Limit, Rules, Select};
 
 const LAGRATE: &str = env!("CARGO_BIN_EXE_lagrate");
 

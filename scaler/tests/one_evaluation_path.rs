@@ -7,16 +7,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lagrate::answers::{Answers, gives_answer};
-use lagrate::config::{Config, WarmUp};
-use lagrate::evaluate::SampleWindow;
+use lagrate::config::Config;
 use lagrate::registry::evaluate_window;
-use lagrate::signals::{PrometheusReading, Sample};
-use lagrate::sim::autoscalers::{Autoscaler, Lagrate, Truth};
-use lagrate::sim::scenario::{self, Rebalance, Scenario};
-use lagrate::sim::world::World;
-use lagrate::source::{OffsetSnapshot, PartitionOffsets};
 use lagrate::trigger;
+use lagrate_policy::evaluate::WarmUp;
+use lagrate_policy::evaluate::{Answers, SampleWindow};
+use lagrate_policy::sample::{OffsetSnapshot, PartitionOffsets};
+use lagrate_policy::sample::{PrometheusReading, Sample};
+use lagrate_sim::autoscalers::{Autoscaler, Lagrate, Truth};
+use lagrate_sim::builtins;
+use lagrate_sim::scenario::{Rebalance, Scenario};
+use lagrate_sim::world::World;
 use proptest::prelude::*;
 
 /// The scenario's lagrate as a ScaledObject and a config would set it up.
@@ -98,7 +99,7 @@ fn samples(interval: f64) -> impl Strategy<Value = Vec<Sample>> {
 }
 
 fn spike() -> Scenario {
-    scenario::find("spike").expect("built-in scenario")
+    builtins::find("spike").expect("built-in scenario")
 }
 
 proptest! {
@@ -115,7 +116,7 @@ proptest! {
             // What the registry does with each sample.
             let server = evaluate_window(&spec, &window, &answers);
             if let Some(e) = &server {
-                answers.record(e, gives_answer(e, WarmUp::default()), window.keep_seconds());
+                answers.record(e.sample_time, e.decision.replicas, e.given(WarmUp::default()), window.keep_seconds());
             }
             let sim = simulated.on_sample(sample).cloned();
             prop_assert_eq!(server, sim);

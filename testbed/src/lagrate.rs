@@ -1,6 +1,13 @@
 //! `lagrate serve` on free ports, and ScaledObjectRefs as KEDA sends them.
 
-use super::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::net::{free_port, http_get};
+use crate::process::{Guarded, wait_for_port};
 
 /// `lagrate serve` on free ports with a config file of its own.
 pub struct Lagrate {

@@ -1,6 +1,11 @@
 //! A PostgreSQL server of its own, for the consumer's real sink.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::net::free_port;
+use crate::process::{Guarded, wait_for_port};
 
 /// A PostgreSQL server of its own (Debian's postgresql package), trust
 /// authentication on 127.0.0.1, fsync off; removed on drop.

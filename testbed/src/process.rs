@@ -1,7 +1,10 @@
 //! Child processes killed on drop, the wait for their port, and where
 //! their binaries are found.
 
-use super::*;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub(crate) fn wait_for_port(port: u16, child: &mut Child, name: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,6 +1,10 @@
 //! A Prometheus server scraping loopback targets.
 
-use super::*;
+use std::net::SocketAddr;
+use std::process::Command;
+
+use crate::net::free_port;
+use crate::process::{Guarded, tool, wait_for_port};
 
 /// A Prometheus server scraping the given loopback targets every second.
 pub struct Prometheus {

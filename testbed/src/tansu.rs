@@ -1,7 +1,18 @@
 //! A tansu Kafka broker on SQLite, and the Kafka helpers tests use on it:
 //! topics, produce, commit, high watermarks.
 
-use super::*;
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::net::free_port;
+use crate::process::{Guarded, tool, wait_for_port};
 use rdkafka::Message;
 use rdkafka::message::Headers;
 
@@ -255,4 +266,12 @@ impl Tansu {
         }
         producer.flush(Duration::from_secs(30)).expect("flush");
     }
+}
+
+/// A random suffix for topic and group names.
+pub fn unique(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{prefix}-{:012x}", h.finish() & 0xffff_ffff_ffff)
 }

@@ -475,9 +475,10 @@ class InboundRateQuery(unittest.TestCase):
         example = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text())
         if (example.get("prometheus") or {}).get("rateQuery"):
             queries.append(("examples/config.yaml", example["prometheus"]["rateQuery"]))
-        for line in (ROOT / "README.md").read_text().splitlines():
-            if match := re.match(r"\s*#?\s*rateQuery:\s*(\S.*)$", line):
-                queries.append(("README.md", yaml.safe_load(match.group(1))))
+        for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+            for line in page.read_text().splitlines():
+                if match := re.match(r"\s*#?\s*rateQuery:\s*(\S.*)$", line):
+                    queries.append((page.name, yaml.safe_load(match.group(1))))
         for where, query in queries:
             with self.subTest(where=where, query=query):
                 self.assertIsNotNone(query, "left to lagrate's built-in query")

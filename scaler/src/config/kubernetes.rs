@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, duration, invalid};
+use super::fields::{ConfigError, duration, invalid};
 use crate::source::kubernetes::KubernetesSettings;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

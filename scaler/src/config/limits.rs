@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{ConfigError, at_least_one};
+use super::fields::{ConfigError, at_least_one};
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -8,49 +8,22 @@ use std::time::Duration;
 use kafka_settings::ClusterSettings;
 use serde::Deserialize;
 
-use crate::policy::PolicySettings;
+use lagrate_policy::PolicySettings;
+use lagrate_policy::evaluate::WarmUp;
 
+mod fields;
 mod kubernetes;
 mod limits;
 mod prometheus;
+pub mod shadow;
 
+pub use fields::ConfigError;
+use fields::{MIN_INTERVAL, duration, invalid};
 use kubernetes::RawKubernetes;
 pub use limits::Limits;
 use limits::RawLimits;
+pub use prometheus::DEFAULT_RATE_QUERY;
 use prometheus::RawPrometheus;
-
-/// MSK open monitoring's broker inbound rate, one series per broker;
-/// `<topic>` is replaced by each (validated) topic name and lagrate sums the
-/// series, counting them (`lagrate_prometheus_series`), so a broker that
-/// drops out of the answer is seen rather than silently missing from a sum.
-/// The 2 m window spans four of the JMX exporter's 30 s scrapes, so one
-/// failed scrape does not drop a broker.
-pub const DEFAULT_RATE_QUERY: &str =
-    r#"rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m])"#;
-
-/// Errors in the configuration file; each names the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Parse {
-        path: String,
-        source: serde_norway::Error,
-    },
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
 
 /// The whole file, as written.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -89,7 +62,7 @@ struct RawConfig {
     /// `pollingInterval`, `cooldownPeriod`; KEDA's defaults when omitted).
     /// A bad entry is rejected naming its field; the others run.
     #[serde(default)]
-    #[schemars(with = "Vec<crate::shadow::target::RawShadow>")]
+    #[schemars(with = "Vec<shadow::RawShadow>")]
     shadow: Vec<serde_json::Value>,
 }
 
@@ -118,17 +91,6 @@ struct RawSampling {
     warm_up: Option<WarmUp>,
 }
 
-/// See `sampling.warmUp`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum WarmUp {
-    #[default]
-    Unavailable,
-    Answer,
-}
-
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -143,10 +105,8 @@ pub struct Config {
     /// file sets it).
     pub policies: BTreeMap<String, PolicySettings>,
     pub limits: Limits,
-    /// Shadow targets that passed their checks.
-    pub shadow: Vec<crate::shadow::ShadowTarget>,
-    /// Why each rejected shadow entry was rejected (`shadow[i].field: ...`).
-    pub shadow_rejected: Vec<String>,
+    /// The `shadow:` entries as written; shadow mode checks each one.
+    pub shadow: Vec<serde_json::Value>,
 }
 
 /// How sources are sampled.
@@ -168,39 +128,6 @@ pub struct Sampling {
 }
 
 pub use crate::source::prometheus::PrometheusSettings as Prometheus;
-
-/// Longest duration any setting takes: a week of samples is far past any
-/// useful window and far below what overflows.
-const MAX_DURATION: Duration = Duration::from_secs(604_800);
-
-/// Shortest sampling interval.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
-fn duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    let parsed = humantime::parse_duration(text.trim()).map_err(|_| {
-        invalid(
-            field,
-            format!("must be a duration such as 5s, 1m or 500ms, got {text:?}"),
-        )
-    })?;
-    if parsed.is_zero() {
-        return Err(invalid(field, "must be longer than zero"));
-    }
-    if parsed > MAX_DURATION {
-        return Err(invalid(field, format!("must be at most 7d, got {text:?}")));
-    }
-    Ok(parsed)
-}
-
-fn at_least_one(field: &str, value: u64) -> Result<u64, ConfigError> {
-    if value == 0 {
-        return Err(invalid(field, "must be at least 1"));
-    }
-    Ok(value)
-}
 
 /// The JSON Schema of the config file, generated from the types that parse
 /// it (for editors, and `lagrate config schema`).
@@ -245,16 +172,6 @@ pub fn describe_field(path: &str) -> Option<String> {
     let described = |n: &Value| n["description"].as_str().map(str::to_owned);
     let text = described(&node).or_else(|| described(&inner(&node)))?;
     Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-impl ConfigError {
-    /// The field the error is about, as `section.key`.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            ConfigError::Invalid { field, .. } => Some(field),
-            _ => None,
-        }
-    }
 }
 
 impl Config {
@@ -328,7 +245,7 @@ impl Config {
             .values()
             .map(PolicySettings::history_needed_seconds)
             .fold(0.0, f64::max);
-        let needed = Duration::from_secs_f64(crate::evaluate::window_seconds(
+        let needed = Duration::from_secs_f64(lagrate_policy::evaluate::window_seconds(
             longest_policy_window,
             interval.as_secs_f64(),
         ));
@@ -345,9 +262,8 @@ impl Config {
                 "name at least one cluster, or set allowInlineBootstrapServers: true; without either no ScaledObject can be served",
             ));
         }
-        let mut config = Config {
-            shadow: Vec::new(),
-            shadow_rejected: Vec::new(),
+        Ok(Config {
+            shadow: raw.shadow,
             sampling: Sampling {
                 interval,
                 max_staleness,
@@ -370,10 +286,7 @@ impl Config {
             kubernetes,
             policies,
             limits: Limits::from_raw(&raw.limits)?,
-        };
-        (config.shadow, config.shadow_rejected) =
-            crate::shadow::target::parse_all(&raw.shadow, &config);
-        Ok(config)
+        })
     }
 }
 

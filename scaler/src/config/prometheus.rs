@@ -4,7 +4,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, DEFAULT_RATE_QUERY, Prometheus, at_least_one, duration, invalid};
+use super::fields::{ConfigError, at_least_one, duration, invalid};
+use crate::source::prometheus::PrometheusSettings as Prometheus;
+
+/// MSK open monitoring's broker inbound rate, one series per broker;
+/// `<topic>` is replaced by each (validated) topic name and lagrate sums the
+/// series, counting them (`lagrate_prometheus_series`), so a broker that
+/// drops out of the answer is seen rather than silently missing from a sum.
+/// The 2 m window spans four of the JMX exporter's 30 s scrapes, so one
+/// failed scrape does not drop a broker.
+pub const DEFAULT_RATE_QUERY: &str =
+    r#"rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m])"#;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,5 +1,5 @@
 //! The stand-in for KEDA and the HPA. It runs the simulator's own KEDA and
-//! HPA code ([`crate::sim::keda`]); for lagrate it makes the calls KEDA
+//! HPA code ([`lagrate_sim::keda`]); for lagrate it makes the calls KEDA
 //! makes, over gRPC, when KEDA would make them: GetMetricSpec once,
 //! IsActive at each polling interval, GetMetrics at each HPA sync, and a
 //! StreamIsActive stream whose pushes activate at once.
@@ -12,8 +12,8 @@ use lagrate_proto::external_scaler_client::ExternalScalerClient;
 use lagrate_proto::{GetMetricsRequest, ScaledObjectRef};
 use tonic::transport::Channel;
 
-use crate::sim::autoscalers::kafka_metric;
-use crate::sim::keda::Keda;
+use lagrate_sim::autoscalers::kafka_metric;
+use lagrate_sim::keda::Keda;
 
 /// What the HPA's metric comes from.
 enum Trigger {
@@ -198,7 +198,7 @@ pub fn scaled_object(name: &str, group: &str, topic: &str) -> ScaledObjectRef {
         ("policy", "demo"),
         (
             "lagThreshold",
-            &crate::sim::autoscalers::LAGRATE_LAG_THRESHOLD.to_string(),
+            &lagrate_sim::autoscalers::LAGRATE_LAG_THRESHOLD.to_string(),
         ),
     ]
     .into_iter()

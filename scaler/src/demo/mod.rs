@@ -13,6 +13,7 @@
 mod audit;
 mod children;
 mod control;
+mod interrupt;
 mod pool;
 mod report;
 mod run;
@@ -22,12 +23,12 @@ mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::sim::scenario::Rebalance;
+use interrupt::Interrupt;
+use lagrate_sim::scenario::Rebalance;
 use run::{Binaries, Mode};
 use settings::DemoSettings;
 pub use settings::REFERENCE_PROFILE;
@@ -94,17 +95,6 @@ pub struct DemoArgs {
 pub enum RebalanceArg {
     Eager,
     Cooperative,
-}
-
-/// The exit status of the signal that interrupted the demo (130 for
-/// SIGINT, 143 for SIGTERM); 0 while it runs on.
-#[derive(Debug, Default)]
-pub struct Interrupt(AtomicU8);
-
-impl Interrupt {
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed) != 0
-    }
 }
 
 /// How the demo ended.
@@ -185,7 +175,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
                 _ = int.recv() => 130,
                 _ = term.recv() => 143,
             };
-            interrupt.0.store(code, Ordering::Relaxed);
+            interrupt.set(code);
         })
     };
     let dir = tempfile::Builder::new().prefix("lagrate-demo-").tempdir()?;
@@ -198,7 +188,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     if args.keep {
         eprintln!("kept {}", dir.keep().display());
     }
-    match interrupt.0.load(Ordering::Relaxed) {
+    match interrupt.code() {
         0 => result.map(|()| Outcome::Done),
         code => Ok(Outcome::Interrupted(code)),
     }

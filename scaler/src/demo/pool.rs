@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::children::{Proc, free_port};
 use super::stack::Target;
-use crate::sim::scenario::Rebalance;
+use lagrate_sim::scenario::Rebalance;
 
 /// One consumer process.
 struct Member {

@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::run::{Mode, Observed, RunRow};
 use super::settings::DemoSettings;
-use crate::sim::autoscalers::Lagrate as SimLagrate;
-use crate::sim::report::Trace;
-use crate::sim::scenario::Scenario;
-use crate::traffic::median;
+use lagrate_policy::traffic::median;
+use lagrate_sim::autoscalers::Lagrate as SimLagrate;
+use lagrate_sim::report::Trace;
+use lagrate_sim::scenario::Scenario;
 
 /// What the simulator predicts for the lagrate run.
 pub struct Prediction {
@@ -56,7 +56,7 @@ impl Summary {
         if let Some(p) = &prediction {
             traces.push(p.trace.clone());
         }
-        crate::sim::chart::draw_traces("lagrate demo", &traces, &chart_path)
+        lagrate_sim::chart::draw_traces("lagrate demo", &traces, &chart_path)
             .map_err(anyhow::Error::msg)?;
         Ok(Summary {
             runs: results.into_iter().map(|(m, (r, _))| (m, r)).collect(),
@@ -188,7 +188,7 @@ fn measured_scenario(settings: &DemoSettings, o: &Observed) -> Scenario {
 
 fn predict(s: &Scenario) -> Prediction {
     let mut lagrate = SimLagrate::new(s);
-    let (row, mut trace) = crate::sim::run_one(s, s.rebalance, &mut lagrate);
+    let (row, mut trace) = lagrate_sim::run_one(s, s.rebalance, &mut lagrate);
     trace.policy = "lagrate (simulated)";
     Prediction {
         pod_seconds: row.pod_seconds,

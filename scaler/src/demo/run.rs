@@ -8,19 +8,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::Interrupt;
 use super::audit::{self, PartitionEnd, Tally};
 use super::children::{Proc, free_port};
 use super::control::{Control, scaled_object};
+use super::interrupt::Interrupt;
 use super::pool::{Pool, Startups};
 use super::settings::DemoSettings;
 use super::stack::{Stack, Target};
 use super::view::{Status, View};
-use crate::signals::partition_lag;
-use crate::sim::autoscalers::{Lagrate as SimLagrate, kafka_trigger_keda, lagrate_keda};
-use crate::sim::report::Trace;
 use crate::source::kafka::KafkaFactory;
-use crate::source::{OffsetQuery, OffsetSnapshot, SourceFactory};
+use crate::source::{OffsetQuery, SourceFactory};
+use lagrate_policy::sample::OffsetSnapshot;
+use lagrate_policy::signals::partition_lag;
+use lagrate_sim::autoscalers::{Lagrate as SimLagrate, kafka_trigger_keda, lagrate_keda};
+use lagrate_sim::report::Trace;
 use trade_model::profile;
 
 /// Which autoscaler drives the run.

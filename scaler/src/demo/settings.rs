@@ -5,9 +5,9 @@
 
 use trade_model::profile::{self, Step};
 
-use crate::policy::PolicySettings;
-use crate::sim::hpa::Behavior;
-use crate::sim::scenario::{KedaSettings, Rebalance, Scenario, Segment};
+use lagrate_policy::PolicySettings;
+use lagrate_sim::hpa::Behavior;
+use lagrate_sim::scenario::{KedaSettings, Rebalance, Scenario, Segment};
 
 /// The reference demo's load: 10 -> 1000 -> 5000 -> 0 msg/s.
 pub const REFERENCE_PROFILE: &str = "10@60s,1000@120s,5000@120s,0@60s";
@@ -160,7 +160,7 @@ impl DemoSettings {
             scale_target_reported: false,
             scaler_restarts: vec![0.0],
             // One replica, started with the run: it answers from its first sample.
-            warm_up: crate::config::WarmUp::Answer,
+            warm_up: lagrate_policy::evaluate::WarmUp::Answer,
             step_seconds: 1.0,
             sample_seconds: self.sample_seconds(),
             keda: self.keda(30.0),

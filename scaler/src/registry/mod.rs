@@ -11,19 +11,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use moka::future::Cache;
 
-use crate::answers::{Answers, gives_answer};
-use crate::clock::unix_now;
+use crate::clock::{timed, unix_now};
 use crate::config::Config;
 use crate::error::ScalerError;
-use crate::evaluate::{Evaluation, SampleWindow};
 use crate::metrics::{Metrics, ObjectLabels};
-use crate::sampler::{Sampler, SourceKey};
+use crate::sampler::{Sampler, SourceKey, source_key};
 use crate::source::{SourceError, SourceFactory};
 use crate::trigger::{self, ClusterRef, TriggerSpec};
-
-mod source_key;
-
-use source_key::source_key;
+use lagrate_policy::evaluate::{Answers, Evaluation, SampleWindow};
 
 /// The evaluation an entry last answered with, and the sampler attempt it
 /// was computed at.
@@ -96,8 +91,6 @@ pub struct Registry {
     /// Kafka calls in flight at once, over all samplers.
     kafka_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
-    /// Shadow targets' series (see [`crate::shadow`]).
-    pub shadows: crate::shadow::Shadows,
 }
 
 impl Registry {
@@ -124,7 +117,6 @@ impl Registry {
             samplers: Cache::builder().time_to_idle(idle).build(),
             factory,
             metrics,
-            shadows: crate::shadow::Shadows::default(),
         }
     }
 
@@ -202,9 +194,7 @@ impl Registry {
             })
             .await
             .map_err(|e: Arc<SourceError>| ScalerError::Source((*e).clone()))?;
-        self.metrics
-            .source_keys
-            .set(self.samplers.entry_count() as i64);
+        self.metrics.set_source_keys(self.samplers.entry_count());
         let object = format!("{namespace}/{name}");
         let labels = ObjectLabels {
             scaled_object: object.clone(),
@@ -318,14 +308,16 @@ impl Registry {
             Some(last) => last.evaluation,
             None => {
                 let mut answers = entry.answers.lock().expect("answers lock poisoned");
-                let evaluation = Arc::new(
-                    evaluate_window(&entry.spec, &view.window, &answers)
-                        .expect("a window with a newest sample evaluates"),
-                );
+                let (evaluation, seconds) =
+                    timed(|| evaluate_window(&entry.spec, &view.window, &answers));
+                self.metrics.observe_evaluation(seconds);
+                let evaluation =
+                    Arc::new(evaluation.expect("a window with a newest sample evaluates"));
                 let warm_up = self.current.load().config.sampling.warm_up;
                 answers.record(
-                    &evaluation,
-                    gives_answer(&evaluation, warm_up),
+                    evaluation.sample_time,
+                    evaluation.decision.replicas,
+                    evaluation.given(warm_up),
                     view.window.keep_seconds(),
                 );
                 drop(answers);
@@ -346,7 +338,7 @@ impl Registry {
     pub async fn answer(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
         let evaluation = self.evaluate(entry).await?;
         let warm_up = self.current.load().config.sampling.warm_up;
-        if gives_answer(&evaluation, warm_up) {
+        if evaluation.given(warm_up) {
             Ok(evaluation)
         } else {
             Err(ScalerError::WarmingUp {
@@ -355,9 +347,27 @@ impl Registry {
         }
     }
 
+    /// Exports one trigger's decision and logs it in a span naming its
+    /// ScaledObject (at info when the answer changes).
     fn record(&self, entry: &Entry, evaluation: &Evaluation) {
-        self.metrics
-            .record_decision(&entry.object, &entry.labels, evaluation);
+        let changed = self.metrics.record_decision(&entry.labels, evaluation);
+        let d = &evaluation.decision;
+        let obs = &evaluation.observation;
+        let span = tracing::info_span!("decide", scaled_object = %entry.object);
+        let _guard = span.enter();
+        if changed {
+            tracing::info!(
+                desired = d.replicas,
+                need = d.need,
+                lag = obs.lag,
+                inbound_rate = obs.inbound_rate_per_s,
+                rate_source = obs.rate_source.label(),
+                reason = %d.reason,
+                "decision"
+            );
+        } else {
+            tracing::debug!(desired = d.replicas, need = d.need, lag = obs.lag, reason = %d.reason, "decision");
+        }
     }
 
     /// The last evaluation of every live entry, by `namespace/name`; a
@@ -410,7 +420,7 @@ impl Registry {
         self.entries.run_pending_tasks().await;
         self.samplers.run_pending_tasks().await;
         let keys = self.samplers.entry_count();
-        self.metrics.source_keys.set(keys as i64);
+        self.metrics.set_source_keys(keys);
         (self.entries.entry_count(), keys)
     }
 

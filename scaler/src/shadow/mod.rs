@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metrics::ShadowLabels;
 use crate::registry::Registry;
-use crate::sim::autoscalers::kafka_metric;
-use crate::sim::hpa::{Behavior, Hpa};
-use crate::sim::keda::Keda;
+use lagrate_sim::autoscalers::kafka_metric;
+use lagrate_sim::hpa::{Behavior, Hpa};
+use lagrate_sim::keda::Keda;
 
 pub use target::{KedaTrigger, ShadowTarget};
 
@@ -105,7 +104,7 @@ impl Shadows {
 
 /// Follows the config's shadow targets for the registry's life: starts a
 /// task per target, and restarts them when a reload changes the list.
-pub fn follow_config(registry: &Arc<Registry>) {
+pub fn follow_config(registry: &Arc<Registry>, shadows: Arc<Shadows>) {
     let weak = Arc::downgrade(registry);
     tokio::spawn(async move {
         let mut running: Vec<ShadowTarget> = Vec::new();
@@ -118,21 +117,18 @@ pub fn follow_config(registry: &Arc<Registry>) {
                 return;
             };
             let config = registry.config();
-            let shadows = &registry.shadows;
+            let (targets, rejected) = target::parse_all(&config);
             {
-                let mut rejected = shadows.rejected.lock().expect("shadow lock poisoned");
-                if *rejected != config.shadow_rejected {
-                    for why in &config.shadow_rejected {
+                let mut known = shadows.rejected.lock().expect("shadow lock poisoned");
+                if *known != rejected {
+                    for why in &rejected {
                         tracing::warn!(error = %why, "shadow entry rejected; the others run");
                     }
-                    registry
-                        .metrics
-                        .shadow_rejected
-                        .set(config.shadow_rejected.len() as i64);
-                    rejected.clone_from(&config.shadow_rejected);
+                    registry.metrics.set_shadow_rejected(rejected.len());
+                    *known = rejected;
                 }
             }
-            if config.shadow != running {
+            if targets != running {
                 for task in tasks.drain(..) {
                     task.abort();
                 }
@@ -141,12 +137,12 @@ pub fn follow_config(registry: &Arc<Registry>) {
                 }
                 let mut states = shadows.targets.lock().expect("shadow lock poisoned");
                 states.clear();
-                for target in &config.shadow {
+                for target in &targets {
                     states.insert(target.name.clone(), TargetState::new(target));
-                    let task = tokio::spawn(follow(weak.clone(), target.clone()));
+                    let task = tokio::spawn(follow(weak.clone(), shadows.clone(), target.clone()));
                     tasks.push(task.abort_handle());
                 }
-                running.clone_from(&config.shadow);
+                running = targets;
                 tracing::info!(targets = running.len(), "shadow targets (re)started");
             }
             let interval = config.sampling.interval;
@@ -215,7 +211,8 @@ pub fn keda_step(
 }
 
 /// Samples one target until aborted.
-async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
+#[tracing::instrument(name = "shadow", skip_all, fields(target = %target.name, group = target.metadata.get("consumerGroup").map(String::as_str).unwrap_or_default()))]
+async fn follow(registry: std::sync::Weak<Registry>, shadows: Arc<Shadows>, target: ShadowTarget) {
     let actual_source = match (&target.actual_query, registry.upgrade()) {
         (Some(query), Some(reg)) => reg.config().prometheus.as_ref().map(|p| {
             (
@@ -237,7 +234,7 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
             Ok(entry) => entry,
             Err(e) => {
                 let why = e.to_string();
-                reg.shadows.update(&target.name, |s| s.error = Some(why));
+                shadows.update(&target.name, |s| s.error = Some(why));
                 drop(reg);
                 tokio::time::sleep(interval).await;
                 continue;
@@ -295,9 +292,21 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
                     .replace(point.clone())
                     .map(|last| pod_seconds_since(&last, point.t))
                     .unwrap_or_default();
-                reg.metrics
-                    .record_shadow(&target.name, &point, &waits, &added);
-                reg.shadows.update(&target.name, |s| {
+                for (source, replicas, wait, added) in [
+                    (
+                        "lagrate",
+                        point.replicas.lagrate,
+                        waits.lagrate,
+                        added.lagrate,
+                    ),
+                    ("keda", point.replicas.keda, waits.keda, added.keda),
+                    ("actual", point.replicas.actual, waits.actual, added.actual),
+                ] {
+                    reg.metrics
+                        .record_shadow_source(&target.name, source, replicas, wait, added);
+                }
+                reg.metrics.record_shadow_lag(&target.name, point.lag);
+                shadows.update(&target.name, |s| {
                     s.pod_seconds.lagrate += added.lagrate.unwrap_or(0.0);
                     s.pod_seconds.keda += added.keda.unwrap_or(0.0);
                     s.pod_seconds.actual += added.actual.unwrap_or(0.0);
@@ -314,7 +323,7 @@ async fn follow(registry: std::sync::Weak<Registry>, target: ShadowTarget) {
             Ok(_) => {}
             Err(e) => {
                 let why = e.to_string();
-                reg.shadows.update(&target.name, |s| s.error = Some(why));
+                shadows.update(&target.name, |s| s.error = Some(why));
             }
         }
         drop(reg);
@@ -343,14 +352,6 @@ fn wait(lag: f64, replicas: u32, partitions: u32, capacity: Option<f64>) -> Opti
         Some(c) if c > 0.0 && consuming > 0 => Some(lag / (f64::from(consuming) * c)),
         _ if lag <= 0.0 => Some(0.0),
         _ => None,
-    }
-}
-
-/// Labels of one source's series.
-pub fn labels(target: &str, source: &str) -> ShadowLabels {
-    ShadowLabels {
-        target: target.to_owned(),
-        source: source.to_owned(),
     }
 }
 

@@ -3,11 +3,10 @@
 //! today. Each entry is checked on its own: a bad one is rejected naming
 //! its field, and the others run.
 
-use std::collections::{BTreeMap, HashMap};
-
-use serde::Deserialize;
+use std::collections::HashMap;
 
 use crate::config::Config;
+use crate::config::shadow::RawShadow;
 
 /// One shadow target, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,53 +43,12 @@ impl Default for KedaTrigger {
     }
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct RawShadow {
-    /// Names the target in metrics and /debug/shadow.
-    name: String,
-    /// A configured cluster (default: the only one configured).
-    cluster: Option<String>,
-    consumer_group: String,
-    /// Topic, or comma-separated topics (default: all the group commits to).
-    topic: Option<String>,
-    /// A named policy of `policies` (default `default`).
-    policy: Option<String>,
-    /// Further trigger metadata, as on a ScaledObject (policy overrides
-    /// such as `podCapacity: "100"`).
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-    /// The KEDA kafka trigger run today; KEDA's and the HPA's defaults when
-    /// omitted.
-    #[serde(default)]
-    keda: RawKeda,
-    /// PromQL whose value is the group's actual size (needs `prometheus`),
-    /// e.g. kube-state-metrics' `kube_deployment_status_replicas{...}`;
-    /// default: the member count the broker reports.
-    actual_query: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RawKeda {
-    lag_threshold: Option<f64>,
-    min_replica_count: Option<u32>,
-    max_replica_count: Option<u32>,
-    /// Seconds.
-    polling_interval: Option<f64>,
-    /// Seconds.
-    cooldown_period: Option<f64>,
-}
-
-/// Checks every entry; returns the good ones and, for each bad one, an
-/// error naming `shadow[i]` and the field.
-pub fn parse_all(
-    entries: &[serde_json::Value],
-    config: &Config,
-) -> (Vec<ShadowTarget>, Vec<String>) {
+/// Checks every entry of the config's `shadow:` list; returns the good ones
+/// and, for each bad one, an error naming `shadow[i]` and the field.
+pub fn parse_all(config: &Config) -> (Vec<ShadowTarget>, Vec<String>) {
     let mut targets: Vec<ShadowTarget> = Vec::new();
     let mut rejected = Vec::new();
-    for (i, value) in entries.iter().enumerate() {
+    for (i, value) in config.shadow.iter().enumerate() {
         match parse_one(value, config) {
             Ok(t) if targets.iter().any(|other| other.name == t.name) => {
                 rejected.push(format!("shadow[{i}].name: {:?} is used twice", t.name));
@@ -216,12 +174,12 @@ shadow:
 "#,
         )
         .expect("a bad shadow entry does not reject the file");
-        assert_eq!(config.shadow.len(), 1);
-        let payments = &config.shadow[0];
+        let (targets, rejected) = parse_all(&config);
+        assert_eq!(targets.len(), 1);
+        let payments = &targets[0];
         assert_eq!(payments.metadata["cluster"], "main", "the only cluster");
         assert_eq!(payments.keda.lag_threshold, 10000.0);
         assert_eq!(payments.keda.polling_interval, 30.0, "KEDA's default");
-        let rejected = &config.shadow_rejected;
         assert_eq!(rejected.len(), 4, "{rejected:?}");
         assert!(
             rejected[0].starts_with("shadow[1]") && rejected[0].contains("lagTreshold"),

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{
-    OffsetQuery, OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError, SourceFactory,
-};
+use super::{Backend, OffsetQuery, OffsetSource, SourceError, SourceFactory};
+use lagrate_policy::sample::{OffsetSnapshot, PartitionOffsets};
 
 /// One group's scripted offsets.
 #[derive(Debug)]
@@ -63,7 +62,8 @@ impl FakeOffsets {
 
     /// From now on, reads fail as Kafka would with `message`.
     pub fn fail(&self, message: &str) {
-        *self.answer.lock().expect("fake lock poisoned") = Err(SourceError::Kafka(message.into()));
+        *self.answer.lock().expect("fake lock poisoned") =
+            Err(SourceError::unavailable(Backend::Kafka, message));
     }
 
     /// Reads so far.

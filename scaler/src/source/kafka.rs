@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::clock::unix_now;
 
-use super::{
-    OffsetQuery, OffsetSnapshot, OffsetSource, PartitionOffsets, SourceError, SourceFactory,
-};
+use super::{Backend, OffsetQuery, OffsetSource, SourceError, SourceFactory};
+use lagrate_policy::sample::{OffsetSnapshot, PartitionOffsets};
 
 /// After DescribeGroups fails on a cluster, it is not asked again for this long.
 const MEMBERS_RETRY: Duration = Duration::from_secs(600);
@@ -39,13 +39,11 @@ impl ClusterClient {
     pub fn new(cluster: &ClusterSettings) -> Result<Self, SourceError> {
         let mut config = cluster
             .client_config()
-            .map_err(|e| SourceError::Kafka(e.to_string()))?;
+            .map_err(|e| SourceError::unavailable(Backend::Kafka, e))?;
         config.set("client.id", "lagrate").set("log_level", "3");
-        let consumer = Arc::new(
-            config
-                .create_with_context(cluster.context())
-                .map_err(|e| SourceError::Kafka(format!("cannot create client: {e}")))?,
-        );
+        let consumer = Arc::new(config.create_with_context(cluster.context()).map_err(|e| {
+            SourceError::unavailable(Backend::Kafka, format!("cannot create client: {e}"))
+        })?);
         serve_events(Arc::downgrade(&consumer))?;
         Ok(Self {
             in_flight: kafka_admin::InFlight::new(),
@@ -75,7 +73,12 @@ fn serve_events(consumer: Weak<BaseConsumer<KafkaContext>>) -> Result<(), Source
             }
         })
         .map(|_| ())
-        .map_err(|e| SourceError::Kafka(format!("cannot start the Kafka event thread: {e}")))
+        .map_err(|e| {
+            SourceError::unavailable(
+                Backend::Kafka,
+                format!("cannot start the Kafka event thread: {e}"),
+            )
+        })
 }
 
 /// One group on one cluster.
@@ -108,14 +111,15 @@ impl KafkaOffsets {
             .client
             .consumer
             .fetch_metadata(topic, self.timeout)
-            .map_err(|e| SourceError::Kafka(format!("metadata: {e}")))?;
+            .map_err(|e| from_kafka(&e, "metadata"))?;
         let mut out = Vec::new();
         for t in metadata.topics() {
             if topic.is_none() && t.name().starts_with("__") {
                 continue;
             }
             if let Some(err) = t.error() {
-                return Err(SourceError::Kafka(format!("topic {}: {:?}", t.name(), err)));
+                let code = RDKafkaErrorCode::from(err);
+                return Err(classify(Some(code), format!("topic {}: {code}", t.name())));
             }
             out.extend(t.partitions().iter().map(|p| (t.name().to_owned(), p.id())));
         }
@@ -149,6 +153,53 @@ impl KafkaOffsets {
     }
 }
 
+/// A librdkafka error of a request, by kind.
+fn from_kafka(e: &KafkaError, what: &str) -> SourceError {
+    classify(e.rdkafka_error_code(), format!("{what}: {e}"))
+}
+
+/// The error code in the text of a failed admin request (librdkafka's own
+/// description of the code, or the deadline passing without an answer).
+fn admin_error_code(text: &str) -> Option<RDKafkaErrorCode> {
+    let text = text.to_ascii_lowercase();
+    if text.contains("no answer") || text.contains("timed out") {
+        Some(RDKafkaErrorCode::OperationTimedOut)
+    } else if text.contains("authoriz") || text.contains("authentic") {
+        Some(RDKafkaErrorCode::GroupAuthorizationFailed)
+    } else if text.contains("group id not found") || text.contains("invalid group id") {
+        Some(RDKafkaErrorCode::GroupIdNotFound)
+    } else if text.contains("unknown topic") {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    } else {
+        None
+    }
+}
+
+/// Sorts a Kafka error code into the kinds that call for different fixes.
+fn classify(code: Option<RDKafkaErrorCode>, message: String) -> SourceError {
+    use RDKafkaErrorCode as C;
+    let backend = Backend::Kafka;
+    match code {
+        Some(
+            C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::DelegationTokenAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed,
+        ) => SourceError::Authentication { backend, message },
+        Some(C::OperationTimedOut | C::RequestTimedOut | C::MessageTimedOut) => {
+            SourceError::Timeout { backend, message }
+        }
+        Some(C::GroupIdNotFound | C::InvalidGroupId) => SourceError::UnknownGroup { message },
+        Some(C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition) => {
+            SourceError::UnknownTopic { message }
+        }
+        _ => SourceError::Unavailable { backend, message },
+    }
+}
+
 impl OffsetSource for KafkaOffsets {
     fn snapshot(&self) -> Result<OffsetSnapshot, SourceError> {
         let mut partitions = match &self.topics {
@@ -171,7 +222,10 @@ impl OffsetSource for KafkaOffsets {
             self.timeout,
         )
         .map_err(|e| {
-            SourceError::Kafka(format!("committed offsets of group {}: {e}", self.group))
+            classify(
+                admin_error_code(&e),
+                format!("committed offsets of group {}: {e}", self.group),
+            )
         })?;
         // ListOffsets with timestamp -1 (Offset::End) answers the high
         // watermarks of every partition in one request per broker.
@@ -179,13 +233,13 @@ impl OffsetSource for KafkaOffsets {
         for (topic, partition) in &partitions {
             latest
                 .add_partition_offset(topic, *partition, Offset::End)
-                .map_err(|e| SourceError::Kafka(e.to_string()))?;
+                .map_err(|e| from_kafka(&e, "high watermarks"))?;
         }
         let high = self
             .client
             .consumer
             .offsets_for_times(latest, self.timeout)
-            .map_err(|e| SourceError::Kafka(format!("high watermarks: {e}")))?;
+            .map_err(|e| from_kafka(&e, "high watermarks"))?;
 
         let mut topic_names: Vec<Arc<str>> = Vec::new();
         let mut out = Vec::with_capacity(partitions.len());
@@ -193,9 +247,10 @@ impl OffsetSource for KafkaOffsets {
             let high_watermark = match high.find_partition(topic, *partition).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
                 other => {
-                    return Err(SourceError::Kafka(format!(
-                        "no high watermark for {topic}/{partition}: {other:?}"
-                    )));
+                    return Err(SourceError::unavailable(
+                        Backend::Kafka,
+                        format!("no high watermark for {topic}/{partition}: {other:?}"),
+                    ));
                 }
             };
             let committed = committed.get(&(topic.clone(), *partition)).copied();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::SourceError;
+use super::{Backend, SourceError};
 
 /// How to reach the Kubernetes API (the config file's `kubernetes`, or the
 /// pod's own service account when lagrate runs in a cluster).
@@ -165,7 +165,7 @@ pub struct ScaleReader {
 }
 
 fn error(what: impl std::fmt::Display) -> SourceError {
-    SourceError::Kubernetes(what.to_string())
+    SourceError::unavailable(Backend::Kubernetes, what)
 }
 
 impl ScaleReader {
@@ -214,7 +214,7 @@ impl ScaleReader {
             .bearer_auth(token.trim())
             .send()
             .await
-            .map_err(|e| error(format!("{}: {e}", self.url)))?;
+            .map_err(|e| SourceError::from_http(Backend::Kubernetes, &self.url, &e))?;
         let status = response.status();
         let body = super::prometheus::read_at_most(response, MAX_ANSWER_BYTES)
             .await
@@ -226,7 +226,11 @@ impl ScaleReader {
                 404 => " (no such workload: check scaleTarget and the ScaledObject's namespace)",
                 _ => "",
             };
-            return Err(error(format!("{}: HTTP {status}{hint}", self.url)));
+            return Err(SourceError::from_status(
+                Backend::Kubernetes,
+                status.as_u16(),
+                format!("{}: HTTP {status}{hint}", self.url),
+            ));
         }
         let scale: Scale = serde_json::from_slice(&body)
             .map_err(|e| error(format!("{}: not a Scale object: {e}", self.url)))?;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_settings::ClusterSettings;
+use lagrate_policy::sample::OffsetSnapshot;
 
 /// Kafka's legal topic names: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
 /// Every topic name that reaches a query (Kafka or PromQL) passed this.
@@ -34,44 +35,108 @@ pub struct OffsetQuery {
     pub timeout: Duration,
 }
 
-/// Offsets of one partition at one instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionOffsets {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    /// Offset the next produced message will get.
-    pub high_watermark: i64,
-    /// The group's committed offset; None when it has never committed.
-    pub committed: Option<i64>,
+/// The system a source error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Kafka,
+    Prometheus,
+    Kubernetes,
 }
 
-/// Everything read from Kafka for one source key at one instant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OffsetSnapshot {
-    /// Sorted by topic, then partition.
-    pub partitions: Vec<PartitionOffsets>,
-    /// Members of the consumer group, when the broker answers DescribeGroups.
-    pub members: Option<u32>,
+impl Backend {
+    /// Metric label of the system.
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Kafka => "kafka",
+            Backend::Prometheus => "prometheus",
+            Backend::Kubernetes => "kubernetes",
+        }
+    }
 }
 
-/// Why a source could not answer.
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Why a source could not answer: each kind asks for a different fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SourceError {
-    #[error("kafka: {0}")]
-    Kafka(String),
-    #[error("prometheus: {0}")]
-    Prometheus(String),
-    #[error("kubernetes: {0}")]
-    Kubernetes(String),
+    /// Credentials refused, or the identity may not read what was asked
+    /// (SASL/IAM, a Kafka ACL, HTTP 401/403).
+    #[error(
+        "{backend}: not authorized: {message} (check lagrate's credentials and what its identity may read)"
+    )]
+    Authentication { backend: Backend, message: String },
+    /// No answer within the deadline.
+    #[error("{backend}: timed out: {message}")]
+    Timeout { backend: Backend, message: String },
+    /// The consumer group does not exist or its name is refused.
+    #[error(
+        "kafka: unknown consumer group: {message} (check consumerGroup, and that the group has committed)"
+    )]
+    UnknownGroup { message: String },
+    /// A topic the trigger names does not exist.
+    #[error("kafka: unknown topic: {message} (check topic)")]
+    UnknownTopic { message: String },
+    /// Anything else: a broker or server error, a refused or unreadable
+    /// answer, a process shutting down.
+    #[error("{backend}: {message}")]
+    Unavailable { backend: Backend, message: String },
 }
 
 impl SourceError {
-    /// Metric label of the source that failed.
-    pub fn label(&self) -> &'static str {
+    /// Anything else from `backend`.
+    pub fn unavailable(backend: Backend, message: impl std::fmt::Display) -> Self {
+        SourceError::Unavailable {
+            backend,
+            message: message.to_string(),
+        }
+    }
+
+    /// A failed HTTP request to `url`: a timeout, or the server unreachable.
+    pub fn from_http(backend: Backend, url: &str, e: &reqwest::Error) -> Self {
+        let message = format!("{url}: {e}");
+        if e.is_timeout() {
+            SourceError::Timeout { backend, message }
+        } else {
+            SourceError::Unavailable { backend, message }
+        }
+    }
+
+    /// An HTTP answer that is not a success: 401 and 403 are refused
+    /// credentials or permissions, anything else is unavailable.
+    pub fn from_status(backend: Backend, status: u16, message: String) -> Self {
+        match status {
+            401 | 403 => SourceError::Authentication { backend, message },
+            _ => SourceError::Unavailable { backend, message },
+        }
+    }
+
+    /// The system that failed.
+    pub fn backend(&self) -> Backend {
         match self {
-            SourceError::Kafka(_) => "kafka",
-            SourceError::Prometheus(_) => "prometheus",
-            SourceError::Kubernetes(_) => "kubernetes",
+            SourceError::Authentication { backend, .. }
+            | SourceError::Timeout { backend, .. }
+            | SourceError::Unavailable { backend, .. } => *backend,
+            SourceError::UnknownGroup { .. } | SourceError::UnknownTopic { .. } => Backend::Kafka,
+        }
+    }
+
+    /// Metric label of the system that failed.
+    pub fn label(&self) -> &'static str {
+        self.backend().label()
+    }
+
+    /// Metric label of what kind of failure it was.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            SourceError::Authentication { .. } => "authentication",
+            SourceError::Timeout { .. } => "timeout",
+            SourceError::UnknownGroup { .. } => "unknown_group",
+            SourceError::UnknownTopic { .. } => "unknown_topic",
+            SourceError::Unavailable { .. } => "unavailable",
         }
     }
 }

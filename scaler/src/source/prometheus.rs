@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::SourceError;
 use super::is_valid_topic_name;
+use super::{Backend, SourceError};
 
 /// Where the inbound rate comes from when Prometheus is configured (the
 /// config file's `prometheus`).
@@ -62,9 +62,10 @@ impl PrometheusRate {
     /// legal characters, which cannot close the label string or the selector.
     pub fn query_for(&self, topic: &str) -> Result<String, SourceError> {
         if !is_valid_topic_name(topic) {
-            return Err(SourceError::Prometheus(format!(
-                "topic {topic:?} is not a legal Kafka topic name; not sent to PromQL"
-            )));
+            return Err(SourceError::unavailable(
+                Backend::Prometheus,
+                format!("topic {topic:?} is not a legal Kafka topic name; not sent to PromQL"),
+            ));
         }
         Ok(self.template.replace("<topic>", topic))
     }
@@ -95,11 +96,16 @@ impl PrometheusRate {
         read_at_most(response, self.max_response_bytes)
             .await
             .map_err(|e| match e {
-                BodyError::TooLarge => SourceError::Prometheus(format!(
-                    "answer larger than prometheus.maxResponseBytes ({} bytes)",
-                    self.max_response_bytes
-                )),
-                BodyError::Read(e) => SourceError::Prometheus(format!("{}: {e}", self.url)),
+                BodyError::TooLarge => SourceError::unavailable(
+                    Backend::Prometheus,
+                    format!(
+                        "answer larger than prometheus.maxResponseBytes ({} bytes)",
+                        self.max_response_bytes
+                    ),
+                ),
+                BodyError::Read(e) => {
+                    SourceError::unavailable(Backend::Prometheus, format!("{}: {e}", self.url))
+                }
             })
     }
 
@@ -116,17 +122,21 @@ impl PrometheusRate {
             .query(&[("query", query)])
             .send()
             .await
-            .map_err(|e| SourceError::Prometheus(format!("{}: {e}", self.url)))?;
+            .map_err(|e| SourceError::from_http(Backend::Prometheus, &self.url, &e))?;
         let status = response.status();
         let bytes = self.body(response).await?;
         let body: QueryResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            SourceError::Prometheus(format!("HTTP {status}, unreadable answer: {e}"))
+            SourceError::from_status(
+                Backend::Prometheus,
+                status.as_u16(),
+                format!("HTTP {status}, unreadable answer: {e}"),
+            )
         })?;
         if body.status != "success" {
-            return Err(SourceError::Prometheus(format!(
-                "query failed: {}",
-                body.error.unwrap_or(body.status)
-            )));
+            return Err(SourceError::unavailable(
+                Backend::Prometheus,
+                format!("query failed: {}", body.error.unwrap_or(body.status)),
+            ));
         }
         let Some(data) = body.data else {
             return Ok(Answer {
@@ -252,9 +262,10 @@ fn parse_result(result_type: &str, result: &serde_json::Value) -> Result<Answer,
             value: value_of(result),
             series: 1,
         }),
-        other => Err(SourceError::Prometheus(format!(
-            "the rate query must return a vector or scalar, got {other}"
-        ))),
+        other => Err(SourceError::unavailable(
+            Backend::Prometheus,
+            format!("the rate query must return a vector or scalar, got {other}"),
+        )),
     }
 }
 

@@ -10,10 +10,10 @@ mod overrides;
 mod tests;
 
 use crate::config::Config;
-use crate::policy::{Params, PartitionCap};
-use crate::signals::{LagRules, OffsetReset};
 use crate::source::is_valid_topic_name;
 use crate::source::kubernetes::Workload;
+use lagrate_policy::signals::{LagRules, OffsetReset};
+use lagrate_policy::{Params, PartitionCap};
 
 /// Keys KEDA puts in every external trigger's metadata.
 const KEDA_EXTERNAL_KEYS: &[&str] = &[

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value};
 
 use super::{TriggerError, err, quoted};
-use crate::policy::PolicySettings;
+use lagrate_policy::PolicySettings;
 
 /// The settings as a JSON object keyed by their config-file names.
 fn fields(settings: &PolicySettings) -> Map<String, Value> {
@@ -102,7 +102,7 @@ mod tests {
         let e = apply(base.clone(), &[("drainSeconds", "0")]).unwrap_err();
         assert_eq!(e.key, "drainSeconds");
         let set = apply(base.clone(), &[("rebalance", "cooperative")]).unwrap();
-        assert_eq!(set.rebalance, crate::policy::Rebalance::Cooperative);
+        assert_eq!(set.rebalance, lagrate_policy::Rebalance::Cooperative);
         let e = apply(base, &[("rebalance", "sticky")]).unwrap_err();
         assert_eq!(e.key, "rebalance");
         assert!(

@@ -2,7 +2,7 @@
 //! name the key.
 
 use super::*;
-use crate::signals::OffsetReset;
+use lagrate_policy::signals::OffsetReset;
 
 fn config() -> Config {
     Config::parse(

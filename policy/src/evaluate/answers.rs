@@ -1,0 +1,64 @@
+//! What each trigger answered KEDA: the group's size as the HPA was told
+//! it, which replays start from and follow where the broker reports no
+//! member count.
+
+use std::collections::VecDeque;
+
+/// What one trigger answered KEDA, oldest first: the group's size as the
+/// HPA was told it. Where the broker reports no member count, replays
+/// start from it and follow its changes, as they do from members.
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    log: VecDeque<(f64, u32)>,
+}
+
+impl Answers {
+    /// Records `replicas`, the answer to the sample at `t`, when it went
+    /// to KEDA (`given`), and forgets answers older than `keep_seconds`
+    /// before it.
+    pub fn record(&mut self, t: f64, replicas: u32, given: bool, keep_seconds: f64) {
+        if given && self.log.back().is_none_or(|&(last, _)| last < t) {
+            self.log.push_back((t, replicas));
+        }
+        while self
+            .log
+            .front()
+            .is_some_and(|&(old, _)| old < t - keep_seconds)
+        {
+            self.log.pop_front();
+        }
+    }
+
+    /// The answer in force at `t`: the last one given at or before it.
+    pub fn at(&self, t: f64) -> Option<u32> {
+        let i = self.log.partition_point(|&(at, _)| at <= t);
+        i.checked_sub(1).map(|i| self.log[i].1)
+    }
+
+    /// Forgets everything, as a scaler replica that has just started.
+    pub fn clear(&mut self) {
+        self.log.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_in_force_is_the_last_one_given_and_old_ones_are_forgotten() {
+        let mut answers = Answers::default();
+        answers.record(10.0, 4, true, 100.0);
+        answers.record(15.0, 9, false, 100.0); // Unavailable: not given
+        answers.record(20.0, 6, true, 100.0);
+        assert_eq!(answers.at(5.0), None);
+        assert_eq!(answers.at(10.0), Some(4));
+        assert_eq!(answers.at(19.0), Some(4));
+        assert_eq!(answers.at(25.0), Some(6));
+        answers.record(130.0, 2, true, 100.0);
+        assert_eq!(answers.at(25.0), None, "older than the window");
+        assert_eq!(answers.at(130.0), Some(2));
+        answers.clear();
+        assert_eq!(answers.at(130.0), None);
+    }
+}

@@ -1,0 +1,45 @@
+//! What the policy remembers between samples, and what it derives from it.
+
+use serde::Serialize;
+
+/// What the policy remembers between samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// The last answer.
+    pub replicas: Option<u32>,
+    /// End of the settle window of the last scale-up.
+    pub settle_until: f64,
+    /// Backlog the last change expected at the end of its own pause.
+    pub projected_backlog: f64,
+    /// When that pause (start-up and rebalance) ends.
+    pub pause_until: f64,
+    /// Messages per second the new pod count was expected to drain the
+    /// projected backlog at, after the pause.
+    pub projected_drain_per_s: f64,
+    /// Since when the need has stayed below the answer.
+    pub lower_since: Option<f64>,
+    /// The steady inbound rate when the need fell below the answer: a
+    /// scale-down waits while the rate is still rising past it (a ramp).
+    pub rate_when_lower: f64,
+    /// Since when the topic has been idle.
+    pub idle_since: Option<f64>,
+    /// Learned messages per second per pod.
+    pub learned_capacity_per_s: Option<f64>,
+    /// The last sample held a scale-up for a step its newest interval
+    /// alone showed: the next one scales, confirmed or not.
+    pub confirming_step: bool,
+}
+
+impl State {
+    /// The backlog the last change projected for `now`: its peak until the pause
+    /// ends, then draining at the planned rate; 0 once drained.
+    pub fn projected_allowance(&self, now: f64) -> f64 {
+        if now <= self.pause_until {
+            self.projected_backlog
+        } else {
+            (self.projected_backlog - self.projected_drain_per_s * (now - self.pause_until))
+                .max(0.0)
+        }
+    }
+}
