@@ -3,7 +3,8 @@
 //! a real broker, their `/metrics` are read, and every metric and label a
 //! panel's query names must be among them, or come from an exporter the
 //! deployment installs (listed below with where it comes from).
-
+// Each test is a scenario against real processes, read top to bottom.
+#![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 

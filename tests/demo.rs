@@ -2,7 +2,8 @@
 //! real consumers scaled by lagrate on a real broker, every message
 //! processed once, the simulator's prediction close to what happened, and
 //! nothing left running afterwards, also when the demo is stopped halfway.
-
+// Each test is a scenario against real processes, read top to bottom.
+#![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 

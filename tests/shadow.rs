@@ -1,7 +1,8 @@
 //! Shadow mode against real processes: trade-producer loads a real tansu
 //! broker, a real Prometheus scrapes the producer, and `lagrate serve`
 //! watches the group as a shadow target without KEDA calling it.
-
+// Each test is a scenario against real processes, read top to bottom.
+#![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 

@@ -1,6 +1,7 @@
 //! trade-consumer facing bad input: clear errors at start, and messages
 //! that are not trades never stop a partition.
-
+// Each test is a scenario against real processes, read top to bottom.
+#![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 

@@ -218,20 +218,69 @@ fn run(args: Args) -> anyhow::Result<()> {
             args.rate
         );
     }
-    let steps = match &args.profile {
-        None => None,
-        Some(p) => {
-            let text = match p.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(Path::new(file))
-                    .map_err(|e| anyhow::anyhow!("LOAD_PROFILE file {file}: {e}"))?,
-                None => p.clone(),
-            };
-            Some(profile::parse(&text).map_err(|e| anyhow::anyhow!("LOAD_PROFILE: {e}"))?)
-        }
+    let steps = load_profile(args.profile.as_deref())?;
+    let metrics = Arc::new(Metrics::new());
+    let producer = connect(&args, metrics.clone())?;
+    let rate = Arc::new(RateControl {
+        manual: AtomicU64::new(0),
+        overridden: AtomicBool::new(false),
+    });
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = process_lifecycle::stop_on_sigterm(&runtime);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind((
+        "0.0.0.0",
+        args.metrics_port,
+    )))?;
+    let app = App {
+        metrics: metrics.clone(),
+        rate: rate.clone(),
     };
+    runtime.spawn(async move {
+        let router = Router::new()
+            .route("/metrics", get(get_metrics))
+            .route("/rate", get(get_rate).post(post_rate))
+            .with_state(app);
+        let _ = axum::serve(listener, router).await;
+    });
+    tracing::info!(topic = %args.topic, rate = args.rate, profile = ?args.profile, "producing");
+    let unsent = produce(&args, &producer, (&rate, steps.as_deref()), &metrics, &stop)?;
+    tracing::info!("flushing");
+    // The trade a full queue refused last is sent too: it was generated.
+    if let Some((key, payload)) = unsent {
+        send_last(&producer, &args.topic, &key, &payload)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    tracing::info!(
+        sent = metrics.sent.get(),
+        errors = metrics.errors.get(),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// LOAD_PROFILE's steps: the text itself, or the file named after `@`.
+fn load_profile(profile: Option<&str>) -> anyhow::Result<Option<Vec<profile::Step>>> {
+    let Some(p) = profile else {
+        return Ok(None);
+    };
+    let text = match p.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(Path::new(file))
+            .map_err(|e| anyhow::anyhow!("LOAD_PROFILE file {file}: {e}"))?,
+        None => p.to_owned(),
+    };
+    Ok(Some(
+        profile::parse(&text).map_err(|e| anyhow::anyhow!("LOAD_PROFILE: {e}"))?,
+    ))
+}
+
+/// The idempotent producer, with the topic created (TOPIC_PARTITIONS) or
+/// checked to exist.
+fn connect(
+    args: &Args,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<ThreadedProducer<DeliveryContext>> {
     let settings =
         ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
-    let metrics = Arc::new(Metrics::new());
     let mut config: ClientConfig = settings.client_config()?;
     config
         .set("enable.idempotence", "true")
@@ -245,7 +294,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let producer: ThreadedProducer<DeliveryContext> =
         config.create_with_context(DeliveryContext {
             kafka: settings.context(),
-            metrics: metrics.clone(),
+            metrics,
         })?;
     if let Some(partitions) = args.topic_partitions {
         // Through the producer's own client: its thread serves the MSK IAM
@@ -275,38 +324,28 @@ fn run(args: Args) -> anyhow::Result<()> {
         || {},
     )
     .map_err(anyhow::Error::msg)?;
+    Ok(producer)
+}
 
-    let rate = Arc::new(RateControl {
-        manual: AtomicU64::new(0),
-        overridden: AtomicBool::new(false),
-    });
-    let runtime = tokio::runtime::Runtime::new()?;
-    let stop = process_lifecycle::stop_on_sigterm(&runtime);
-    let listener = runtime.block_on(tokio::net::TcpListener::bind((
-        "0.0.0.0",
-        args.metrics_port,
-    )))?;
-    let app = App {
-        metrics: metrics.clone(),
-        rate: rate.clone(),
-    };
-    runtime.spawn(async move {
-        let router = Router::new()
-            .route("/metrics", get(get_metrics))
-            .route("/rate", get(get_rate).post(post_rate))
-            .with_state(app);
-        let _ = axum::serve(listener, router).await;
-    });
+/// How often the send loop runs.
+const TICK: Duration = Duration::from_millis(5);
 
+/// Sends trades at the target rate (the manual rate, else the profile's,
+/// else MESSAGES_PER_SECOND) until SIGTERM, the profile's end or
+/// DURATION_SECONDS; returns the trade a full queue refused last, if any.
+fn produce(
+    args: &Args,
+    producer: &ThreadedProducer<DeliveryContext>,
+    (rate, steps): (&RateControl, Option<&[profile::Step]>),
+    metrics: &Metrics,
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+    const MAX_BURST_S: f64 = 0.02;
     let producer_id = args
         .producer_id
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let mut trades = TradeGenerator::new(producer_id, args.accounts);
-    tracing::info!(topic = %args.topic, rate = args.rate, profile = ?args.profile, "producing");
-
-    const TICK: Duration = Duration::from_millis(5);
-    const MAX_BURST_S: f64 = 0.02;
     let started = Instant::now();
     let mut last = started;
     let mut credit = 0.0f64;
@@ -316,7 +355,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let elapsed = now - started;
-        let target = match (rate.manual(), &steps) {
+        let target = match (rate.manual(), steps) {
             (Some(manual), _) => manual,
             (None, Some(steps)) => match profile::rate_at(steps, elapsed) {
                 Some(r) => r,
@@ -367,28 +406,28 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         std::thread::sleep(TICK.saturating_sub(now.elapsed()));
     }
-    tracing::info!("flushing");
-    // The trade a full queue refused last is sent too: it was generated.
-    if let Some((key, payload)) = unsent {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
-            .key(key.as_bytes())
-            .payload(&payload);
-        while let Err((e, returned)) = producer.send(record) {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the last trade could not be queued within 30 s: {e}"
-            );
-            record = returned;
-            std::thread::sleep(TICK);
-        }
+    Ok(unsent)
+}
+
+/// Queues the last trade, waiting up to 30 s for room in the queue.
+fn send_last(
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
+        .key(key.as_bytes())
+        .payload(payload);
+    while let Err((e, returned)) = producer.send(record) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the last trade could not be queued within 30 s: {e}"
+        );
+        record = returned;
+        std::thread::sleep(TICK);
     }
-    producer.flush(Duration::from_secs(30))?;
-    tracing::info!(
-        sent = metrics.sent.get(),
-        errors = metrics.errors.get(),
-        "stopped"
-    );
     Ok(())
 }
 

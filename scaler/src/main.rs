@@ -181,33 +181,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match lagrate::config::Config::load(&file) {
-            Ok(config) => {
-                println!(
-                    "{}: valid ({} clusters, {} policies, sampling every {:?})",
-                    file.display(),
-                    config.clusters.len(),
-                    config.policies.len(),
-                    config.sampling.interval
-                );
-                let (_, rejected) = lagrate::shadow::target::parse_all(&config);
-                for why in &rejected {
-                    eprintln!("  shadow entry rejected (serve runs the others): {why}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: invalid: {e}", file.display());
-                if let Some((field, about)) = e
-                    .field()
-                    .and_then(|f| Some((f, lagrate::config::describe_field(f)?)))
-                {
-                    eprintln!("  {field}: {about}");
-                }
-                eprintln!("  every field and its type: `lagrate config schema` (a JSON Schema)");
-                ExitCode::FAILURE
-            }
-        },
+        } => config_check(&file),
         Command::Config {
             command: ConfigCommand::Schema,
         } => {
@@ -242,16 +216,12 @@ fn main() -> ExitCode {
             explain,
             print_scenario,
         } => {
-            let scenario = if replay.from_prometheus.is_some() || replay.target.is_some() {
-                match replay_scenario(&replay) {
-                    Ok(path) => Some(path),
-                    Err(e) => {
-                        eprintln!("lagrate simulate: {e}");
-                        return ExitCode::FAILURE;
-                    }
+            let scenario = match scenario_or_replay(scenario, &replay) {
+                Ok(scenario) => scenario,
+                Err(e) => {
+                    eprintln!("lagrate simulate: {e}");
+                    return ExitCode::FAILURE;
                 }
-            } else {
-                scenario
             };
             let output = if print_scenario {
                 SimOutput::Scenario
@@ -282,33 +252,88 @@ fn main() -> ExitCode {
                     client_ca: tls_client_ca,
                 });
             init_tracing(&cli.log_format, "info,rdkafka=warn");
-            let runtime = tokio::runtime::Runtime::new().expect("cannot start the Tokio runtime");
             let connections = lagrate::server::Connections {
                 max: max_connections as usize,
                 drain: drain_timeout,
             };
-            let result = runtime.block_on(async {
-                let grpc = tokio::net::TcpListener::bind(grpc_listen).await?;
-                let http = tokio::net::TcpListener::bind(http_listen).await?;
-                lagrate::server::run(
-                    config,
-                    tls,
-                    (grpc, http),
-                    connections,
-                    lagrate::server::shutdown_signal(),
-                )
-                .await
-            });
-            // Kafka calls in flight on blocking threads are not waited for.
-            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "lagrate failed");
-                    eprintln!("lagrate: {e:#}");
-                    ExitCode::FAILURE
-                }
+            serve(config, tls, (grpc_listen, http_listen), connections)
+        }
+    }
+}
+
+/// The scenario to simulate: `--scenario`, or the one written from a
+/// replayed rate history.
+fn scenario_or_replay(
+    scenario: Option<String>,
+    replay: &ReplayArgs,
+) -> Result<Option<String>, String> {
+    if replay.from_prometheus.is_some() || replay.target.is_some() {
+        replay_scenario(replay).map(Some)
+    } else {
+        Ok(scenario)
+    }
+}
+
+/// `lagrate config check FILE`: valid (with each rejected shadow entry),
+/// or why not and what the field is.
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match lagrate::config::Config::load(file) {
+        Ok(config) => {
+            println!(
+                "{}: valid ({} clusters, {} policies, sampling every {:?})",
+                file.display(),
+                config.clusters.len(),
+                config.policies.len(),
+                config.sampling.interval
+            );
+            let (_, rejected) = lagrate::shadow::target::parse_all(&config);
+            for why in &rejected {
+                eprintln!("  shadow entry rejected (serve runs the others): {why}");
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid: {e}", file.display());
+            if let Some((field, about)) = e
+                .field()
+                .and_then(|f| Some((f, lagrate::config::describe_field(f)?)))
+            {
+                eprintln!("  {field}: {about}");
+            }
+            eprintln!("  every field and its type: `lagrate config schema` (a JSON Schema)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lagrate serve`: until SIGTERM.
+fn serve(
+    config: PathBuf,
+    tls: Option<lagrate::tls::TlsFiles>,
+    (grpc_listen, http_listen): (SocketAddr, SocketAddr),
+    connections: lagrate::server::Connections,
+) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("cannot start the Tokio runtime");
+    let result = runtime.block_on(async {
+        let grpc = tokio::net::TcpListener::bind(grpc_listen).await?;
+        let http = tokio::net::TcpListener::bind(http_listen).await?;
+        lagrate::server::run(
+            config,
+            tls,
+            (grpc, http),
+            connections,
+            lagrate::server::shutdown_signal(),
+        )
+        .await
+    });
+    // Kafka calls in flight on blocking threads are not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lagrate failed");
+            eprintln!("lagrate: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -122,6 +122,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every family, registered with its help text: a list, one entry each.
+    #[allow(clippy::too_many_lines)]
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("lagrate");
         let m = Metrics {
@@ -435,12 +437,7 @@ impl Metrics {
             })
             .inc();
         if let Some(e) = error {
-            self.source_errors
-                .get_or_create(&SourceErrorLabels {
-                    source: e.label().into(),
-                    kind: e.kind_label().into(),
-                })
-                .inc();
+            self.record_source_error(e);
         }
         self.source_failures
             .get_or_create(&GroupLabels {
@@ -449,8 +446,8 @@ impl Metrics {
             .set(i64::from(failures_in_a_row));
     }
 
-    /// A failed read of a source outside a sample (the inbound rate, the
-    /// workload's scale).
+    /// A failed read of a source: Kafka offsets, the inbound rate, the
+    /// workload's scale.
     pub fn record_source_error(&self, error: &SourceError) {
         self.source_errors
             .get_or_create(&SourceErrorLabels {

@@ -116,3 +116,47 @@ fn serve_with_a_missing_config_fails_with_the_path() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lagrate.yaml"));
 }
+
+#[test]
+fn config_check_accepts_the_readme_minimal_config_and_names_a_rejected_shadow_entry() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## A minimal config")
+        .nth(1)
+        .expect("README has a minimal config section");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block in that section");
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = dir.path().join("minimal.yaml");
+    std::fs::write(&minimal, yaml).unwrap();
+    let ok = Command::new(LAGRATE)
+        .args(["config", "check"])
+        .arg(&minimal)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "the README's config: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    // A shadow entry serve would reject is named; the file stays valid.
+    let with_shadow = dir.path().join("shadow.yaml");
+    let entry = "shadow:\n  - name: payments\n    consumerGroup: payments\n    keda: { lagThreshold: -5 }\n";
+    std::fs::write(&with_shadow, format!("{yaml}{entry}")).unwrap();
+    let checked = Command::new(LAGRATE)
+        .args(["config", "check"])
+        .arg(&with_shadow)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("shadow[0].keda.lagThreshold"),
+        "the rejected entry and its field: {stderr}"
+    );
+}

@@ -1,6 +1,7 @@
 //! `lagrate serve` against a real tansu broker (and a real Prometheus),
 //! called over gRPC the way KEDA calls it.
-
+// Each test is a scenario against real processes, read top to bottom.
+#![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 

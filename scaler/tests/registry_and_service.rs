@@ -223,6 +223,16 @@ async fn a_stale_window_is_unavailable_and_says_why() {
         ),
         "{text}"
     );
+    assert!(
+        text.contains(r#"lagrate_source_errors_total{source="kafka",kind="unavailable"}"#),
+        "failed samples by source and kind: {text}"
+    );
+    let evaluations = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lagrate_evaluation_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(evaluations >= 1, "the evaluation was timed: {text}");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `lagrate simulate --from-prometheus` against a real Prometheus holding
 //! a known rate history, scraped from an exporter whose counters rise at
 //! known rates.
-
+// Each test is a scenario against real processes, read top to bottom.
+#![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 

@@ -174,6 +174,93 @@ pub fn describe_field(path: &str) -> Option<String> {
     Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+impl RawConfig {
+    /// The named policies, `default` always among them, each checked.
+    fn policies(&self) -> Result<BTreeMap<String, PolicySettings>, ConfigError> {
+        let mut policies = self.policies.clone();
+        policies.entry("default".into()).or_default();
+        for (name, policy) in &policies {
+            policy
+                .validate()
+                .map_err(|(key, message)| invalid(format!("policies.{name}.{key}"), message))?;
+        }
+        Ok(policies)
+    }
+}
+
+impl RawSampling {
+    /// `sampling.interval`, and `sampling.maxStaleness` (at least one
+    /// interval).
+    fn interval_and_staleness(&self) -> Result<(Duration, Duration), ConfigError> {
+        let interval = duration(
+            "sampling.interval",
+            self.interval.as_deref(),
+            Duration::from_secs(5),
+        )?;
+        if interval < MIN_INTERVAL {
+            return Err(invalid(
+                "sampling.interval",
+                "must be at least 100ms: each interval queries every group's offsets",
+            ));
+        }
+        let max_staleness = duration(
+            "sampling.maxStaleness",
+            self.max_staleness.as_deref(),
+            Duration::from_secs(60),
+        )?;
+        if max_staleness < interval {
+            return Err(invalid(
+                "sampling.maxStaleness",
+                "must be at least sampling.interval, or every answer would be stale",
+            ));
+        }
+        Ok((interval, max_staleness))
+    }
+
+    /// `sampling.window`, raised to the history the longest window of any
+    /// policy looks back on.
+    fn window(
+        &self,
+        policies: &BTreeMap<String, PolicySettings>,
+        interval: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let longest_policy_window = policies
+            .values()
+            .map(PolicySettings::history_needed_seconds)
+            .fold(0.0, f64::max);
+        let needed = Duration::from_secs_f64(lagrate_policy::evaluate::window_seconds(
+            longest_policy_window,
+            interval.as_secs_f64(),
+        ));
+        Ok(duration("sampling.window", self.window.as_deref(), needed)?.max(needed))
+    }
+
+    /// The whole section, with the values checked before.
+    fn finish(
+        &self,
+        interval: Duration,
+        max_staleness: Duration,
+        window: Duration,
+    ) -> Result<Sampling, ConfigError> {
+        Ok(Sampling {
+            interval,
+            max_staleness,
+            window,
+            idle_expiry: duration(
+                "sampling.idleExpiry",
+                self.idle_expiry.as_deref(),
+                Duration::from_secs(600),
+            )?,
+            kafka_timeout: duration(
+                "sampling.kafkaTimeout",
+                self.kafka_timeout.as_deref(),
+                Duration::from_secs(3),
+            )?,
+            warm_up: self.warm_up.unwrap_or_default(),
+        })
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -205,51 +292,14 @@ impl Config {
             path: "config".into(),
             source,
         })?;
-        let s = &raw.sampling;
-        let interval = duration(
-            "sampling.interval",
-            s.interval.as_deref(),
-            Duration::from_secs(5),
-        )?;
-        if interval < MIN_INTERVAL {
-            return Err(invalid(
-                "sampling.interval",
-                "must be at least 100ms: each interval queries every group's offsets",
-            ));
-        }
-        let max_staleness = duration(
-            "sampling.maxStaleness",
-            s.max_staleness.as_deref(),
-            Duration::from_secs(60),
-        )?;
-        if max_staleness < interval {
-            return Err(invalid(
-                "sampling.maxStaleness",
-                "must be at least sampling.interval, or every answer would be stale",
-            ));
-        }
+        let (interval, max_staleness) = raw.sampling.interval_and_staleness()?;
         for (name, cluster) in &raw.clusters {
             cluster
                 .validate()
                 .map_err(|e| invalid(format!("clusters.{name}"), e.to_string()))?;
         }
-        let mut policies = raw.policies.clone();
-        policies.entry("default".into()).or_default();
-        for (name, policy) in &policies {
-            policy
-                .validate()
-                .map_err(|(key, message)| invalid(format!("policies.{name}.{key}"), message))?;
-        }
-        // Keep enough history for the longest window any policy looks back on.
-        let longest_policy_window = policies
-            .values()
-            .map(PolicySettings::history_needed_seconds)
-            .fold(0.0, f64::max);
-        let needed = Duration::from_secs_f64(lagrate_policy::evaluate::window_seconds(
-            longest_policy_window,
-            interval.as_secs_f64(),
-        ));
-        let window = duration("sampling.window", s.window.as_deref(), needed)?.max(needed);
+        let policies = raw.policies()?;
+        let window = raw.sampling.window(&policies, interval)?;
         let prometheus = raw
             .prometheus
             .as_ref()
@@ -263,23 +313,8 @@ impl Config {
             ));
         }
         Ok(Config {
+            sampling: raw.sampling.finish(interval, max_staleness, window)?,
             shadow: raw.shadow,
-            sampling: Sampling {
-                interval,
-                max_staleness,
-                window,
-                idle_expiry: duration(
-                    "sampling.idleExpiry",
-                    s.idle_expiry.as_deref(),
-                    Duration::from_secs(600),
-                )?,
-                kafka_timeout: duration(
-                    "sampling.kafkaTimeout",
-                    s.kafka_timeout.as_deref(),
-                    Duration::from_secs(3),
-                )?,
-                warm_up: s.warm_up.unwrap_or_default(),
-            },
             clusters: raw.clusters,
             allow_inline_bootstrap_servers: raw.allow_inline_bootstrap_servers,
             prometheus,

@@ -38,94 +38,17 @@ pub struct Tools {
 
 impl Stack {
     pub async fn start(dir: &Path, tools: &Tools, settings: &DemoSettings) -> anyhow::Result<Self> {
-        let mut procs = Vec::new();
-
-        let kafka_port = free_port()?;
-        let broker = format!("127.0.0.1:{kafka_port}");
-        let url = format!("tcp://{broker}");
-        let mut tansu = Proc::spawn(
-            "tansu",
-            &tool(tools.tansu.as_deref(), "tansu/bin/tansu", "tansu"),
-            &[
-                "broker".into(),
-                "--listener-url".into(),
-                url.clone(),
-                "--advertised-listener-url".into(),
-                url,
-                "--storage-engine".into(),
-                "sqlite://tansu.db".into(),
-            ],
-            &[],
-            dir,
-            dir.join("tansu.log"),
-        )
-        .context("run scripts/install-test-deps.sh to install tansu, or pass --tansu")?;
-        tansu
-            .wait_for_port(kafka_port, Duration::from_secs(30))
-            .await?;
-        procs.push(tansu);
-
-        let prometheus_port = free_port()?;
-        write_targets(dir, &[])?;
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
-                dir.join("targets.json").display()
-            ),
-        )?;
-        let mut prometheus = Proc::spawn(
-            "prometheus",
-            &tool(tools.prometheus.as_deref(), "prometheus/prometheus", "prometheus"),
-            &[
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()),
-                format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
-            ],
-            &[],
-            dir,
-            dir.join("prometheus.log"),
-        )
-        .context("install Debian's prometheus package (scripts/install-test-deps.sh), or pass --prometheus")?;
-        prometheus
-            .wait_for_port(prometheus_port, Duration::from_secs(30))
-            .await?;
-        procs.push(prometheus);
-
-        let grpc_port = free_port()?;
-        let http_port = free_port()?;
-        let config = dir.join("lagrate.yaml");
-        std::fs::write(&config, settings.lagrate_config(&broker, prometheus_port))?;
-        let mut lagrate = Proc::spawn(
-            "lagrate",
-            &std::env::current_exe()?,
-            &[
-                "serve".into(),
-                "--config".into(),
-                config.display().to_string(),
-                format!("--grpc-listen=127.0.0.1:{grpc_port}"),
-                format!("--http-listen=127.0.0.1:{http_port}"),
-            ],
-            &[("RUST_LOG", "info,lagrate=debug".into())],
-            dir,
-            dir.join("lagrate.log"),
-        )?;
-        lagrate
-            .wait_for_port(grpc_port, Duration::from_secs(30))
-            .await?;
-        lagrate
-            .wait_for_port(http_port, Duration::from_secs(30))
-            .await?;
-        procs.push(lagrate);
-
+        let (tansu, broker) = start_tansu(dir, tools).await?;
+        let (prometheus, prometheus_port) = start_prometheus(dir, tools).await?;
+        let (lagrate, grpc_port, http_port) =
+            start_lagrate(dir, settings, &broker, prometheus_port).await?;
         Ok(Stack {
             dir: dir.to_path_buf(),
             broker,
             prometheus_port,
             grpc_port,
             http_port,
-            procs,
+            procs: vec![tansu, prometheus, lagrate],
         })
     }
 
@@ -186,4 +109,109 @@ fn write_targets(dir: &Path, targets: &[Target]) -> anyhow::Result<()> {
     std::fs::write(&tmp, serde_json::to_vec_pretty(&groups)?)?;
     std::fs::rename(&tmp, dir.join("targets.json"))?;
     Ok(())
+}
+
+/// A tansu broker on SQLite in `dir`, and its address.
+async fn start_tansu(dir: &Path, tools: &Tools) -> anyhow::Result<(Proc, String)> {
+    let kafka_port = free_port()?;
+    let broker = format!("127.0.0.1:{kafka_port}");
+    let url = format!("tcp://{broker}");
+    let mut tansu = Proc::spawn(
+        "tansu",
+        &tool(tools.tansu.as_deref(), "tansu/bin/tansu", "tansu"),
+        &[
+            "broker".into(),
+            "--listener-url".into(),
+            url.clone(),
+            "--advertised-listener-url".into(),
+            url,
+            "--storage-engine".into(),
+            "sqlite://tansu.db".into(),
+        ],
+        &[],
+        dir,
+        dir.join("tansu.log"),
+    )
+    .context("run scripts/install-test-deps.sh to install tansu, or pass --tansu")?;
+    tansu
+        .wait_for_port(kafka_port, Duration::from_secs(30))
+        .await?;
+
+    Ok((tansu, broker))
+}
+
+/// Prometheus scraping the targets file in `dir`, and its port.
+async fn start_prometheus(dir: &Path, tools: &Tools) -> anyhow::Result<(Proc, u16)> {
+    let prometheus_port = free_port()?;
+    write_targets(dir, &[])?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+            dir.join("targets.json").display()
+        ),
+    )?;
+    let mut prometheus = Proc::spawn(
+        "prometheus",
+        &tool(
+            tools.prometheus.as_deref(),
+            "prometheus/prometheus",
+            "prometheus",
+        ),
+        &[
+            format!("--config.file={}", config.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                dir.join("prometheus-data").display()
+            ),
+            format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
+        ],
+        &[],
+        dir,
+        dir.join("prometheus.log"),
+    )
+    .context(
+        "install Debian's prometheus package (scripts/install-test-deps.sh), or pass --prometheus",
+    )?;
+    prometheus
+        .wait_for_port(prometheus_port, Duration::from_secs(30))
+        .await?;
+
+    Ok((prometheus, prometheus_port))
+}
+
+/// `lagrate serve` with the demo's config, and its gRPC and HTTP ports.
+async fn start_lagrate(
+    dir: &Path,
+    settings: &DemoSettings,
+    broker: &str,
+    prometheus_port: u16,
+) -> anyhow::Result<(Proc, u16, u16)> {
+    let grpc_port = free_port()?;
+    let http_port = free_port()?;
+    let config = dir.join("lagrate.yaml");
+    std::fs::write(&config, settings.lagrate_config(broker, prometheus_port))?;
+    let mut lagrate = Proc::spawn(
+        "lagrate",
+        &std::env::current_exe()?,
+        &[
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+            format!("--grpc-listen=127.0.0.1:{grpc_port}"),
+            format!("--http-listen=127.0.0.1:{http_port}"),
+        ],
+        &[("RUST_LOG", "info,lagrate=debug".into())],
+        dir,
+        dir.join("lagrate.log"),
+    )?;
+    lagrate
+        .wait_for_port(grpc_port, Duration::from_secs(30))
+        .await?;
+    lagrate
+        .wait_for_port(http_port, Duration::from_secs(30))
+        .await?;
+
+    Ok((lagrate, grpc_port, http_port))
 }

@@ -132,7 +132,12 @@ impl Sampler {
             tasks.push(task.abort_handle());
         }
         if let Some(query) = &key.scale {
-            let task = tokio::spawn(read_scale(key.clone(), query.clone(), share.clone()));
+            let task = tokio::spawn(read_scale(
+                key.clone(),
+                query.clone(),
+                share.clone(),
+                metrics.clone(),
+            ));
             tasks.push(task.abort_handle());
         }
         let sampling = Sampling {
@@ -333,6 +338,7 @@ async fn read_rates(
             }
             Err(e) => {
                 tracing::debug!(group = %key.offsets.group, error = %e, "prometheus rate unavailable; using offsets");
+                metrics.record_source_error(&e);
                 PrometheusReading::Unavailable
             }
         };
@@ -343,7 +349,12 @@ async fn read_rates(
 /// Reads the scaled workload's size on the grid into the share. A failure
 /// is logged when it starts and when it ends, not at every interval.
 #[tracing::instrument(name = "scale", skip_all, fields(group = %key.offsets.group, topics = ?key.offsets.topics))]
-async fn read_scale(key: SourceKey, query: ScaleQuery, share: Arc<Mutex<RateShare>>) {
+async fn read_scale(
+    key: SourceKey,
+    query: ScaleQuery,
+    share: Arc<Mutex<RateShare>>,
+    metrics: Arc<Metrics>,
+) {
     let group = &key.offsets.group;
     let target = query.target.path();
     let reader = match ScaleReader::new(&query) {
@@ -370,6 +381,7 @@ async fn read_scale(key: SourceKey, query: ScaleQuery, share: Arc<Mutex<RateShar
                 share.lock().expect("rate lock poisoned").scale = Some((tick, replicas));
             }
             Err(e) => {
+                metrics.record_source_error(&e);
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(group, target, error = %e, "cannot read the scale target");
                 }

@@ -17,7 +17,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use lagrate_policy::evaluate::Evaluation;
+
+use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::source::prometheus::PrometheusRate;
 use lagrate_sim::autoscalers::kafka_metric;
 use lagrate_sim::hpa::{Behavior, Hpa};
 use lagrate_sim::keda::Keda;
@@ -214,27 +218,31 @@ pub fn keda_step(
 #[tracing::instrument(name = "shadow", skip_all, fields(target = %target.name, group = target.metadata.get("consumerGroup").map(String::as_str).unwrap_or_default()))]
 async fn follow(registry: std::sync::Weak<Registry>, shadows: Arc<Shadows>, target: ShadowTarget) {
     let actual_source = match (&target.actual_query, registry.upgrade()) {
-        (Some(query), Some(reg)) => reg.config().prometheus.as_ref().map(|p| {
-            (
-                crate::source::prometheus::PrometheusRate::new(p),
-                query.clone(),
-            )
-        }),
+        (Some(query), Some(reg)) => reg
+            .config()
+            .prometheus
+            .as_ref()
+            .map(|p| (PrometheusRate::new(p), query.clone())),
         _ => None,
     };
-    let mut keda = keda_of(&target.keda);
-    let mut keda_replicas: Option<u32> = None;
-    let mut previous: Option<Point> = None;
+    let mut follower = Follower {
+        keda: keda_of(&target.keda),
+        keda_replicas: None,
+        previous: None,
+        actual_source,
+        target,
+    };
     loop {
         let Some(reg) = registry.upgrade() else {
             return;
         };
+        let name = &follower.target.name;
         let interval = reg.config().sampling.interval;
-        let entry = match reg.entry("shadow", &target.name, &target.metadata).await {
+        let entry = match reg.entry("shadow", name, &follower.target.metadata).await {
             Ok(entry) => entry,
             Err(e) => {
                 let why = e.to_string();
-                shadows.update(&target.name, |s| s.error = Some(why));
+                shadows.update(name, |s| s.error = Some(why));
                 drop(reg);
                 tokio::time::sleep(interval).await;
                 continue;
@@ -243,92 +251,120 @@ async fn follow(registry: std::sync::Weak<Registry>, shadows: Arc<Shadows>, targ
         let mut samples = entry.sampler().subscribe();
         match reg.evaluate(&entry).await {
             Ok(evaluation)
-                if previous
+                if follower
+                    .previous
                     .as_ref()
                     .is_none_or(|p| p.t < evaluation.sample_time) =>
             {
-                let obs = &evaluation.observation;
-                let d = &evaluation.decision;
-                let t = evaluation.sample_time;
-                let actual = match &actual_source {
-                    Some((prometheus, query)) => match prometheus.value_of(query).await {
-                        Ok(value) => value.map(|v| v.round().max(0.0) as u32),
-                        Err(e) => {
-                            tracing::debug!(target = %target.name, error = %e, "actualQuery failed");
-                            None
-                        }
-                    },
-                    None => obs.members,
-                };
-                let current =
-                    *keda_replicas.get_or_insert(actual.unwrap_or(target.keda.min_replica_count));
-                let keda_now = keda_step(
-                    &mut keda,
-                    &target.keda,
-                    (t, current),
-                    (obs.lag, obs.partitions),
-                );
-                keda_replicas = Some(keda_now);
-                let point = Point {
-                    t,
-                    lag: obs.lag,
-                    partitions: obs.partitions,
-                    replicas: Sources {
-                        lagrate: Some(d.replicas),
-                        keda: Some(keda_now),
-                        actual,
-                    },
-                };
-                let waits = Sources {
-                    lagrate: wait(obs.lag, d.replicas, obs.partitions, d.capacity_per_s),
-                    keda: wait(obs.lag, keda_now, obs.partitions, d.capacity_per_s),
-                    actual: obs
-                        .processing_rate_per_s
-                        .filter(|r| *r > 0.0)
-                        .map(|r| obs.lag / r),
-                };
-                let reason = d.reason.to_string();
-                let added = previous
-                    .replace(point.clone())
-                    .map(|last| pod_seconds_since(&last, point.t))
-                    .unwrap_or_default();
-                for (source, replicas, wait, added) in [
-                    (
-                        "lagrate",
-                        point.replicas.lagrate,
-                        waits.lagrate,
-                        added.lagrate,
-                    ),
-                    ("keda", point.replicas.keda, waits.keda, added.keda),
-                    ("actual", point.replicas.actual, waits.actual, added.actual),
-                ] {
-                    reg.metrics
-                        .record_shadow_source(&target.name, source, replicas, wait, added);
-                }
-                reg.metrics.record_shadow_lag(&target.name, point.lag);
-                shadows.update(&target.name, |s| {
-                    s.pod_seconds.lagrate += added.lagrate.unwrap_or(0.0);
-                    s.pod_seconds.keda += added.keda.unwrap_or(0.0);
-                    s.pod_seconds.actual += added.actual.unwrap_or(0.0);
-                    s.history.push_back(point.clone());
-                    while s.history.len() > HISTORY {
-                        s.history.pop_front();
-                    }
-                    s.latest = Some(point);
-                    s.reason = Some(reason);
-                    s.estimated_wait_seconds = waits;
-                    s.error = None;
-                });
+                follower.sampled(&evaluation, &reg.metrics, &shadows).await;
             }
             Ok(_) => {}
             Err(e) => {
                 let why = e.to_string();
-                shadows.update(&target.name, |s| s.error = Some(why));
+                shadows.update(name, |s| s.error = Some(why));
             }
         }
         drop(reg);
         // The next sample, or an interval: calling keeps the key alive.
         let _ = tokio::time::timeout(interval, samples.changed()).await;
+    }
+}
+
+/// One shadow target's KEDA and HPA, and what the last sample saw.
+struct Follower {
+    target: ShadowTarget,
+    keda: Keda,
+    keda_replicas: Option<u32>,
+    previous: Option<Point>,
+    /// Where the group's actual size is read, when not from its members.
+    actual_source: Option<(PrometheusRate, String)>,
+}
+
+impl Follower {
+    /// The group's actual size: the value of `actualQuery`, or else its
+    /// member count.
+    async fn actual(&self, members: Option<u32>) -> Option<u32> {
+        let Some((prometheus, query)) = &self.actual_source else {
+            return members;
+        };
+        match prometheus.value_of(query).await {
+            Ok(value) => value.map(|v| v.round().max(0.0) as u32),
+            Err(e) => {
+                tracing::debug!(error = %e, "actualQuery failed");
+                None
+            }
+        }
+    }
+
+    /// A new sample's three sizes, waits and pod-seconds, into the metrics
+    /// and the target's state.
+    async fn sampled(&mut self, evaluation: &Evaluation, metrics: &Metrics, shadows: &Shadows) {
+        let obs = &evaluation.observation;
+        let d = &evaluation.decision;
+        let t = evaluation.sample_time;
+        let actual = self.actual(obs.members).await;
+        let trigger = &self.target.keda;
+        let current = *self
+            .keda_replicas
+            .get_or_insert(actual.unwrap_or(trigger.min_replica_count));
+        let keda_now = keda_step(
+            &mut self.keda,
+            trigger,
+            (t, current),
+            (obs.lag, obs.partitions),
+        );
+        self.keda_replicas = Some(keda_now);
+        let point = Point {
+            t,
+            lag: obs.lag,
+            partitions: obs.partitions,
+            replicas: Sources {
+                lagrate: Some(d.replicas),
+                keda: Some(keda_now),
+                actual,
+            },
+        };
+        let waits = Sources {
+            lagrate: wait(obs.lag, d.replicas, obs.partitions, d.capacity_per_s),
+            keda: wait(obs.lag, keda_now, obs.partitions, d.capacity_per_s),
+            actual: obs
+                .processing_rate_per_s
+                .filter(|r| *r > 0.0)
+                .map(|r| obs.lag / r),
+        };
+        let added = self
+            .previous
+            .replace(point.clone())
+            .map(|last| pod_seconds_since(&last, point.t))
+            .unwrap_or_default();
+        let name = &self.target.name;
+        for (source, replicas, wait, added) in [
+            (
+                "lagrate",
+                point.replicas.lagrate,
+                waits.lagrate,
+                added.lagrate,
+            ),
+            ("keda", point.replicas.keda, waits.keda, added.keda),
+            ("actual", point.replicas.actual, waits.actual, added.actual),
+        ] {
+            metrics.record_shadow_source(name, source, replicas, wait, added);
+        }
+        metrics.record_shadow_lag(name, point.lag);
+        let reason = d.reason.to_string();
+        shadows.update(name, |s| {
+            s.pod_seconds.lagrate += added.lagrate.unwrap_or(0.0);
+            s.pod_seconds.keda += added.keda.unwrap_or(0.0);
+            s.pod_seconds.actual += added.actual.unwrap_or(0.0);
+            s.history.push_back(point.clone());
+            while s.history.len() > HISTORY {
+                s.history.pop_front();
+            }
+            s.latest = Some(point);
+            s.reason = Some(reason);
+            s.estimated_wait_seconds = waits;
+            s.error = None;
+        });
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::config::Config;
-use crate::config::shadow::RawShadow;
+use crate::config::shadow::{RawKeda, RawShadow};
 
 /// One shadow target, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,46 +67,7 @@ fn parse_one(value: &serde_json::Value, config: &Config) -> Result<ShadowTarget,
     if raw.name.trim().is_empty() || raw.name.len() > 100 {
         return Err((field("name"), "must be 1 to 100 characters".into()));
     }
-    let defaults = KedaTrigger::default();
-    let keda = KedaTrigger {
-        lag_threshold: raw.keda.lag_threshold.unwrap_or(defaults.lag_threshold),
-        min_replica_count: raw
-            .keda
-            .min_replica_count
-            .unwrap_or(defaults.min_replica_count),
-        max_replica_count: raw
-            .keda
-            .max_replica_count
-            .unwrap_or(defaults.max_replica_count),
-        polling_interval: raw
-            .keda
-            .polling_interval
-            .unwrap_or(defaults.polling_interval),
-        cooldown_period: raw.keda.cooldown_period.unwrap_or(defaults.cooldown_period),
-    };
-    for (name, v) in [
-        ("keda.lagThreshold", keda.lag_threshold),
-        ("keda.pollingInterval", keda.polling_interval),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err((field(name), format!("must be a number > 0, got {v}")));
-        }
-    }
-    if !(keda.cooldown_period.is_finite() && keda.cooldown_period >= 0.0) {
-        return Err((
-            field("keda.cooldownPeriod"),
-            format!("must be a number >= 0, got {}", keda.cooldown_period),
-        ));
-    }
-    if keda.max_replica_count == 0 || keda.max_replica_count < keda.min_replica_count {
-        return Err((
-            field("keda.maxReplicaCount"),
-            format!(
-                "must be at least 1 and at least minReplicaCount ({})",
-                keda.min_replica_count
-            ),
-        ));
-    }
+    let keda = keda_trigger(&raw.keda).map_err(|(name, message)| (field(name), message))?;
     let mut metadata: HashMap<String, String> = raw.metadata.into_iter().collect();
     metadata.insert("consumerGroup".into(), raw.consumer_group);
     for (key, value) in [
@@ -144,6 +105,43 @@ fn parse_one(value: &serde_json::Value, config: &Config) -> Result<ShadowTarget,
         keda,
         actual_query: raw.actual_query,
     })
+}
+
+/// The `keda:` settings of an entry, KEDA's defaults for those left out;
+/// an error names the field.
+fn keda_trigger(keda: &RawKeda) -> Result<KedaTrigger, (&'static str, String)> {
+    let defaults = KedaTrigger::default();
+    let trigger = KedaTrigger {
+        lag_threshold: keda.lag_threshold.unwrap_or(defaults.lag_threshold),
+        min_replica_count: keda.min_replica_count.unwrap_or(defaults.min_replica_count),
+        max_replica_count: keda.max_replica_count.unwrap_or(defaults.max_replica_count),
+        polling_interval: keda.polling_interval.unwrap_or(defaults.polling_interval),
+        cooldown_period: keda.cooldown_period.unwrap_or(defaults.cooldown_period),
+    };
+    for (name, v) in [
+        ("keda.lagThreshold", trigger.lag_threshold),
+        ("keda.pollingInterval", trigger.polling_interval),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err((name, format!("must be a number > 0, got {v}")));
+        }
+    }
+    if !(trigger.cooldown_period.is_finite() && trigger.cooldown_period >= 0.0) {
+        return Err((
+            "keda.cooldownPeriod",
+            format!("must be a number >= 0, got {}", trigger.cooldown_period),
+        ));
+    }
+    if trigger.max_replica_count == 0 || trigger.max_replica_count < trigger.min_replica_count {
+        return Err((
+            "keda.maxReplicaCount",
+            format!(
+                "must be at least 1 and at least minReplicaCount ({})",
+                trigger.min_replica_count
+            ),
+        ));
+    }
+    Ok(trigger)
 }
 
 #[cfg(test)]

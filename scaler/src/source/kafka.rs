@@ -330,3 +330,51 @@ impl SourceFactory for KafkaFactory {
         client.reachable(timeout)
     }
 }
+
+#[cfg(test)]
+mod error_kinds {
+    use super::*;
+
+    #[test]
+    fn kafka_error_codes_sort_into_the_kinds_that_need_different_fixes() {
+        let kind = |code| classify(Some(code), String::new()).kind_label();
+        assert_eq!(
+            kind(RDKafkaErrorCode::SaslAuthenticationFailed),
+            "authentication"
+        );
+        assert_eq!(
+            kind(RDKafkaErrorCode::GroupAuthorizationFailed),
+            "authentication"
+        );
+        assert_eq!(kind(RDKafkaErrorCode::OperationTimedOut), "timeout");
+        assert_eq!(kind(RDKafkaErrorCode::GroupIdNotFound), "unknown_group");
+        assert_eq!(
+            kind(RDKafkaErrorCode::UnknownTopicOrPartition),
+            "unknown_topic"
+        );
+        assert_eq!(
+            kind(RDKafkaErrorCode::BrokerTransportFailure),
+            "unavailable"
+        );
+        assert_eq!(classify(None, String::new()).kind_label(), "unavailable");
+    }
+
+    #[test]
+    fn an_admin_request_error_is_read_from_librdkafka_s_description() {
+        let kind = |text: &str| classify(admin_error_code(text), text.into()).kind_label();
+        assert_eq!(
+            kind("no answer to ListConsumerGroupOffsets within 3s"),
+            "timeout"
+        );
+        assert_eq!(kind("Broker: Group authorization failed"), "authentication");
+        assert_eq!(kind("Broker: Group id not found"), "unknown_group");
+        assert_eq!(kind("Broker: Unknown topic or partition"), "unknown_topic");
+        assert_eq!(kind("Local: Broker transport failure"), "unavailable");
+        let e = classify(
+            admin_error_code("Broker: Group authorization failed"),
+            "x".into(),
+        );
+        assert_eq!(e.label(), "kafka");
+        assert!(e.to_string().contains("not authorized"), "{e}");
+    }
+}

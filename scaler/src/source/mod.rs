@@ -157,3 +157,17 @@ pub trait SourceFactory: Send + Sync + 'static {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_credentials_over_http_are_authentication_and_the_rest_unavailable() {
+        let kind = |status| SourceError::from_status(Backend::Prometheus, status, String::new());
+        assert_eq!(kind(401).kind_label(), "authentication");
+        assert_eq!(kind(403).kind_label(), "authentication");
+        assert_eq!(kind(503).kind_label(), "unavailable");
+        assert_eq!(kind(403).label(), "prometheus");
+    }
+}

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::source::is_valid_topic_name;
 use crate::source::kubernetes::Workload;
 use lagrate_policy::signals::{LagRules, OffsetReset};
-use lagrate_policy::{Params, PartitionCap};
+use lagrate_policy::{Params, PartitionCap, PolicySettings};
 
 /// Keys KEDA puts in every external trigger's metadata.
 const KEDA_EXTERNAL_KEYS: &[&str] = &[
@@ -161,11 +161,10 @@ fn parse_number(key: &str, value: &str, allow_zero: bool) -> Result<f64, Trigger
     }
 }
 
-/// Parses trigger metadata against the current config.
-pub fn parse(
-    metadata: &HashMap<String, String>,
-    config: &Config,
-) -> Result<TriggerSpec, TriggerError> {
+/// The metadata by the names lagrate reads (`xFromEnv` as `x`), refusing
+/// a key given twice, an unknown key, KEDA's Kafka auth keys, and a key
+/// lagrate reads given empty.
+fn known_keys(metadata: &HashMap<String, String>) -> Result<BTreeMap<&str, &str>, TriggerError> {
     // `xFromEnv` carries the value KEDA resolved from the pod: it means `x`.
     let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
     for (key, value) in metadata {
@@ -214,9 +213,17 @@ pub fn parse(
             format!("{key} is empty: give a value, or leave the key out for its default"),
         ));
     }
-    let get = |key: &str| keys.get(key).map(|v| v.trim());
+    Ok(keys)
+}
 
-    let cluster = match (get("cluster"), get("bootstrapServers")) {
+/// The cluster a trigger names: `cluster`, or inline `bootstrapServers` as
+/// the config allows, or the config's only cluster.
+fn cluster_of(
+    cluster: Option<&str>,
+    bootstrap_servers: Option<&str>,
+    config: &Config,
+) -> Result<ClusterRef, TriggerError> {
+    Ok(match (cluster, bootstrap_servers) {
         (Some(_), Some(_)) => {
             return Err(err(
                 "cluster",
@@ -269,9 +276,13 @@ pub fn parse(
                 format!("cluster is required: one of {}", cluster_names(config)),
             ));
         }
-    };
+    })
+}
 
-    let group = get("consumerGroup")
+/// `consumerGroup`: required, at most MAX_GROUP_LEN bytes, no control
+/// characters.
+fn group_of(value: Option<&str>) -> Result<String, TriggerError> {
+    let group = value
         .ok_or_else(|| err("consumerGroup", "consumerGroup is required".into()))?
         .to_owned();
     if group.len() > MAX_GROUP_LEN || group.chars().any(char::is_control) {
@@ -283,7 +294,13 @@ pub fn parse(
             ),
         ));
     }
-    let topics = match get("topic") {
+    Ok(group)
+}
+
+/// `topic`: one legal Kafka topic name or a comma-separated list; None for
+/// every topic the group commits to.
+fn topics_of(value: Option<&str>) -> Result<Option<Vec<String>>, TriggerError> {
+    Ok(match value {
         None => None,
         Some(list) => {
             let topics: Vec<String> = list.split(',').map(|t| t.trim().to_owned()).collect();
@@ -298,7 +315,53 @@ pub fn parse(
             }
             Some(topics)
         }
-    };
+    })
+}
+
+/// The named policy (`policy`, else `default`) with the trigger's overrides
+/// of its fields.
+fn policy_of(
+    keys: &BTreeMap<&str, &str>,
+    config: &Config,
+) -> Result<(String, PolicySettings), TriggerError> {
+    let get = |key: &str| keys.get(key).map(|v| v.trim());
+    let policy_name = get("policy").unwrap_or("default").to_owned();
+    let named = config.policies.get(&policy_name).cloned().ok_or_else(|| {
+        err(
+            "policy",
+            format!(
+                "policy {} is not in the scaler config; configured: {}",
+                quoted(&policy_name),
+                config
+                    .policies
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let given: Vec<(&str, &str)> = keys
+        .iter()
+        .filter(|(key, _)| overrides::is_policy_field(key))
+        .filter_map(|(key, _)| Some((*key, get(key)?)))
+        .collect();
+    let settings = overrides::apply(named, &given)?;
+    Ok((policy_name, settings))
+}
+
+/// Parses trigger metadata against the current config.
+pub fn parse(
+    metadata: &HashMap<String, String>,
+    config: &Config,
+) -> Result<TriggerSpec, TriggerError> {
+    let keys = known_keys(metadata)?;
+    let get = |key: &str| keys.get(key).map(|v| v.trim());
+
+    let cluster = cluster_of(get("cluster"), get("bootstrapServers"), config)?;
+
+    let group = group_of(get("consumerGroup"))?;
+    let topics = topics_of(get("topic"))?;
 
     let lag_threshold =
         get("lagThreshold").map_or(Ok(10.0), |v| parse_number("lagThreshold", v, false))?;
@@ -342,28 +405,7 @@ pub fn parse(
         Some(value) => Some(Workload::parse(value).map_err(|e| err("scaleTarget", e))?),
     };
 
-    let policy_name = get("policy").unwrap_or("default").to_owned();
-    let named = config.policies.get(&policy_name).cloned().ok_or_else(|| {
-        err(
-            "policy",
-            format!(
-                "policy {} is not in the scaler config; configured: {}",
-                quoted(&policy_name),
-                config
-                    .policies
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    })?;
-    let given: Vec<(&str, &str)> = keys
-        .iter()
-        .filter(|(key, _)| overrides::is_policy_field(key))
-        .filter_map(|(key, _)| Some((*key, get(key)?)))
-        .collect();
-    let settings = overrides::apply(named, &given)?;
+    let (policy_name, settings) = policy_of(&keys, config)?;
     let rate_aware = get("policy").is_some() || settings.pod_capacity.is_some();
     let cap = if allow_idle {
         PartitionCap::None

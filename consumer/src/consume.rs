@@ -1,0 +1,361 @@
+//! The poll loop: messages into per-partition batches, due batches into
+//! the sink, written offsets stored for librdkafka to commit; refused
+//! messages dead-lettered; revoked partitions' batches dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use kafka_settings::KafkaContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use trade_model::TradeRef;
+
+use crate::audit::AuditLog;
+use crate::batcher::{Batch, Batcher};
+use crate::dead_letter::{DeadLetter, Letter};
+use crate::group::GroupContext;
+use crate::metrics::Metrics;
+use crate::sink::{self, Sink};
+
+/// Longest wait in poll, and how often partial batches are checked.
+const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+/// How often the per-partition lag metric is refreshed.
+const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a dead letter's acknowledgement is looked for (SIGTERM is
+/// checked as often).
+const DELIVERY_CHECK: Duration = Duration::from_millis(20);
+
+/// The consumer's clock: batches time out, writes are timed, retries wait.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// How long to wait before retry `attempt` (1, 2, ...): 200 ms more each
+/// time, at most 5 s.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempt.min(25)))
+}
+
+/// Sleeps for `duration`, or less if `stop` is set meanwhile.
+fn sleep_unless(stop: &AtomicBool, duration: Duration) {
+    let until = now() + duration;
+    while !stop.load(Ordering::Relaxed) && now() < until {
+        std::thread::sleep(POLL_TIMEOUT.min(until.saturating_duration_since(now())));
+    }
+}
+
+pub struct Loop<'a> {
+    pub consumer: &'a BaseConsumer<GroupContext>,
+    pub batcher: Batcher<Letter>,
+    pub metrics: &'a Metrics,
+    pub sink: &'a mut Sink,
+    pub topic: &'a str,
+    pub dlq: Option<(&'a FutureProducer<KafkaContext>, &'a str)>,
+    pub audit: Option<&'a AuditLog>,
+    pub stop: &'a AtomicBool,
+    pub invalid_log: InvalidLog,
+}
+
+/// Invalid messages are logged at most once per partition every
+/// INVALID_LOG_EVERY, with how many were skipped unlogged since: a producer
+/// sending garbage cannot flood the log.
+#[derive(Default)]
+pub struct InvalidLog {
+    /// Per partition: when one was last logged, and how many since.
+    last: HashMap<i32, (Instant, u64)>,
+}
+
+const INVALID_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl InvalidLog {
+    fn note(&mut self, partition: i32, offset: i64, reason: &str, why: &str) {
+        match self.last.get_mut(&partition) {
+            Some((at, unlogged)) if now().duration_since(*at) < INVALID_LOG_EVERY => *unlogged += 1,
+            entry => {
+                let unlogged = entry.map_or(0, |e| e.1);
+                tracing::warn!(partition, offset, reason, error = %why, unlogged_since_last = unlogged, "invalid message skipped");
+                self.last.insert(partition, (now(), 0));
+            }
+        }
+    }
+}
+
+impl Loop<'_> {
+    /// Polls and writes due batches until SIGTERM.
+    pub fn poll_until_stopped(&mut self) {
+        let mut last_check = now();
+        let mut last_lag = now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let full = self.poll(POLL_TIMEOUT);
+            // Batches are looked at when one fills, or every poll timeout for
+            // the ones that timed out: not after every message.
+            if full || now().duration_since(last_check) >= POLL_TIMEOUT {
+                self.write_due(false);
+                last_check = now();
+            }
+            if now().duration_since(last_lag) >= LAG_UPDATE_INTERVAL {
+                self.update_lag();
+                last_lag = now();
+            }
+        }
+    }
+
+    /// One poll: runs a pending rebalance's callbacks, drops the revoked
+    /// partitions' batches, and routes the message it may return. True
+    /// when that message filled its batch.
+    fn poll(&mut self, timeout: Duration) -> bool {
+        let polled = self.consumer.poll(timeout);
+        let context = self.consumer.context();
+        if context.revocation.swap(false, Ordering::Acquire) {
+            let revoked = std::mem::take(&mut *context.revoked.lock().expect("revocation lock"));
+            for partition in revoked {
+                let dropped = self.batcher.revoke(partition);
+                if dropped > 0 {
+                    tracing::info!(
+                        partition,
+                        dropped,
+                        "revoked: unwritten batch dropped, the new owner re-reads it"
+                    );
+                }
+            }
+        }
+        match polled {
+            Some(Ok(message)) => self.route(&message),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "poll error");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Lag as this consumer sees it: the high watermark librdkafka last
+    /// fetched (no round trip) minus the written offset.
+    fn update_lag(&self) {
+        for (partition, written) in self.batcher.written() {
+            if let Some(high) =
+                kafka_admin::cached_high_watermark(self.consumer.client(), self.topic, partition)
+            {
+                self.metrics.set_lag(partition, (high - written).max(0));
+            }
+        }
+    }
+
+    /// Adds a message to its partition's batch; true when the batch is full.
+    fn route<M: Message>(&mut self, message: &M) -> bool {
+        let now = now();
+        let at = (message.partition(), message.offset());
+        let timestamp = message.timestamp().to_millis();
+        let age_ms = timestamp.map_or(0, |ts| (kafka_settings::unix_ms() - ts).max(0));
+        if timestamp.is_some() {
+            self.metrics.message_age.observe(age_ms as f64 / 1000.0);
+        }
+        let checked = match message.payload() {
+            None => Err(("empty", "empty payload".to_owned())),
+            Some(payload) => TradeRef::decode(payload)
+                .map_err(|e| ("not_json", e.to_string()))
+                .and_then(|trade| sink::storable(&trade).map_err(|e| ("not_storable", e))),
+        };
+        match checked {
+            Ok(()) => self.batcher.push(
+                at,
+                message.key().unwrap_or_default(),
+                message.payload().unwrap_or_default(),
+                age_ms,
+                now,
+            ),
+            Err((reason, why)) => {
+                // Not a trade: counted, logged, dead-lettered; never stops the partition.
+                let letter = self.dead_letter(at, (message.key(), message.payload()), reason, why);
+                self.batcher.push_dead_letter(at, letter, now);
+                false
+            }
+        }
+    }
+
+    /// Counts and logs a message that will not be stored, and sends it to
+    /// DLQ_TOPIC if set.
+    fn dead_letter(
+        &mut self,
+        (partition, offset): (i32, i64),
+        (key, payload): (Option<&[u8]>, Option<&[u8]>),
+        reason: &'static str,
+        error: String,
+    ) -> Letter {
+        self.metrics.invalid_message(reason);
+        self.invalid_log.note(partition, offset, reason, &error);
+        let (producer, topic) = self.dlq?;
+        let mut letter = DeadLetter {
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.unwrap_or_default().to_vec(),
+            error: format!("{reason}: {error}"),
+            partition,
+            offset,
+            delivery: None,
+        };
+        letter.send(producer, topic);
+        Some(letter)
+    }
+
+    /// Writes the due batches (all of them when `all`), each after the one
+    /// before it of its partition, and stores the written offsets.
+    pub fn write_due(&mut self, all: bool) {
+        for mut batch in self.batcher.take_due(now(), all) {
+            // Serve the group between batches: a rebalance waits for every
+            // member's poll, and writing a large backlog takes seconds.
+            self.poll(Duration::ZERO);
+            if !self.batcher.owns(batch.id()) {
+                tracing::info!(
+                    partition = batch.partition,
+                    dropped = batch.records.len(),
+                    "revoked before its batch was written: dropped, the new owner re-reads it"
+                );
+                continue;
+            }
+            let Some((took, rejected)) = self.write(&batch) else {
+                tracing::warn!(
+                    partition = batch.partition,
+                    "stopping while a batch write fails: it stays uncommitted for the next owner"
+                );
+                self.batcher.abandon();
+                return;
+            };
+            for &(index, ref why) in &rejected {
+                let record = &batch.records[index];
+                let letter = self.dead_letter(
+                    (record.partition, record.offset),
+                    (Some(batch.key(record)), Some(batch.payload(record))),
+                    "rejected_by_sink",
+                    why.clone(),
+                );
+                batch.dead_letters.push(letter);
+            }
+            if !self.dead_letters_acknowledged(&mut batch) {
+                tracing::warn!(
+                    partition = batch.partition,
+                    "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
+                );
+                self.batcher.abandon();
+                return;
+            }
+            let written = batch.records.len() - rejected.len();
+            if let Some(audit) = self.audit {
+                let stored = (0..batch.records.len())
+                    .filter(|i| !rejected.iter().any(|(r, _)| r == i))
+                    .map(|i| &batch.records[i]);
+                // Before the commit: a committed offset is always in the log.
+                while let Err(e) = audit.written(stored.clone()) {
+                    tracing::error!(partition = batch.partition, error = %e, "audit log write failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            // Busy time is the write that succeeded: an outage's retries
+            // are not capacity in use.
+            self.metrics.batch_seconds.observe(took);
+            self.metrics.busy_seconds.inc_by(took);
+            self.metrics.processed.inc_by(written as u64);
+            if let Some((partition, offset)) = self.batcher.finish(batch) {
+                self.store(partition, offset);
+            }
+        }
+    }
+
+    /// Writes a batch, retrying until it is written (skipping it would lose
+    /// it): the seconds the successful write took and the records the sink
+    /// refused. None when SIGTERM came first: the batch is then left
+    /// unwritten and uncommitted, with the batches after it, for the
+    /// partition's next owner.
+    fn write(&mut self, batch: &Batch<Letter>) -> Option<(f64, Vec<(usize, String)>)> {
+        let mut attempt = 0u32;
+        loop {
+            let started = now();
+            match self.sink.write(batch) {
+                Ok(written) => {
+                    return Some((
+                        now().duration_since(started).as_secs_f64(),
+                        written.rejected,
+                    ));
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if self.stop.load(Ordering::Relaxed) {
+                        tracing::warn!(
+                            partition = batch.partition,
+                            attempt,
+                            error = format!("{e:#}"),
+                            "batch write failed at SIGTERM"
+                        );
+                        return None;
+                    }
+                    tracing::error!(
+                        partition = batch.partition,
+                        attempt,
+                        error = format!("{e:#}"),
+                        "batch write failed; retrying"
+                    );
+                    sleep_unless(self.stop, retry_backoff(attempt));
+                }
+            }
+        }
+    }
+
+    /// Stores a written offset; librdkafka commits it.
+    fn store(&self, partition: i32, offset: i64) {
+        let mut offsets = TopicPartitionList::with_capacity(1);
+        let stored = offsets
+            .add_partition_offset(self.topic, partition, Offset::Offset(offset))
+            .and_then(|()| self.consumer.store_offsets(&offsets));
+        if let Err(e) = stored {
+            // The partition was revoked without our poll seeing it yet: its
+            // new owner reads the batch again.
+            tracing::info!(partition, offset, error = %e, "written offset not stored");
+        }
+    }
+
+    /// Waits for every dead letter's acknowledgement, sending again the
+    /// ones the broker refused or that timed out, and serving the group
+    /// while it waits; false when SIGTERM came first.
+    fn dead_letters_acknowledged(&mut self, batch: &mut Batch<Letter>) -> bool {
+        let Some((producer, topic)) = self.dlq else {
+            return true;
+        };
+        let (partition, id) = (batch.partition, batch.id());
+        for letter in batch.dead_letters.iter_mut().flatten() {
+            let mut attempt = 0u32;
+            loop {
+                let outcome = match letter.delivery.as_mut().map(FutureExt::now_or_never) {
+                    Some(None) => {
+                        if self.stop.load(Ordering::Relaxed) {
+                            return false;
+                        }
+                        // A rebalance must not wait on a slow broker: once
+                        // the partition is gone, its next owner re-reads
+                        // the batch and nothing of it is stored here.
+                        self.poll(DELIVERY_CHECK);
+                        if !self.batcher.owns(id) {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Some(Some(Ok(Ok(_)))) => break,
+                    Some(Some(Ok(Err((e, _))))) => e.to_string(),
+                    Some(Some(Err(_))) => "the producer dropped the send".to_owned(),
+                    None => "not queued".to_owned(),
+                };
+                attempt += 1;
+                tracing::error!(partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
+                if self.stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                sleep_unless(self.stop, retry_backoff(attempt));
+                letter.send(producer, topic);
+            }
+        }
+        true
+    }
+}

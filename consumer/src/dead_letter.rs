@@ -1,0 +1,83 @@
+//! Messages that will not be stored, on their way to DLQ_TOPIC: the letter,
+//! its headers, and the producer that sends it.
+
+use kafka_settings::{ClusterSettings, KafkaContext};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+/// How long the broker has to acknowledge a dead letter before it is sent
+/// again (and the failure logged), instead of librdkafka's 5 minutes.
+const DEAD_LETTER_TIMEOUT_MS: &str = "30000";
+
+/// An invalid message on its way to the dead-letter topic.
+pub struct DeadLetter {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Why it is not a trade, and where it came from: the letter's headers.
+    pub error: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The send's acknowledgement; None when it could not be queued.
+    pub delivery: Option<DeliveryFuture>,
+}
+
+/// A message's letter when DLQ_TOPIC is set (None otherwise: the message
+/// is only counted and logged).
+pub type Letter = Option<DeadLetter>;
+
+impl DeadLetter {
+    /// Queues the letter; its acknowledgement is awaited before the commit.
+    pub fn send(&mut self, producer: &FutureProducer<KafkaContext>, topic: &str) {
+        let (partition, offset) = (self.partition.to_string(), self.offset.to_string());
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "error",
+                value: Some(self.error.as_str()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(&self.payload)
+            .headers(headers);
+        if let Some(key) = &self.key {
+            record = record.key(key);
+        }
+        self.delivery = match producer.send_result(record) {
+            Ok(delivery) => Some(delivery),
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "dead letter not queued");
+                None
+            }
+        };
+    }
+}
+
+/// The producer of dead letters to `topic` (DLQ_TOPIC), once the topic is
+/// known to exist: letters to a missing topic would expire unseen (MSK
+/// creates no topic on first use). A FutureProducer polls itself, so its
+/// own MSK IAM token is served too.
+pub fn producer(
+    settings: &ClusterSettings,
+    topic: &str,
+    bootstrap_servers: &str,
+) -> anyhow::Result<FutureProducer<KafkaContext>> {
+    let producer: FutureProducer<KafkaContext> = settings
+        .client_config()?
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS)
+        .create_with_context(settings.context())?;
+    kafka_settings::ensure_topic_of(
+        producer.client(),
+        (topic, "DLQ_TOPIC"),
+        bootstrap_servers,
+        || {},
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(producer)
+}
