@@ -2,8 +2,11 @@
 # Points k8s/overlays/aws at the stack infra-tf created: MSK's IAM bootstrap
 # brokers and region (msk.env, lagrate-config.yaml) and the ECR images
 # (kustomization.yaml). Values come from `terraform output`, or from the
-# environment for each one given: MSK_BOOTSTRAP_BROKERS, AWS_REGION and
-# ECR_REGISTRY (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME).
+# environment for each one given: MSK_BOOTSTRAP_BROKERS, MSK_REGION and
+# ECR_REGISTRY (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME). The shell's own
+# AWS_REGION is not read (CloudShell sets it to wherever it runs): the
+# region is Terraform's, and must be the one in the brokers' host names,
+# or MSK IAM tokens would be signed for the wrong region.
 #
 #   scripts/configure-aws-overlay.sh IMAGE_TAG
 #
@@ -16,7 +19,7 @@ overlay="${OVERLAY_DIR:-k8s/overlays/aws}"
 
 output() { terraform -chdir=infra-tf output -raw "$1"; }
 brokers="${MSK_BOOTSTRAP_BROKERS:-$(output msk_bootstrap_brokers_iam)}"
-region="${AWS_REGION:-$(output region)}"
+region="${MSK_REGION:-$(output region)}"
 if [ -z "${ECR_REGISTRY:-}" ]; then
   # ecr_repository_urls.lagrate is REGISTRY/NAME/lagrate.
   ECR_REGISTRY="$(terraform -chdir=infra-tf output -json ecr_repository_urls | sed -E 's#.*"lagrate": *"([^"]+)/lagrate".*#\1#')"
@@ -26,6 +29,13 @@ case "$brokers" in
   *:9098*) ;;
   *) echo "MSK_BOOTSTRAP_BROKERS must be the SASL/IAM brokers (port 9098), got: $brokers" >&2; exit 2 ;;
 esac
+# b-1.NAME.ID.c2.kafka.REGION.amazonaws.com:9098: every broker in the region.
+for broker in ${brokers//,/ }; do
+  case "$broker" in
+    *".kafka.$region.amazonaws.com:"*) ;;
+    *) echo "broker $broker is not in region $region (Terraform's output region, or MSK_REGION): MSK IAM tokens are signed for the brokers' region" >&2; exit 2 ;;
+  esac
+done
 case "$tag" in
   *[!A-Za-z0-9_.-]*|"") echo "IMAGE_TAG must be a Docker tag ([A-Za-z0-9_.-]), got: $tag" >&2; exit 2 ;;
 esac

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the test dependencies, then runs every test: the deployment
-# validations (k8s/, infra-tf/, Dockerfile; offline) and the workspace's tests
-# against real processes (tansu, Prometheus, PostgreSQL, lagrate).
+# Installs the test dependencies, then runs every test: the deployment,
+# layering and documentation checks (offline), the workspace's tests against
+# real processes (tansu, Prometheus, PostgreSQL, lagrate), the policy crate's
+# doctest, and every benchmark at a small size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+# cargo-nextest from the cache when the machine's cargo has none.
+export PATH="${LAGRATE_CACHE:-$HOME/.cache/lagrate}/cargo-nextest/bin:$PATH"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Both suites run even when the first fails, so one run reports everything.
@@ -14,4 +17,11 @@ status=0
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
 # The policy crate's README example is a doctest (nextest does not run doctests).
 cargo test --doc --locked -p lagrate-policy || status=$?
+# Every benchmark once at a small size (a smoke run, unoptimized: the
+# figures mean nothing here), so that none can rot unseen.
+cargo test --locked -p lagrate --bench getmetrics -- --seconds 1 --keys 2 --clients 2 --interval 1 || status=$?
+cargo test --locked -p lagrate --bench sampling_keys -- --max-keys 4 --interval 1 --grow-seconds 2 || status=$?
+cargo test --locked -p lagrate-sim --bench simulate_day -- --hours 1 || status=$?
+cargo test --locked -p trade-consumer --bench throughput -- --messages 2000 || status=$?
+cargo test --locked -p trade-producer --bench accuracy -- --seconds 2 || status=$?
 exit "$status"

@@ -51,6 +51,15 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     (decision, next)
 }
 
+/// Whether one sample alone shows work for the group: lag above the
+/// activation threshold, or inbound traffic for rate-aware triggers.
+/// Activation needs no history, so a replica that has just started answers
+/// it from its first sample.
+pub fn activated(params: &Params, obs: &Observation) -> bool {
+    obs.activation_lag > params.activation_lag_threshold
+        || (params.rate_aware && obs.inbound_rate_per_s.unwrap_or(0.0) >= IDLE_RATE_PER_S)
+}
+
 /// What one decision sees: the observation read against the settings and
 /// what the policy remembers, computed once.
 struct Situation<'a> {
@@ -516,12 +525,7 @@ impl<'a> Situation<'a> {
             (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),
             _ => None,
         };
-        let lag_activates = obs.activation_lag > params.activation_lag_threshold;
-        let active = if params.rate_aware {
-            lag_activates || self.rate >= IDLE_RATE_PER_S || replicas > 0
-        } else {
-            lag_activates
-        };
+        let active = activated(params, obs) || (params.rate_aware && replicas > 0);
         Decision {
             replicas,
             need: down,

@@ -40,7 +40,7 @@ mod sizing;
 mod state;
 mod thresholds;
 
-pub use decide::decide;
+pub use decide::{activated, decide};
 pub use decision::{Action, Basis, Climb, Decision, PartitionLimit, Reason};
 pub use observation::{HotPartition, LearnedPause, Observation, RateSource};
 pub use partitions::partition_aware_pods;

@@ -44,8 +44,10 @@ fn main() {
             &(0..PARTITIONS).map(|p| (p, 5)).collect::<HashMap<_, _>>(),
         );
     }
+    // tansu reports no member count: one replica answers from its first
+    // sample (warmUp: answer), as a steady server does.
     let config = format!(
-        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 300s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n",
+        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 300s\n  kafkaTimeout: 10s\n  warmUp: answer\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n",
         broker.bootstrap()
     );
     let lagrate = Lagrate::start(env!("CARGO_BIN_EXE_lagrate"), &config);

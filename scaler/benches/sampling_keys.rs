@@ -91,10 +91,13 @@ fn main() {
         "{:>6} {:>11} {:>9} {:>10} {:>12} {:>8} {:>8} {:>8}",
         "keys", "samples/s", "due/s", "within 1s", "within intvl", "RSS MB", "KB/key", "threads"
     );
-    let steps: Vec<usize> = [250, 500, 1000, 2000, 4000, 8000]
+    let mut steps: Vec<usize> = [250, 500, 1000, 2000, 4000, 8000]
         .into_iter()
         .filter(|&n| n <= max_keys)
         .collect();
+    if steps.is_empty() {
+        steps.push(max_keys); // a smoke run
+    }
     let mut registered = 0;
     let mut held = 0;
     for keys in steps {

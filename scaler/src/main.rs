@@ -152,7 +152,8 @@ struct ReplayArgs {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file; exits non-zero with the reason when invalid.
+    /// Validate a config file; exits non-zero with the reason when invalid,
+    /// or when a shadow entry would be rejected (each is named).
     Check {
         /// The config file.
         file: PathBuf,
@@ -274,8 +275,8 @@ fn scenario_or_replay(
     }
 }
 
-/// `lagrate config check FILE`: valid (with each rejected shadow entry),
-/// or why not and what the field is.
+/// `lagrate config check FILE`: valid, or why not and what the field is;
+/// a shadow entry serve would reject fails the check too, named.
 fn config_check(file: &std::path::Path) -> ExitCode {
     match lagrate::config::Config::load(file) {
         Ok(config) => {
@@ -287,10 +288,18 @@ fn config_check(file: &std::path::Path) -> ExitCode {
                 config.sampling.interval
             );
             let (_, rejected) = lagrate::shadow::target::parse_all(&config);
-            for why in &rejected {
-                eprintln!("  shadow entry rejected (serve runs the others): {why}");
+            if rejected.is_empty() {
+                return ExitCode::SUCCESS;
             }
-            ExitCode::SUCCESS
+            eprintln!(
+                "{}: {} shadow entries would be rejected (serve runs the others):",
+                file.display(),
+                rejected.len()
+            );
+            for why in &rejected {
+                eprintln!("  {why}");
+            }
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("{}: invalid: {e}", file.display());

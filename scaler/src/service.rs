@@ -71,7 +71,7 @@ impl ScalerService {
 
     async fn is_active_inner(&self, object: &ScaledObjectRef) -> Result<bool, ScalerError> {
         let entry = self.entry(object).await?;
-        Ok(self.registry.answer(&entry).await?.decision.active)
+        self.registry.activation(&entry).await
     }
 
     async fn metric_spec(
@@ -164,11 +164,11 @@ impl ExternalScaler for ScalerService {
             let mut last_sent = None;
             loop {
                 registry.touch(&entry).await;
-                match registry.answer(&entry).await {
-                    // Still warming up: nothing to push yet.
+                match registry.activation(&entry).await {
+                    // Still warming up and no sample shows work: nothing to
+                    // push yet.
                     Err(ScalerError::WarmingUp { .. }) => {}
-                    Ok(evaluation) => {
-                        let active = evaluation.decision.active;
+                    Ok(active) => {
                         if last_sent != Some(active) {
                             if tx
                                 .send(Ok(IsActiveResponse { result: active }))

@@ -118,7 +118,7 @@ fn serve_with_a_missing_config_fails_with_the_path() {
 }
 
 #[test]
-fn config_check_accepts_the_readme_minimal_config_and_names_a_rejected_shadow_entry() {
+fn config_check_accepts_the_readme_minimal_config_and_fails_naming_a_rejected_shadow_entry() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
     let section = readme
@@ -144,7 +144,7 @@ fn config_check_accepts_the_readme_minimal_config_and_names_a_rejected_shadow_en
         String::from_utf8_lossy(&ok.stderr)
     );
 
-    // A shadow entry serve would reject is named; the file stays valid.
+    // A shadow entry serve would reject is named, and fails the check.
     let with_shadow = dir.path().join("shadow.yaml");
     let entry = "shadow:\n  - name: payments\n    consumerGroup: payments\n    keda: { lagThreshold: -5 }\n";
     std::fs::write(&with_shadow, format!("{yaml}{entry}")).unwrap();
@@ -154,7 +154,7 @@ fn config_check_accepts_the_readme_minimal_config_and_names_a_rejected_shadow_en
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&checked.stderr);
-    assert!(checked.status.success(), "{stderr}");
+    assert!(!checked.status.success(), "{stderr}");
     assert!(
         stderr.contains("shadow[0].keda.lagThreshold"),
         "the rejected entry and its field: {stderr}"

@@ -262,6 +262,65 @@ async fn activation_is_pushed_when_lag_appears_on_an_idle_group() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_warming_up_replica_activates_from_its_first_sample_but_withholds_its_metric() {
+    // tansu reports no member count and the trigger names no scaleTarget:
+    // with the deployed default (warmUp: unavailable) GetMetrics waits for
+    // the window, but activation needs one sample.
+    let broker = Tansu::start();
+    let (topic, group) = committed_topic(&broker, 3);
+    let deployed = config(&broker.bootstrap(), "").replace("  warmUp: answer\n", "");
+    let lagrate = Lagrate::start(LAGRATE, &deployed);
+    let mut client = client(&lagrate).await;
+    let object = scaled_object(
+        "ledger",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", &group),
+            ("topic", &topic),
+            ("activationLagThreshold", "5"),
+        ],
+    );
+    // No work yet: a starting replica cannot tell idle from a window it
+    // has not seen, and says so rather than guessing inactive.
+    let idle = client.is_active(object.clone()).await.unwrap_err();
+    assert_eq!(idle.code(), tonic::Code::Unavailable, "{idle:?}");
+    let mut stream = client
+        .stream_is_active(object.clone())
+        .await
+        .unwrap()
+        .into_inner();
+
+    broker.produce(&topic, [0], 20);
+    let produced = Instant::now();
+    let pushed = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("no push within 10s")
+        .unwrap()
+        .unwrap();
+    assert!(pushed.result, "activated by the lag of one sample");
+    assert!(
+        produced.elapsed() < Duration::from_secs(3),
+        "one sample interval (1s) and the sample itself; pushed after {:?}",
+        produced.elapsed()
+    );
+    assert!(
+        client
+            .is_active(object.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    let withheld = metric(&mut client, &object).await.unwrap_err();
+    assert_eq!(withheld.code(), tonic::Code::Unavailable);
+    assert!(
+        withheld.message().contains("has not yet sampled"),
+        "{}",
+        withheld.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_metadata_is_invalid_argument_naming_the_key() {
     let broker = Tansu::start();
     let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));

@@ -2,7 +2,7 @@
 //! (the built-in `daily`: 48 partitions, 86,400 steps), per autoscaler,
 //! as simulated seconds per wall-clock second.
 //!
-//!     cargo bench -p lagrate-sim --bench simulate_day
+//!     cargo bench -p lagrate-sim --bench simulate_day [-- --hours 24]
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures time
 
@@ -10,10 +10,28 @@ use std::time::Instant;
 
 use lagrate_sim::{self as sim, builtins};
 
+/// `--hours H` (default 24): the first H hours of the day, for a quick run.
+fn hours() -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--hours")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(24.0)
+}
+
 fn main() {
-    let day = builtins::find("daily").expect("built-in scenario");
+    let mut day = builtins::find("daily").expect("built-in scenario");
+    // The first `hours` of the day's load.
+    let mut left = hours() * 3600.0;
+    for segment in &mut day.load {
+        segment.seconds = segment.seconds.min(left);
+        left -= segment.seconds;
+    }
+    day.load.retain(|segment| segment.seconds > 0.0);
     let simulated = day.duration();
-    println!("one day (86,400 steps of 1 s), 48 partitions, cooperative rebalancing");
+    println!(
+        "{simulated:.0} steps of 1 s of the daily curve, 48 partitions, cooperative rebalancing"
+    );
     println!(
         "{:<20} {:>10} {:>22}",
         "autoscaler", "wall s", "simulated s per wall s"

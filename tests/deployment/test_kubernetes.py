@@ -198,7 +198,10 @@ class Wiring(unittest.TestCase):
             for port in rule["ports"]:
                 allowed.setdefault(port["port"], []).extend(namespaces)
         helm = blocks("resource", "helm_release")
-        self.assertEqual(allowed, {"grpc": [helm["keda"]["namespace"]], "http": [helm["kube_prometheus_stack"]["namespace"]]})
+        self.assertEqual(allowed, {9090: [helm["keda"]["namespace"]], 8080: [helm["kube_prometheus_stack"]["namespace"]]})
+        # Numbered, and the numbers are the container's gRPC and HTTP ports.
+        ports = {p["name"]: p["containerPort"] for p in container(one(docs, "Deployment", "lagrate"))["ports"]}
+        self.assertEqual((ports["grpc"], ports["http"]), (9090, 8080))
         # Every peer is a namespace selector: no ipBlock, no pod selector in
         # another namespace that would widen the rule.
         for rule in policy["spec"]["ingress"]:
@@ -211,6 +214,23 @@ class Wiring(unittest.TestCase):
         self.assertEqual((metadata["namespace"], metadata["name"]), ("kube-system", "amazon-vpc-cni"))
         self.assertEqual(switch["data"], {"enable-network-policy-controller": "true"})
         self.assertIn("${module.eks}", switch["depends_on"])
+
+    def test_every_network_policy_names_ports_by_number_the_pods_listen_on(self):
+        for overlay in OVERLAYS:
+            docs = rendered(overlay)
+            for policy in find(docs, "NetworkPolicy"):
+                selector = policy["spec"]["podSelector"]["matchLabels"]
+                listening = {
+                    p["containerPort"]
+                    for d in find(docs, "Deployment")
+                    if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+                    for p in container(d).get("ports", [])
+                }
+                for rule in policy["spec"].get("ingress", []):
+                    for port in rule.get("ports", []):
+                        with self.subTest(overlay=overlay, policy=policy["metadata"]["name"], port=port["port"]):
+                            self.assertIsInstance(port["port"], int)
+                            self.assertIn(port["port"], listening)
 
     def test_lagrate_runs_two_hardened_replicas_probed_on_healthz_and_readyz(self):
         docs = rendered("aws")
@@ -497,7 +517,7 @@ class ConfigureAwsOverlay(unittest.TestCase):
         "MSK_BOOTSTRAP_BROKERS": ",".join(
             f"b-{i}.lagrate.abc123.c2.kafka.us-east-1.amazonaws.com:9098" for i in (1, 2, 3)
         ),
-        "AWS_REGION": "us-east-1",
+        "MSK_REGION": "us-east-1",
         "ECR_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lagrate",
     }
 
@@ -525,10 +545,21 @@ class ConfigureAwsOverlay(unittest.TestCase):
                     (overlay / name).read_text(), (K8S / "overlays" / "aws" / name).read_text(), name
                 )
 
+    def test_the_shell_region_is_ignored_and_a_region_the_brokers_are_not_in_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            overlay = self.copy_overlay(tmp)
+            # CloudShell's AWS_REGION is not the stack's: not read.
+            result = self.run_script(overlay, {**self.PLACEHOLDERS, "AWS_REGION": "ap-south-1"}, "0.1.0")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("AWS_REGION=us-east-1", (overlay / "msk.env").read_text())
+            wrong = self.run_script(overlay, {**self.PLACEHOLDERS, "MSK_REGION": "eu-west-1"}, "0.1.0")
+            self.assertEqual(wrong.returncode, 2)
+            self.assertIn("not in region eu-west-1", wrong.stderr)
+
     def test_new_outputs_reach_every_pod_and_lagrate(self):
         values = {
             "MSK_BOOTSTRAP_BROKERS": "b-1.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098,b-2.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098",
-            "AWS_REGION": "eu-west-1",
+            "MSK_REGION": "eu-west-1",
             "ECR_REGISTRY": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/prod",
         }
         with tempfile.TemporaryDirectory() as tmp:

@@ -157,6 +157,19 @@ class TlsComponent(unittest.TestCase):
             self.assertEqual(after["ports"], before["ports"], overlay)
             self.assertEqual(after["volumeMounts"][: len(before["volumeMounts"])], before["volumeMounts"], overlay)
 
+    def test_the_scaled_object_alone_waits_for_the_second_stage(self):
+        """`kubectl apply -k OVERLAY -l 'lagrate.io/tls-stage!=keda'` applies
+        everything but the ScaledObject that would call lagrate over TLS."""
+        for overlay in OVERLAYS:
+            staged = [
+                (d["kind"], d["metadata"]["name"])
+                for d in tls(overlay)
+                if d["metadata"].get("labels", {}).get("lagrate.io/tls-stage") == "keda"
+            ]
+            self.assertEqual(staged, [("ScaledObject", "trade-tx-consumer")], overlay)
+            scaled = one(tls(overlay), "ScaledObject", "trade-tx-consumer")
+            self.assertEqual(scaled["spec"]["triggers"][0]["metadata"]["enableTLS"], "true")
+
     def test_lagrate_serves_the_files_of_the_mounted_server_certificate_secret(self):
         for overlay in OVERLAYS:
             docs = tls(overlay)
@@ -259,7 +272,7 @@ class TlsComponent(unittest.TestCase):
             add_components(overlay, COMPONENT)
             values = {
                 "MSK_BOOTSTRAP_BROKERS": "b-1.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098",
-                "AWS_REGION": "eu-west-1",
+                "MSK_REGION": "eu-west-1",
                 "ECR_REGISTRY": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/prod",
             }
             result = subprocess.run(

@@ -335,6 +335,24 @@ impl Registry {
     /// The entry's decision as KEDA may receive it: [`Registry::evaluate`],
     /// and Unavailable from a replica still warming up that cannot see the
     /// group's size (unless `sampling.warmUp: answer`).
+    /// IsActive's answer: the policy's once its evaluation may go to KEDA;
+    /// during the warm-up, true as soon as one sample shows work (lag above
+    /// `activationLagThreshold`, or traffic for rate-aware triggers), since
+    /// activation needs no history; otherwise Unavailable, as GetMetrics.
+    pub async fn activation(&self, entry: &Entry) -> Result<bool, ScalerError> {
+        let evaluation = self.evaluate(entry).await?;
+        let warm_up = self.current.load().config.sampling.warm_up;
+        if evaluation.given(warm_up) {
+            Ok(evaluation.decision.active)
+        } else if lagrate_policy::activated(&entry.spec.params, &evaluation.observation) {
+            Ok(true)
+        } else {
+            Err(ScalerError::WarmingUp {
+                group: entry.spec.group.clone(),
+            })
+        }
+    }
+
     pub async fn answer(&self, entry: &Entry) -> Result<Arc<Evaluation>, ScalerError> {
         let evaluation = self.evaluate(entry).await?;
         let warm_up = self.current.load().config.sampling.warm_up;
