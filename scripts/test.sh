@@ -7,13 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
-# cargo-nextest from the cache when the machine's cargo has none.
-export PATH="${LAGRATE_CACHE:-$HOME/.cache/lagrate}/cargo-nextest/bin:$PATH"
+# The test runner, cargo-nextest: the machine's, or one installed once into
+# the cache when cargo has none.
+CACHE="${LAGRATE_CACHE:-$HOME/.cache/lagrate}"
+export PATH="$CACHE/cargo-nextest/bin:$PATH"
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest into $CACHE/cargo-nextest (a few minutes, once)"
+  cargo install cargo-nextest --locked --root "$CACHE/cargo-nextest"
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Both suites run even when the first fails, so one run reports everything.
 status=0
-"${LAGRATE_CACHE:-$HOME/.cache/lagrate}/venv-deploy/bin/python" -m unittest discover -s tests/deployment -v || status=$?
+"$CACHE/venv-deploy/bin/python" -m unittest discover -s tests/deployment -v || status=$?
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
 # The policy crate's README example is a doctest (nextest does not run doctests).
 cargo test --doc --locked -p lagrate-policy || status=$?

@@ -3,7 +3,7 @@
 //! 1,000 and 2,000 keys (up to --max-keys) registered in steps through
 //! GetMetricSpec, each sampled every --interval seconds (default 5).
 //!
-//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5]
+//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5 --partitions 6]
 //!
 //! Per step: samples landed per second against the keys / interval they
 //! should, the share landing within one second of their grid instant and
@@ -19,8 +19,6 @@ use std::time::Duration;
 
 use lagrate_proto::external_scaler_client::ExternalScalerClient;
 use testbed::{Lagrate, Tansu, bench_arg, scaled_object, unique};
-
-const PARTITIONS: i32 = 6;
 
 /// Cumulative `lagrate_sample_age_seconds` buckets and samples taken.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,9 +66,10 @@ fn threads(lagrate: &Lagrate) -> u64 {
 fn main() {
     let max_keys = bench_arg("--max-keys", 2000) as usize;
     let interval_s = bench_arg("--interval", 5);
+    let partitions = bench_arg("--partitions", 6) as i32;
     let broker = Tansu::start();
     let topic = unique("bench");
-    broker.create_topic(&topic, PARTITIONS);
+    broker.create_topic(&topic, partitions);
     let config = format!(
         "sampling:\n  interval: {interval_s}s\n  maxStaleness: 600s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\nlimits:\n  maxSourceKeys: 100000\n  maxEntries: 100000\n",
         broker.bootstrap()
@@ -84,7 +83,7 @@ fn main() {
     let base_rss = lagrate.rss_bytes().unwrap_or(0) as f64;
     let prefix = unique("group");
     println!(
-        "one lagrate serve (release), {PARTITIONS} partitions per key, sampled every {interval_s} s on a tansu broker; base RSS {:.1} MB\n",
+        "one lagrate serve (release), {partitions} partitions per key, sampled every {interval_s} s on a tansu broker; base RSS {:.1} MB\n",
         base_rss / 1e6
     );
     println!(
@@ -167,7 +166,8 @@ fn main() {
     let window_samples = 16.0 * 60.0 / interval_s as f64;
     let per_key = per_sample * window_samples + (rss_0 - base_rss) / registered as f64;
     println!(
-        "a sample of {PARTITIONS} partitions adds {per_sample:.0} B (over {grow_s} s at {registered} keys); with the default 16 min window ({window_samples:.0} samples) a key costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
+        "a sample of {partitions} partitions adds {per_sample:.0} B ({:.0} B per partition) (over {grow_s} s at {registered} keys); with the default 16 min window ({window_samples:.0} samples) a key costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
+        per_sample / f64::from(partitions),
         per_key / 1e3,
         (128.0 * 1024.0 * 1024.0 - base_rss) / per_key,
         base_rss / 1e6

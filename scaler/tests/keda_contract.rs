@@ -210,21 +210,26 @@ async fn uncommitted_partitions_follow_offset_reset_policy() {
     );
 }
 
+/// A ScaledObject on `group` and `topic` activated by a lag above 5.
+fn ledger(group: &str, topic: &str) -> ScaledObjectRef {
+    scaled_object(
+        "ledger",
+        &[
+            ("cluster", "local"),
+            ("consumerGroup", group),
+            ("topic", topic),
+            ("activationLagThreshold", "5"),
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn activation_is_pushed_when_lag_appears_on_an_idle_group() {
     let broker = Tansu::start();
     let (topic, group) = committed_topic(&broker, 3);
     let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
     let mut client = client(&lagrate).await;
-    let object = scaled_object(
-        "ledger",
-        &[
-            ("cluster", "local"),
-            ("consumerGroup", &group),
-            ("topic", &topic),
-            ("activationLagThreshold", "5"),
-        ],
-    );
+    let object = ledger(&group, &topic);
     assert!(
         !client
             .is_active(object.clone())
@@ -271,15 +276,7 @@ async fn a_warming_up_replica_activates_from_its_first_sample_but_withholds_its_
     let deployed = config(&broker.bootstrap(), "").replace("  warmUp: answer\n", "");
     let lagrate = Lagrate::start(LAGRATE, &deployed);
     let mut client = client(&lagrate).await;
-    let object = scaled_object(
-        "ledger",
-        &[
-            ("cluster", "local"),
-            ("consumerGroup", &group),
-            ("topic", &topic),
-            ("activationLagThreshold", "5"),
-        ],
-    );
+    let object = ledger(&group, &topic);
     // No work yet: a starting replica cannot tell idle from a window it
     // has not seen, and says so rather than guessing inactive.
     let idle = client.is_active(object.clone()).await.unwrap_err();
