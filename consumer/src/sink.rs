@@ -93,7 +93,7 @@ pub enum Cost {
 /// One multi-row INSERT per batch into `trades`, idempotent on `trade_id`,
 /// so a batch replayed after a crash writes no duplicates. A connection
 /// the server closed (a restart, a failover) is opened again by the next
-/// write. A batch the table refuses for its data (SQLSTATE class 22 or 23,
+/// write. A batch the table refuses for its data (SQLSTATE class 22, 23 or 54,
 /// e.g. a CHECK constraint) is written row by row, and only the refused
 /// rows are rejected.
 pub struct Postgres {
@@ -201,12 +201,14 @@ fn values(rows: usize) -> String {
 }
 
 /// Whether PostgreSQL refused the data itself (SQLSTATE class 22, data
-/// exception, or 23, integrity constraint violation): retrying the same
-/// rows can never succeed. Connection, serialization and shutdown errors
-/// (08, 40001, 57P01) are worth retrying.
+/// exception; 23, integrity constraint violation; 54, program limit
+/// exceeded, such as a value too large for its index): retrying the same
+/// rows can never succeed, so the batch is written row by row and the rows
+/// still refused are dead-lettered. Connection, serialization and shutdown
+/// errors (08, 40001, 57P01) are worth retrying.
 fn refused_data(e: &postgres::Error) -> bool {
     e.as_db_error()
-        .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23"))
+        .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23" | "54"))
 }
 
 /// The server's own message (e.g. which constraint a row violates), not

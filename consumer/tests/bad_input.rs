@@ -290,6 +290,52 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
+/// A trade id too long for the table's primary-key index (SQLSTATE 54000,
+/// program limit exceeded) is refused like bad data: dead-lettered, the
+/// rest of its batch written, the partition not retried forever.
+#[test]
+fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
+    let broker = Tansu::start();
+    let db = testbed::Postgres::start();
+    let topic = unique("trades");
+    let dlq = unique("trades-dlq");
+    broker.create_topic(&topic, 1);
+    broker.create_topic(&dlq, 1);
+    // 3,000 characters that do not compress below a btree entry's limit.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let long_id: String = (0..3000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from_digit(((x >> 33) % 36) as u32, 36).unwrap_or('0')
+        })
+        .collect();
+    let messages = [
+        trade(1, "AAPL", 5, 0),
+        trade(2, "AAPL", 6, 0).replace("\"t-2\"", &format!("\"{long_id}\"")),
+        trade(3, "AAPL", 7, 0),
+    ];
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, "ACC1", &payloads);
+    let port = free_port();
+    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
+    assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
+    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    let stored: Vec<String> = sql
+        .query("SELECT trade_id FROM trades ORDER BY account_seq", &[])
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, ["t-1", "t-3"]);
+    let letters = broker.messages(&dlq);
+    assert_eq!(letters[0].header("source.offset"), Some("1"));
+    let error = letters[0].header("error").unwrap_or_default();
+    assert!(error.starts_with("rejected_by_sink"), "{error}");
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
 /// With MSK IAM, librdkafka holds every request until the application serves
 /// its token-refresh event; the consumer serves it before its first request,
 /// so the token is signed even though the brokers are never reached.

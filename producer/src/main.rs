@@ -52,7 +52,9 @@ struct Args {
     /// Distinct accounts (message keys).
     #[arg(long, env = "ACCOUNTS", default_value_t = 10_000)]
     accounts: u32,
-    /// Prefix of trade ids; unique per producer instance (default: host name and pid).
+    /// Prefix of trade ids; unique per producer instance (default: host name,
+    /// pid and the start time in milliseconds, so that a container restarted
+    /// in the same pod, with the same host name and pid, never reuses an id).
     #[arg(long, env = "PRODUCER_ID")]
     producer_id: Option<String>,
     /// Create the topic with this many partitions when it does not exist
@@ -341,10 +343,9 @@ fn produce(
     stop: &AtomicBool,
 ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
     const MAX_BURST_S: f64 = 0.02;
-    let producer_id = args
-        .producer_id
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let producer_id = args.producer_id.clone().unwrap_or_else(|| {
+        default_producer_id(&hostname(), std::process::id(), kafka_settings::unix_ms())
+    });
     let mut trades = TradeGenerator::new(producer_id, args.accounts);
     let started = Instant::now();
     let mut last = started;
@@ -431,8 +432,43 @@ fn send_last(
     Ok(())
 }
 
+/// `host-pid-start`: the start time (milliseconds, base 36) tells apart
+/// two runs with the same host name and pid (a container restarted in its
+/// pod runs as pid 1 again).
+fn default_producer_id(host: &str, pid: u32, started_ms: i64) -> String {
+    let mut start = String::new();
+    let mut n = started_ms.unsigned_abs();
+    loop {
+        start.insert(0, char::from_digit((n % 36) as u32, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    format!("{host}-{pid}-{start}")
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "producer".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_in_the_same_pod_gets_a_new_trade_id_prefix() {
+        // Same pod: same host name, pid 1 again; a later start.
+        let first = default_producer_id("trade-tx-producer-5d8f7", 1, 1_764_859_200_000);
+        let restarted = default_producer_id("trade-tx-producer-5d8f7", 1, 1_764_859_200_001);
+        assert_ne!(first, restarted);
+        assert!(first.starts_with("trade-tx-producer-5d8f7-1-"), "{first}");
+        let mut a = TradeGenerator::new(first, 10);
+        let mut b = TradeGenerator::new(restarted, 10);
+        assert_ne!(a.next_trade(0).trade_id, b.next_trade(0).trade_id);
+        assert_eq!(default_producer_id("h", 7, 35), "h-7-z");
+        assert_eq!(default_producer_id("h", 7, 36), "h-7-10");
+    }
 }
