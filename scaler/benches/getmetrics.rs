@@ -2,7 +2,7 @@
 //! ScaledObjects that share 50 source keys, against a real `lagrate serve`
 //! (release build) sampling a real tansu broker.
 //!
-//!     cargo bench -p lagrate --bench getmetrics [-- --seconds 10 --clients 64]
+//!     cargo bench -p lagrate --bench getmetrics [-- --seconds 10 --clients 64 --objects 1000 --keys 50]
 //!
 //! Prints requests/s, p50/p99 latency, the server's resident memory and the
 //! Kafka offset queries per source key per sample interval, with targets.
@@ -18,7 +18,6 @@ use lagrate_proto::GetMetricsRequest;
 use lagrate_proto::external_scaler_client::ExternalScalerClient;
 use testbed::{Lagrate, Tansu, bench_arg, scaled_object, unique};
 
-const OBJECTS: usize = 1000;
 const PARTITIONS: i32 = 24;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -30,6 +29,7 @@ fn main() {
     let clients = bench_arg("--clients", 64) as usize;
     let source_keys = bench_arg("--keys", 50) as usize;
     let interval_s = bench_arg("--interval", 5) as f64;
+    let object_count = bench_arg("--objects", 1000) as usize;
     let broker = Tansu::start();
     let topic = unique("bench");
     broker.create_topic(&topic, PARTITIONS);
@@ -47,12 +47,12 @@ fn main() {
     // tansu reports no member count: one replica answers from its first
     // sample (warmUp: answer), as a steady server does.
     let config = format!(
-        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 300s\n  kafkaTimeout: 10s\n  warmUp: answer\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n",
+        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 300s\n  kafkaTimeout: 10s\n  warmUp: answer\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\nlimits:\n  maxEntries: 100000\n",
         broker.bootstrap()
     );
     let lagrate = Lagrate::start(env!("CARGO_BIN_EXE_lagrate"), &config);
     let objects: Arc<Vec<_>> = Arc::new(
-        (0..OBJECTS)
+        (0..object_count)
             .map(|i| {
                 let threshold = (10 + i % 7).to_string();
                 scaled_object(
@@ -91,10 +91,11 @@ fn main() {
         .unwrap_or(0.0)
         - queries_before;
     let rss_mb = lagrate.rss_bytes().unwrap_or(0) as f64 / 1_048_576.0;
+    let evaluations = Evaluations::read(&lagrate);
 
     let per_key = queries / source_keys as f64 / (elapsed.as_secs_f64() / interval_s);
     println!(
-        "GetMetrics: {OBJECTS} ScaledObjects over {source_keys} source keys, sampling every {interval_s}s, {seconds}s per phase"
+        "GetMetrics: {object_count} ScaledObjects over {source_keys} source keys, sampling every {interval_s}s, {seconds}s per phase"
     );
     println!(
         "{:<44} {:>12} {:>10} {:>4}",
@@ -140,6 +141,24 @@ fn main() {
         rss_mb <= 30.0,
     );
     row(
+        &format!(
+            "evaluations: {} ({:.0}/s), mean",
+            evaluations.count,
+            evaluations.count / elapsed.as_secs_f64()
+        ),
+        ms(Duration::from_secs_f64(evaluations.mean_s())),
+        "",
+        true,
+    );
+    row(
+        "evaluations: p99 (histogram bucket)",
+        evaluations
+            .p99_bound_s()
+            .map_or_else(|| "-".into(), |s| ms(Duration::from_secs_f64(s))),
+        "",
+        true,
+    );
+    row(
         "offset queries per source key per interval",
         format!("{per_key:.2}"),
         "1",
@@ -148,6 +167,58 @@ fn main() {
 }
 
 const TARGET_RPS: f64 = 5000.0;
+
+/// `lagrate_evaluation_seconds` as the server exports it: the policy
+/// replayed over a key's window, paid by the call that finds a new sample.
+struct Evaluations {
+    count: f64,
+    sum_s: f64,
+    /// Cumulative (upper bound seconds, count) per bucket.
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Evaluations {
+    fn read(lagrate: &Lagrate) -> Self {
+        let (_, text) = lagrate.http_get("/metrics");
+        let value = |line: &str| line.split_whitespace().last()?.parse::<f64>().ok();
+        let mut e = Evaluations {
+            count: 0.0,
+            sum_s: 0.0,
+            buckets: Vec::new(),
+        };
+        for line in text.lines() {
+            if line.starts_with("lagrate_evaluation_seconds_count") {
+                e.count = value(line).unwrap_or(0.0);
+            } else if line.starts_with("lagrate_evaluation_seconds_sum") {
+                e.sum_s = value(line).unwrap_or(0.0);
+            } else if let Some(rest) = line.strip_prefix("lagrate_evaluation_seconds_bucket{le=\"")
+            {
+                let bound = rest.split('"').next().and_then(|b| b.parse().ok());
+                if let (Some(bound), Some(n)) = (bound, value(line)) {
+                    e.buckets.push((bound, n));
+                }
+            }
+        }
+        e
+    }
+
+    fn mean_s(&self) -> f64 {
+        if self.count > 0.0 {
+            self.sum_s / self.count
+        } else {
+            0.0
+        }
+    }
+
+    /// The upper bound of the bucket that holds the 99th percentile.
+    fn p99_bound_s(&self) -> Option<f64> {
+        let want = 0.99 * self.count;
+        self.buckets
+            .iter()
+            .find(|(_, n)| *n >= want && want > 0.0)
+            .map(|(bound, _)| *bound)
+    }
+}
 
 struct Phase {
     rps: f64,
@@ -185,7 +256,7 @@ async fn drive(
                 // behind a late timer is negligible.
                 let sent = Instant::now();
                 client
-                    .get_metrics(request(&objects[i % OBJECTS]))
+                    .get_metrics(request(&objects[i % objects.len()]))
                     .await
                     .expect("GetMetrics");
                 latencies.push(sent.elapsed());
