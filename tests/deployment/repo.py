@@ -64,7 +64,7 @@ def copy_k8s(tmp) -> pathlib.Path:
 
 
 def add_components(overlay: pathlib.Path, *components: str) -> None:
-    """Turns components on in an overlay the way the README says: a
+    """Turns components on in an overlay the way docs/operations.md says: a
     `components:` list of ../../components/NAME in its kustomization.yaml."""
     path = overlay / "kustomization.yaml"
     text = path.read_text()

@@ -118,7 +118,7 @@ fn restart_while_the_lag_falls(seen_as: Seen) -> Vec<(u32, Option<u32>)> {
     let (mut params, rules) = short_windows();
     // A dead band holds whichever count each replica's replay began
     // from: with one, two replicas may differ by less than the band
-    // (README, known limits).
+    // (docs/evaluation.md, known limits).
     params.settings.dead_band = 0.0;
     let keep = window_seconds_for(&params.settings, 1.0);
     let (mut running, mut restarted) = (SampleWindow::new(keep), SampleWindow::new(keep));
@@ -177,7 +177,7 @@ fn a_restarted_replica_without_a_member_count_is_unavailable_through_its_first_h
     assert!(seen[6..].iter().all(|(_, b)| b.is_some()));
     // Afterwards each replica goes on from its own answers: while the
     // lag keeps falling they may be a step apart, and they meet when it
-    // settles (README, known limits).
+    // settles (docs/evaluation.md, known limits).
     for &(a, b) in &seen[6..] {
         let b = b.unwrap();
         assert!(b.abs_diff(a) <= 2, "{b} vs {a}");

@@ -329,7 +329,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// The example shipped in examples/ and shown in the README; it must load as is.
+    /// The example shipped in examples/; it must load as is.
     const EXAMPLE: &str = include_str!("../../../examples/config.yaml");
 
     #[test]
