@@ -1,7 +1,157 @@
-//! Examples of how a need is sized: what the headroom covers, and which
-//! count a scale-down that prices its own pause goes to.
+//! Examples of how a need is sized: KEDA's lag rule, partition-aware
+//! counts, what the partitions cannot give, a hot partition, a climb, a
+//! step, what the headroom covers, and which count a scale-down that
+//! prices its own pause goes to.
 
 use super::*;
+
+#[test]
+fn first_answer_is_kedas_ceil_lag_over_threshold_capped_at_partitions() {
+    let first = |lag, partitions| {
+        decide(
+            &lag_only(100.0),
+            &State::default(),
+            &obs(lag, 0.0, partitions),
+            0.0,
+        )
+        .0
+    };
+    assert_eq!(first(1000.0, 24).replicas, 10);
+    assert_eq!(first(1001.0, 24).replicas, 11);
+    let capped = first(10_000.0, 24);
+    assert_eq!(capped.replicas, 24);
+    assert_eq!(
+        capped.partition_limit,
+        Some(PartitionLimit {
+            pods_needed: 100,
+            partitions: 24
+        })
+    );
+    assert_eq!(first(0.0, 24).replicas, 0);
+}
+
+#[test]
+fn partition_aware_need_is_the_smallest_count_whose_busiest_pod_keeps_up() {
+    // 24 partitions, 1000 msg/s, 100 per pod: 10 pods would leave some pod
+    // 3 partitions (125 msg/s); 12 pods give each 2 (83 msg/s).
+    let d = decide(
+        &rate_aware(100.0),
+        &State::default(),
+        &obs(0.0, 1000.0, 24),
+        0.0,
+    )
+    .0;
+    assert_eq!(d.replicas, 12);
+}
+
+#[test]
+fn a_backlog_that_needs_more_pods_than_partitions_is_no_partition_warning() {
+    // 1500 msg/s on 24 partitions is 62.5 msg/s each, which 24 pods of 100
+    // serve; a burst's backlog makes the need exceed 24 for a while.
+    let d = decide(
+        &rate_aware(100.0),
+        &State::default(),
+        &obs(100_000.0, 1500.0, 24),
+        0.0,
+    )
+    .0;
+    assert_eq!(d.replicas, 24);
+    assert_eq!(d.partition_limit, None, "{}", d.reason);
+    assert!(
+        !d.reason.to_string().contains("add partitions"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn load_beyond_the_partitions_is_reported_not_answered_with_more_pods() {
+    let d = decide(
+        &rate_aware(100.0),
+        &State::default(),
+        &obs(0.0, 5000.0, 24),
+        0.0,
+    )
+    .0;
+    assert_eq!(d.replicas, 24);
+    assert_eq!(
+        d.partition_limit,
+        Some(PartitionLimit {
+            pods_needed: 50,
+            partitions: 24
+        })
+    );
+    assert!(
+        d.reason
+            .to_string()
+            .contains("needs 50 pods but the topic has 24 partitions"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn hot_partition_is_named() {
+    let mut o = obs(0.0, 300.0, 8);
+    o.hottest_partition = Some(HotPartition {
+        partition: "trades/3".into(),
+        rate_per_s: 250.0,
+    });
+    let d = decide(&rate_aware(100.0), &State::default(), &o, 0.0).0;
+    assert_eq!(
+        d.hot_partition.map(|h| h.partition),
+        Some("trades/3".to_owned())
+    );
+}
+
+#[test]
+fn on_a_steady_climb_a_scale_up_is_sized_for_the_rate_when_its_pods_consume() {
+    // 8 pods of 100 msg/s on 48 partitions at 700 msg/s: enough now. Rising
+    // by 2 msg/s every second it will be 940 msg/s when pods started now
+    // consume (S + R = 120 s).
+    let p = rate_aware(100.0);
+    let eight = running(8);
+    let level = decide(&p, &eight, &obs(0.0, 700.0, 48), 1000.0).0;
+    assert_eq!((level.replicas, level.action), (8, Action::Steady));
+    let climbing = Observation {
+        rate_climb_per_s2: Some(2.0),
+        ..obs(0.0, 700.0, 48)
+    };
+    let d = decide(&p, &eight, &climbing, 1000.0).0;
+    assert_eq!(d.action, Action::ScaleUp);
+    assert!(d.replicas >= 10, "940 msg/s needs 10 pods: {}", d.replicas);
+    let reason = d.reason.to_string();
+    let climbing = "rate 940.0/s from offsets climbing 2.00/s per second";
+    assert!(reason.contains(climbing), "{reason}");
+}
+
+#[test]
+fn a_step_seen_in_the_newest_interval_only_is_sized_once_a_sample_later() {
+    // 24 partitions at 100 msg/s on 2 pods; the load steps to 2000 msg/s.
+    // The first sample after the step sees it in its newest interval only
+    // (the short window says 338 msg/s and would size 12 pods); the next
+    // confirms it and sizes 24 at once, not 12 then 24.
+    let params = rate_aware(100.0);
+    let two = running(2);
+    let first = Observation {
+        unconfirmed_step_per_s: Some(2000.0),
+        ..obs(3_600.0, 338.0, 24)
+    };
+    let (held, state) = decide(&params, &two, &first, 602.0);
+    assert_eq!((held.replicas, held.action), (2, Action::ConfirmingStep));
+    assert!(
+        held.reason.to_string().contains("one sample"),
+        "{}",
+        held.reason
+    );
+    let (up, state) = decide(&params, &state, &obs(7_200.0, 2000.0, 24), 604.0);
+    assert_eq!((up.replicas, up.action), (24, Action::ScaleUp));
+    // Never twice in a row: a step that stays unconfirmed scales anyway.
+    let (_, held_again) = decide(&params, &two, &first, 602.0);
+    let (next, _) = decide(&params, &held_again, &first, 604.0);
+    assert_eq!(next.action, Action::ScaleUp);
+    assert!(!state.confirming_step);
+}
 
 #[test]
 fn a_backlog_the_headroom_drains_within_drain_seconds_needs_no_more_pods() {

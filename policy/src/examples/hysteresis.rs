@@ -1,0 +1,300 @@
+//! Examples of how the answer moves from one need to the next: the
+//! stabilization window, the idle window, the settle projection of a
+//! change's own pause, ramps, noise, the price of a scale-down's pause,
+//! and the rebalance pause timed from the offsets.
+
+use super::*;
+
+#[test]
+fn scale_down_waits_a_window_proportional_to_what_remains_then_steps_within_the_bound() {
+    let mut p = rate_aware(100.0);
+    p.settings.max_scale_down_step = 0.75;
+    // No rebalance pause: this example is about the windows.
+    p.settings.rebalance_seconds = 0.0;
+    let (up, mut state) = decide(&p, &State::default(), &obs(0.0, 2000.0, 48), 0.0);
+    assert_eq!(up.replicas, 24);
+    let mut answers = Vec::new();
+    let mut t = 200.0; // past the settle window
+    while t <= 700.0 {
+        let (d, next) = decide(&p, &state, &obs(0.0, 400.0, 48), t);
+        answers.push((t, d.replicas));
+        state = next;
+        t += 5.0;
+    }
+    let at = |time: f64| answers.iter().find(|(t, _)| *t == time).unwrap().1;
+    // Need 4 of 24: the window is 300 s x 4/24 = 50 s, floored at 20 %
+    // (60 s); the step is bounded to 75 % of 24 pods.
+    assert_eq!(at(255.0), 24, "held during the window: {answers:?}");
+    assert_eq!(at(260.0), 6, "24 -> max(need 4, 24 x 0.25): {answers:?}");
+    // Then 6 -> 4 waits 300 s x 4/6 = 200 s.
+    assert_eq!(at(455.0), 6, "{answers:?}");
+    assert_eq!(at(460.0), 4, "{answers:?}");
+}
+
+#[test]
+fn idle_topic_keeps_one_pod_for_the_idle_window_then_goes_to_zero() {
+    let p = rate_aware(100.0);
+    let (_, mut state) = decide(&p, &State::default(), &obs(0.0, 300.0, 8), 0.0);
+    let mut seen = Vec::new();
+    for i in 1..=80 {
+        let t = 200.0 + f64::from(i) * 5.0;
+        let (d, next) = decide(&p, &state, &obs(0.0, 0.0, 8), t);
+        seen.push((t, d.replicas));
+        state = next;
+    }
+    assert_eq!(seen[0].1, 1, "one pod stays at once");
+    let zero_at = seen.iter().find(|(_, r)| *r == 0).map(|(t, _)| *t).unwrap();
+    assert!(
+        (505.0..=510.0).contains(&zero_at),
+        "zero after 300 s idle, at {zero_at}"
+    );
+}
+
+#[test]
+fn backlog_from_the_groups_own_pause_does_not_trigger_a_second_scale_up() {
+    let p = rate_aware(100.0);
+    let (up, state) = decide(&p, &running(2), &obs(0.0, 1000.0, 96), 0.0);
+    // Sized once for 1000 msg/s and for the backlog of its own pause:
+    // S x (1000 - 200) + R x 1000 = 108000 messages, drained in 60 s.
+    assert_eq!(up.replicas, 32, "{}", up.reason);
+    // During start-up and rebalance nothing is consumed: backlog builds.
+    let mut state = state;
+    for i in 1..24 {
+        let t = f64::from(i) * 5.0;
+        let (d, next) = decide(&p, &state, &obs(1000.0 * t, 1000.0, 96), t);
+        assert_eq!(d.replicas, 32, "at {t}s: {}", d.reason);
+        state = next;
+    }
+}
+
+#[test]
+fn a_pause_the_group_drained_sooner_than_planned_hides_no_new_backlog() {
+    // 32 partitions, cooperative. A change projected 26,000 messages whose
+    // pause ended at 400 s, draining at 44 msg/s as planned; the group
+    // drained them sooner: the lag is 0 at 544 s, when 2 pods at 56 msg/s
+    // go to 1. That change pauses 16 of the 32 partitions (1,680 messages);
+    // the 24,000 still planned are gone, and must not hide the next rise.
+    let p = cooperative(&rate_aware(100.0));
+    let drained_sooner = State {
+        projected_backlog: 26_000.0,
+        pause_until: 400.0,
+        projected_drain_per_s: 44.0,
+        lower_since: Some(0.0),
+        rate_when_lower: 56.0,
+        ..running(2)
+    };
+    let (down, next) = decide(&p, &drained_sooner, &obs(0.0, 56.0, 32), 544.0);
+    assert_eq!(
+        (down.replicas, down.action),
+        (1, Action::ScaleDown),
+        "{}",
+        down.reason
+    );
+    assert!((next.projected_backlog - 1_680.0).abs() < 1.0, "{next:?}");
+    // Later, a burst's 4,064 waiting messages count in full.
+    let rise = decide(&p, &next, &obs(4_064.0, 752.0, 32), 876.0).0;
+    assert!(
+        rise.reason.to_string().contains("lag 4064 and what"),
+        "{}",
+        rise.reason
+    );
+}
+
+#[test]
+fn no_scale_down_while_the_rate_is_still_rising() {
+    let mut p = rate_aware(100.0);
+    // A group that rebalances without pausing: this example is about the
+    // ramp (the pause's price has its own).
+    p.settings.rebalance_seconds = 0.0;
+    let mut state = running(24);
+    // A ramp from 400 to 1000 msg/s over 10 minutes on 48 partitions:
+    // the need stays below 24 pods, but the load is climbing.
+    let mut t = 0.0;
+    while t < 600.0 {
+        let (d, next) = decide(&p, &state, &obs(0.0, 400.0 + t, 48), t);
+        assert_eq!(
+            d.replicas, 24,
+            "scaled down on a ramp at {t}s: {}",
+            d.reason
+        );
+        state = next;
+        t += 5.0;
+    }
+    // Once it levels off, the scale-down comes.
+    let mut down = None;
+    while t < 1200.0 {
+        let (d, next) = decide(&p, &state, &obs(0.0, 1000.0, 48), t);
+        state = next;
+        if d.replicas < 24 {
+            down = Some(d.replicas);
+            break;
+        }
+        t += 5.0;
+    }
+    assert_eq!(down, Some(12), "1000 msg/s x 1.1 on 48 partitions: 12 pods");
+}
+
+#[test]
+fn a_group_that_keeps_up_is_not_grown_on_a_rate_its_noise_explains() {
+    // 24 partitions, 12 pods of 100 msg/s: 2 partitions each. At 1096 msg/s
+    // with 10 % headroom the need is 1206 msg/s, past the boundary (24
+    // pods); with a standard error of 31 msg/s (±20 % per-second noise) the
+    // rate two errors lower needs only 1137 msg/s.
+    let params = with_headroom(100.0, 0.1);
+    let twelve = running(12);
+    let noisy = |lag: f64, rate: f64, error: Option<f64>| Observation {
+        rate_uncertainty_per_s: error,
+        ..obs(lag, rate, 24)
+    };
+    let hold = decide(&params, &twelve, &noisy(0.0, 1096.0, Some(31.0)), 1000.0).0;
+    assert_eq!((hold.replicas, hold.action), (12, Action::KeepingUp));
+    assert!(
+        hold.reason.to_string().contains("keeps up"),
+        "{}",
+        hold.reason
+    );
+    // The backlog grows: the second witness. Now it scales, in one step.
+    let behind = decide(
+        &params,
+        &twelve,
+        &noisy(20_000.0, 1096.0, Some(31.0)),
+        1000.0,
+    )
+    .0;
+    assert_eq!((behind.replicas, behind.action), (24, Action::ScaleUp));
+    // A steady rate (no spread) past the boundary needs no witness: the
+    // headroom is what the operator asked for.
+    let steady = decide(&params, &twelve, &noisy(0.0, 1096.0, Some(0.0)), 1000.0).0;
+    assert_eq!(steady.action, Action::ScaleUp);
+    // Nor does a rate that noise cannot explain.
+    let over = decide(&params, &twelve, &noisy(0.0, 1300.0, Some(31.0)), 1000.0).0;
+    assert_eq!(over.action, Action::ScaleUp);
+}
+
+#[test]
+fn a_scale_down_is_held_while_its_own_pause_would_leave_more_than_the_smaller_group_drains() {
+    // 24 pods on 24 partitions at 1000 msg/s, 100 msg/s per pod, R = 60 s,
+    // drainSeconds 60. 12 pods (2 partitions each) serve the rate, but an
+    // eager rebalance pauses every partition for 60 s: 60,000 messages that
+    // 12 pods, 200 msg/s beyond the rate, need 300 s to drain.
+    let params = rate_aware(100.0);
+    let mut state = running(24);
+    let mut last = None;
+    for i in 0..120 {
+        let (d, next) = decide(&params, &state, &obs(0.0, 1000.0, 24), f64::from(i) * 5.0);
+        state = next;
+        last = Some(d);
+    }
+    let held = last.unwrap();
+    assert_eq!((held.replicas, held.action), (24, Action::PauseTooCostly));
+    let text = held.reason.to_string();
+    assert!(text.contains("scaling down to 12"), "{text}");
+    assert!(
+        text.contains("backlog 60000"),
+        "the pause is priced: {text}"
+    );
+    // The need fell long ago: when the load falls to where the pause is
+    // affordable, the scale-down goes at once, no new window. At 390 msg/s
+    // the 23,400 paused messages and the rate need 780 msg/s: 8 pods of 3
+    // partitions (97.5 msg/s each).
+    let (down, _) = decide(&params, &state, &obs(0.0, 390.0, 24), 600.0);
+    assert_eq!((down.replicas, down.action), (8, Action::ScaleDown));
+    // Under cooperative rebalancing only the leaving pods' partitions pause
+    // (16 of 24 going to 8 pods): 15,600 messages. With 2,000 already
+    // waiting, 8 pods still drain it in time under cooperative rebalancing
+    // (732 msg/s); under eager (813 msg/s) 8 pods of 3 partitions fall
+    // short, and 12 of 2 partitions it is.
+    let lagging = obs(2_000.0, 390.0, 24);
+    assert_eq!(
+        decide(&cooperative(&params), &state, &lagging, 600.0)
+            .0
+            .replicas,
+        8
+    );
+    assert_eq!(decide(&params, &state, &lagging, 600.0).0.replicas, 12);
+}
+
+#[test]
+fn a_rebalance_pause_timed_from_offsets_is_planned_with_beside_the_configured_one() {
+    // 24 pods on 24 partitions at 800 msg/s, eager. 12 pods (2 partitions
+    // each, 400 msg/s spare) serve the rate; the configured 60 s pause
+    // leaves 48,000 messages: 120 s to drain, held. The offsets have shown
+    // pauses of 20 s: with the 60 s prior as one more observation, one of
+    // them plans 40 s (32,000 messages, 80 s: still held), nine plan 24 s
+    // (19,200, 48 s: 12 pods go).
+    let params = rate_aware(100.0);
+    let held = State {
+        replicas: Some(24),
+        lower_since: Some(0.0),
+        rate_when_lower: 800.0,
+        ..State::default()
+    };
+    let timed = |observations| Observation {
+        learned_rebalance: Some(LearnedPause {
+            seconds: 20.0,
+            observations,
+        }),
+        ..obs(0.0, 800.0, 24)
+    };
+    let configured = decide(&params, &held, &obs(0.0, 800.0, 24), 600.0).0;
+    assert_eq!(configured.action, Action::PauseTooCostly);
+    assert_eq!(configured.rebalance_seconds, 60.0);
+    let one = decide(&params, &held, &timed(1), 600.0).0;
+    assert_eq!(
+        (one.action, one.rebalance_seconds),
+        (Action::PauseTooCostly, 40.0)
+    );
+    let text = one.reason.to_string();
+    assert!(text.contains("backlog 32000"), "{text}");
+    let nine = decide(&params, &held, &timed(9), 600.0).0;
+    assert_eq!((nine.replicas, nine.action), (12, Action::ScaleDown));
+    // However many pauses were timed, the plan stays within a quarter of
+    // the configured pause.
+    let short = LearnedPause {
+        seconds: 1.0,
+        observations: 1000,
+    };
+    assert_eq!(short.with_prior(60.0), 15.0);
+}
+
+#[test]
+fn the_paused_share_is_every_partition_when_eager_and_the_moved_ones_when_cooperative() {
+    assert_eq!(Rebalance::Eager.paused_share(24, 23), 1.0);
+    assert_eq!(Rebalance::Cooperative.paused_share(24, 12), 0.5);
+    assert_eq!(Rebalance::Cooperative.paused_share(12, 24), 0.5);
+    assert_eq!(Rebalance::Cooperative.paused_share(0, 6), 1.0);
+    assert_eq!(Rebalance::Cooperative.paused_share(0, 0), 0.0);
+}
+
+#[test]
+fn a_scale_down_delays_the_most_lagged_partition_by_at_most_drain_seconds() {
+    // 24 partitions at 300 msg/s, 15 % of it (45 msg/s) on the hottest and
+    // 11.1 msg/s on each other, 100 msg/s per pod, drainSeconds 60, 24
+    // pods, no rebalance pause. The lagged partition's pod serves its
+    // other partitions first: alone it drains at 55 msg/s, beside k - 1
+    // others at 55 - 11.1 (k - 1).
+    let mut params = rate_aware(100.0);
+    params.settings.rebalance_seconds = 0.0;
+    let twenty_four = State {
+        replicas: Some(24),
+        lower_since: Some(0.0),
+        rate_when_lower: 300.0,
+        ..State::default()
+    };
+    let with_lag = |partition_lag: f64| Observation {
+        hottest_share: Some(0.15),
+        max_partition_lag: partition_lag,
+        ..obs(0.0, 300.0, 24)
+    };
+    let answer =
+        |partition_lag: f64| decide(&params, &twenty_four, &with_lag(partition_lag), 1000.0).0;
+    let by_rate = answer(0.0).replicas;
+    assert!(by_rate <= 5, "the rate alone: {by_rate}");
+    // 6,000 waiting: 109 s alone, so at most 169 s: 35.5 msg/s, which a pod
+    // with one other partition still gives it: 12 pods.
+    assert_eq!(answer(6_000.0).replicas, 12);
+    // 30,000 waiting: 545 s alone, at most 605 s: 49.6 msg/s, only a pod of
+    // its own gives that: all 24 stay.
+    let held = answer(30_000.0);
+    assert_eq!(held.replicas, 24, "{}", held.reason);
+}
