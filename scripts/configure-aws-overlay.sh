@@ -66,6 +66,18 @@ prometheus:
   # [2m] spans four of Prometheus's 30 s scrapes of the brokers' JMX exporter
   # (infra-tf/addons.tf): a failed scrape does not drop a broker from the sum.
   rateQuery: 'rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m])'
+limits:
+  # The pod's 128Mi (k8s/base/lagrate/deployment.yaml) must hold every key
+  # and entry at full windows: ~15 MB at start, ~360 KB per source key of
+  # 24 partitions once its 16 min window is full (1,658 B per sample, 192
+  # samples; cargo bench -p lagrate --bench sampling_keys -- --partitions
+  # 24) and ~8 KB per ScaledObject trigger (the getmetrics bench at 1,000
+  # and 10,000 objects): 15 + 250 x 0.36 + 2,000 x 0.008 = ~121 MB. Beyond
+  # these a new ScaledObject gets ResourceExhausted naming the limit, rather
+  # than both replicas being OOM-killed together. Raise them with the
+  # memory limit.
+  maxSourceKeys: 250
+  maxEntries: 2000
 YAML
   # Keep the policies already in the file (tuned by the operator).
   if [ -f "$overlay/lagrate-config.yaml" ] && grep -q '^policies:' "$overlay/lagrate-config.yaml"; then

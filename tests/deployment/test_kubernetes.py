@@ -232,6 +232,22 @@ class Wiring(unittest.TestCase):
                             self.assertIsInstance(port["port"], int)
                             self.assertIn(port["port"], listening)
 
+    def test_the_configured_limits_fit_lagrates_memory_limit(self):
+        # Measured (k8s/overlays/*/lagrate-config.yaml says how): the start,
+        # a source key of 24 partitions at a full window, a trigger entry.
+        start_mb, per_key_mb, per_entry_mb = 15.0, 0.36, 0.008
+        for overlay in OVERLAYS:
+            docs = rendered(overlay)
+            limit = container(one(docs, "Deployment", "lagrate"))["resources"]["limits"]["memory"]
+            self.assertTrue(limit.endswith("Mi"), limit)
+            config = yaml.safe_load(one(docs, "ConfigMap", "lagrate-config")["data"]["config.yaml"])
+            limits = config.get("limits", {})
+            with self.subTest(overlay=overlay):
+                # Left out, the built-in defaults (1,000 keys, 5,000 entries) apply.
+                keys, entries = limits.get("maxSourceKeys", 1000), limits.get("maxEntries", 5000)
+                needed_mb = start_mb + keys * per_key_mb + entries * per_entry_mb
+                self.assertLessEqual(needed_mb, int(limit[:-2]) * 1.048576, (keys, entries, limit))
+
     def test_lagrate_runs_two_hardened_replicas_probed_on_healthz_and_readyz(self):
         docs = rendered("aws")
         deployment = one(docs, "Deployment", "lagrate")
