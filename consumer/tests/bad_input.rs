@@ -133,6 +133,18 @@ fn trade(seq: u64, symbol: &str, quantity: u64, timestamp_ms: i64) -> String {
     )
 }
 
+/// A broker with a one-partition topic of trades and its dead-letter
+/// topic, and a PostgreSQL server.
+fn broker_and_database() -> (Tansu, testbed::Postgres, String, String) {
+    let broker = Tansu::start();
+    let db = testbed::Postgres::start();
+    let topic = unique("trades");
+    let dlq = unique("trades-dlq");
+    broker.create_topic(&topic, 1);
+    broker.create_topic(&dlq, 1);
+    (broker, db, topic, dlq)
+}
+
 /// trade-consumer writing `topic` to PostgreSQL, dead letters to `dlq`,
 /// /metrics on `port`.
 fn postgres_consumer(
@@ -213,12 +225,7 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
 
 #[test]
 fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
-    let broker = Tansu::start();
-    let db = testbed::Postgres::start();
-    let topic = unique("trades");
-    let dlq = unique("trades-dlq");
-    broker.create_topic(&topic, 1);
-    broker.create_topic(&dlq, 1);
+    let (broker, db, topic, dlq) = broker_and_database();
     let messages = [
         trade(1, "AAPL", 1, 0),
         trade(2, r"AA\u0000PL", 1, 0),
@@ -250,12 +257,7 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
 /// the rest of its batch is written: the partition never stalls on it.
 #[test]
 fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written() {
-    let broker = Tansu::start();
-    let db = testbed::Postgres::start();
-    let topic = unique("trades");
-    let dlq = unique("trades-dlq");
-    broker.create_topic(&topic, 1);
-    broker.create_topic(&dlq, 1);
+    let (broker, db, topic, dlq) = broker_and_database();
     let port = free_port();
     let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
     // The table exists once /metrics answers (it is created first).
@@ -295,12 +297,7 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
 /// rest of its batch written, the partition not retried forever.
 #[test]
 fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
-    let broker = Tansu::start();
-    let db = testbed::Postgres::start();
-    let topic = unique("trades");
-    let dlq = unique("trades-dlq");
-    broker.create_topic(&topic, 1);
-    broker.create_topic(&dlq, 1);
+    let (broker, db, topic, dlq) = broker_and_database();
     // 3,000 characters that do not compress below a btree entry's limit.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let long_id: String = (0..3000)

@@ -210,6 +210,17 @@ async fn uncommitted_partitions_follow_offset_reset_policy() {
     );
 }
 
+/// The next StreamIsActive push, within 10 s.
+async fn next_push(
+    stream: &mut tonic::Streaming<lagrate_proto::IsActiveResponse>,
+) -> lagrate_proto::IsActiveResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("no push within 10s")
+        .expect("the stream answers")
+        .expect("the stream is open")
+}
+
 /// A ScaledObject on `group` and `topic` activated by a lag above 5.
 fn ledger(group: &str, topic: &str) -> ScaledObjectRef {
     scaled_object(
@@ -252,11 +263,7 @@ async fn activation_is_pushed_when_lag_appears_on_an_idle_group() {
     broker.produce(&topic, [1], 5); // at the threshold: still idle
     broker.produce(&topic, [2], 1);
     let produced = Instant::now();
-    let pushed = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .expect("no push within 10s")
-        .unwrap()
-        .unwrap();
+    let pushed = next_push(&mut stream).await;
     assert!(pushed.result);
     // One sample interval (1s) plus the sample itself.
     assert!(
@@ -289,11 +296,7 @@ async fn a_warming_up_replica_activates_from_its_first_sample_but_withholds_its_
 
     broker.produce(&topic, [0], 20);
     let produced = Instant::now();
-    let pushed = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .expect("no push within 10s")
-        .unwrap()
-        .unwrap();
+    let pushed = next_push(&mut stream).await;
     assert!(pushed.result, "activated by the lag of one sample");
     assert!(
         produced.elapsed() < Duration::from_secs(3),
