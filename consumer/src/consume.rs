@@ -229,7 +229,12 @@ impl Loop<'_> {
                 let record = &batch.records[index];
                 let letter = self.dead_letter(
                     (record.partition, record.offset),
-                    (Some(batch.key(record)), Some(batch.payload(record))),
+                    // The batch keeps a missing key as an empty one: a
+                    // letter has no key where the message had none.
+                    (
+                        Some(batch.key(record)).filter(|k| !k.is_empty()),
+                        Some(batch.payload(record)),
+                    ),
                     "rejected_by_sink",
                     why.clone(),
                 );

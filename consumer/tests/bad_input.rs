@@ -204,7 +204,7 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     let mut payloads: Vec<&[u8]> = vec![first.as_bytes()];
     payloads.extend(std::iter::repeat_n(b"not json {".as_slice(), 500));
     payloads.push(second.as_bytes());
-    broker.produce_raw(&topic, "ACC1", &payloads);
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let port = free_port();
     let mut p = Process::start(
         CONSUMER,
@@ -234,7 +234,7 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
         trade(5, "AAPL", 1, 0),
     ];
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
-    broker.produce_raw(&topic, "ACC1", &payloads);
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let port = free_port();
     let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("not_storable", 3));
@@ -274,7 +274,7 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
         trade(3, "AAPL", 7, 0),
     ];
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
-    broker.produce_raw(&topic, "ACC1", &payloads);
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
     let stored: Vec<String> = sql
         .query("SELECT trade_id FROM trades ORDER BY account_seq", &[])
@@ -285,6 +285,11 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
     assert_eq!(stored, ["t-1", "t-3"]);
     let letters = broker.messages(&dlq);
     assert_eq!(letters[0].payload, messages[1].as_bytes());
+    assert_eq!(
+        letters[0].key.as_deref(),
+        Some(&b"ACC1"[..]),
+        "the message's key"
+    );
     assert_eq!(letters[0].header("source.partition"), Some("0"));
     assert_eq!(letters[0].header("source.offset"), Some("1"));
     let error = letters[0].header("error").unwrap_or_default();
@@ -314,7 +319,7 @@ fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
         trade(3, "AAPL", 7, 0),
     ];
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
-    broker.produce_raw(&topic, "ACC1", &payloads);
+    broker.produce_raw(&topic, None, &payloads); // keyless
     let port = free_port();
     let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
@@ -327,6 +332,7 @@ fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
         .collect();
     assert_eq!(stored, ["t-1", "t-3"]);
     let letters = broker.messages(&dlq);
+    assert_eq!(letters[0].key, None, "no key where the message had none");
     assert_eq!(letters[0].header("source.offset"), Some("1"));
     let error = letters[0].header("error").unwrap_or_default();
     assert!(error.starts_with("rejected_by_sink"), "{error}");

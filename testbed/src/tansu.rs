@@ -21,6 +21,8 @@ use rdkafka::message::Headers;
 /// A message read back from a topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadMessage {
+    /// None for a message produced without a key.
+    pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
@@ -241,6 +243,7 @@ impl Tansu {
                         .collect()
                 });
                 out.push(ReadMessage {
+                    key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().unwrap_or_default().to_vec(),
                     headers,
                 });
@@ -249,20 +252,20 @@ impl Tansu {
         out
     }
 
-    /// Produces raw payloads (keyed) to partition 0, e.g. a malformed message.
-    pub fn produce_raw(&self, topic: &str, key: &str, payloads: &[&[u8]]) {
+    /// Produces raw payloads to partition 0, keyed or not (`key` None),
+    /// e.g. a malformed message.
+    pub fn produce_raw(&self, topic: &str, key: Option<&str>, payloads: &[&[u8]]) {
         let producer: ThreadedProducer<DefaultProducerContext> =
             self.config().create().expect("producer");
         for payload in payloads {
-            producer
-                .send(
-                    BaseRecord::to(topic)
-                        .key(key)
-                        .payload(*payload)
-                        .partition(0),
-                )
-                .map_err(|(e, _)| e)
-                .expect("send");
+            let record = BaseRecord::<str, [u8]>::to(topic)
+                .payload(*payload)
+                .partition(0);
+            let record = match key {
+                Some(key) => record.key(key),
+                None => record,
+            };
+            producer.send(record).map_err(|(e, _)| e).expect("send");
         }
         producer.flush(Duration::from_secs(30)).expect("flush");
     }
