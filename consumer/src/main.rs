@@ -68,12 +68,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     consumer.subscribe(&[&args.topic])?;
 
-    let runtime = tokio::runtime::Runtime::new()?;
-    let stop = process_lifecycle::stop_on_sigterm(&runtime);
-    let listener = runtime.block_on(tokio::net::TcpListener::bind((
-        "0.0.0.0",
-        args.metrics_port,
-    )))?;
+    let (runtime, stop, listener) = process_lifecycle::background(args.metrics_port)?;
     runtime.spawn(metrics::serve(listener, metrics.clone()));
     tracing::info!(topic = %args.topic, group = %args.consumer_group, sink = ?args.sink, "consuming");
 

@@ -133,6 +133,15 @@ fn trade(seq: u64, symbol: &str, quantity: u64, timestamp_ms: i64) -> String {
     )
 }
 
+/// The trade ids in the table, in account_seq order.
+fn stored_trade_ids(sql: &mut postgres::Client) -> Vec<String> {
+    sql.query("SELECT trade_id FROM trades ORDER BY account_seq", &[])
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// A broker with a one-partition topic of trades and its dead-letter
 /// topic, and a PostgreSQL server.
 fn broker_and_database() -> (Tansu, testbed::Postgres, String, String) {
@@ -276,13 +285,7 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
     broker.produce_raw(&topic, Some("ACC1"), &payloads);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
-    let stored: Vec<String> = sql
-        .query("SELECT trade_id FROM trades ORDER BY account_seq", &[])
-        .expect("select")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(stored, ["t-1", "t-3"]);
+    assert_eq!(stored_trade_ids(&mut sql), ["t-1", "t-3"]);
     let letters = broker.messages(&dlq);
     assert_eq!(letters[0].payload, messages[1].as_bytes());
     assert_eq!(
@@ -324,13 +327,7 @@ fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
     let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
     assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
     let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
-    let stored: Vec<String> = sql
-        .query("SELECT trade_id FROM trades ORDER BY account_seq", &[])
-        .expect("select")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(stored, ["t-1", "t-3"]);
+    assert_eq!(stored_trade_ids(&mut sql), ["t-1", "t-3"]);
     let letters = broker.messages(&dlq);
     assert_eq!(letters[0].key, None, "no key where the message had none");
     assert_eq!(letters[0].header("source.offset"), Some("1"));

@@ -27,6 +27,22 @@ pub fn main(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// The runtime the binary's HTTP endpoint and signal watch run on, the flag
+/// SIGTERM (or Ctrl-C) sets, and the endpoint's listener on
+/// `0.0.0.0:port`.
+pub fn background(
+    port: u16,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    Arc<AtomicBool>,
+    tokio::net::TcpListener,
+)> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = stop_on_sigterm(&runtime);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(("0.0.0.0", port)))?;
+    Ok((runtime, stop, listener))
+}
+
 /// A flag that turns true on SIGTERM or Ctrl-C, watched on `runtime`.
 pub fn stop_on_sigterm(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));

@@ -227,12 +227,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         manual: AtomicU64::new(0),
         overridden: AtomicBool::new(false),
     });
-    let runtime = tokio::runtime::Runtime::new()?;
-    let stop = process_lifecycle::stop_on_sigterm(&runtime);
-    let listener = runtime.block_on(tokio::net::TcpListener::bind((
-        "0.0.0.0",
-        args.metrics_port,
-    )))?;
+    let (runtime, stop, listener) = process_lifecycle::background(args.metrics_port)?;
     let app = App {
         metrics: metrics.clone(),
         rate: rate.clone(),

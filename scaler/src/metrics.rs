@@ -112,7 +112,7 @@ struct SourceErrorLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShadowTargetLabels {
-    pub target: String,
+    target: String,
 }
 
 impl Default for Metrics {

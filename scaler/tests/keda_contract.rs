@@ -117,14 +117,7 @@ async fn lag_over_threshold_matches_keda_and_caps_at_partitions() {
         10.0,
         "ceil(1000 / 100)"
     );
-    assert!(
-        client
-            .is_active(object.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(is_active(&mut client, &object).await.unwrap());
 
     broker.produce(&topic, 0..24, 375); // lag 10000: 100 pods by lag, 24 partitions
     metric_becomes(&mut client, &object, 24.0).await;
@@ -184,7 +177,7 @@ async fn uncommitted_partitions_follow_offset_reset_policy() {
         ("scaleToZeroOnInvalidOffset", "true"),
     ]);
     assert_eq!(metric(&mut client, &zero).await.unwrap(), 0.0);
-    assert!(!client.is_active(zero).await.unwrap().into_inner().result);
+    assert!(!is_active(&mut client, &zero).await.unwrap());
     // earliest: their whole log, 150 messages.
     let earliest = with(&[
         ("lagThreshold", "10"),
@@ -208,6 +201,14 @@ async fn uncommitted_partitions_follow_offset_reset_policy() {
         3.0,
         "capped at the 3 partitions with lag"
     );
+}
+
+/// IsActive's answer for `object`.
+async fn is_active(
+    client: &mut ExternalScalerClient<Channel>,
+    object: &ScaledObjectRef,
+) -> Result<bool, tonic::Status> {
+    Ok(client.is_active(object.clone()).await?.into_inner().result)
 }
 
 /// The next StreamIsActive push, within 10 s.
@@ -241,14 +242,7 @@ async fn activation_is_pushed_when_lag_appears_on_an_idle_group() {
     let lagrate = Lagrate::start(LAGRATE, &config(&broker.bootstrap(), ""));
     let mut client = client(&lagrate).await;
     let object = ledger(&group, &topic);
-    assert!(
-        !client
-            .is_active(object.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(!is_active(&mut client, &object).await.unwrap());
     let mut stream = client
         .stream_is_active(object.clone())
         .await
@@ -286,7 +280,7 @@ async fn a_warming_up_replica_activates_from_its_first_sample_but_withholds_its_
     let object = ledger(&group, &topic);
     // No work yet: a starting replica cannot tell idle from a window it
     // has not seen, and says so rather than guessing inactive.
-    let idle = client.is_active(object.clone()).await.unwrap_err();
+    let idle = is_active(&mut client, &object).await.unwrap_err();
     assert_eq!(idle.code(), tonic::Code::Unavailable, "{idle:?}");
     let mut stream = client
         .stream_is_active(object.clone())
@@ -303,14 +297,7 @@ async fn a_warming_up_replica_activates_from_its_first_sample_but_withholds_its_
         "one sample interval (1s) and the sample itself; pushed after {:?}",
         produced.elapsed()
     );
-    assert!(
-        client
-            .is_active(object.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(is_active(&mut client, &object).await.unwrap());
     let withheld = metric(&mut client, &object).await.unwrap_err();
     assert_eq!(withheld.code(), tonic::Code::Unavailable);
     assert!(
@@ -390,7 +377,7 @@ async fn bad_metadata_is_invalid_argument_naming_the_key() {
         );
         let status = client.get_metric_spec(object.clone()).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        let status = client.is_active(object).await.unwrap_err();
+        let status = is_active(&mut client, &object).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
     }
 }
