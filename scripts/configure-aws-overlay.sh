@@ -68,15 +68,16 @@ prometheus:
   rateQuery: 'rate(kafka_server_BrokerTopicMetrics_Count{name="MessagesInPerSec",topic="<topic>"}[2m])'
 limits:
   # The pod's 128Mi (k8s/base/lagrate/deployment.yaml) must hold every key
-  # and entry at full windows: ~15 MB at start, ~360 KB per source key of
-  # 24 partitions once its 16 min window is full (1,658 B per sample, 192
-  # samples; cargo bench -p lagrate --bench sampling_keys -- --partitions
-  # 24) and ~8 KB per ScaledObject trigger (the getmetrics bench at 1,000
-  # and 10,000 objects): 15 + 250 x 0.36 + 2,000 x 0.008 = ~121 MB. Beyond
-  # these a new ScaledObject gets ResourceExhausted naming the limit, rather
-  # than both replicas being OOM-killed together. Raise them with the
-  # memory limit.
-  maxSourceKeys: 250
+  # and entry at full windows: ~15 MB at start; per source key of 24
+  # partitions ~60 KB (its full window 43 KB, cargo bench -p lagrate-policy
+  # --bench window_memory; its sampler ~15 KB, the sampling_keys bench),
+  # up to ~90 KB while partitions sit stuck or rebalances are being timed;
+  # ~6 KB per ScaledObject trigger, its /metrics series included (the
+  # getmetrics bench at 10,000 objects): 15 + 1,000 x 0.09 + 2,000 x 0.006
+  # = ~117 MB. Beyond these a new ScaledObject gets ResourceExhausted
+  # naming the limit, rather than both replicas being OOM-killed together.
+  # Raise them with the memory limit.
+  maxSourceKeys: 1000
   maxEntries: 2000
 YAML
   # Keep the policies already in the file (tuned by the operator).

@@ -26,9 +26,12 @@
 pub struct ReadmeDoctests;
 
 pub mod evaluate;
+pub mod lags;
+pub mod point;
 pub mod sample;
 pub mod signals;
 pub mod traffic;
+pub mod window;
 
 mod decide;
 mod decision;

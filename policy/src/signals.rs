@@ -1,30 +1,11 @@
 //! From raw samples to the policy's [`Observation`]: KEDA's per-partition lag
 //! rules ([`LagRules`]), and rates from offset deltas. Pure, like the policy.
 
-use std::sync::Arc;
-
-use crate::sample::{OffsetSnapshot, PartitionOffsets, PrometheusReading, Sample};
+pub use crate::lags::{LagRules, OffsetReset, partition_lag};
+use crate::point::Point;
+use crate::sample::PrometheusReading;
 use crate::traffic::{Shape, rate};
 use crate::{HotPartition, Observation, RateSource};
-
-/// How a partition without a committed offset counts (KEDA's rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OffsetReset {
-    /// Lag 1 (0 with `scaleToZeroOnInvalidOffset`).
-    Latest,
-    /// Its whole log.
-    Earliest,
-}
-
-/// KEDA's per-partition lag rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LagRules {
-    pub offset_reset: OffsetReset,
-    pub scale_to_zero_on_invalid_offset: bool,
-    pub exclude_persistent_lag: bool,
-}
 
 /// Rates are measured over at least this span (and at least one interval).
 pub const SHORT_RATE_WINDOW_S: f64 = 15.0;
@@ -32,61 +13,19 @@ pub const SHORT_RATE_WINDOW_S: f64 = 15.0;
 /// this much higher: a step, not noise.
 pub const STEP_BAND: f64 = 0.25;
 
-/// Lag of one partition for scaling and for activation, KEDA's way.
-pub fn partition_lag(
-    rules: &LagRules,
-    now: &PartitionOffsets,
-    previous: Option<&PartitionOffsets>,
-) -> (i64, i64) {
-    match now.committed {
-        None => match rules.offset_reset {
-            OffsetReset::Latest => {
-                let lag = i64::from(!rules.scale_to_zero_on_invalid_offset);
-                (lag, lag)
-            }
-            OffsetReset::Earliest => (now.high_watermark, now.high_watermark),
-        },
-        Some(committed) => {
-            let lag = (now.high_watermark - committed).max(0);
-            // A consumer stuck on a partition: its lag does not scale, it
-            // only keeps the group active.
-            let stuck = previous.is_some_and(|p| p.committed == Some(committed));
-            if rules.exclude_persistent_lag && stuck && lag > 0 {
-                (0, lag)
-            } else {
-                (lag, lag)
-            }
-        }
-    }
-}
-
-fn find<'a>(
-    snapshot: &'a OffsetSnapshot,
-    index: usize,
-    like: &PartitionOffsets,
-) -> Option<&'a PartitionOffsets> {
-    match snapshot.partitions.get(index) {
-        Some(p) if p.partition == like.partition && p.topic == like.topic => Some(p),
-        _ => snapshot
-            .partitions
-            .iter()
-            .find(|p| p.partition == like.partition && p.topic == like.topic),
-    }
-}
-
-/// The observation at `samples[i]`, looking back over earlier samples
-/// (`shapes`: each sample's traffic shape, aligned with `samples`).
+/// The observation at `points[i]`, looking back over earlier samples
+/// (`shapes`: each sample's traffic shape, aligned with `points`).
 pub fn observe(
     rules: &LagRules,
-    samples: &[Arc<Sample>],
+    points: &[Point],
     shapes: &[Shape],
     i: usize,
     window_full: bool,
 ) -> Observation {
-    let now = &samples[i];
-    let previous = i.checked_sub(1).map(|j| &*samples[j]);
-    let lags = Lags::of(rules, now, previous);
-    let rates = previous.map(|prev| Rates::at(samples, shapes, i, prev));
+    let now = &points[i];
+    let previous = i.checked_sub(1).map(|j| &points[j]);
+    let lags = now.lags.lags(rules);
+    let rates = previous.map(|prev| Rates::at(points, shapes, i, prev));
     let offsets_rate = rates.as_ref().map(|r| r.fast);
     let (inbound_rate_per_s, rate_source) = match (now.prometheus, offsets_rate) {
         (PrometheusReading::Rate(prom), Some(offsets)) if offsets > prom => {
@@ -100,7 +39,7 @@ pub fn observe(
         RateSource::Prometheus => inbound_rate_per_s,
         _ => rates.as_ref().map(|r| r.short),
     };
-    let shape = &shapes[i];
+    let carried = &shapes[i].carried;
     let rates = rates.unwrap_or_default();
     Observation {
         steady_rate_per_s,
@@ -112,7 +51,7 @@ pub fn observe(
         rate_climb_per_s2: rates.climb,
         lag: lags.lag as f64,
         activation_lag: lags.activation_lag as f64,
-        partitions: now.offsets.partitions.len() as u32,
+        partitions: now.partitions,
         partitions_with_lag: lags.partitions_with_lag,
         inbound_rate_per_s,
         rate_source,
@@ -120,45 +59,17 @@ pub fn observe(
         hottest_partition: rates.hottest,
         hottest_share: rates.hottest_share,
         max_partition_lag: lags.max_partition_lag as f64,
-        idle_gap_s: shape.idle_gap_s,
-        quiet_for_s: shape.quiet_since.map(|since| now.t - since),
-        busy_for_s: shape.burst.map(|b| now.t - b.since),
-        burst_base_per_s: shape.burst.map(|b| b.base_per_s),
-        last_burst_s: shape.last_burst_s,
-        burst_before_s: shape.burst_before_s,
-        learned_rebalance: shape.rebalance,
-        learned_startup: shape.startup,
-        members: now.offsets.members,
+        idle_gap_s: carried.idle_gap_s,
+        quiet_for_s: carried.quiet_since.map(|since| now.t - since),
+        busy_for_s: carried.burst.map(|b| now.t - b.since),
+        burst_base_per_s: carried.burst.map(|b| b.base_per_s),
+        last_burst_s: carried.last_burst_s,
+        burst_before_s: carried.burst_before_s,
+        learned_rebalance: carried.rebalance,
+        learned_startup: carried.startup,
+        members: now.members,
         target_replicas: now.target_replicas,
         window_full,
-    }
-}
-
-/// The lag of one sample, KEDA's way, summed over its partitions.
-struct Lags {
-    lag: i64,
-    activation_lag: i64,
-    partitions_with_lag: u32,
-    max_partition_lag: i64,
-}
-
-impl Lags {
-    fn of(rules: &LagRules, now: &Sample, previous: Option<&Sample>) -> Self {
-        let mut lags = Lags {
-            lag: 0,
-            activation_lag: 0,
-            partitions_with_lag: 0,
-            max_partition_lag: 0,
-        };
-        for (k, p) in now.offsets.partitions.iter().enumerate() {
-            let before = previous.and_then(|s| find(&s.offsets, k, p));
-            let (scaling, activation) = partition_lag(rules, p, before);
-            lags.lag += scaling;
-            lags.max_partition_lag = lags.max_partition_lag.max(scaling);
-            lags.activation_lag += activation;
-            lags.partitions_with_lag += u32::from(scaling > 0);
-        }
-        lags
     }
 }
 
@@ -180,18 +91,18 @@ struct Rates {
 }
 
 impl Rates {
-    /// The rates at `samples[i]`, whose previous sample is `prev`.
-    fn at(samples: &[Arc<Sample>], shapes: &[Shape], i: usize, prev: &Sample) -> Self {
-        let now = &samples[i];
+    /// The rates at `points[i]`, whose previous sample is `prev`.
+    fn at(points: &[Point], shapes: &[Shape], i: usize, prev: &Point) -> Self {
+        let now = &points[i];
         // Short window: the oldest sample within SHORT_RATE_WINDOW_S, at least
         // the previous one. The rate since the newest sample sees a step first.
-        let b = samples[..i]
+        let b = points[..i]
             .iter()
             .rposition(|s| now.t - s.t >= SHORT_RATE_WINDOW_S)
             .unwrap_or(i - 1);
         // Messages produced by sample k (kept with its shape).
         let produced = |k: usize| shapes[k].produced;
-        let base = &samples[b];
+        let base = &points[b];
         let dt = now.t - base.t;
         let short = rate(produced(i), produced(b), dt);
         // Noise is measured over a longer span than the mean it blurs: a
@@ -202,18 +113,18 @@ impl Rates {
         // the interval before it, one noisy interval cannot move it.
         let newest_alone = rate(produced(i), produced(i - 1), now.t - prev.t);
         let newest = match i.checked_sub(2) {
-            Some(j) => newest_alone.min(rate(produced(i - 1), produced(j), prev.t - samples[j].t)),
+            Some(j) => newest_alone.min(rate(produced(i - 1), produced(j), prev.t - points[j].t)),
             None => newest_alone,
         };
-        let processing = rate(committed(now), committed(base), dt);
-        let fastest = fastest_partition(now, base, dt);
+        let processing = rate(now.committed, base.committed, dt);
+        let fastest = now.fastest.as_ref().map(|f| (f, f.rate_per_s));
         // The fastest partition's share of the load sizes every sample; its
         // name is only rendered for the newest (a replay would format and
         // drop the others).
         let hottest_share = fastest
             .filter(|_| short > 0.0)
             .map(|(_, r)| (r / short).min(1.0));
-        let newest_sample = i + 1 == samples.len();
+        let newest_sample = i + 1 == points.len();
         let hottest = fastest
             .filter(|_| newest_sample)
             .map(|(p, r)| HotPartition {
@@ -240,42 +151,18 @@ impl Rates {
     }
 }
 
-/// The sum of a sample's committed offsets.
-fn committed(sample: &Sample) -> f64 {
-    sample
-        .offsets
-        .partitions
-        .iter()
-        .filter_map(|p| p.committed)
-        .map(|c| c as f64)
-        .sum()
-}
-
-/// The partition whose high watermark rose fastest from `base` to `now`,
-/// with its rate.
-fn fastest_partition<'a>(
-    now: &'a Sample,
-    base: &Sample,
-    dt: f64,
-) -> Option<(&'a PartitionOffsets, f64)> {
-    now.offsets
-        .partitions
-        .iter()
-        .enumerate()
-        .filter_map(|(k, p)| {
-            let b = find(&base.offsets, k, p)?;
-            Some((
-                p,
-                rate(p.high_watermark as f64, b.high_watermark as f64, dt),
-            ))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::traffic::shapes;
+    use crate::sample::{OffsetSnapshot, PartitionOffsets, Sample};
+    use crate::window::points;
+
+    fn observe_at(rules: &LagRules, samples: &[Arc<Sample>], i: usize) -> Observation {
+        let (points, shapes) = points(&samples[..=i]);
+        observe(rules, &points, &shapes, i, true)
+    }
 
     fn part(partition: i32, high: i64, committed: Option<i64>) -> PartitionOffsets {
         PartitionOffsets {
@@ -361,13 +248,13 @@ mod tests {
             at(20.0, 10100, 200),
         ];
         let rules = rules(OffsetReset::Latest);
-        let first = observe(&rules, &samples, &shapes(&samples), 3, true);
+        let first = observe_at(&rules, &samples, 3);
         assert_eq!(
             first.inbound_rate_per_s,
             Some(340.0),
             "one interval: the 15 s window"
         );
-        let second = observe(&rules, &samples, &shapes(&samples), 4, true);
+        let second = observe_at(&rules, &samples, 4);
         assert_eq!(
             second.inbound_rate_per_s,
             Some(1000.0),
@@ -385,7 +272,7 @@ mod tests {
             at(15.0, 1550, 0),
         ];
         assert_eq!(
-            observe(&rules, &noisy, &shapes(&noisy), 3, true).inbound_rate_per_s,
+            observe_at(&rules, &noisy, 3).inbound_rate_per_s,
             Some(1550.0 / 15.0)
         );
     }
@@ -400,13 +287,7 @@ mod tests {
                 PrometheusReading::Rate(7.0),
             ),
         ];
-        let obs = observe(
-            &rules(OffsetReset::Latest),
-            &samples,
-            &shapes(&samples),
-            1,
-            true,
-        );
+        let obs = observe_at(&rules(OffsetReset::Latest), &samples, 1);
         assert_eq!(
             (obs.inbound_rate_per_s, obs.rate_source),
             (Some(7.0), RateSource::Prometheus)
@@ -423,13 +304,7 @@ mod tests {
                 PrometheusReading::Unavailable,
             ),
         ];
-        let obs = observe(
-            &rules(OffsetReset::Latest),
-            &samples,
-            &shapes(&samples),
-            1,
-            true,
-        );
+        let obs = observe_at(&rules(OffsetReset::Latest), &samples, 1);
         assert_eq!(
             (obs.inbound_rate_per_s, obs.rate_source),
             (Some(2.0), RateSource::OffsetsPrometheusDown)

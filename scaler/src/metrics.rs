@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use lagrate_policy::RateSource;
@@ -15,14 +16,15 @@ use lagrate_policy::evaluate::Evaluation;
 use crate::source::SourceError;
 
 /// Labels of per-trigger series: a ScaledObject with two lagrate
-/// triggers (two groups, or two topic lists) has two series.
+/// triggers (two groups, or two topic lists) has two series. The strings
+/// are shared: a trigger's nine series hold one copy of each.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     /// `namespace/name`.
-    pub scaled_object: String,
-    pub consumer_group: String,
+    pub scaled_object: Arc<String>,
+    pub consumer_group: Arc<String>,
     /// The trigger's topics, comma-separated; empty for all of the group's.
-    pub topic: String,
+    pub topic: Arc<String>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -6,24 +6,32 @@ use std::collections::VecDeque;
 
 /// What one trigger answered KEDA, oldest first: the group's size as the
 /// HPA was told it. Where the broker reports no member count, replays
-/// start from it and follow its changes, as they do from members.
+/// start from it and follow its changes, as they do from members. Only
+/// changes are kept: a trigger that answers the same for hours costs one
+/// entry.
 #[derive(Debug, Clone, Default)]
 pub struct Answers {
+    /// When each answer that differed from the one before was first given.
     log: VecDeque<(f64, u32)>,
 }
 
 impl Answers {
     /// Records `replicas`, the answer to the sample at `t`, when it went
-    /// to KEDA (`given`), and forgets answers older than `keep_seconds`
-    /// before it.
+    /// to KEDA (`given`), and forgets the answers that were no longer in
+    /// force `keep_seconds` before it.
     pub fn record(&mut self, t: f64, replicas: u32, given: bool, keep_seconds: f64) {
-        if given && self.log.back().is_none_or(|&(last, _)| last < t) {
+        if given
+            && self
+                .log
+                .back()
+                .is_none_or(|&(last, was)| last < t && was != replicas)
+        {
             self.log.push_back((t, replicas));
         }
         while self
             .log
-            .front()
-            .is_some_and(|&(old, _)| old < t - keep_seconds)
+            .get(1)
+            .is_some_and(|&(next, _)| next <= t - keep_seconds)
         {
             self.log.pop_front();
         }
@@ -56,9 +64,20 @@ mod tests {
         assert_eq!(answers.at(19.0), Some(4));
         assert_eq!(answers.at(25.0), Some(6));
         answers.record(130.0, 2, true, 100.0);
-        assert_eq!(answers.at(25.0), None, "older than the window");
+        assert_eq!(answers.at(15.0), None, "no longer in force 100 s ago");
+        assert_eq!(answers.at(35.0), Some(6), "in force 100 s ago");
         assert_eq!(answers.at(130.0), Some(2));
         answers.clear();
         assert_eq!(answers.at(130.0), None);
+    }
+
+    #[test]
+    fn an_unchanged_answer_is_one_entry_however_long_it_lasts() {
+        let mut answers = Answers::default();
+        for k in 0..10_000 {
+            answers.record(f64::from(k) * 5.0, 3, true, 900.0);
+        }
+        assert_eq!(answers.log.len(), 1);
+        assert_eq!(answers.at(49_995.0), Some(3));
     }
 }

@@ -21,8 +21,6 @@
 //!
 //! Pure: no I/O, no clock reads.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use crate::{Action, Decision, Observation, Params, PolicySettings, State, adopt, decide};
@@ -30,7 +28,9 @@ mod answers;
 
 pub use answers::Answers;
 
-use crate::sample::Sample;
+pub use crate::window::SampleWindow;
+
+use crate::point::Point;
 use crate::signals::{LagRules, SHORT_RATE_WINDOW_S, observe};
 use crate::traffic::Shape;
 
@@ -68,65 +68,7 @@ pub fn window_seconds_for(settings: &PolicySettings, interval_s: f64) -> f64 {
     window_seconds(settings.history_needed_seconds(), interval_s)
 }
 
-/// The samples of one source key, oldest first, and when this process began
-/// keeping them. Samples older than `keep_seconds` before the newest drop out.
-#[derive(Debug, Clone)]
-pub struct SampleWindow {
-    samples: Vec<Arc<Sample>>,
-    /// Each sample's traffic shape, computed once as it joins.
-    shapes: Vec<Shape>,
-    started_at: Option<f64>,
-    keep_seconds: f64,
-}
-
 impl SampleWindow {
-    pub fn new(keep_seconds: f64) -> Self {
-        Self {
-            samples: Vec::new(),
-            shapes: Vec::new(),
-            started_at: None,
-            keep_seconds,
-        }
-    }
-
-    /// Adds the newest sample and forgets what fell out of the window.
-    pub fn push(&mut self, sample: Arc<Sample>) {
-        let t = sample.t;
-        self.started_at.get_or_insert(t);
-        let shape = Shape::next(&self.samples, &self.shapes, &sample);
-        self.samples.push(sample);
-        self.shapes.push(shape);
-        let oldest = t - self.keep_seconds;
-        let expired = self.samples.iter().take_while(|s| s.t < oldest).count();
-        self.samples.drain(..expired);
-        self.shapes.drain(..expired);
-    }
-
-    /// Forgets everything, as a scaler replica that has just started.
-    pub fn clear(&mut self) {
-        self.samples.clear();
-        self.shapes.clear();
-        self.started_at = None;
-    }
-
-    pub fn samples(&self) -> &[Arc<Sample>] {
-        &self.samples
-    }
-
-    /// History kept, seconds before the newest sample.
-    pub fn keep_seconds(&self) -> f64 {
-        self.keep_seconds
-    }
-
-    /// Time of this process's first sample of the key.
-    pub fn started_at(&self) -> Option<f64> {
-        self.started_at
-    }
-
-    pub fn newest(&self) -> Option<&Arc<Sample>> {
-        self.samples.last()
-    }
-
     /// The evaluation of the newest sample; None while the window is empty.
     pub fn evaluate(
         &self,
@@ -137,9 +79,9 @@ impl SampleWindow {
         evaluate(
             params,
             rules,
-            &self.samples,
-            &self.shapes,
-            self.started_at.unwrap_or(f64::NEG_INFINITY),
+            self.points(),
+            self.shapes(),
+            self.started_at().unwrap_or(f64::NEG_INFINITY),
             answers,
         )
     }
@@ -177,7 +119,7 @@ impl Evaluation {
     }
 }
 
-/// Replays the policy over `samples` (oldest first; `shapes` aligned with
+/// Replays the policy over `points` (oldest first; `shapes` aligned with
 /// them) from the start of the newest sample's epoch, from a fresh state
 /// seeded with the group's observed size, and returns the evaluation of
 /// the newest sample; None when there is no sample. A sample counts as
@@ -186,7 +128,7 @@ impl Evaluation {
 pub fn evaluate(
     params: &Params,
     rules: &LagRules,
-    samples: &[Arc<Sample>],
+    samples: &[Point],
     shapes: &[Shape],
     started_at: f64,
     answers: &Answers,
@@ -198,8 +140,8 @@ pub fn evaluate(
     // The replay starts from the group as observed at its first sample
     // (its member count, or else what this trigger answered for it): what
     // the window cannot remember, the group's size still shows.
-    let size = |sample: &Sample| {
-        (sample.offsets.members)
+    let size = |sample: &Point| {
+        (sample.members)
             .or(sample.target_replicas)
             .or_else(|| answers.at(sample.t))
     };

@@ -1,8 +1,10 @@
 //! The replay: windows, restarts, and where a replay starts.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::sample::PrometheusReading;
-use crate::sample::{OffsetSnapshot, PartitionOffsets};
+use crate::sample::{OffsetSnapshot, PartitionOffsets, Sample};
 
 /// A sample of one partition: its high watermark `produced`, the group's
 /// `committed` offset, and the group's size as the broker (`members`) and
@@ -48,11 +50,11 @@ fn the_window_keeps_what_the_policy_looks_back_on_and_a_restart_empties_it() {
     for i in 0..300 {
         w.push(sample(f64::from(i) * 5.0));
     }
-    let oldest = w.samples()[0].t;
+    let oldest = w.points()[0].t;
     assert_eq!((oldest, w.newest().unwrap().t), (570.0, 1495.0));
     assert_eq!(w.started_at(), Some(0.0));
     w.clear();
-    assert!(w.samples().is_empty() && w.started_at().is_none());
+    assert!(w.points().is_empty() && w.newest().is_none() && w.started_at().is_none());
     w.push(sample(500.0));
     assert_eq!(w.started_at(), Some(500.0));
 }

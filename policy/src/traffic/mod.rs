@@ -43,6 +43,8 @@ fn produced(sample: &Sample) -> f64 {
 /// replay of every evaluation reads the same values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Shape {
+    /// Unix seconds of the sample.
+    pub t: f64,
     /// Messages produced so far (the sum of the high watermarks).
     pub produced: f64,
     /// The spread of single intervals' rates over the noise window ending
@@ -50,6 +52,15 @@ pub struct Shape {
     pub spread: Option<f64>,
     /// A steady climb over that window (msg/s per second).
     pub climb: Option<f64>,
+    /// What changes only now and then, shared with the samples before
+    /// while it does not.
+    pub carried: Arc<Carried>,
+}
+
+/// The part of a [`Shape`] carried from sample to sample: quiet stretches,
+/// bursts and the pauses being timed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried {
     /// Start of the quiet stretch under way; None while messages arrive.
     pub quiet_since: Option<f64>,
     /// The most recent stretch without inbound traffic that had ended by
@@ -115,19 +126,70 @@ impl Burst {
 }
 
 impl Shape {
-    /// The shape at `sample`, after `earlier` samples (oldest first) whose
-    /// shapes are `shapes`.
-    pub fn next(earlier: &[Arc<Sample>], shapes: &[Shape], sample: &Sample) -> Shape {
+    /// The shape at `sample`, after the shapes of the samples before it
+    /// (`earlier`, oldest first; `before` the newest of those samples).
+    pub fn next(earlier: &[Shape], before: Option<&Sample>, sample: &Sample) -> Shape {
         let produced = produced(sample);
-        let (Some(before), Some(shape_before)) = (earlier.last(), shapes.last()) else {
+        let (Some(before), Some(shape_before)) = (before, earlier.last()) else {
             return Shape {
+                t: sample.t,
                 produced,
-                quiet_since: Some(sample.t),
+                carried: Arc::new(Carried {
+                    quiet_since: Some(sample.t),
+                    ..Carried::default()
+                }),
                 ..Shape::default()
             };
         };
-        let (mut quiet_since, mut idle_gap_s) = (shape_before.quiet_since, shape_before.idle_gap_s);
-        if produced > shape_before.produced {
+        // The newest sample at least the noise window old, or the oldest.
+        let from = earlier
+            .iter()
+            .rposition(|s| sample.t - s.t >= NOISE_WINDOW_S)
+            .unwrap_or(0);
+        let highs: Vec<(f64, f64)> = earlier[from..]
+            .iter()
+            .map(|shape| (shape.t, shape.produced))
+            .chain(std::iter::once((sample.t, produced)))
+            .collect();
+        let interval_rates: Vec<f64> = highs
+            .windows(2)
+            .map(|w| rate(w[1].1, w[0].1, w[1].0 - w[0].0))
+            .collect();
+        let spread = interval_spread(&interval_rates);
+        let carried = shape_before.carried.next(
+            before,
+            produced > shape_before.produced,
+            &interval_rates,
+            sample,
+        );
+        Shape {
+            t: sample.t,
+            produced,
+            spread,
+            climb: spread.and_then(|sigma| climb(&highs, sigma)),
+            // Shared with the sample before while nothing changed.
+            carried: if carried == *shape_before.carried {
+                shape_before.carried.clone()
+            } else {
+                Arc::new(carried)
+            },
+        }
+    }
+}
+
+impl Carried {
+    /// What `sample` carries on from `self`, the newest state before it
+    /// (at `before`): whether messages arrived in between (`arrived`), and
+    /// the single intervals' rates over the noise window up to it.
+    fn next(
+        &self,
+        before: &Sample,
+        arrived: bool,
+        interval_rates: &[f64],
+        sample: &Sample,
+    ) -> Self {
+        let (mut quiet_since, mut idle_gap_s) = (self.quiet_since, self.idle_gap_s);
+        if arrived {
             if let Some(since) = quiet_since.take()
                 && before.t > since
             {
@@ -136,24 +198,8 @@ impl Shape {
         } else if quiet_since.is_none() {
             quiet_since = Some(before.t);
         }
-        // The newest sample at least the noise window old, or the oldest.
-        let from = earlier
-            .iter()
-            .rposition(|s| sample.t - s.t >= NOISE_WINDOW_S)
-            .unwrap_or(0);
-        let highs: Vec<(f64, f64)> = earlier[from..]
-            .iter()
-            .zip(&shapes[from..])
-            .map(|(s, shape)| (s.t, shape.produced))
-            .chain(std::iter::once((sample.t, produced)))
-            .collect();
-        let interval_rates: Vec<f64> = highs
-            .windows(2)
-            .map(|w| rate(w[1].1, w[0].1, w[1].0 - w[0].0))
-            .collect();
-        let spread = interval_spread(&interval_rates);
-        let (mut burst, mut last_burst_s) = (shape_before.burst, shape_before.last_burst_s);
-        let mut burst_before_s = shape_before.burst_before_s;
+        let (mut burst, mut last_burst_s) = (self.burst, self.last_burst_s);
+        let mut burst_before_s = self.burst_before_s;
         if let Some((&newest, earlier_rates)) = interval_rates.split_last() {
             match burst {
                 Some(b) if newest <= b.ends_at_or_below => {
@@ -173,20 +219,11 @@ impl Shape {
                 }
             }
         }
-        let (watch, rebalance) = time_rebalance(
-            before,
-            (shape_before.watch.clone(), shape_before.rebalance),
-            sample,
-        );
-        let (startup_watch, startup) = time_startup(
-            before,
-            (shape_before.startup_watch, shape_before.startup),
-            sample,
-        );
-        Shape {
-            produced,
-            spread,
-            climb: spread.and_then(|sigma| climb(&highs, sigma)),
+        let (watch, rebalance) =
+            time_rebalance(before, (self.watch.clone(), self.rebalance), sample);
+        let (startup_watch, startup) =
+            time_startup(before, (self.startup_watch, self.startup), sample);
+        Carried {
             quiet_since,
             idle_gap_s,
             burst,
@@ -204,9 +241,10 @@ impl Shape {
 /// a window that kept them all would hold them.
 #[cfg(test)]
 pub(crate) fn shapes(samples: &[Arc<Sample>]) -> Vec<Shape> {
-    let mut shapes = Vec::with_capacity(samples.len());
+    let mut shapes: Vec<Shape> = Vec::with_capacity(samples.len());
     for (i, sample) in samples.iter().enumerate() {
-        let shape = Shape::next(&samples[..i], &shapes, sample);
+        let before = i.checked_sub(1).map(|j| &*samples[j]);
+        let shape = Shape::next(&shapes, before, sample);
         shapes.push(shape);
     }
     shapes
@@ -375,17 +413,17 @@ pub(crate) mod tests {
             }
         });
         let shapes = shapes(&samples);
-        let at = |t: f64| shapes[(t / 2.0) as usize].idle_gap_s;
+        let at = |t: f64| shapes[(t / 2.0) as usize].carried.idle_gap_s;
         assert_eq!(at(50.0), None, "quiet since the window began, not ended");
         assert_eq!(at(130.0), Some(100.0), "from the window's first sample");
         assert_eq!(at(300.0), Some(100.0), "the stretch under way is not over");
         assert_eq!(at(450.0), Some(240.0));
         // The burst between the two quiet stretches lasted 60 s; the window
         // began quiet, so no burst is known before it ends.
-        let burst = |t: f64| shapes[(t / 2.0) as usize].last_burst_s;
+        let burst = |t: f64| shapes[(t / 2.0) as usize].carried.last_burst_s;
         assert_eq!(burst(130.0), None);
         assert!(burst(300.0).is_some_and(|b| (b - 60.0).abs() <= 2.0));
-        let since = |t: f64| shapes[(t / 2.0) as usize].burst.map(|b| b.since);
+        let since = |t: f64| shapes[(t / 2.0) as usize].carried.burst.map(|b| b.since);
         assert!(since(130.0).is_some_and(|b| (b - 100.0).abs() <= 2.0));
         assert_eq!(since(300.0), None, "quiet");
         assert!(since(450.0).is_some_and(|b| (b - 400.0).abs() <= 2.0));
@@ -403,7 +441,7 @@ pub(crate) mod tests {
             }
         });
         let seen = shapes(&samples);
-        let at = |t: f64| &seen[(t / 2.0) as usize];
+        let at = |t: f64| &seen[(t / 2.0) as usize].carried;
         let under_way = at(230.0).burst.expect("a burst over the base rate");
         assert!((under_way.since - 200.0).abs() <= 2.0, "{under_way:?}");
         assert!((under_way.base_per_s - 40.0).abs() < 1.0, "{under_way:?}");
@@ -426,9 +464,9 @@ pub(crate) mod tests {
                     0.7
                 }
         });
-        assert!(shapes(&noisy).iter().all(|s| s.burst.is_none()));
+        assert!(shapes(&noisy).iter().all(|s| s.carried.burst.is_none()));
         let ramp = produced_at(600, |t| 500.0 + 500.0 * t / 600.0);
-        assert!(shapes(&ramp).iter().all(|s| s.burst.is_none()));
+        assert!(shapes(&ramp).iter().all(|s| s.carried.burst.is_none()));
     }
 }
 
@@ -475,7 +513,7 @@ mod noise_never_bursts {
                 rate * (1.0 + amplitude * (2.0 * draws[t as usize] - 1.0))
             });
             for (i, shape) in shapes(&samples).iter().enumerate() {
-                prop_assert!(shape.burst.is_none(), "burst at sample {i}: {shape:?}");
+                prop_assert!(shape.carried.burst.is_none(), "burst at sample {i}: {shape:?}");
             }
         }
     }

@@ -157,7 +157,7 @@ mod tests {
             })
             .collect();
         let shapes = shapes(&samples);
-        let at = |t: f64| shapes[(t / 2.0) as usize].rebalance;
+        let at = |t: f64| shapes[(t / 2.0) as usize].carried.rebalance;
         assert_eq!(at(120.0), None, "still paused");
         let first = at(200.0).expect("the first pause");
         assert_eq!(first.observations, 1);
@@ -176,7 +176,11 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            crate::traffic::shapes(&unreported).pop().unwrap().rebalance,
+            crate::traffic::shapes(&unreported)
+                .pop()
+                .unwrap()
+                .carried
+                .rebalance,
             None
         );
     }
@@ -205,7 +209,7 @@ mod tests {
             })
             .collect();
         let shapes = shapes(&samples);
-        let at = |t: f64| shapes[(t / 2.0) as usize].startup;
+        let at = |t: f64| shapes[(t / 2.0) as usize].carried.startup;
         assert_eq!(at(150.0), None, "still starting");
         let first = at(200.0).expect("the first start-up");
         assert_eq!(first.observations, 1);
@@ -224,7 +228,11 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            crate::traffic::shapes(&unreported).pop().unwrap().startup,
+            crate::traffic::shapes(&unreported)
+                .pop()
+                .unwrap()
+                .carried
+                .startup,
             None
         );
     }

@@ -58,7 +58,7 @@ pub fn is_fresh(sample_time: f64, now: f64, max_staleness: Duration) -> bool {
 
 /// One ScaledObject trigger.
 pub struct Entry {
-    key: EntryKey,
+    key: Arc<EntryKey>,
     /// `namespace/name`.
     pub object: String,
     /// The labels of its metric series.
@@ -85,7 +85,8 @@ struct Current {
 /// All entries and samplers.
 pub struct Registry {
     current: ArcSwap<Current>,
-    entries: Cache<EntryKey, Arc<Entry>>,
+    /// Keyed by the entry's own key: one copy of its metadata.
+    entries: Cache<Arc<EntryKey>, Arc<Entry>>,
     samplers: Cache<SourceKey, Arc<Sampler>>,
     factory: Arc<dyn SourceFactory>,
     /// Kafka calls in flight at once, over all samplers.
@@ -197,10 +198,11 @@ impl Registry {
         self.metrics.set_source_keys(self.samplers.entry_count());
         let object = format!("{namespace}/{name}");
         let labels = ObjectLabels {
-            scaled_object: object.clone(),
-            consumer_group: spec.group.clone(),
-            topic: spec.topics.as_deref().unwrap_or_default().join(","),
+            scaled_object: Arc::new(object.clone()),
+            consumer_group: Arc::new(spec.group.clone()),
+            topic: Arc::new(spec.topics.as_deref().unwrap_or_default().join(",")),
         };
+        let id = Arc::new(id);
         let entry = Arc::new(Entry {
             key: id.clone(),
             object,
@@ -260,7 +262,9 @@ impl Registry {
                 else {
                     return;
                 };
-                let _ = registry.evaluate(&entry).await;
+                // Boxed: the evaluation's state lives only while it runs,
+                // not in every idle entry's task.
+                let _ = Box::pin(registry.evaluate(&entry)).await;
             }
         });
     }

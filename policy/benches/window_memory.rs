@@ -1,0 +1,144 @@
+//! What one source key's sample window costs in memory once full, against
+//! the samples alone kept in full, at several partition counts: the figure
+//! `limits.maxSourceKeys` is set from.
+//!
+//!     cargo bench -p lagrate-policy --bench window_memory [-- --keys 200 --interval 5]
+//!
+//! Each key is sampled every --interval seconds (default 5) for the
+//! default policy's window (`window_seconds_for`), on one topic whose
+//! partitions take noisy traffic, with the group committing an interval
+//! behind and changing size every few minutes (so rebalances are being
+//! timed, as in a working group). The cost is the growth of resident
+//! memory over --keys windows (default 200), divided: what the allocator
+//! really asked the kernel for, its own overhead included.
+
+use std::sync::Arc;
+
+use lagrate_policy::PolicySettings;
+use lagrate_policy::evaluate::{SampleWindow, window_seconds_for};
+use lagrate_policy::sample::{OffsetSnapshot, PartitionOffsets, PrometheusReading, Sample};
+
+/// Resident memory of this process, bytes (Linux).
+fn resident() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A small deterministic generator (xorshift), for the traffic's noise.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The samples of one key, one at a time: `partitions` partitions at
+/// about 40 msg/s each (+-20 %), committed one interval behind, the group
+/// of 4 to 8 members changing size every 5 minutes.
+fn samples(partitions: usize, interval_s: f64, seed: u64) -> impl Iterator<Item = Arc<Sample>> {
+    let topic: Arc<str> = Arc::from("trade-tx-v2");
+    let mut noise = Noise(seed | 1);
+    let mut high = vec![0_i64; partitions];
+    (0..).map(move |k| {
+        let t = 1.7e9 + f64::from(k) * interval_s;
+        let committed: Vec<i64> = high.clone();
+        for h in &mut high {
+            *h += (interval_s * 40.0 * (0.8 + 0.4 * noise.next())) as i64;
+        }
+        Arc::new(Sample {
+            t,
+            offsets: OffsetSnapshot {
+                partitions: (0..partitions)
+                    .map(|p| PartitionOffsets {
+                        topic: topic.clone(),
+                        partition: p as i32,
+                        high_watermark: high[p],
+                        committed: Some(committed[p]),
+                    })
+                    .collect(),
+                members: Some(4 + ((t / 300.0) as u32 % 5)),
+            },
+            prometheus: PrometheusReading::NotConfigured,
+            target_replicas: None,
+        })
+    })
+}
+
+fn main() {
+    let keys = arg("--keys", 200).max(1) as usize;
+    let interval_s = arg("--interval", 5).max(1) as f64;
+    let keep = window_seconds_for(&PolicySettings::default(), interval_s);
+    // Twice the window: full, and turned over once.
+    let count = (2.0 * keep / interval_s) as usize;
+    println!(
+        "a full window of the default policy: {keep:.0} s at {interval_s:.0} s intervals, {keys} keys"
+    );
+    println!(
+        "{:>10} {:>8} {:>12} {:>14} {:>18} {:>12} {:>10}",
+        "partitions",
+        "samples",
+        "bytes/key",
+        "bytes/sample",
+        "in full, /sample",
+        "in full/this",
+        "keys/64MiB"
+    );
+    // Everything measured stays allocated until the end: memory freed by
+    // one measurement would be reused by the next and hide its growth.
+    let mut windows_kept: Vec<Vec<SampleWindow>> = Vec::new();
+    let mut samples_kept: Vec<Vec<Vec<Arc<Sample>>>> = Vec::new();
+    for partitions in [1, 6, 24, 96] {
+        let start = resident();
+        let windows: Vec<SampleWindow> = (0..keys)
+            .map(|k| {
+                let mut window = SampleWindow::new(keep);
+                for sample in samples(partitions, interval_s, 7 + k as u64).take(count) {
+                    window.push(sample);
+                }
+                window
+            })
+            .collect();
+        let per_key = (resident() - start) / keys as f64;
+        let kept = windows[0].points().len();
+        // The same samples kept in full, as a window of whole samples
+        // would keep them.
+        let start = resident();
+        let full: Vec<Vec<Arc<Sample>>> = (0..keys)
+            .map(|k| {
+                samples(partitions, interval_s, 7 + k as u64)
+                    .take(kept)
+                    .collect()
+            })
+            .collect();
+        let full_per_key = (resident() - start) / keys as f64;
+        windows_kept.push(windows);
+        samples_kept.push(full);
+        println!(
+            "{:>10} {:>8} {:>12.0} {:>14.0} {:>18.0} {:>11.1}x {:>10.0}",
+            partitions,
+            kept,
+            per_key,
+            per_key / kept as f64,
+            full_per_key / kept as f64,
+            full_per_key / per_key,
+            64.0 * 1024.0 * 1024.0 / per_key,
+        );
+    }
+}
