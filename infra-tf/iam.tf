@@ -3,18 +3,24 @@
 # this cluster, the one topic and the one consumer group:
 #
 #   scaler    Connect; DescribeTopic; DescribeGroup            (reads offsets only)
-#   consumer  Connect; DescribeTopic, ReadData; DescribeGroup, AlterGroup
+#   consumer  Connect, WriteDataIdempotently; DescribeTopic, ReadData;
+#             DescribeGroup, AlterGroup; on the dead-letter topic
+#             DescribeTopic, WriteData, CreateTopic
 #   producer  Connect, WriteDataIdempotently; DescribeTopic, WriteData, CreateTopic
 #
-# WriteDataIdempotently: the producer is idempotent (no duplicates on retry),
-# which MSK authorizes on the cluster. CreateTopic on the one topic only: the
-# producer creates it with TOPIC_PARTITIONS partitions when it is missing,
-# because the brokers do not auto-create topics.
+# WriteDataIdempotently: the producer and the consumer's dead-letter producer
+# are idempotent (no duplicates on retry), which MSK authorizes on the
+# cluster. CreateTopic on one topic each: the producer creates the trade
+# topic with TOPIC_PARTITIONS partitions, the consumer its dead-letter topic
+# (DLQ_TOPIC, "<topic>-dlq"), when missing, because the brokers do not
+# auto-create topics. The consumer refuses to start without a dead-letter
+# topic: a message it cannot store is committed only once it is there.
 
 locals {
   # arn:aws:kafka:REGION:ACCOUNT:cluster/NAME/UUID → topic/NAME/UUID/TOPIC,
   # group/NAME/UUID/GROUP: MSK's resource ARNs for IAM.
   msk_topic_arn = "${replace(aws_msk_cluster.this.arn, ":cluster/", ":topic/")}/${var.topic}"
+  msk_dlq_arn   = "${replace(aws_msk_cluster.this.arn, ":cluster/", ":topic/")}/${var.topic}-dlq"
   msk_group_arn = "${replace(aws_msk_cluster.this.arn, ":cluster/", ":group/")}/${var.consumer_group}"
 
   workloads = {
@@ -56,9 +62,14 @@ data "aws_iam_policy_document" "scaler" {
 
 data "aws_iam_policy_document" "consumer" {
   statement {
-    sid       = "Connect"
-    actions   = ["kafka-cluster:Connect"]
+    sid       = "ConnectIdempotent"
+    actions   = ["kafka-cluster:Connect", "kafka-cluster:WriteDataIdempotently"]
     resources = [aws_msk_cluster.this.arn]
+  }
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData", "kafka-cluster:CreateTopic"]
+    resources = [local.msk_dlq_arn]
   }
   statement {
     sid       = "ReadTopic"

@@ -271,6 +271,7 @@ fn every_dashboard_query_names_metrics_the_binaries_export() {
     let consumer_port = free_port();
     let mut consumer_env = kafka(consumer_port);
     consumer_env.push(("CONSUMER_GROUP", group.clone()));
+    consumer_env.push(("DLQ_TOPIC", format!("{topic}-dlq")));
     consumer_env.push(("BATCH_PROCESSING_TIME", "0.05".to_owned()));
     let consumer_bin = workspace_binary("trade-consumer");
     let consumer = Process::start(consumer_bin.to_str().expect("path"), &[], &consumer_env);

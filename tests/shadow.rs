@@ -51,6 +51,7 @@ fn a_shadow_target_shows_lagrate_beside_keda_from_the_same_samples() {
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
             ("KAFKA_TOPIC", topic.clone()),
             ("CONSUMER_GROUP", group.clone()),
+            ("DLQ_TOPIC", format!("{topic}-dlq")),
             ("BATCH_PROCESSING_TIME", "1".into()),
             ("METRICS_PORT", consumer_port.to_string()),
         ],

@@ -108,6 +108,7 @@ fn rust_row(broker: &Tansu, topic: &str, messages: u64) -> Row {
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
             ("KAFKA_TOPIC", topic.to_owned()),
             ("CONSUMER_GROUP", unique("rust")),
+            ("DLQ_TOPIC", format!("{topic}-dlq")),
             ("BATCH_PROCESSING_TIME", "0".into()),
             ("BATCH_TIMEOUT_SECONDS", "0.5".into()),
             ("METRICS_PORT", port.to_string()),

@@ -50,9 +50,17 @@ pub struct Args {
     pub database_url: Option<String>,
     /// Messages that are not valid trades, and trades the sink refuses for
     /// their data, go to this topic with headers naming the error and the
-    /// source partition and offset (default: only counted and logged).
+    /// source partition and offset; created with one partition when
+    /// missing. Required with ON_REFUSED=dead-letter: a refused message is
+    /// committed only once it is stored here.
     #[arg(long, env = "DLQ_TOPIC")]
     pub dlq_topic: Option<String>,
+    /// What a message that cannot be stored does: go to DLQ_TOPIC
+    /// (dead-letter), or stop its partition at that message, uncommitted,
+    /// until an operator removes the cause (stop-partition; the
+    /// consumer_stopped_partitions gauge counts them).
+    #[arg(long, env = "ON_REFUSED", value_enum, default_value_t = OnRefused::DeadLetter)]
+    pub on_refused: OnRefused,
     /// Port of /metrics.
     #[arg(long, env = "METRICS_PORT", default_value_t = 8000)]
     pub metrics_port: u16,
@@ -61,6 +69,15 @@ pub struct Args {
     /// audits such as `lagrate demo`'s).
     #[arg(long, env = "AUDIT_LOG")]
     pub audit_log: Option<std::path::PathBuf>,
+}
+
+/// ON_REFUSED's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnRefused {
+    /// To DLQ_TOPIC, then committed.
+    DeadLetter,
+    /// The partition stops at the message, which stays uncommitted.
+    StopPartition,
 }
 
 /// SINK's values.
@@ -85,6 +102,14 @@ impl Args {
             anyhow::bail!(
                 "BATCH_PROCESSING_TIME must be a number >= 0, got {}",
                 self.batch_processing_time
+            );
+        }
+        if self.on_refused == OnRefused::DeadLetter && self.dlq_topic.is_none() {
+            anyhow::bail!(
+                "DLQ_TOPIC is required: a message that is not a trade, or that the sink refuses, \
+                 is committed only once it is stored there. Set DLQ_TOPIC to a topic (created \
+                 if missing), or ON_REFUSED=stop-partition to stop the partition at such a \
+                 message instead"
             );
         }
         Ok(())

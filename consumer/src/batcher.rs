@@ -74,6 +74,9 @@ struct Slot<L> {
     in_flight: bool,
     /// The offset after the last written message, while owned.
     written: Option<i64>,
+    /// Stopped at this offset: nothing from it on is taken or committed
+    /// until the partition is revoked.
+    stopped: Option<i64>,
 }
 
 impl<L> Default for Slot<L> {
@@ -83,6 +86,7 @@ impl<L> Default for Slot<L> {
             generation: 0,
             in_flight: false,
             written: None,
+            stopped: None,
         }
     }
 }
@@ -133,7 +137,8 @@ impl<L> Batcher<L> {
         batch
     }
 
-    /// Adds a trade; true when its batch is full.
+    /// Adds a trade; true when its batch is full. A stopped partition's
+    /// messages are dropped.
     pub fn push(
         &mut self,
         (partition, offset): (i32, i64),
@@ -142,6 +147,9 @@ impl<L> Batcher<L> {
         age_ms: i64,
         now: Instant,
     ) -> bool {
+        if self.is_stopped(partition) {
+            return false;
+        }
         let batch_size = self.batch_size;
         let batch = self.pending(partition, offset, now);
         let start = batch.bytes.len();
@@ -161,9 +169,39 @@ impl<L> Batcher<L> {
     /// Adds a message that is not a trade: it is committed with its batch,
     /// once its dead letter is acknowledged.
     pub fn push_dead_letter(&mut self, (partition, offset): (i32, i64), letter: L, now: Instant) {
+        if self.is_stopped(partition) {
+            return;
+        }
         self.pending(partition, offset, now)
             .dead_letters
             .push(letter);
+    }
+
+    /// Stops `partition` at `offset`: the messages read before it are
+    /// still written and committed, none from it on. A pending batch read
+    /// after it (the offset lies in a batch already taken) is dropped.
+    pub fn stop(&mut self, partition: i32, offset: i64) {
+        let slot = self.slot(partition);
+        slot.stopped = Some(offset);
+        if slot
+            .pending
+            .as_ref()
+            .is_some_and(|b| b.next_offset > offset)
+        {
+            slot.pending = None;
+        }
+    }
+
+    fn is_stopped(&self, partition: i32) -> bool {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|slot| slot.stopped.is_some())
+    }
+
+    /// How many partitions are stopped.
+    pub fn stopped(&self) -> usize {
+        self.slots.iter().filter(|s| s.stopped.is_some()).count()
     }
 
     /// Takes the batches that are full, or older than the timeout, or all
@@ -213,6 +251,7 @@ impl<L> Batcher<L> {
         slot.generation += 1;
         slot.in_flight = false;
         slot.written = None;
+        slot.stopped = None;
         slot.pending.take().map_or(0, |b| b.records.len())
     }
 
@@ -281,6 +320,39 @@ mod tests {
         assert!(!b.owns(taken.id()));
         assert_eq!(b.finish(taken), None);
         assert!(b.written().is_empty());
+    }
+
+    #[test]
+    fn a_stopped_partition_commits_what_came_before_and_nothing_after() {
+        let start = t0();
+        let mut b: Batcher<()> = Batcher::new(10, Duration::from_secs(1));
+        b.push((0, 0), b"", b"a", 0, start);
+        b.push((0, 1), b"", b"b", 0, start);
+        b.push((1, 0), b"", b"other", 0, start);
+        // Offset 2 cannot be stored: 0 and 1 still are, 3 never.
+        b.stop(0, 2);
+        assert!(!b.push((0, 3), b"", b"d", 0, start));
+        b.push_dead_letter((0, 4), (), start);
+        assert_eq!(b.stopped(), 1);
+        let mut due = b.take_due(start, true);
+        due.sort_by_key(|batch| batch.partition);
+        assert_eq!(due[0].records.len(), 2);
+        assert!(due[0].dead_letters.is_empty());
+        assert_eq!(b.finish(due.remove(0)), Some((0, 2)));
+        // Stopped inside a batch already taken: the batch read after it goes.
+        b.push((1, 1), b"", b"later", 0, start);
+        b.stop(1, 0);
+        assert_eq!(
+            b.take_due(start, true).len(),
+            0,
+            "partition 1's later batch is dropped"
+        );
+        // Its next owner starts over; so does this consumer, reassigned.
+        b.revoke(0);
+        b.revoke(1);
+        assert_eq!(b.stopped(), 0);
+        assert!(!b.push((0, 2), b"", b"c", 0, start));
+        assert_eq!(b.take_due(start, true).len(), 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use trade_model::TradeRef;
 
+use crate::args::OnRefused;
 use crate::audit::AuditLog;
 use crate::batcher::{Batch, Batcher};
 use crate::dead_letter::{DeadLetter, Letter};
@@ -28,6 +29,9 @@ const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a dead letter's acknowledgement is looked for (SIGTERM is
 /// checked as often).
 const DELIVERY_CHECK: Duration = Duration::from_millis(20);
+/// Sends of one dead letter before its partition stops: with the 30 s
+/// delivery timeout and the backoff between them, about five minutes.
+const DEAD_LETTER_ATTEMPTS: u32 = 10;
 
 /// The consumer's clock: batches time out, writes are timed, retries wait.
 #[allow(clippy::disallowed_methods)]
@@ -56,6 +60,7 @@ pub struct Loop<'a> {
     pub sink: &'a mut Sink,
     pub topic: &'a str,
     pub dlq: Option<(&'a FutureProducer<KafkaContext>, &'a str)>,
+    pub on_refused: OnRefused,
     pub audit: Option<&'a AuditLog>,
     pub stop: &'a AtomicBool,
     pub invalid_log: InvalidLog,
@@ -113,6 +118,9 @@ impl Loop<'_> {
         let context = self.consumer.context();
         if context.revocation.swap(false, Ordering::Acquire) {
             let revoked = std::mem::take(&mut *context.revoked.lock().expect("revocation lock"));
+            // Paused partitions stay paused in librdkafka: resumed here, a
+            // partition assigned again later is read again.
+            self.resume(&revoked);
             for partition in revoked {
                 let dropped = self.batcher.revoke(partition);
                 if dropped > 0 {
@@ -123,6 +131,9 @@ impl Loop<'_> {
                     );
                 }
             }
+            self.metrics
+                .stopped_partitions
+                .set(self.batcher.stopped() as i64);
         }
         match polled {
             Some(Ok(message)) => self.route(&message),
@@ -169,13 +180,53 @@ impl Loop<'_> {
                 age_ms,
                 now,
             ),
+            Err((reason, why)) if self.on_refused == OnRefused::StopPartition => {
+                self.stop_partition(at, reason, &why);
+                false
+            }
             Err((reason, why)) => {
-                // Not a trade: counted, logged, dead-lettered; never stops the partition.
+                // Not a trade: counted, logged, dead-lettered, then committed.
                 let letter = self.dead_letter(at, (message.key(), message.payload()), reason, why);
                 self.batcher.push_dead_letter(at, letter, now);
                 false
             }
         }
+    }
+
+    /// Stops a partition at a message that cannot be stored: what came
+    /// before it is still written and committed, nothing from it on, and
+    /// librdkafka stops fetching the partition. It stays stopped until it
+    /// is revoked (its next owner stops at the same message).
+    fn stop_partition(&mut self, (partition, offset): (i32, i64), reason: &'static str, why: &str) {
+        self.metrics.invalid_message(reason);
+        self.batcher.stop(partition, offset);
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition(self.topic, partition);
+        if let Err(e) = self.consumer.pause(&list) {
+            tracing::warn!(partition, error = %e, "stopped partition not paused: its messages are read and dropped");
+        }
+        self.metrics
+            .stopped_partitions
+            .set(self.batcher.stopped() as i64);
+        tracing::error!(
+            partition,
+            offset,
+            reason,
+            error = %why,
+            "partition stopped at a message that cannot be stored; it stays uncommitted until the cause is removed"
+        );
+    }
+
+    /// Resumes the stopped ones of `partitions`.
+    fn resume(&self, partitions: &[i32]) {
+        if self.batcher.stopped() == 0 {
+            return;
+        }
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for &partition in partitions {
+            list.add_partition(self.topic, partition);
+        }
+        let _ = self.consumer.resume(&list);
     }
 
     /// Counts and logs a message that will not be stored, and sends it to
@@ -217,7 +268,7 @@ impl Loop<'_> {
                 );
                 continue;
             }
-            let Some((took, rejected)) = self.write(&batch) else {
+            let Some((took, written)) = self.write(&batch) else {
                 tracing::warn!(
                     partition = batch.partition,
                     "stopping while a batch write fails: it stays uncommitted for the next owner"
@@ -225,48 +276,98 @@ impl Loop<'_> {
                 self.batcher.abandon();
                 return;
             };
-            for &(index, ref why) in &rejected {
-                let record = &batch.records[index];
-                let letter = self.dead_letter(
-                    (record.partition, record.offset),
-                    // The batch keeps a missing key as an empty one: a
-                    // letter has no key where the message had none.
-                    (
-                        Some(batch.key(record)).filter(|k| !k.is_empty()),
-                        Some(batch.payload(record)),
-                    ),
-                    "rejected_by_sink",
-                    why.clone(),
-                );
-                batch.dead_letters.push(letter);
+            self.metrics.duplicates.inc_by(written.duplicates as u64);
+            let mut refused = written.refused;
+            match self.on_refused {
+                OnRefused::StopPartition => self.stop_at_first_refused(&mut batch, &mut refused),
+                OnRefused::DeadLetter => self.dead_letter_refused(&mut batch, &refused),
             }
-            if !self.dead_letters_acknowledged(&mut batch) {
-                tracing::warn!(
-                    partition = batch.partition,
-                    "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
-                );
-                self.batcher.abandon();
-                return;
-            }
-            let written = batch.records.len() - rejected.len();
-            if let Some(audit) = self.audit {
-                let stored = (0..batch.records.len())
-                    .filter(|i| !rejected.iter().any(|(r, _)| r == i))
-                    .map(|i| &batch.records[i]);
-                // Before the commit: a committed offset is always in the log.
-                while let Err(e) = audit.written(stored.clone()) {
-                    tracing::error!(partition = batch.partition, error = %e, "audit log write failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
+            match self.dead_letters_acknowledged(&mut batch) {
+                Acknowledged::All => {}
+                Acknowledged::Stopping => {
+                    tracing::warn!(
+                        partition = batch.partition,
+                        "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
+                    );
+                    self.batcher.abandon();
+                    return;
+                }
+                Acknowledged::Undeliverable { offset, error } => {
+                    refused.retain(|r| batch.records[r.index].offset < offset);
+                    cut(&mut batch, offset);
+                    let cause = format!(
+                        "the dead letter of partition {} offset {offset} was not acknowledged after {DEAD_LETTER_ATTEMPTS} sends: {error}",
+                        batch.partition
+                    );
+                    self.stop_partition(
+                        (batch.partition, offset),
+                        "dead_letter_undeliverable",
+                        &cause,
+                    );
+                    self.metrics.fail_health(cause);
                 }
             }
-            // Busy time is the write that succeeded: an outage's retries
-            // are not capacity in use.
-            self.metrics.batch_seconds.observe(took);
-            self.metrics.busy_seconds.inc_by(took);
-            self.metrics.processed.inc_by(written as u64);
-            if let Some((partition, offset)) = self.batcher.finish(batch) {
-                self.store(partition, offset);
+            self.finish(batch, &refused, took);
+        }
+    }
+
+    /// Under ON_REFUSED=stop-partition: the batch ends before the first row
+    /// the sink refused, and its partition stops there (the rows written
+    /// after it are read again by the next owner, as duplicates).
+    fn stop_at_first_refused(
+        &mut self,
+        batch: &mut Batch<Letter>,
+        refused: &mut Vec<sink::Refused>,
+    ) {
+        let Some(first) = refused.first() else { return };
+        let offset = batch.records[first.index].offset;
+        let (reason, why) = (first.reason, first.error.clone());
+        refused.clear();
+        cut(batch, offset);
+        self.stop_partition((batch.partition, offset), reason, &why);
+    }
+
+    /// Under ON_REFUSED=dead-letter: each row the sink refused goes to
+    /// DLQ_TOPIC with its batch.
+    fn dead_letter_refused(&mut self, batch: &mut Batch<Letter>, refused: &[sink::Refused]) {
+        for r in refused {
+            let record = &batch.records[r.index];
+            let letter = self.dead_letter(
+                (record.partition, record.offset),
+                // The batch keeps a missing key as an empty one: a
+                // letter has no key where the message had none.
+                (
+                    Some(batch.key(record)).filter(|k| !k.is_empty()),
+                    Some(batch.payload(record)),
+                ),
+                r.reason,
+                r.error.clone(),
+            );
+            batch.dead_letters.push(letter);
+        }
+    }
+
+    /// A written batch's bookkeeping: the audit log, the metrics, and its
+    /// offset stored for the commit.
+    fn finish(&mut self, batch: Batch<Letter>, refused: &[sink::Refused], took: f64) {
+        let written = batch.records.len() - refused.len();
+        if let Some(audit) = self.audit {
+            let stored = (0..batch.records.len())
+                .filter(|i| !refused.iter().any(|r| r.index == *i))
+                .map(|i| &batch.records[i]);
+            // Before the commit: a committed offset is always in the log.
+            while let Err(e) = audit.written(stored.clone()) {
+                tracing::error!(partition = batch.partition, error = %e, "audit log write failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
             }
+        }
+        // Busy time is the write that succeeded: an outage's retries
+        // are not capacity in use.
+        self.metrics.batch_seconds.observe(took);
+        self.metrics.busy_seconds.inc_by(took);
+        self.metrics.processed.inc_by(written as u64);
+        if let Some((partition, offset)) = self.batcher.finish(batch) {
+            self.store(partition, offset);
         }
     }
 
@@ -275,16 +376,13 @@ impl Loop<'_> {
     /// refused. None when SIGTERM came first: the batch is then left
     /// unwritten and uncommitted, with the batches after it, for the
     /// partition's next owner.
-    fn write(&mut self, batch: &Batch<Letter>) -> Option<(f64, Vec<(usize, String)>)> {
+    fn write(&mut self, batch: &Batch<Letter>) -> Option<(f64, sink::Written)> {
         let mut attempt = 0u32;
         loop {
             let started = now();
             match self.sink.write(batch) {
                 Ok(written) => {
-                    return Some((
-                        now().duration_since(started).as_secs_f64(),
-                        written.rejected,
-                    ));
+                    return Some((now().duration_since(started).as_secs_f64(), written));
                 }
                 Err(e) => {
                     attempt += 1;
@@ -324,10 +422,10 @@ impl Loop<'_> {
 
     /// Waits for every dead letter's acknowledgement, sending again the
     /// ones the broker refused or that timed out, and serving the group
-    /// while it waits; false when SIGTERM came first.
-    fn dead_letters_acknowledged(&mut self, batch: &mut Batch<Letter>) -> bool {
+    /// while it waits.
+    fn dead_letters_acknowledged(&mut self, batch: &mut Batch<Letter>) -> Acknowledged {
         let Some((producer, topic)) = self.dlq else {
-            return true;
+            return Acknowledged::All;
         };
         let (partition, id) = (batch.partition, batch.id());
         for letter in batch.dead_letters.iter_mut().flatten() {
@@ -336,14 +434,14 @@ impl Loop<'_> {
                 let outcome = match letter.delivery.as_mut().map(FutureExt::now_or_never) {
                     Some(None) => {
                         if self.stop.load(Ordering::Relaxed) {
-                            return false;
+                            return Acknowledged::Stopping;
                         }
                         // A rebalance must not wait on a slow broker: once
                         // the partition is gone, its next owner re-reads
                         // the batch and nothing of it is stored here.
                         self.poll(DELIVERY_CHECK);
                         if !self.batcher.owns(id) {
-                            return true;
+                            return Acknowledged::All;
                         }
                         continue;
                     }
@@ -353,14 +451,40 @@ impl Loop<'_> {
                     None => "not queued".to_owned(),
                 };
                 attempt += 1;
+                if attempt >= DEAD_LETTER_ATTEMPTS {
+                    return Acknowledged::Undeliverable {
+                        offset: letter.offset,
+                        error: outcome,
+                    };
+                }
                 tracing::error!(partition, attempt, error = %outcome, "dead letter not acknowledged; sending again");
                 if self.stop.load(Ordering::Relaxed) {
-                    return false;
+                    return Acknowledged::Stopping;
                 }
                 sleep_unless(self.stop, retry_backoff(attempt));
                 letter.send(producer, topic);
             }
         }
-        true
+        Acknowledged::All
     }
+}
+
+/// What became of a batch's dead letters.
+enum Acknowledged {
+    /// Each is in DLQ_TOPIC (or the partition was revoked meanwhile).
+    All,
+    /// SIGTERM came first.
+    Stopping,
+    /// The one of the message at `offset` could not be delivered.
+    Undeliverable { offset: i64, error: String },
+}
+
+/// Ends `batch` before `offset`: the records from it on are not committed
+/// (the next owner reads them again).
+fn cut(batch: &mut Batch<Letter>, offset: i64) {
+    batch.records.retain(|r| r.offset < offset);
+    batch
+        .dead_letters
+        .retain(|l| l.as_ref().is_none_or(|l| l.offset < offset));
+    batch.next_offset = offset;
 }

@@ -8,6 +8,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 /// How long the broker has to acknowledge a dead letter before it is sent
 /// again (and the failure logged), instead of librdkafka's 5 minutes.
 const DEAD_LETTER_TIMEOUT_MS: &str = "30000";
+/// How long creating a missing DLQ_TOPIC may take.
+const CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An invalid message on its way to the dead-letter topic.
 pub struct DeadLetter {
@@ -58,8 +60,9 @@ impl DeadLetter {
     }
 }
 
-/// The producer of dead letters to `topic` (DLQ_TOPIC), once the topic is
-/// known to exist: letters to a missing topic would expire unseen (MSK
+/// The producer of dead letters to `topic` (DLQ_TOPIC), once the topic
+/// exists: created here with one partition (and the brokers' replication)
+/// when missing, since letters to a missing topic would expire unseen (MSK
 /// creates no topic on first use). A FutureProducer polls itself, so its
 /// own MSK IAM token is served too.
 pub fn producer(
@@ -72,6 +75,12 @@ pub fn producer(
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS)
         .create_with_context(settings.context())?;
+    match kafka_admin::create_topic(producer.client(), topic, 1, -1, CREATE_TIMEOUT) {
+        Ok(created) => tracing::info!(topic, created, "dead-letter topic ensured"),
+        // Not allowed to create, or unreachable: whether it exists says
+        // which, next.
+        Err(e) => tracing::warn!(topic, error = %e, "dead-letter topic not created"),
+    }
     kafka_settings::ensure_topic_of(
         producer.client(),
         (topic, "DLQ_TOPIC"),

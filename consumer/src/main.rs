@@ -82,6 +82,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         sink: &mut sink,
         topic: &args.topic,
         dlq: dlq.as_ref().zip(args.dlq_topic.as_deref()),
+        on_refused: args.on_refused,
         audit: audit.as_deref(),
         stop: &stop,
         invalid_log: InvalidLog::default(),

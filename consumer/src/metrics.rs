@@ -26,11 +26,15 @@ pub struct Metrics {
     pub lag: Family<PartitionLabel, Gauge>,
     pub busy_seconds: Counter<f64, AtomicU64>,
     pub invalid: Family<ReasonLabel, Counter>,
+    pub duplicates: Counter,
+    pub stopped_partitions: Gauge,
+    /// Why /healthz fails, once something a restart can fix went wrong.
+    unhealthy: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// not_json, empty, not_storable or rejected_by_sink.
+    /// not_json, empty, not_storable, rejected_by_sink or conflict.
     pub reason: String,
 }
 
@@ -49,6 +53,9 @@ impl Metrics {
             lag: Family::default(),
             busy_seconds: Counter::default(),
             invalid: Family::default(),
+            duplicates: Counter::default(),
+            stopped_partitions: Gauge::default(),
+            unhealthy: std::sync::Mutex::new(None),
         };
         registry.register(
             "kafka_messages_processed",
@@ -77,8 +84,18 @@ impl Metrics {
         );
         registry.register(
             "kafka_consumer_invalid_messages",
-            "Messages that are not valid trades, by reason (not_json, empty, not_storable, rejected_by_sink)",
+            "Messages that are not valid trades, by reason (not_json, empty, not_storable, rejected_by_sink, conflict)",
             m.invalid.clone(),
+        );
+        registry.register(
+            "kafka_consumer_duplicate_trades",
+            "Trades already stored exactly as read (a batch read again after a rebalance or a crash)",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "kafka_consumer_stopped_partitions",
+            "Partitions stopped at a message that cannot be stored (ON_REFUSED=stop-partition) or whose dead letter cannot be delivered",
+            m.stopped_partitions.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -97,6 +114,21 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Makes /healthz fail with `cause`: Kubernetes restarts the pod.
+    pub fn fail_health(&self, cause: String) {
+        *self.unhealthy.lock().expect("health lock") = Some(cause);
+    }
+
+    fn health(&self) -> Result<&'static str, (axum::http::StatusCode, String)> {
+        match &*self.unhealthy.lock().expect("health lock") {
+            None => Ok("ok\n"),
+            Some(cause) => Err((
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("{cause}\n"),
+            )),
+        }
     }
 
     /// Forgets the lag of partitions this consumer no longer owns.
@@ -122,7 +154,10 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             "/metrics",
             get(|State(m): State<Arc<Metrics>>| async move { m.encode() }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(|State(m): State<Arc<Metrics>>| async move { m.health() }),
+        )
         .with_state(metrics);
     let _ = axum::serve(listener, router).await;
 }

@@ -47,11 +47,25 @@ pub fn storable(t: &TradeRef<'_>) -> Result<(), String> {
 }
 
 /// What a write did with a batch, once it returned Ok: every record is
-/// durable except the ones the sink refused for their data (each with the
-/// sink's reason), which go to the dead-letter topic.
+/// durable (written now, or stored before exactly as read) except the ones
+/// refused, which go to the dead-letter topic.
 #[derive(Debug, Default)]
 pub struct Written {
-    pub rejected: Vec<(usize, String)>,
+    /// In the order of the batch.
+    pub refused: Vec<Refused>,
+    /// Records already stored exactly as read: a batch read again.
+    pub duplicates: usize,
+}
+
+/// A record the sink did not store.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its index in the batch.
+    pub index: usize,
+    /// `rejected_by_sink` (the database refused its data) or `conflict`
+    /// (its trade_id is stored with other values).
+    pub reason: &'static str,
+    pub error: String,
 }
 
 /// Where batches go. A write returns only once the batch is durable; an
@@ -91,10 +105,13 @@ pub enum Cost {
 }
 
 /// One multi-row INSERT per batch into `trades`, idempotent on `trade_id`,
-/// so a batch replayed after a crash writes no duplicates. A connection
-/// the server closed (a restart, a failover) is opened again by the next
-/// write. A batch the table refuses for its data (SQLSTATE class 22, 23 or 54,
-/// e.g. a CHECK constraint) is written row by row, and only the refused
+/// so a batch replayed after a crash writes no duplicates. Every row the
+/// insert skips for its trade_id is accounted for: stored before exactly
+/// as read, it is a counted duplicate; stored with other values (another
+/// trade reusing the id), it is refused as a `conflict`. A connection the
+/// server closed (a restart, a failover) is opened again by the next
+/// write. A batch the table refuses for its data (SQLSTATE class 22, 23 or
+/// 54, e.g. a CHECK constraint) is written row by row, and only the refused
 /// rows are rejected.
 pub struct Postgres {
     url: String,
@@ -118,7 +135,10 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
 
 const INSERT: &str = "INSERT INTO trades (trade_id, account_id, symbol, side, quantity, price, trade_time, account_seq, kafka_partition, kafka_offset) VALUES ";
 
-const CONFLICT: &str = " ON CONFLICT (trade_id) DO NOTHING";
+const CONFLICT: &str = " ON CONFLICT (trade_id) DO NOTHING RETURNING trade_id";
+
+/// Whether a trade is stored exactly as a row would write it.
+const STORED_AS: &str = "SELECT 1 FROM trades WHERE trade_id = $1 AND account_id = $2 AND symbol = $3 AND side = $4 AND quantity = $5 AND price = $6 AND trade_time = to_timestamp($7::double precision / 1000) AND account_seq = $8";
 
 const COLUMNS: usize = 10;
 
@@ -263,28 +283,65 @@ impl Postgres {
             .zip(&batch.records)
             .map(|(t, r)| Row::new(t, r))
             .collect();
-        let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
         let client = self.client()?;
-        match client.execute(values(rows.len()).as_str(), &params) {
-            Ok(_) => Ok(Written::default()),
+        let mut written = Written::default();
+        let inserted = match insert(client, &rows) {
+            Ok(inserted) => inserted,
             Err(e) if refused_data(&e) => {
                 tracing::warn!(
                     error = describe(&e),
                     rows = rows.len(),
                     "PostgreSQL refused a row of the batch: writing it row by row"
                 );
-                let single = values(1);
-                let mut written = Written::default();
-                for (i, row) in rows.iter().enumerate() {
-                    match client.execute(single.as_str(), &row.params()) {
-                        Ok(_) => {}
-                        Err(e) if refused_data(&e) => written.rejected.push((i, describe(&e))),
+                let mut inserted = Vec::with_capacity(rows.len());
+                for (index, row) in rows.iter().enumerate() {
+                    match insert(client, std::slice::from_ref(row)) {
+                        Ok(one) => inserted.extend(one),
+                        Err(e) if refused_data(&e) => {
+                            written.refused.push(Refused {
+                                index,
+                                reason: "rejected_by_sink",
+                                error: describe(&e),
+                            });
+                            // Refused, not skipped.
+                            inserted.push(true);
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Ok(written)
+                inserted
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        for (index, row) in rows.iter().enumerate().filter(|(i, _)| !inserted[*i]) {
+            let stored = client.query_opt(STORED_AS, &row.params()[..8])?;
+            if stored.is_some() {
+                written.duplicates += 1;
+            } else {
+                written.refused.push(Refused {
+                    index,
+                    reason: "conflict",
+                    error: format!(
+                        "trade_id {:?} is already stored with other values",
+                        row.trade_id
+                    ),
+                });
+            }
         }
+        written.refused.sort_by_key(|r| r.index);
+        Ok(written)
     }
+}
+
+/// Inserts `rows` in one statement: per row, whether it was inserted
+/// (false: skipped, its trade_id already stored, or earlier in `rows`).
+fn insert(client: &mut postgres::Client, rows: &[Row<'_>]) -> Result<Vec<bool>, postgres::Error> {
+    let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
+    let mut returned: std::collections::HashSet<String> = client
+        .query(values(rows.len()).as_str(), &params)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // The first row of an id is the one inserted.
+    Ok(rows.iter().map(|r| returned.remove(r.trade_id)).collect())
 }

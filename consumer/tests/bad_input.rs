@@ -1,5 +1,6 @@
-//! trade-consumer facing bad input: clear errors at start, and messages
-//! that are not trades never stop a partition.
+//! trade-consumer facing bad input: clear errors at start; messages that
+//! cannot be stored go to the dead-letter topic, or stop their partition
+//! uncommitted when ON_REFUSED=stop-partition: never committed and lost.
 // Each test is a scenario against real processes, read top to bottom.
 #![allow(clippy::too_many_lines)]
 // Tests wait on real processes: reading the clock is their job.
@@ -18,6 +19,7 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         &[],
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1".into()),
+            ("DLQ_TOPIC", "dead-letters".into()),
             ("METRICS_PORT", free_port().to_string()),
         ],
     );
@@ -35,6 +37,7 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
             ("KAFKA_TOPIC", "absent".into()),
+            ("DLQ_TOPIC", "dead-letters".into()),
             ("METRICS_PORT", free_port().to_string()),
         ],
     );
@@ -57,6 +60,7 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
             &[],
             &[
                 ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+                ("DLQ_TOPIC", "dead-letters".into()),
                 (var, value.into()),
             ],
         );
@@ -76,6 +80,7 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         &[],
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("DLQ_TOPIC", "dead-letters".into()),
             ("SINK", "postgres".into()),
         ],
     );
@@ -86,23 +91,18 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         "{}",
         p.logs()
     );
-    // Dead letters to a missing topic would expire unseen: refused at start.
-    broker.create_topic("trades-present", 1);
+    // Without a dead-letter topic a refused message would be committed and
+    // kept nowhere: refused at start, naming both ways out.
     let mut p = Process::start(
         CONSUMER,
         &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", "trades-present".into()),
-            ("DLQ_TOPIC", "dead-letters-absent".into()),
-        ],
+        &[("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())],
     );
     assert!(!p.wait(Duration::from_secs(30)).success());
+    let logs = p.logs();
     assert!(
-        p.logs()
-            .contains("topic dead-letters-absent (DLQ_TOPIC) does not exist"),
-        "{}",
-        p.logs()
+        logs.contains("DLQ_TOPIC is required") && logs.contains("ON_REFUSED=stop-partition"),
+        "{logs}"
     );
     // One INSERT carries at most 65,535 parameters: 6,553 trades.
     let mut p = Process::start(
@@ -110,6 +110,7 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         &[],
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("DLQ_TOPIC", "dead-letters".into()),
             ("SINK", "postgres".into()),
             (
                 "DATABASE_URL",
@@ -204,9 +205,9 @@ fn assert_dead_lettered(
 fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     let broker = Tansu::start();
     let topic = unique("trades");
+    // Not created here: the consumer creates a missing DLQ_TOPIC.
     let dlq = unique("trades-dlq");
     broker.create_topic(&topic, 1);
-    broker.create_topic(&dlq, 1);
     let (first, second) = (trade(1, "AAPL", 1, 0), trade(2, "AAPL", 1, 0));
     // 500 malformed messages between two trades: all dead-lettered, one
     // log line.
@@ -336,6 +337,100 @@ fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
+/// ON_REFUSED=stop-partition: the partition stops at the first message
+/// that cannot be stored; what came before it is written and committed,
+/// nothing from it on, and a consumer that takes the partition over stops
+/// at the same message.
+#[test]
+fn stop_partition_keeps_a_refused_message_and_all_after_it_uncommitted() {
+    let broker = Tansu::start();
+    let topic = unique("trades");
+    broker.create_topic(&topic, 1);
+    let (first, third) = (trade(1, "AAPL", 1, 0), trade(3, "AAPL", 1, 0));
+    let payloads: Vec<&[u8]> = vec![first.as_bytes(), b"not json {", third.as_bytes()];
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
+    let group = unique("g");
+    let start = |port: u16| {
+        Process::start(
+            CONSUMER,
+            &[],
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+                ("KAFKA_TOPIC", topic.clone()),
+                ("CONSUMER_GROUP", group.clone()),
+                ("BATCH_PROCESSING_TIME", "0".into()),
+                ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
+                ("ON_REFUSED", "stop-partition".into()),
+                ("METRICS_PORT", port.to_string()),
+            ],
+        )
+    };
+    let stopped = |port: u16, processed: u32| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        eventually(Duration::from_secs(30), "the partition stopped", || {
+            let (_, m) = http_get(addr, "/metrics");
+            (m.contains("kafka_consumer_stopped_partitions 1")
+                && m.contains(&format!("kafka_messages_processed_total {processed}")))
+            .then_some(m)
+        });
+        // A restart cannot fix the message: health stays ok.
+        assert_eq!(http_get(addr, "/healthz").0, 200);
+    };
+    let port = free_port();
+    let mut p = start(port);
+    stopped(port, 1);
+    let logs = p.logs();
+    assert!(logs.contains("partition stopped"), "{logs}");
+    assert!(p.terminate(Duration::from_secs(20)).success());
+    // Committed up to the refused message: the next owner stops on it at once.
+    let port = free_port();
+    let mut p = start(port);
+    stopped(port, 0);
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
+/// Every row the insert skips for its trade_id is accounted for: the same
+/// trade read again is a counted duplicate, another trade reusing the id is
+/// dead-lettered as a conflict, never committed and lost.
+#[test]
+fn a_reused_trade_id_is_a_conflict_and_a_trade_read_again_a_duplicate() {
+    let (broker, db, topic, dlq) = broker_and_database();
+    let reused = trade(1, "MSFT", 9, 0);
+    let messages = [
+        trade(1, "AAPL", 5, 0),
+        trade(1, "AAPL", 5, 0),
+        reused.clone(),
+    ];
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
+    let port = free_port();
+    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(
+        Duration::from_secs(30),
+        "the conflict dead-lettered",
+        || (broker.high_watermarks(&dlq) == [1]).then_some(()),
+    );
+    let (_, m) = http_get(addr, "/metrics");
+    assert!(m.contains("kafka_consumer_duplicate_trades_total 1"), "{m}");
+    assert!(
+        m.contains(r#"kafka_consumer_invalid_messages_total{reason="conflict"} 1"#),
+        "{m}"
+    );
+    let letters = broker.messages(&dlq);
+    assert_eq!(letters[0].payload, reused.as_bytes());
+    assert_eq!(letters[0].header("source.offset"), Some("2"));
+    let error = letters[0].header("error").unwrap_or_default();
+    assert!(error.starts_with("conflict: trade_id \"t-1\""), "{error}");
+    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    let symbol: String = sql
+        .query_one("SELECT symbol FROM trades WHERE trade_id = 't-1'", &[])
+        .expect("the first trade stored")
+        .get(0);
+    assert_eq!(symbol, "AAPL");
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
 /// With MSK IAM, librdkafka holds every request until the application serves
 /// its token-refresh event; the consumer serves it before its first request,
 /// so the token is signed even though the brokers are never reached.
@@ -348,6 +443,7 @@ fn msk_iam_token_is_signed_before_the_first_request() {
             format!("127.0.0.1:{}", free_port()),
         ),
         ("KAFKA_AUTH", "msk-iam".to_owned()),
+        ("DLQ_TOPIC", "dead-letters".to_owned()),
         ("METRICS_PORT", free_port().to_string()),
         ("RUST_LOG", "info".to_owned()),
     ]);

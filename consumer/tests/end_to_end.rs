@@ -28,6 +28,7 @@ fn consumer(broker: &Tansu, topic: &str, group: &str, db: &Postgres) -> Process 
             ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
             ("KAFKA_TOPIC", topic.to_owned()),
             ("CONSUMER_GROUP", group.to_owned()),
+            ("DLQ_TOPIC", format!("{topic}-dlq")),
             ("BATCH_SIZE", "50".into()),
             ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
             ("SINK", "postgres".into()),

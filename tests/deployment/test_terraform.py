@@ -11,12 +11,14 @@ from repo import INFRA, blocks, checkov, default, evaluate, helm_values, strip_q
 
 CLUSTER = "${aws_msk_cluster.this.arn}"
 TOPIC = "${local.msk_topic_arn}"
+DLQ = "${local.msk_dlq_arn}"
 GROUP = "${local.msk_group_arn}"
 
-# What each workload may do on MSK, and on which resource. The issue's list,
-# plus two grants the product needs (see infra-tf/iam.tf): the idempotent
-# producer's WriteDataIdempotently, and CreateTopic on the one topic so the
-# producer can create it (brokers do not auto-create topics).
+# What each workload may do on MSK, and on which resource. Reads and group
+# membership, plus what the product needs (see infra-tf/iam.tf): the
+# idempotent producers' WriteDataIdempotently, CreateTopic on the one topic
+# each creates (brokers do not auto-create topics), and the consumer's
+# writes to its dead-letter topic.
 ALLOWED = {
     "scaler": {
         ("kafka-cluster:Connect", CLUSTER),
@@ -25,6 +27,10 @@ ALLOWED = {
     },
     "consumer": {
         ("kafka-cluster:Connect", CLUSTER),
+        ("kafka-cluster:WriteDataIdempotently", CLUSTER),
+        ("kafka-cluster:DescribeTopic", DLQ),
+        ("kafka-cluster:WriteData", DLQ),
+        ("kafka-cluster:CreateTopic", DLQ),
         ("kafka-cluster:DescribeTopic", TOPIC),
         ("kafka-cluster:ReadData", TOPIC),
         ("kafka-cluster:DescribeGroup", GROUP),
@@ -110,6 +116,7 @@ class Iam(unittest.TestCase):
     def test_topic_and_group_arns_name_one_topic_and_one_group(self):
         local = terraform("iam.tf")["locals"][0]
         self.assertRegex(local["msk_topic_arn"], r':topic/"\)\}/\$\{var\.topic\}$')
+        self.assertRegex(local["msk_dlq_arn"], r':topic/"\)\}/\$\{var\.topic\}-dlq$')
         self.assertRegex(local["msk_group_arn"], r':group/"\)\}/\$\{var\.consumer_group\}$')
         for name in ("topic", "consumer_group"):
             self.assertNotIn("*", str(default(name)))

@@ -63,6 +63,7 @@ impl Pool {
                 ("KAFKA_BOOTSTRAP_SERVERS", broker.to_owned()),
                 ("KAFKA_TOPIC", topic.to_owned()),
                 ("CONSUMER_GROUP", group.to_owned()),
+                ("DLQ_TOPIC", format!("{topic}-dlq")),
                 ("PROCESSING_RATE", capacity.to_string()),
                 ("RUST_LOG", "info".to_owned()),
                 (
