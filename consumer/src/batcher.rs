@@ -61,6 +61,11 @@ impl<L> Batch<L> {
     pub fn key(&self, record: &Record) -> &[u8] {
         &self.bytes[record.key.clone()]
     }
+
+    /// Messages in the batch: trades and dead letters.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.dead_letters.len()
+    }
 }
 
 /// A partition's state.
@@ -163,18 +168,25 @@ impl<L> Batcher<L> {
             key: start..split,
             payload: split..batch.bytes.len(),
         });
-        batch.records.len() >= batch_size
+        batch.len() >= batch_size
     }
 
     /// Adds a message that is not a trade: it is committed with its batch,
     /// once its dead letter is acknowledged.
-    pub fn push_dead_letter(&mut self, (partition, offset): (i32, i64), letter: L, now: Instant) {
+    /// True when its batch is full: dead letters count toward BATCH_SIZE.
+    pub fn push_dead_letter(
+        &mut self,
+        (partition, offset): (i32, i64),
+        letter: L,
+        now: Instant,
+    ) -> bool {
         if self.is_stopped(partition) {
-            return;
+            return false;
         }
-        self.pending(partition, offset, now)
-            .dead_letters
-            .push(letter);
+        let batch_size = self.batch_size;
+        let batch = self.pending(partition, offset, now);
+        batch.dead_letters.push(letter);
+        batch.len() >= batch_size
     }
 
     /// Stops `partition` at `offset`: the messages read before it are
@@ -192,7 +204,7 @@ impl<L> Batcher<L> {
         }
     }
 
-    fn is_stopped(&self, partition: i32) -> bool {
+    pub fn is_stopped(&self, partition: i32) -> bool {
         usize::try_from(partition)
             .ok()
             .and_then(|i| self.slots.get(i))
@@ -212,7 +224,7 @@ impl<L> Batcher<L> {
         let mut due = Vec::new();
         for slot in &mut self.slots {
             let ready = slot.pending.as_ref().is_some_and(|b| {
-                all || b.records.len() >= batch_size || now.duration_since(b.started) >= timeout
+                all || b.len() >= batch_size || now.duration_since(b.started) >= timeout
             });
             if ready && !slot.in_flight {
                 slot.in_flight = true;

@@ -32,6 +32,9 @@ const DELIVERY_CHECK: Duration = Duration::from_millis(20);
 /// Sends of one dead letter before its partition stops: with the 30 s
 /// delivery timeout and the backoff between them, about five minutes.
 const DEAD_LETTER_ATTEMPTS: u32 = 10;
+/// Failed writes of one batch before /healthz fails: with the backoff
+/// between them (200 ms more each time, at most 5 s), about two minutes.
+const WRITE_ATTEMPTS_HEALTHY: u32 = 40;
 
 /// The consumer's clock: batches time out, writes are timed, retries wait.
 #[allow(clippy::disallowed_methods)]
@@ -45,14 +48,6 @@ fn retry_backoff(attempt: u32) -> Duration {
     Duration::from_millis(200 * u64::from(attempt.min(25)))
 }
 
-/// Sleeps for `duration`, or less if `stop` is set meanwhile.
-fn sleep_unless(stop: &AtomicBool, duration: Duration) {
-    let until = now() + duration;
-    while !stop.load(Ordering::Relaxed) && now() < until {
-        std::thread::sleep(POLL_TIMEOUT.min(until.saturating_duration_since(now())));
-    }
-}
-
 pub struct Loop<'a> {
     pub consumer: &'a BaseConsumer<GroupContext>,
     pub batcher: Batcher<Letter>,
@@ -64,6 +59,18 @@ pub struct Loop<'a> {
     pub audit: Option<&'a AuditLog>,
     pub stop: &'a AtomicBool,
     pub invalid_log: InvalidLog,
+    pub held: Held,
+}
+
+/// Partitions paused because their next batch filled while batches were
+/// being written: nothing more of them is read until it is taken, so no
+/// batch outgrows BATCH_SIZE and memory stays bounded however long a write
+/// or a dead letter's acknowledgement takes.
+#[derive(Default)]
+pub struct Held {
+    /// Inside `write_due`: a full batch cannot be taken at once.
+    writing: bool,
+    partitions: Vec<i32>,
 }
 
 /// Invalid messages are logged at most once per partition every
@@ -172,7 +179,7 @@ impl Loop<'_> {
                 .map_err(|e| ("not_json", e.to_string()))
                 .and_then(|trade| sink::storable(&trade).map_err(|e| ("not_storable", e))),
         };
-        match checked {
+        let full = match checked {
             Ok(()) => self.batcher.push(
                 at,
                 message.key().unwrap_or_default(),
@@ -187,9 +194,41 @@ impl Loop<'_> {
             Err((reason, why)) => {
                 // Not a trade: counted, logged, dead-lettered, then committed.
                 let letter = self.dead_letter(at, (message.key(), message.payload()), reason, why);
-                self.batcher.push_dead_letter(at, letter, now);
-                false
+                self.batcher.push_dead_letter(at, letter, now)
             }
+        };
+        if full && self.held.writing {
+            self.hold(at.0);
+        }
+        full
+    }
+
+    /// Pauses a partition whose batch is full while others are written.
+    fn hold(&mut self, partition: i32) {
+        if self.held.partitions.contains(&partition) {
+            return;
+        }
+        let mut list = TopicPartitionList::with_capacity(1);
+        list.add_partition(self.topic, partition);
+        match self.consumer.pause(&list) {
+            Ok(()) => self.held.partitions.push(partition),
+            Err(e) => tracing::warn!(partition, error = %e, "full partition not paused"),
+        }
+    }
+
+    /// Resumes the held partitions (their batches have been taken).
+    fn release(&mut self) {
+        if self.held.partitions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::with_capacity(self.held.partitions.len());
+        for partition in self.held.partitions.drain(..) {
+            if !self.batcher.is_stopped(partition) {
+                list.add_partition(self.topic, partition);
+            }
+        }
+        if let Err(e) = self.consumer.resume(&list) {
+            tracing::warn!(error = %e, "held partitions not resumed");
         }
     }
 
@@ -217,9 +256,11 @@ impl Loop<'_> {
         );
     }
 
-    /// Resumes the stopped ones of `partitions`.
-    fn resume(&self, partitions: &[i32]) {
-        if self.batcher.stopped() == 0 {
+    /// Resumes the stopped or held ones of `partitions`.
+    fn resume(&mut self, partitions: &[i32]) {
+        let held = self.held.partitions.len();
+        self.held.partitions.retain(|p| !partitions.contains(p));
+        if self.batcher.stopped() == 0 && held == self.held.partitions.len() {
             return;
         }
         let mut list = TopicPartitionList::with_capacity(partitions.len());
@@ -256,7 +297,23 @@ impl Loop<'_> {
     /// Writes the due batches (all of them when `all`), each after the one
     /// before it of its partition, and stores the written offsets.
     pub fn write_due(&mut self, all: bool) {
-        for mut batch in self.batcher.take_due(now(), all) {
+        self.held.writing = true;
+        // Batches that fill meanwhile are taken too, before the partitions
+        // held for them read on.
+        loop {
+            let due = self.batcher.take_due(now(), all);
+            if due.is_empty() || !self.write_batches(due) {
+                break;
+            }
+        }
+        self.held.writing = false;
+        self.release();
+    }
+
+    /// Writes `batches` in turn; false when stopping leaves them unwritten.
+    fn write_batches(&mut self, batches: Vec<Batch<Letter>>) -> bool {
+        for mut batch in batches {
+            self.metrics.batch_messages.observe(batch.len() as f64);
             // Serve the group between batches: a rebalance waits for every
             // member's poll, and writing a large backlog takes seconds.
             self.poll(Duration::ZERO);
@@ -268,13 +325,17 @@ impl Loop<'_> {
                 );
                 continue;
             }
-            let Some((took, written)) = self.write(&batch) else {
-                tracing::warn!(
-                    partition = batch.partition,
-                    "stopping while a batch write fails: it stays uncommitted for the next owner"
-                );
-                self.batcher.abandon();
-                return;
+            let (took, written) = match self.write(&batch) {
+                Write::Done(took, written) => (took, written),
+                Write::Revoked => continue,
+                Write::Stopping => {
+                    tracing::warn!(
+                        partition = batch.partition,
+                        "stopping while a batch write fails: it stays uncommitted for the next owner"
+                    );
+                    self.batcher.abandon();
+                    return false;
+                }
             };
             self.metrics.duplicates.inc_by(written.duplicates as u64);
             let mut refused = written.refused;
@@ -290,7 +351,7 @@ impl Loop<'_> {
                         "stopping before the dead letters were acknowledged: the batch stays uncommitted for the next owner"
                     );
                     self.batcher.abandon();
-                    return;
+                    return false;
                 }
                 Acknowledged::Undeliverable { offset, error } => {
                     refused.retain(|r| batch.records[r.index].offset < offset);
@@ -304,11 +365,17 @@ impl Loop<'_> {
                         "dead_letter_undeliverable",
                         &cause,
                     );
-                    self.metrics.fail_health(cause);
+                    self.metrics.fail_health("dead letters", cause);
                 }
+            }
+            if !self.batcher.owns(batch.id()) {
+                // Revoked while its dead letters were waited for: its next
+                // owner writes, counts and audits it.
+                continue;
             }
             self.finish(batch, &refused, took);
         }
+        true
     }
 
     /// Under ON_REFUSED=stop-partition: the batch ends before the first row
@@ -372,38 +439,64 @@ impl Loop<'_> {
     }
 
     /// Writes a batch, retrying until it is written (skipping it would lose
-    /// it): the seconds the successful write took and the records the sink
-    /// refused. None when SIGTERM came first: the batch is then left
-    /// unwritten and uncommitted, with the batches after it, for the
-    /// partition's next owner.
-    fn write(&mut self, batch: &Batch<Letter>) -> Option<(f64, sink::Written)> {
+    /// it), serving the group between attempts: a rebalance or a new
+    /// member never waits for the sink to come back. Stopping or a
+    /// revocation leaves the batch unwritten and uncommitted, with the
+    /// batches after it, for the partition's next owner.
+    fn write(&mut self, batch: &Batch<Letter>) -> Write {
         let mut attempt = 0u32;
         loop {
             let started = now();
-            match self.sink.write(batch) {
+            let error = match self.sink.write(batch) {
                 Ok(written) => {
-                    return Some((now().duration_since(started).as_secs_f64(), written));
-                }
-                Err(e) => {
-                    attempt += 1;
-                    if self.stop.load(Ordering::Relaxed) {
-                        tracing::warn!(
-                            partition = batch.partition,
-                            attempt,
-                            error = format!("{e:#}"),
-                            "batch write failed at SIGTERM"
-                        );
-                        return None;
+                    if attempt >= WRITE_ATTEMPTS_HEALTHY {
+                        self.metrics.restore_health("writes");
                     }
-                    tracing::error!(
-                        partition = batch.partition,
-                        attempt,
-                        error = format!("{e:#}"),
-                        "batch write failed; retrying"
-                    );
-                    sleep_unless(self.stop, retry_backoff(attempt));
+                    return Write::Done(now().duration_since(started).as_secs_f64(), written);
                 }
+                Err(e) => format!("{e:#}"),
+            };
+            attempt += 1;
+            self.metrics.write_failures.inc();
+            if self.stop.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    partition = batch.partition,
+                    attempt,
+                    error,
+                    "batch write failed at SIGTERM"
+                );
+                return Write::Stopping;
             }
+            tracing::error!(
+                partition = batch.partition,
+                attempt,
+                error,
+                "batch write failed; retrying"
+            );
+            if attempt == WRITE_ATTEMPTS_HEALTHY {
+                // Retrying has not helped: a new process might (a stale
+                // connection pool, a DNS change); Kubernetes restarts it.
+                self.metrics.fail_health(
+                    "writes",
+                    format!("batch writes failing after {attempt} attempts: {error}"),
+                );
+            }
+            self.serve_for(retry_backoff(attempt));
+            if !self.batcher.owns(batch.id()) {
+                tracing::info!(
+                    partition = batch.partition,
+                    "revoked while its batch write was retried: dropped, the new owner re-reads it"
+                );
+                return Write::Revoked;
+            }
+        }
+    }
+
+    /// Polls for `duration`, or less if SIGTERM comes meanwhile.
+    fn serve_for(&mut self, duration: Duration) {
+        let until = now() + duration;
+        while !self.stop.load(Ordering::Relaxed) && now() < until {
+            self.poll(POLL_TIMEOUT.min(until.saturating_duration_since(now())));
         }
     }
 
@@ -461,12 +554,26 @@ impl Loop<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     return Acknowledged::Stopping;
                 }
-                sleep_unless(self.stop, retry_backoff(attempt));
+                self.serve_for(retry_backoff(attempt));
+                if !self.batcher.owns(id) {
+                    return Acknowledged::All;
+                }
                 letter.send(producer, topic);
             }
         }
         Acknowledged::All
     }
+}
+
+/// What became of a batch's write.
+enum Write {
+    /// Written: the seconds the successful write took, and what the sink
+    /// refused.
+    Done(f64, sink::Written),
+    /// The partition went to another member meanwhile.
+    Revoked,
+    /// SIGTERM came first.
+    Stopping,
 }
 
 /// What became of a batch's dead letters.

@@ -27,7 +27,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use args::Args;
 use audit::AuditLog;
 use batcher::Batcher;
-use consume::{InvalidLog, Loop};
+use consume::{Held, InvalidLog, Loop};
 use metrics::Metrics;
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +86,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         audit: audit.as_deref(),
         stop: &stop,
         invalid_log: InvalidLog::default(),
+        held: Held::default(),
     };
     consumer_loop.poll_until_stopped();
     tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");

@@ -28,8 +28,11 @@ pub struct Metrics {
     pub invalid: Family<ReasonLabel, Counter>,
     pub duplicates: Counter,
     pub stopped_partitions: Gauge,
-    /// Why /healthz fails, once something a restart can fix went wrong.
-    unhealthy: std::sync::Mutex<Option<String>>,
+    pub write_failures: Counter,
+    pub batch_messages: Histogram,
+    /// Why /healthz fails, once something a restart can fix went wrong:
+    /// per kind of failure, its cause.
+    unhealthy: std::sync::Mutex<Vec<(&'static str, String)>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +58,11 @@ impl Metrics {
             invalid: Family::default(),
             duplicates: Counter::default(),
             stopped_partitions: Gauge::default(),
-            unhealthy: std::sync::Mutex::new(None),
+            write_failures: Counter::default(),
+            batch_messages: Histogram::new([
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+            ]),
+            unhealthy: std::sync::Mutex::new(Vec::new()),
         };
         registry.register(
             "kafka_messages_processed",
@@ -97,6 +104,16 @@ impl Metrics {
             "Partitions stopped at a message that cannot be stored (ON_REFUSED=stop-partition) or whose dead letter cannot be delivered",
             m.stopped_partitions.clone(),
         );
+        registry.register(
+            "kafka_consumer_batch_messages",
+            "Messages per batch taken for the sink (never more than BATCH_SIZE)",
+            m.batch_messages.clone(),
+        );
+        registry.register(
+            "kafka_consumer_write_failures",
+            "Batch writes that failed and were retried (the log names each error)",
+            m.write_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -116,19 +133,30 @@ impl Metrics {
             .inc();
     }
 
-    /// Makes /healthz fail with `cause`: Kubernetes restarts the pod.
-    pub fn fail_health(&self, cause: String) {
-        *self.unhealthy.lock().expect("health lock") = Some(cause);
+    /// Makes /healthz fail with `cause` (a failure of `kind`) until it is
+    /// restored: Kubernetes restarts the pod.
+    pub fn fail_health(&self, kind: &'static str, cause: String) {
+        let mut causes = self.unhealthy.lock().expect("health lock");
+        causes.retain(|(k, _)| *k != kind);
+        causes.push((kind, cause));
+    }
+
+    /// /healthz no longer fails for `kind`.
+    pub fn restore_health(&self, kind: &'static str) {
+        let mut causes = self.unhealthy.lock().expect("health lock");
+        causes.retain(|(k, _)| *k != kind);
     }
 
     fn health(&self) -> Result<&'static str, (axum::http::StatusCode, String)> {
-        match &*self.unhealthy.lock().expect("health lock") {
-            None => Ok("ok\n"),
-            Some(cause) => Err((
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("{cause}\n"),
-            )),
+        let causes = self.unhealthy.lock().expect("health lock");
+        if causes.is_empty() {
+            return Ok("ok\n");
         }
+        let text: Vec<&str> = causes.iter().map(|(_, cause)| cause.as_str()).collect();
+        Err((
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", text.join("\n")),
+        ))
     }
 
     /// Forgets the lag of partitions this consumer no longer owns.

@@ -220,6 +220,41 @@ fn values(rows: usize) -> String {
     sql
 }
 
+/// Longest a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest sent data may go unacknowledged before the connection is
+/// given up: a database that vanished from the network (no reset, no
+/// answer) fails the write in seconds, not after TCP's ~15 minutes, so
+/// the retry loop serves the group and SIGTERM is honoured.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle connection is probed after this long, so a dead one is found
+/// before the next batch waits on it.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Longest one statement may run (a full batch takes milliseconds).
+const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// DATABASE_URL's settings, with the timeouts above where it sets none.
+fn settings(url: &str) -> anyhow::Result<postgres::Config> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    config.keepalives(true);
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 3600) {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    let options = config.get_options().unwrap_or_default().to_owned();
+    if !options.contains("statement_timeout") {
+        config.options(format!("{options} -c statement_timeout={STATEMENT_TIMEOUT_MS}").trim());
+    }
+    Ok(config)
+}
+
 /// Whether PostgreSQL refused the data itself (SQLSTATE class 22, data
 /// exception; 23, integrity constraint violation; 54, program limit
 /// exceeded, such as a value too large for its index): retrying the same
@@ -250,7 +285,8 @@ impl Postgres {
     }
 
     fn open(url: &str) -> anyhow::Result<postgres::Client> {
-        let mut client = postgres::Client::connect(url, postgres::NoTls)
+        let mut client = settings(url)?
+            .connect(postgres::NoTls)
             .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
         // Consumers start together: serialize the CREATE (IF NOT EXISTS
         // alone races on the catalog) with a transaction-scoped lock.
@@ -344,4 +380,26 @@ fn insert(client: &mut postgres::Client, rows: &[Row<'_>]) -> Result<Vec<bool>, 
         .collect();
     // The first row of an id is the one inserted.
     Ok(rows.iter().map(|r| returned.remove(r.trade_id)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_gets_the_timeouts_it_does_not_set_itself() {
+        let ours = settings("postgresql://trades@127.0.0.1/settlement").expect("a URL");
+        assert_eq!(ours.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(ours.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(ours.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(ours.get_options(), Some("-c statement_timeout=30000"));
+        let theirs = settings(
+            "postgresql://trades@127.0.0.1/settlement?connect_timeout=20&options=-c%20statement_timeout%3D5000",
+        )
+        .expect("a URL");
+        assert_eq!(theirs.get_connect_timeout(), Some(&Duration::from_secs(20)));
+        assert_eq!(theirs.get_options(), Some("-c statement_timeout=5000"));
+        let error = settings("postgresql://[::1").expect_err("not a URL");
+        assert!(error.to_string().contains("DATABASE_URL"), "{error}");
+    }
 }

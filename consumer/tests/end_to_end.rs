@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use testbed::{Postgres, Process, Tansu, free_port, unique};
+use testbed::{Postgres, Process, Tansu, eventually, free_port, http_get, unique};
 
 const CONSUMER: &str = env!("CARGO_BIN_EXE_trade-consumer");
 
@@ -21,6 +21,11 @@ fn producer_bin() -> String {
 }
 
 fn consumer(broker: &Tansu, topic: &str, group: &str, db: &Postgres) -> Process {
+    consumer_on(broker, topic, group, db, free_port())
+}
+
+/// [`consumer`] with /metrics on `port`.
+fn consumer_on(broker: &Tansu, topic: &str, group: &str, db: &Postgres, port: u16) -> Process {
     Process::start(
         CONSUMER,
         &[],
@@ -33,7 +38,7 @@ fn consumer(broker: &Tansu, topic: &str, group: &str, db: &Postgres) -> Process 
             ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
             ("SINK", "postgres".into()),
             ("DATABASE_URL", db.url()),
-            ("METRICS_PORT", free_port().to_string()),
+            ("METRICS_PORT", port.to_string()),
         ],
     )
 }
@@ -127,7 +132,8 @@ fn a_postgres_outage_under_load_is_ridden_out_and_sigterm_is_honoured_while_retr
     let topic = unique("trades");
     let group = unique("settlement");
     broker.create_topic(&topic, 4);
-    let mut a = consumer(&broker, &topic, &group, &db);
+    let a_port = free_port();
+    let mut a = consumer_on(&broker, &topic, &group, &db, a_port);
     wait_assigned(&a);
     let mut b = consumer(&broker, &topic, &group, &db);
     wait_assigned(&b);
@@ -146,7 +152,15 @@ fn a_postgres_outage_under_load_is_ridden_out_and_sigterm_is_honoured_while_retr
         b.logs()
     );
     assert!(stopping.elapsed() < Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(20));
+    // The group is served while the writes fail: the remaining member takes
+    // over the partitions of the one that left before the database is back.
+    let assignments = |p: &Process| p.logs().matches("partitions assigned").count();
+    eventually(
+        Duration::from_secs(15),
+        "a rebalance during the outage",
+        || (assignments(&a) >= 2).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(15));
     db.restart();
     assert!(
         producer.wait(Duration::from_secs(90)).success(),
@@ -160,6 +174,25 @@ fn a_postgres_outage_under_load_is_ridden_out_and_sigterm_is_honoured_while_retr
         a.logs().contains("reconnected to PostgreSQL"),
         "{}",
         a.logs()
+    );
+    // Served through the outage, yet no batch outgrew BATCH_SIZE (50):
+    // the partitions whose next batch filled were paused.
+    let (_, m) = http_get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], a_port)),
+        "/metrics",
+    );
+    let value = |prefix: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let batches = value("kafka_consumer_batch_messages_count");
+    assert!(batches > 0.0, "{m}");
+    assert_eq!(
+        value("kafka_consumer_batch_messages_bucket{le=\"50.0\"}"),
+        batches,
+        "{m}"
     );
     assert!(a.terminate(Duration::from_secs(20)).success());
 }
