@@ -38,6 +38,7 @@ mod decision;
 mod observation;
 pub mod partitions;
 mod pause;
+mod rebalance;
 mod settings;
 mod sizing;
 mod state;

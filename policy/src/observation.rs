@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::rebalance::Rebalance;
+
 /// Where the inbound rate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -142,6 +144,10 @@ pub struct Observation {
     /// Rebalance pauses timed from the offsets since this scaler started
     /// (None before one, or when members are not reported).
     pub learned_rebalance: Option<LearnedPause>,
+    /// The assignor the offsets showed at the latest timed rebalance
+    /// (which partitions stopped committing); plans use it in place of the
+    /// configured `rebalance`.
+    pub learned_rebalance_kind: Option<Rebalance>,
     /// Start-up times (the workload's spec rising to the members joining)
     /// timed since this scaler started (None before one, or without both
     /// member counts and `scaleTarget`).
@@ -195,6 +201,7 @@ impl Observation {
             last_burst_s: None,
             burst_before_s: None,
             learned_rebalance: None,
+            learned_rebalance_kind: None,
             learned_startup: None,
             members: None,
             target_replicas: None,

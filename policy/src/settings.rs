@@ -7,38 +7,10 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::observation::Observation;
+pub use super::rebalance::Rebalance;
 
 /// Longest window a policy may set, in seconds (one week).
 pub const MAX_SECONDS: f64 = 604_800.0;
-
-/// How a consumer group rebalances when its members change.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Rebalance {
-    /// Every partition pauses, even when the joining pod gets nothing
-    /// (librdkafka's default range,roundrobin assignors).
-    #[default]
-    Eager,
-    /// Only partitions that change owner pause (cooperative-sticky).
-    Cooperative,
-}
-
-impl Rebalance {
-    /// Share of the partitions that pause when the group goes from `from`
-    /// to `to` members: all of them under eager rebalancing; under
-    /// cooperative, those that change owner (the leaving pods' share, or
-    /// the share the joining pods take).
-    pub fn paused_share(self, from: u32, to: u32) -> f64 {
-        let larger = from.max(to);
-        match self {
-            Rebalance::Eager => 1.0,
-            Rebalance::Cooperative if larger == 0 => 0.0,
-            Rebalance::Cooperative => f64::from(larger - from.min(to)) / f64::from(larger),
-        }
-    }
-}
 
 /// Tunables of a named policy (config file `policies.NAME`, or overrides in
 /// trigger metadata under the same names).
@@ -208,15 +180,24 @@ pub enum PartitionCap {
 }
 
 impl Params {
-    /// These params with the rebalance pause and the start-up time the
-    /// samples have shown (the configured `rebalanceSeconds` and
-    /// `startupSeconds` as their priors) in their place.
+    /// These params with the rebalance pause, the assignor and the
+    /// start-up time the samples have shown (the configured
+    /// `rebalanceSeconds` and `startupSeconds` as their priors, the
+    /// configured `rebalance` until a rebalance is seen) in their place.
     pub fn as_learned(&self, obs: &Observation) -> Cow<'_, Params> {
-        if obs.learned_rebalance.is_none() && obs.learned_startup.is_none() {
+        if obs.learned_rebalance.is_none()
+            && obs.learned_startup.is_none()
+            && obs
+                .learned_rebalance_kind
+                .is_none_or(|k| k == self.settings.rebalance)
+        {
             return Cow::Borrowed(self);
         }
         let mut params = self.clone();
         let s = &mut params.settings;
+        if let Some(kind) = obs.learned_rebalance_kind {
+            s.rebalance = kind;
+        }
         if let Some(learned) = obs.learned_rebalance {
             s.rebalance_seconds = learned.with_prior(s.rebalance_seconds);
         }

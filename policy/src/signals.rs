@@ -66,6 +66,7 @@ pub fn observe(
         last_burst_s: carried.last_burst_s,
         burst_before_s: carried.burst_before_s,
         learned_rebalance: carried.rebalance,
+        learned_rebalance_kind: carried.rebalance_kind,
         learned_startup: carried.startup,
         members: now.members,
         target_replicas: now.target_replicas,

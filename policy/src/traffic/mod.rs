@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::LearnedPause;
+use crate::rebalance::Rebalance;
 use crate::sample::Sample;
 use crate::thresholds::NOISE_STANDARD_ERRORS;
 
@@ -80,6 +81,9 @@ pub struct Carried {
     watch: Option<RebalanceWatch>,
     /// Rebalance pauses timed so far.
     pub rebalance: Option<LearnedPause>,
+    /// The assignor the latest timed rebalance showed: whether only the
+    /// moved partitions paused.
+    pub rebalance_kind: Option<Rebalance>,
     /// The scale-up being timed, if the workload's spec rose lately.
     startup_watch: Option<StartupWatch>,
     /// Start-up times timed so far.
@@ -219,8 +223,11 @@ impl Carried {
                 }
             }
         }
-        let (watch, rebalance) =
-            time_rebalance(before, (self.watch.clone(), self.rebalance), sample);
+        let (watch, (rebalance, rebalance_kind)) = time_rebalance(
+            before,
+            (self.watch.clone(), (self.rebalance, self.rebalance_kind)),
+            sample,
+        );
         let (startup_watch, startup) =
             time_startup(before, (self.startup_watch, self.startup), sample);
         Carried {
@@ -231,6 +238,7 @@ impl Carried {
             burst_before_s,
             watch,
             rebalance,
+            rebalance_kind,
             startup_watch,
             startup,
         }

@@ -3,12 +3,18 @@
 //! a start-up from the workload's spec rising until the members join.
 
 use crate::LearnedPause;
+use crate::rebalance::Rebalance;
 use crate::sample::Sample;
 
 /// Longest a pause is timed: a partition still not committing, or a pod
 /// still not in the group, after this long is not waiting for a rebalance
 /// or a start-up (it is gone or stuck), and the observation is dropped.
 const PAUSE_WATCH_S: f64 = 600.0;
+
+/// Partitions that must have had messages to process after a
+/// member-count change for their pauses to tell the assignor: with fewer,
+/// one partition's timing would decide it.
+const MIN_BUSY_FOR_KIND: u32 = 4;
 
 /// A scale-up being timed: from the rise of the workload's spec until the
 /// group has as many members.
@@ -67,17 +73,62 @@ pub(super) struct RebalanceWatch {
     waiting: Vec<Option<i64>>,
     /// The longest a partition went without committing so far.
     longest: f64,
+    /// The members before and after the change.
+    from: u32,
+    to: u32,
+    /// Per partition, its committed offset at the change, until the next
+    /// sample shows which partitions paused; empty when the change came
+    /// while an earlier rebalance's partitions were still paused (which
+    /// partitions pause then says nothing of this change).
+    at_change: Vec<Option<i64>>,
+    /// Partitions that had messages to process by the next sample.
+    busy: u32,
+    /// Of those, the ones that committed nothing: they paused (all of
+    /// them under eager rebalancing, only the moved ones under
+    /// cooperative).
+    paused: u32,
 }
 
-/// Times rebalances (`(watch, learned)` as of the sample `before`, `sample`
+impl RebalanceWatch {
+    /// What the pauses showed of the assignor: eager when more partitions
+    /// paused than halfway from the share a cooperative one moves to all
+    /// of them. None when the change was from no members (nothing moved).
+    fn kind(&self) -> Option<Rebalance> {
+        if self.from == 0 || self.busy < MIN_BUSY_FOR_KIND {
+            return None;
+        }
+        let cooperative = Rebalance::Cooperative.paused_share(self.from, self.to);
+        let paused = f64::from(self.paused) / f64::from(self.busy);
+        Some(if paused > (1.0 + cooperative) / 2.0 {
+            Rebalance::Eager
+        } else {
+            Rebalance::Cooperative
+        })
+    }
+}
+
+/// Rebalances timed so far: how long they paused, and the assignor the
+/// latest one showed.
+pub(super) type Timed = (Option<LearnedPause>, Option<Rebalance>);
+
+/// Times rebalances (`(watch, timed)` as of the sample `before`, `sample`
 /// the next).
 pub(super) fn time_rebalance(
     before: &Sample,
-    (mut watch, mut learned): (Option<RebalanceWatch>, Option<LearnedPause>),
+    (mut watch, (mut learned, mut kind)): (Option<RebalanceWatch>, Timed),
     sample: &Sample,
-) -> (Option<RebalanceWatch>, Option<LearnedPause>) {
+) -> (Option<RebalanceWatch>, Timed) {
     let mid = (before.t + sample.t) / 2.0;
     if let Some(w) = watch.as_mut() {
+        for (p, at_change) in sample.offsets.partitions.iter().zip(&w.at_change) {
+            if let Some(c) = *at_change
+                && p.high_watermark > c
+            {
+                w.busy += 1;
+                w.paused += u32::from(p.committed.is_none_or(|now| now <= c));
+            }
+        }
+        w.at_change = Vec::new();
         for (p, slot) in sample.offsets.partitions.iter().zip(w.waiting.iter_mut()) {
             if let Some(at_change) = *slot
                 && p.committed.is_some_and(|c| c > at_change)
@@ -88,6 +139,7 @@ pub(super) fn time_rebalance(
         }
         if w.waiting.iter().all(Option::is_none) {
             learned = Some(LearnedPause::with(learned, w.longest));
+            kind = w.kind().or(kind);
             watch = None;
         } else if sample.t - w.since > PAUSE_WATCH_S {
             watch = None;
@@ -96,6 +148,7 @@ pub(super) fn time_rebalance(
     if let (Some(was), Some(now)) = (before.offsets.members, sample.offsets.members)
         && was != now
     {
+        let overlapping = watch.is_some();
         let waiting: Vec<Option<i64>> = sample
             .offsets
             .partitions
@@ -107,9 +160,23 @@ pub(super) fn time_rebalance(
             since: mid,
             waiting,
             longest: 0.0,
+            from: was,
+            to: now,
+            at_change: if overlapping {
+                Vec::new()
+            } else {
+                sample
+                    .offsets
+                    .partitions
+                    .iter()
+                    .map(|p| p.committed)
+                    .collect()
+            },
+            busy: 0,
+            paused: 0,
         });
     }
-    (watch, learned)
+    (watch, (learned, kind))
 }
 
 #[cfg(test)]
@@ -118,6 +185,7 @@ mod tests {
 
     use super::super::shapes;
     use super::super::tests::produced_at;
+    use crate::rebalance::Rebalance;
     use crate::sample::{OffsetSnapshot, PartitionOffsets};
     use crate::sample::{PrometheusReading, Sample};
 
@@ -183,6 +251,59 @@ mod tests {
                 .rebalance,
             None
         );
+    }
+
+    /// 8 partitions at 10 msg/s each, committed every interval; the group
+    /// grows from 2 to 4 members at t = 100 s and `paused` partitions stop
+    /// committing for 20 s.
+    fn grown_with(paused: usize) -> Vec<Arc<Sample>> {
+        (0..100)
+            .map(|k| {
+                let t = f64::from(k * 2);
+                let high = (t * 10.0) as i64;
+                let stalled = (100.0..120.0).contains(&t);
+                Arc::new(Sample {
+                    t,
+                    offsets: OffsetSnapshot {
+                        partitions: (0..8)
+                            .map(|p| PartitionOffsets {
+                                topic: Arc::from("t"),
+                                partition: p,
+                                high_watermark: high,
+                                committed: Some(if stalled && (p as usize) < paused {
+                                    990
+                                } else {
+                                    high - 10
+                                }),
+                            })
+                            .collect(),
+                        members: Some(if t < 100.0 { 2 } else { 4 }),
+                    },
+                    prometheus: PrometheusReading::NotConfigured,
+                    target_replicas: None,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn which_partitions_pause_at_a_member_change_tells_the_assignor() {
+        let kind = |paused| {
+            shapes(&grown_with(paused))
+                .pop()
+                .unwrap()
+                .carried
+                .rebalance_kind
+        };
+        // 2 -> 4 members: cooperative moves half the partitions.
+        assert_eq!(kind(8), Some(Rebalance::Eager), "every partition paused");
+        assert_eq!(
+            kind(4),
+            Some(Rebalance::Cooperative),
+            "the moved half paused"
+        );
+        assert_eq!(kind(7), Some(Rebalance::Eager), "more than halfway to all");
+        assert_eq!(kind(5), Some(Rebalance::Cooperative));
     }
 
     #[test]
