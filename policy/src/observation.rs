@@ -64,11 +64,11 @@ impl LearnedPause {
     }
 
     /// The pause to plan with: the configured `prior` counts as one more
-    /// observation, and the result stays within a quarter and four times
-    /// of it.
+    /// observation, so the pauses seen take over as they accumulate,
+    /// however far from the prior they are.
     pub fn with_prior(&self, prior: f64) -> f64 {
         let n = f64::from(self.observations);
-        ((prior + n * self.seconds) / (n + 1.0)).clamp(prior / 4.0, prior * 4.0)
+        (prior + n * self.seconds) / (n + 1.0)
     }
 }
 

@@ -248,13 +248,15 @@ fn a_rebalance_pause_timed_from_offsets_is_planned_with_beside_the_configured_on
     assert!(text.contains("backlog 32000"), "{text}");
     let nine = decide(&params, &held, &timed(9), 600.0).0;
     assert_eq!((nine.replicas, nine.action), (12, Action::ScaleDown));
-    // However many pauses were timed, the plan stays within a quarter of
-    // the configured pause.
-    let short = LearnedPause {
-        seconds: 1.0,
-        observations: 1000,
+    // The prior is one observation among them: pods that rebalance in 3 s
+    // where 60 s is configured are planned with 3 s once enough pauses
+    // have been timed, not held at some fraction of the prior.
+    let fast = |observations| LearnedPause {
+        seconds: 3.0,
+        observations,
     };
-    assert_eq!(short.with_prior(60.0), 15.0);
+    assert_eq!(fast(1).with_prior(60.0), 31.5);
+    assert!((fast(99).with_prior(60.0) - 3.57).abs() < 1e-9);
 }
 
 #[test]
