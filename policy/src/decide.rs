@@ -520,6 +520,7 @@ impl<'a> Situation<'a> {
             elapsed_seconds,
             window,
             paused_target,
+            estimated_wait_s: obs.estimated_wait_s,
         };
         let hot_partition = match (self.capacity, &obs.hottest_partition) {
             (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),

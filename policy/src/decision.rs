@@ -165,6 +165,9 @@ pub struct Reason {
     pub window: f64,
     /// The count a scale-down held for its pause would have gone to.
     pub paused_target: Option<u32>,
+    /// How long the next message to consume has waited, as estimated from
+    /// the offsets (`Observation::estimated_wait_s`).
+    pub estimated_wait_s: Option<f64>,
 }
 
 fn as_text<S: serde::Serializer>(reason: &Reason, serializer: S) -> Result<S::Ok, S::Error> {
@@ -320,6 +323,9 @@ impl fmt::Display for Reason {
                 "; needs {} pods but the topic has {} partitions: add partitions",
                 limit.pods_needed, limit.partitions
             )?;
+        }
+        if let Some(wait) = self.estimated_wait_s.filter(|w| *w >= 1.0) {
+            write!(f, "; the next message has waited ~{wait:.0}s")?;
         }
         Ok(())
     }

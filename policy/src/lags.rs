@@ -137,6 +137,11 @@ impl LagParts {
         LagParts { counted, rare }
     }
 
+    /// Whether every partition has a committed offset.
+    pub fn all_committed(&self) -> bool {
+        self.rare.as_ref().is_none_or(|r| r.uncommitted == 0)
+    }
+
     /// The lags under `rules`: what summing [`partition_lag`] over the
     /// partitions gives.
     pub fn lags(&self, rules: &LagRules) -> Lags {

@@ -122,6 +122,14 @@ pub struct Observation {
     /// The largest lag of one partition: one pod drains it, at the share of
     /// its capacity the partitions it owns leave.
     pub max_partition_lag: f64,
+    /// Estimated age of the next message to consume (seconds): when the
+    /// group's committed position was produced, from the window's history
+    /// of high watermarks (summed over the partitions, interpolated
+    /// between samples). The wait a message now arriving at the group's
+    /// position has had; a partition further behind than the others waits
+    /// longer. At least the window's span when the position is older than
+    /// the window; None while a partition has never committed.
+    pub estimated_wait_s: Option<f64>,
     /// The most recent stretch without inbound traffic that has ended (the
     /// gap before the traffic now or last seen), seconds, as far back as
     /// the window shows: the gap the next burst is expected after.
@@ -194,6 +202,7 @@ impl Observation {
             hottest_partition: None,
             hottest_share: None,
             max_partition_lag: 0.0,
+            estimated_wait_s: None,
             idle_gap_s: None,
             quiet_for_s: None,
             busy_for_s: None,

@@ -59,6 +59,7 @@ pub fn observe(
         hottest_partition: rates.hottest,
         hottest_share: rates.hottest_share,
         max_partition_lag: lags.max_partition_lag as f64,
+        estimated_wait_s: estimated_wait(points, shapes, i),
         idle_gap_s: carried.idle_gap_s,
         quiet_for_s: carried.quiet_since.map(|since| now.t - since),
         busy_for_s: carried.burst.map(|b| now.t - b.since),
@@ -72,6 +73,30 @@ pub fn observe(
         target_replicas: now.target_replicas,
         window_full,
     }
+}
+
+/// How long ago the group's committed position at `points[i]` was
+/// produced: the time the high watermarks' sum reached the committed
+/// offsets' sum, interpolated between the samples around it.
+fn estimated_wait(points: &[Point], shapes: &[Shape], i: usize) -> Option<f64> {
+    let now = &points[i];
+    if !now.lags.all_committed() {
+        return None;
+    }
+    let position = now.committed;
+    if position >= shapes[i].produced {
+        return Some(0.0);
+    }
+    // The newest sample at which fewer had been produced than consumed now.
+    let Some(k) = shapes[..i].iter().rposition(|s| s.produced <= position) else {
+        // Older than the window: at least its span (unknown before a
+        // second sample).
+        let span = now.t - points[0].t;
+        return (span > 0.0).then_some(span);
+    };
+    let (before, after) = (&shapes[k], &shapes[k + 1]);
+    let share = (position - before.produced) / (after.produced - before.produced);
+    Some(now.t - (before.t + share * (after.t - before.t)))
 }
 
 /// The rates at one sample, from offset deltas.
@@ -276,6 +301,46 @@ mod tests {
             observe_at(&rules, &noisy, 3).inbound_rate_per_s,
             Some(1550.0 / 15.0)
         );
+    }
+
+    #[test]
+    fn the_wait_is_how_long_ago_the_committed_position_was_produced() {
+        // 100 msg/s; the group commits 7.5 s behind from t = 20.
+        let at = |t: f64| {
+            let high = (t * 100.0) as i64;
+            let committed = if t < 20.0 { high } else { high - 750 };
+            sample(
+                t,
+                vec![part(0, high, Some(committed))],
+                PrometheusReading::NotConfigured,
+            )
+        };
+        let samples: Vec<_> = (0..=8).map(|k| at(f64::from(k) * 5.0)).collect();
+        let rules = rules(OffsetReset::Latest);
+        assert_eq!(observe_at(&rules, &samples, 3).estimated_wait_s, Some(0.0));
+        let wait = observe_at(&rules, &samples, 8).estimated_wait_s.unwrap();
+        assert!((wait - 7.5).abs() < 1e-9, "{wait}");
+        // Behind by more than the window holds: at least its span.
+        let behind = vec![
+            sample(
+                0.0,
+                vec![part(0, 1000, Some(0))],
+                PrometheusReading::NotConfigured,
+            ),
+            sample(
+                5.0,
+                vec![part(0, 1500, Some(10))],
+                PrometheusReading::NotConfigured,
+            ),
+        ];
+        assert_eq!(observe_at(&rules, &behind, 1).estimated_wait_s, Some(5.0));
+        // A partition that never committed: unknown.
+        let new = vec![sample(
+            0.0,
+            vec![part(0, 10, None)],
+            PrometheusReading::NotConfigured,
+        )];
+        assert_eq!(observe_at(&rules, &new, 0).estimated_wait_s, None);
     }
 
     #[test]

@@ -509,15 +509,7 @@ fn simulate(
         print!("{}", report.table());
     }
     if explain {
-        for row in report.rows.iter().filter(|r| !r.changes.is_empty()) {
-            println!(
-                "\n{} decisions that changed the answer, and why it held:",
-                row.policy
-            );
-            for (t, text) in &row.changes {
-                println!("  {t:>7.0}s  {text}");
-            }
-        }
+        print_explanation(&report);
     }
     if let Some(path) = chart {
         if let Err(e) = lagrate_sim::chart::draw(&report, &path) {
@@ -527,4 +519,26 @@ fn simulate(
         eprintln!("chart written to {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+/// `--explain`: lagrate's wait estimate against the world's, and every
+/// decision that changed an answer, with its reason.
+fn print_explanation(report: &lagrate_sim::report::Report) {
+    for row in &report.rows {
+        if let Some(w) = &row.wait_estimate {
+            println!(
+                "\n{} estimated from offsets how long the next message had waited, per sample: p50 {:.1}s, p99 {:.1}s (the oldest message not yet consumed: p50 {:.1}s, p99 {:.1}s)",
+                row.policy, w.p50_estimated_s, w.p99_estimated_s, w.p50_oldest_s, w.p99_oldest_s
+            );
+        }
+    }
+    for row in report.rows.iter().filter(|r| !r.changes.is_empty()) {
+        println!(
+            "\n{} decisions that changed the answer, and why it held:",
+            row.policy
+        );
+        for (t, text) in &row.changes {
+            println!("  {t:>7.0}s  {text}");
+        }
+    }
 }

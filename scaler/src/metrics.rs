@@ -79,6 +79,7 @@ pub struct Metrics {
     capacity_per_pod: Family<ObjectLabels, FloatGauge>,
     rebalance_seconds: Family<ObjectLabels, FloatGauge>,
     startup_seconds: Family<ObjectLabels, FloatGauge>,
+    estimated_wait: Family<ObjectLabels, FloatGauge>,
     decisions: Family<ActionLabels, Counter>,
     offset_queries: Counter,
     samples: Family<ResultLabels, Counter>,
@@ -138,6 +139,7 @@ impl Metrics {
             capacity_per_pod: Family::default(),
             rebalance_seconds: Family::default(),
             startup_seconds: Family::default(),
+            estimated_wait: Family::default(),
             decisions: Family::default(),
             offset_queries: Counter::default(),
             samples: Family::default(),
@@ -199,6 +201,11 @@ impl Metrics {
             "startup_seconds",
             "Start-up time the policy plans with: startupSeconds, or the time from the workload's spec rising to the group's members joining (scaleTarget and member counts)",
             m.startup_seconds.clone(),
+        );
+        registry.register(
+            "estimated_wait_seconds",
+            "How long the next message the group will consume has waited: when its committed position was produced, from the high watermarks' history (absent while a partition has never committed)",
+            m.estimated_wait.clone(),
         );
         registry.register(
             "capacity_per_pod",
@@ -371,6 +378,7 @@ impl Metrics {
         self.capacity_per_pod.remove(labels);
         self.rebalance_seconds.remove(labels);
         self.startup_seconds.remove(labels);
+        self.estimated_wait.remove(labels);
     }
 }
 
@@ -405,6 +413,14 @@ impl Metrics {
         self.startup_seconds
             .get_or_create(labels)
             .set(d.startup_seconds);
+        match obs.estimated_wait_s {
+            Some(wait) => {
+                self.estimated_wait.get_or_create(labels).set(wait);
+            }
+            None => {
+                self.estimated_wait.remove(labels);
+            }
+        }
         self.decisions
             .get_or_create(&ActionLabels {
                 action: d.action.label().into(),

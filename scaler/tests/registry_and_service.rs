@@ -454,6 +454,15 @@ async fn two_lagrate_triggers_on_one_scaled_object_keep_separate_series_and_deci
         );
         assert!(text.contains(&series), "{series} not in\n{text}");
     }
+    // Caught up: the next message has not waited. Behind, from one sample:
+    // unknown, so no series.
+    let wait = |group: &str| {
+        format!(
+            "lagrate_estimated_wait_seconds{{scaled_object=\"trading/desk\",consumer_group=\"{group}\",topic=\"trades\"}}"
+        )
+    };
+    assert!(text.contains(&format!("{} 0.0", wait("refunds"))), "{text}");
+    assert!(!text.contains(&wait("payments")), "{text}");
     let decisions = s.registry.decisions();
     assert_eq!(
         decisions.keys().collect::<Vec<_>>(),

@@ -35,6 +35,11 @@ pub trait Autoscaler {
     fn changes(&self) -> &[(f64, String)] {
         &[]
     }
+    /// Per sample, lagrate's estimate of the next message's wait (from
+    /// offsets) and the age of the oldest message not yet consumed.
+    fn wait_estimates(&self) -> &[(f64, f64)] {
+        &[]
+    }
 }
 
 /// KEDA's Kafka trigger: total lag capped at partitions x lagThreshold.
@@ -176,6 +181,8 @@ pub struct Lagrate {
     answers: Answers,
     evaluation: Option<Evaluation>,
     changes: Vec<(f64, String)>,
+    /// See [`Autoscaler::wait_estimates`].
+    waits: Vec<(f64, f64)>,
 }
 
 /// The `lagThreshold` of lagrate's ScaledObject in the simulated deployment.
@@ -218,6 +225,7 @@ impl Lagrate {
             answers: Answers::default(),
             evaluation: None,
             changes: Vec::new(),
+            waits: Vec::new(),
         }
     }
 
@@ -337,7 +345,9 @@ impl Autoscaler for Lagrate {
                 target_replicas: self.scale_target_reported.then_some(current),
             };
             let warm_up = self.warm_up;
+            let mut estimated = None;
             if let Some(e) = self.on_sample(sample) {
+                estimated = e.observation.estimated_wait_s;
                 let d = &e.decision;
                 if Some(d.active) != was.map(|w| w.0) && e.given(warm_up) {
                     pushed = Some(d.active);
@@ -353,6 +363,9 @@ impl Autoscaler for Lagrate {
                     );
                     self.changes.push((t, line));
                 }
+            }
+            if let Some(wait) = estimated {
+                self.waits.push((wait, world.oldest_unconsumed_age(t)));
             }
         }
         // A replica still warming up with no group size answers
@@ -375,6 +388,10 @@ impl Autoscaler for Lagrate {
 
     fn changes(&self) -> &[(f64, String)] {
         &self.changes
+    }
+
+    fn wait_estimates(&self) -> &[(f64, f64)] {
+        &self.waits
     }
 }
 

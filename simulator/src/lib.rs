@@ -13,7 +13,7 @@ pub mod scenario;
 pub mod world;
 
 use autoscalers::{Autoscaler, IdealReactive, KedaTriggers, Lagrate, Truth};
-use report::{Report, Row, Trace};
+use report::{Report, Row, Trace, WaitEstimate};
 use scenario::{Rebalance, Scenario, pods_needed};
 use world::World;
 
@@ -121,6 +121,7 @@ pub fn run_one(s: &Scenario, mode: Rebalance, autoscaler: &mut dyn Autoscaler) -
     row.converge_s = converge;
     row.partition_limit_reported = limited_seen;
     row.changes = autoscaler.changes().to_vec();
+    row.wait_estimate = WaitEstimate::of(autoscaler.wait_estimates());
     (row, trace)
 }
 

@@ -24,6 +24,41 @@ pub struct Row {
     /// Decisions that changed lagrate's answer (`--explain`).
     #[serde(skip)]
     pub changes: Vec<(f64, String)>,
+    /// lagrate's estimate of the wait, against the world's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_estimate: Option<WaitEstimate>,
+}
+
+/// lagrate's per-sample estimate of the next message's wait, from offsets,
+/// beside the age of the oldest message not yet consumed, as quantiles
+/// over the samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitEstimate {
+    pub p50_estimated_s: f64,
+    pub p50_oldest_s: f64,
+    pub p99_estimated_s: f64,
+    pub p99_oldest_s: f64,
+}
+
+impl WaitEstimate {
+    /// From `(estimated, oldest)` pairs; None without any.
+    pub fn of(pairs: &[(f64, f64)]) -> Option<Self> {
+        let quantile = |mut values: Vec<f64>, q: f64| {
+            values.sort_by(f64::total_cmp);
+            values[((values.len() - 1) as f64 * q).round() as usize]
+        };
+        if pairs.is_empty() {
+            return None;
+        }
+        let estimated: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+        let oldest: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+        Some(WaitEstimate {
+            p50_estimated_s: quantile(estimated.clone(), 0.5),
+            p50_oldest_s: quantile(oldest.clone(), 0.5),
+            p99_estimated_s: quantile(estimated, 0.99),
+            p99_oldest_s: quantile(oldest, 0.99),
+        })
+    }
 }
 
 impl Row {
@@ -42,6 +77,7 @@ impl Row {
             unprocessed_end: 0.0,
             partition_limit_reported: false,
             changes: Vec::new(),
+            wait_estimate: None,
         }
     }
 }

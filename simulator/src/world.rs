@@ -304,6 +304,16 @@ impl World {
         self.queued() + self.inflight.iter().sum::<f64>()
     }
 
+    /// Age at `t` of the oldest message not yet consumed, over the
+    /// partitions (0 when none waits).
+    pub fn oldest_unconsumed_age(&self, t: f64) -> f64 {
+        self.queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|front| t - front.0)
+            .fold(0.0, f64::max)
+    }
+
     /// Messages not yet consumed.
     pub fn queued(&self) -> f64 {
         self.queued.iter().sum::<f64>().max(0.0)
