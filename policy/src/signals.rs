@@ -59,7 +59,11 @@ pub fn observe(
         hottest_partition: rates.hottest,
         hottest_share: rates.hottest_share,
         max_partition_lag: lags.max_partition_lag as f64,
-        estimated_wait_s: estimated_wait(points, shapes, i),
+        // Reported, not decided on: only the newest sample's (a replay
+        // would compute and drop the others).
+        estimated_wait_s: (i + 1 == points.len())
+            .then(|| estimated_wait(points, shapes, i))
+            .flatten(),
         idle_gap_s: carried.idle_gap_s,
         quiet_for_s: carried.quiet_since.map(|since| now.t - since),
         busy_for_s: carried.burst.map(|b| now.t - b.since),
