@@ -37,3 +37,18 @@ output "region" {
   description = "AWS region."
   value       = var.region
 }
+
+output "topic" {
+  description = "The trade topic (scripts/configure-aws-overlay.sh carries it into k8s/overlays/aws)."
+  value       = var.topic
+}
+
+output "topic_partitions" {
+  description = "Partitions of the trade topic: the producer creates it with these, lagrate's ScaledObject caps replicas at them."
+  value       = var.topic_partitions
+}
+
+output "consumer_group" {
+  description = "The trade consumer's group, which its IAM grants are scoped to."
+  value       = var.consumer_group
+}

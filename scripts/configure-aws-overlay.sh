@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Points k8s/overlays/aws at the stack infra-tf created: MSK's IAM bootstrap
-# brokers and region (msk.env, lagrate-config.yaml) and the ECR images
-# (kustomization.yaml). Values come from `terraform output`, or from the
-# environment for each one given: MSK_BOOTSTRAP_BROKERS, MSK_REGION and
-# ECR_REGISTRY (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME). The shell's own
+# brokers and region (msk.env, lagrate-config.yaml), the ECR images
+# (kustomization.yaml), and the topic, its partitions and the consumer group
+# the IAM grants are scoped to (msk.env, workload-patch.yaml,
+# scaledobject-patch.yaml). Values come from `terraform output`, or from the
+# environment for each one given: MSK_BOOTSTRAP_BROKERS, MSK_REGION,
+# ECR_REGISTRY (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME), KAFKA_TOPIC,
+# TOPIC_PARTITIONS and CONSUMER_GROUP. The shell's own
 # AWS_REGION is not read (CloudShell sets it to wherever it runs): the
 # region is Terraform's, and must be the one in the brokers' host names,
 # or MSK IAM tokens would be signed for the wrong region.
@@ -20,6 +23,9 @@ overlay="${OVERLAY_DIR:-k8s/overlays/aws}"
 output() { terraform -chdir=infra-tf output -raw "$1"; }
 brokers="${MSK_BOOTSTRAP_BROKERS:-$(output msk_bootstrap_brokers_iam)}"
 region="${MSK_REGION:-$(output region)}"
+topic="${KAFKA_TOPIC:-$(output topic)}"
+partitions="${TOPIC_PARTITIONS:-$(output topic_partitions)}"
+group="${CONSUMER_GROUP:-$(output consumer_group)}"
 if [ -z "${ECR_REGISTRY:-}" ]; then
   # ecr_repository_urls.lagrate is REGISTRY/NAME/lagrate.
   ECR_REGISTRY="$(terraform -chdir=infra-tf output -json ecr_repository_urls | sed -E 's#.*"lagrate": *"([^"]+)/lagrate".*#\1#')"
@@ -39,12 +45,71 @@ done
 case "$tag" in
   *[!A-Za-z0-9_.-]*|"") echo "IMAGE_TAG must be a Docker tag ([A-Za-z0-9_.-]), got: $tag" >&2; exit 2 ;;
 esac
+for name in topic group; do
+  value="${!name}"
+  if ! [[ "$value" =~ ^[A-Za-z0-9._-]{1,245}$ ]]; then
+    echo "the $name must be 1-245 characters of Kafka's [A-Za-z0-9._-] (the dead-letter topic adds -dlq), got: $value" >&2
+    exit 2
+  fi
+done
+if ! [[ "$partitions" =~ ^[1-9][0-9]{0,3}$ ]] || [ "$partitions" -gt 1000 ]; then
+  echo "TOPIC_PARTITIONS must be a whole number from 1 to 1000, got: $partitions" >&2
+  exit 2
+fi
 
 cat > "$overlay/msk.env" <<ENV
 KAFKA_BOOTSTRAP_SERVERS=$brokers
 KAFKA_AUTH=msk-iam
 AWS_REGION=$region
+KAFKA_TOPIC=$topic
 ENV
+
+# The names the IAM grants are scoped to, and the partitions the producer
+# creates the topic with and the ScaledObject caps replicas at.
+cat > "$overlay/workload-patch.yaml" <<YAML
+# Written by scripts/configure-aws-overlay.sh from terraform output.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: trade-tx-consumer
+  namespace: trading
+spec:
+  template:
+    spec:
+      containers:
+        - name: consumer
+          env:
+            - name: CONSUMER_GROUP
+              value: $group
+            - name: DLQ_TOPIC
+              value: $topic-dlq
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: trade-tx-producer
+  namespace: trading
+spec:
+  template:
+    spec:
+      containers:
+        - name: producer
+          env:
+            - name: TOPIC_PARTITIONS
+              value: "$partitions"
+YAML
+cat > "$overlay/scaledobject-patch.yaml" <<YAML
+# Written by scripts/configure-aws-overlay.sh from terraform output.
+- op: replace
+  path: /spec/maxReplicaCount
+  value: $partitions
+- op: replace
+  path: /spec/triggers/0/metadata/consumerGroup
+  value: $group
+- op: replace
+  path: /spec/triggers/0/metadata/topic
+  value: $topic
+YAML
 
 {
   cat <<'YAML'
@@ -94,4 +159,4 @@ sed -i -E \
   -e "s#^(    newTag: ).*#\\1$tag#" \
   "$overlay/kustomization.yaml"
 
-echo "k8s/overlays/aws now points at $brokers ($region), images $ECR_REGISTRY/*:$tag"
+echo "k8s/overlays/aws now points at $brokers ($region), topic $topic ($partitions partitions), group $group, images $ECR_REGISTRY/*:$tag"

@@ -535,6 +535,9 @@ class ConfigureAwsOverlay(unittest.TestCase):
         ),
         "MSK_REGION": "us-east-1",
         "ECR_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lagrate",
+        "KAFKA_TOPIC": default("topic"),
+        "TOPIC_PARTITIONS": str(default("topic_partitions")),
+        "CONSUMER_GROUP": default("consumer_group"),
     }
 
     def run_script(self, overlay, values, tag):
@@ -556,7 +559,13 @@ class ConfigureAwsOverlay(unittest.TestCase):
             overlay = self.copy_overlay(tmp)
             result = self.run_script(overlay, self.PLACEHOLDERS, "0.1.0")
             self.assertEqual(result.returncode, 0, result.stderr)
-            for name in ("msk.env", "lagrate-config.yaml", "kustomization.yaml"):
+            for name in (
+                "msk.env",
+                "lagrate-config.yaml",
+                "kustomization.yaml",
+                "workload-patch.yaml",
+                "scaledobject-patch.yaml",
+            ):
                 self.assertEqual(
                     (overlay / name).read_text(), (K8S / "overlays" / "aws" / name).read_text(), name
                 )
@@ -572,8 +581,41 @@ class ConfigureAwsOverlay(unittest.TestCase):
             self.assertEqual(wrong.returncode, 2)
             self.assertIn("not in region eu-west-1", wrong.stderr)
 
+    def test_another_topic_partitions_and_group_reach_every_workload_and_the_scaled_object(self):
+        # terraform.tfvars set topic, topic_partitions and consumer_group: the
+        # IAM grants follow them, and so must every name the pods use.
+        values = {
+            **self.PLACEHOLDERS,
+            "KAFKA_TOPIC": "payments-v3",
+            "TOPIC_PARTITIONS": "48",
+            "CONSUMER_GROUP": "payments-settlement",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            overlay = self.copy_overlay(tmp)
+            result = self.run_script(overlay, values, "0.1.0")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            docs = render(overlay)
+            for doc in docs:
+                validate(doc)
+            consumer = one(docs, "Deployment", "trade-tx-consumer")
+            producer = one(docs, "Deployment", "trade-tx-producer")
+            for workload in (consumer, producer):
+                self.assertEqual(env_from_config_maps(docs, workload)["KAFKA_TOPIC"], "payments-v3")
+            self.assertEqual(env(consumer)["CONSUMER_GROUP"], "payments-settlement")
+            self.assertEqual(env(consumer)["DLQ_TOPIC"], "payments-v3-dlq")
+            self.assertEqual(env(producer)["TOPIC_PARTITIONS"], "48")
+            scaled = one(docs, "ScaledObject", "trade-tx-consumer")
+            self.assertEqual(scaled["spec"]["maxReplicaCount"], 48)
+            metadata = scaled["spec"]["triggers"][0]["metadata"]
+            self.assertEqual((metadata["topic"], metadata["consumerGroup"]), ("payments-v3", "payments-settlement"))
+            # Names Kafka (or the dead-letter suffix) would refuse stop the script.
+            for bad in ({"KAFKA_TOPIC": "pay ments"}, {"CONSUMER_GROUP": ""}, {"TOPIC_PARTITIONS": "0"}):
+                refused = self.run_script(overlay, {**values, **bad}, "0.1.0")
+                self.assertEqual(refused.returncode, 2, bad)
+
     def test_new_outputs_reach_every_pod_and_lagrate(self):
         values = {
+            **self.PLACEHOLDERS,
             "MSK_BOOTSTRAP_BROKERS": "b-1.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098,b-2.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098",
             "MSK_REGION": "eu-west-1",
             "ECR_REGISTRY": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/prod",

@@ -274,6 +274,9 @@ class TlsComponent(unittest.TestCase):
                 "MSK_BOOTSTRAP_BROKERS": "b-1.prod.x9.c3.kafka.eu-west-1.amazonaws.com:9098",
                 "MSK_REGION": "eu-west-1",
                 "ECR_REGISTRY": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/prod",
+                "KAFKA_TOPIC": "trade-tx-v2",
+                "TOPIC_PARTITIONS": "24",
+                "CONSUMER_GROUP": "trade-tx-consumer",
             }
             result = subprocess.run(
                 ["bash", str(ROOT / "scripts" / "configure-aws-overlay.sh"), "1.2.3"],
