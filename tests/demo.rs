@@ -87,6 +87,19 @@ fn lagrate_scales_real_consumers_up_and_down_and_every_message_is_processed_once
         assert!(run[key].is_number(), "lagrate.{key} missing: {run}");
     }
 
+    // lagrate's own estimate of the wait, from the offsets alone, beside the
+    // wait the consumers measured.
+    let (estimated, measured) = (
+        run["estimated_p99_wait_s"].as_f64(),
+        run["p99_wait_s"].as_f64().unwrap_or_default(),
+    );
+    // Sampled every 2 s against every message's own wait: within half of
+    // it, or 5 s (7.1 s measured, 6.2 s estimated on this machine).
+    assert!(
+        estimated.is_some_and(|e| (e - measured).abs() <= (0.5 * measured).max(5.0)),
+        "p99 wait measured {measured:.1}s, estimated {estimated:?}: {run}"
+    );
+
     // Exactly once: every offset in the topic written by one consumer, once.
     let produced = run["produced"].as_u64().unwrap();
     assert!(

@@ -130,6 +130,16 @@ impl Summary {
                 ),
             ));
         }
+        for (mode, r) in &self.runs {
+            if let Some(estimated) = r.estimated_p99_wait_s {
+                out.push_str(&format!(
+                    "{:<22} {:>10} {:>8.1}  (lagrate's own estimate from the offsets, every 2 s)\n",
+                    format!("{} (estimated)", mode.name()),
+                    "",
+                    estimated
+                ));
+            }
+        }
         if let Some(p) = &self.prediction {
             out.push_str(&format!(
                 "{:<22} {:>10.0} {:>8.1}\n",

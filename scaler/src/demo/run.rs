@@ -65,6 +65,11 @@ pub struct RunRow {
     pub timeline: Trace,
     /// The replicas the HPA had set, at each `timeline.t`.
     pub desired: Vec<u32>,
+    /// lagrate's own estimates of the wait (`lagrate_estimated_wait_seconds`,
+    /// from the offsets), read every 2 s: p99 over the run; None for KEDA's
+    /// run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_p99_wait_s: Option<f64>,
 }
 
 /// What a run measured for the prediction.
@@ -156,7 +161,7 @@ pub async fn run(
         if t >= progress.next_reason_t {
             progress.next_reason_t = t + 2.0;
             pool.scrape().await;
-            progress.status.reason = reason(mode, stack, settings, &group, &counts).await;
+            progress.explain(reason(mode, stack, settings, &group, &counts).await);
         }
         view.update(&progress.status);
         if progress.ended(
@@ -204,21 +209,24 @@ fn rescrape(
     Ok(())
 }
 
-/// Why the autoscaler of the run holds its size: lagrate's last reason,
-/// or the lag against KEDA's lagThreshold.
+/// Why the autoscaler of the run holds its size: lagrate's last reason
+/// and its estimate of the wait, or the lag against KEDA's lagThreshold.
 async fn reason(
     mode: Mode,
     stack: &Stack,
     settings: &DemoSettings,
     group: &str,
     counts: &Counts,
-) -> String {
+) -> (String, Option<f64>) {
     match mode {
         Mode::Lagrate => lagrate_reason(stack.http_port, group).await,
-        Mode::Keda => format!(
-            "lag {:.0} / lagThreshold {}",
-            counts.keda_lag,
-            settings.keda_lag_threshold()
+        Mode::Keda => (
+            format!(
+                "lag {:.0} / lagThreshold {}",
+                counts.keda_lag,
+                settings.keda_lag_threshold()
+            ),
+            None,
         ),
     }
 }
@@ -359,6 +367,8 @@ struct Progress {
     status: Status,
     next_trace_t: f64,
     next_reason_t: f64,
+    /// lagrate's wait estimates read so far.
+    estimates: Vec<f64>,
 }
 
 impl Progress {
@@ -376,6 +386,7 @@ impl Progress {
                 drain_s: 0.0,
                 timeline: Trace::new(mode.name()),
                 desired: Vec::new(),
+                estimated_p99_wait_s: None,
             },
             observed: Observed {
                 saturated_per_pod: Vec::new(),
@@ -388,6 +399,7 @@ impl Progress {
             status: Status::default(),
             next_trace_t: 0.0,
             next_reason_t: 0.0,
+            estimates: Vec::new(),
         }
     }
 
@@ -467,6 +479,12 @@ impl Progress {
 
     /// The run's row and what it measured, audited against the topic's
     /// offsets at the end.
+    /// Shows the autoscaler's reason, and keeps lagrate's wait estimate.
+    fn explain(&mut self, (reason, estimate): (String, Option<f64>)) {
+        self.status.reason = reason;
+        self.estimates.extend(estimate);
+    }
+
     fn finish(mut self, pool: &Pool, end: &OffsetSnapshot) -> anyhow::Result<(RunRow, Observed)> {
         self.row.final_replicas = self.replicas;
         let ends: HashMap<i32, PartitionEnd> = end
@@ -483,6 +501,11 @@ impl Progress {
             })
             .collect();
         self.row.tally = audit::tally(&pool.audit_logs, &ends)?;
+        if !self.estimates.is_empty() {
+            self.estimates.sort_by(f64::total_cmp);
+            let index = ((self.estimates.len() - 1) as f64 * 0.99).round() as usize;
+            self.row.estimated_p99_wait_s = Some(self.estimates[index]);
+        }
         self.observed.join_s = audit::join_seconds(&pool.startups);
         self.observed.startups = pool.startups.clone();
         Ok((self.row, self.observed))
@@ -523,8 +546,9 @@ fn rates(history: &VecDeque<(f64, f64, f64, u32, f64)>, window_s: f64) -> (f64, 
     )
 }
 
-/// lagrate's last reason for the demo's ScaledObject (`/debug/decisions`).
-async fn lagrate_reason(http_port: u16, name: &str) -> String {
+/// lagrate's last reason for the demo's ScaledObject and its estimate of
+/// the wait (`/debug/decisions`).
+async fn lagrate_reason(http_port: u16, name: &str) -> (String, Option<f64>) {
     let url = format!("http://127.0.0.1:{http_port}/debug/decisions");
     let Ok(response) = reqwest::Client::new()
         .get(&url)
@@ -532,14 +556,16 @@ async fn lagrate_reason(http_port: u16, name: &str) -> String {
         .send()
         .await
     else {
-        return "lagrate unreachable".into();
+        return ("lagrate unreachable".into(), None);
     };
     let Ok(decisions) = response.json::<HashMap<String, serde_json::Value>>().await else {
-        return String::new();
+        return (String::new(), None);
     };
-    decisions
-        .get(&format!("demo/{name}"))
+    let decision = decisions.get(&format!("demo/{name}"));
+    let reason = decision
         .and_then(|d| d["reason"].as_str())
         .unwrap_or("waiting for the first sample")
-        .to_owned()
+        .to_owned();
+    let estimate = decision.and_then(|d| d["evaluation"]["observation"]["estimatedWaitS"].as_f64());
+    (reason, estimate)
 }
