@@ -152,23 +152,19 @@ impl<L> Batcher<L> {
         age_ms: i64,
         now: Instant,
     ) -> bool {
-        if self.is_stopped(partition) {
-            return false;
-        }
-        let batch_size = self.batch_size;
-        let batch = self.pending(partition, offset, now);
-        let start = batch.bytes.len();
-        batch.bytes.extend_from_slice(key);
-        batch.bytes.extend_from_slice(payload);
-        let split = start + key.len();
-        batch.records.push(Record {
-            partition,
-            offset,
-            age_ms,
-            key: start..split,
-            payload: split..batch.bytes.len(),
-        });
-        batch.len() >= batch_size
+        self.add((partition, offset), now, |batch| {
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(key);
+            batch.bytes.extend_from_slice(payload);
+            let split = start + key.len();
+            batch.records.push(Record {
+                partition,
+                offset,
+                age_ms,
+                key: start..split,
+                payload: split..batch.bytes.len(),
+            });
+        })
     }
 
     /// Adds a message that is not a trade: it is committed with its batch,
@@ -180,12 +176,25 @@ impl<L> Batcher<L> {
         letter: L,
         now: Instant,
     ) -> bool {
+        self.add((partition, offset), now, |batch| {
+            batch.dead_letters.push(letter)
+        })
+    }
+
+    /// Adds the message at `offset` to its partition's batch with `put`,
+    /// unless the partition is stopped; true when the batch is full.
+    fn add(
+        &mut self,
+        (partition, offset): (i32, i64),
+        now: Instant,
+        put: impl FnOnce(&mut Batch<L>),
+    ) -> bool {
         if self.is_stopped(partition) {
             return false;
         }
         let batch_size = self.batch_size;
         let batch = self.pending(partition, offset, now);
-        batch.dead_letters.push(letter);
+        put(batch);
         batch.len() >= batch_size
     }
 

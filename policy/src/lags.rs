@@ -178,18 +178,8 @@ impl LagParts {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-
-    fn part(partition: i32, high: i64, committed: Option<i64>) -> PartitionOffsets {
-        PartitionOffsets {
-            topic: Arc::from("t"),
-            partition,
-            high_watermark: high,
-            committed,
-        }
-    }
+    use crate::sample::part;
 
     fn snapshot(partitions: Vec<PartitionOffsets>) -> OffsetSnapshot {
         OffsetSnapshot {

@@ -44,3 +44,14 @@ pub struct Sample {
     /// trigger names its `scaleTarget`.
     pub target_replicas: Option<u32>,
 }
+
+/// A partition of topic `t`, for tests.
+#[cfg(test)]
+pub(crate) fn part(partition: i32, high: i64, committed: Option<i64>) -> PartitionOffsets {
+    PartitionOffsets {
+        topic: Arc::from("t"),
+        partition,
+        high_watermark: high,
+        committed,
+    }
+}

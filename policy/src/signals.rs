@@ -186,21 +186,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::sample::part;
     use crate::sample::{OffsetSnapshot, PartitionOffsets, Sample};
     use crate::window::points;
 
     fn observe_at(rules: &LagRules, samples: &[Arc<Sample>], i: usize) -> Observation {
         let (points, shapes) = points(&samples[..=i]);
         observe(rules, &points, &shapes, i, true)
-    }
-
-    fn part(partition: i32, high: i64, committed: Option<i64>) -> PartitionOffsets {
-        PartitionOffsets {
-            topic: Arc::from("t"),
-            partition,
-            high_watermark: high,
-            committed,
-        }
     }
 
     fn rules(offset_reset: OffsetReset) -> LagRules {

@@ -609,7 +609,7 @@ class ConfigureAwsOverlay(unittest.TestCase):
             metadata = scaled["spec"]["triggers"][0]["metadata"]
             self.assertEqual((metadata["topic"], metadata["consumerGroup"]), ("payments-v3", "payments-settlement"))
             # Names Kafka (or the dead-letter suffix) would refuse stop the script.
-            for bad in ({"KAFKA_TOPIC": "pay ments"}, {"CONSUMER_GROUP": ""}, {"TOPIC_PARTITIONS": "0"}):
+            for bad in ({"KAFKA_TOPIC": "pay ments"}, {"CONSUMER_GROUP": "pay/ments"}, {"TOPIC_PARTITIONS": "0"}):
                 refused = self.run_script(overlay, {**values, **bad}, "0.1.0")
                 self.assertEqual(refused.returncode, 2, bad)
 
