@@ -5,7 +5,9 @@
 //! to a no-op sink. CPU (user + system, every thread) is counted from each
 //! consumer's first processed message to its last, so start-up and the
 //! group join are left out of both. Prints messages/s, CPU seconds,
-//! messages per CPU-second, and the ratios.
+//! messages per CPU-second, and the ratios; then trade-consumer again with
+//! the PostgreSQL sink on a real server (its own CPU only: the server's is
+//! the database's cost, which any design pays).
 //!
 //!     python3 -m venv /tmp/bench && /tmp/bench/bin/pip install confluent-kafka
 //!     BENCH_PYTHON=/tmp/bench/bin/python cargo bench -p trade-consumer --bench throughput [-- --messages 200000]
@@ -83,7 +85,8 @@ fn produce(broker: &Tansu, topic: &str, messages: u64) {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    let mut trades = TradeGenerator::new("bench", 10_000);
+    // Ids unique to the topic: the PostgreSQL row stores every run's trades.
+    let mut trades = TradeGenerator::new(topic, 10_000);
     for _ in 0..messages {
         let t = trades.next_trade(0);
         let payload = serde_json::to_vec(&t).expect("json");
@@ -99,21 +102,28 @@ fn produce(broker: &Tansu, topic: &str, messages: u64) {
     producer.flush(Duration::from_secs(120)).expect("flush");
 }
 
-fn rust_row(broker: &Tansu, topic: &str, messages: u64) -> Row {
+/// trade-consumer on `topic`, writing to the no-op sink or, given a
+/// database, to PostgreSQL (the production path).
+fn rust_row(
+    broker: &Tansu,
+    topic: &str,
+    messages: u64,
+    database: Option<&testbed::Postgres>,
+) -> Row {
     let port = free_port();
-    let mut rust = Process::start(
-        env!("CARGO_BIN_EXE_trade-consumer"),
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.to_owned()),
-            ("CONSUMER_GROUP", unique("rust")),
-            ("DLQ_TOPIC", format!("{topic}-dlq")),
-            ("BATCH_PROCESSING_TIME", "0".into()),
-            ("BATCH_TIMEOUT_SECONDS", "0.5".into()),
-            ("METRICS_PORT", port.to_string()),
-        ],
-    );
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC", topic.to_owned()),
+        ("CONSUMER_GROUP", unique("rust")),
+        ("DLQ_TOPIC", format!("{topic}-dlq")),
+        ("BATCH_PROCESSING_TIME", "0".into()),
+        ("BATCH_TIMEOUT_SECONDS", "0.5".into()),
+        ("METRICS_PORT", port.to_string()),
+    ];
+    if let Some(db) = database {
+        env.extend([("SINK", "postgres".into()), ("DATABASE_URL", db.url())]);
+    }
+    let mut rust = Process::start(env!("CARGO_BIN_EXE_trade-consumer"), &[], &env);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let processed = || {
         let (_, m) = http_get(addr, "/metrics");
@@ -130,7 +140,11 @@ fn rust_row(broker: &Tansu, topic: &str, messages: u64) -> Row {
     );
     let _ = rust.terminate(Duration::from_secs(20));
     Row {
-        name: "trade-consumer (Rust)",
+        name: if database.is_some() {
+            "trade-consumer, PostgreSQL"
+        } else {
+            "trade-consumer (Rust)"
+        },
         seconds,
         cpu,
     }
@@ -184,15 +198,18 @@ fn main() {
         "partitions", "consumer", "seconds", "messages/s", "CPU s", "messages/CPU-s"
     );
     let broker = Tansu::start();
+    let database = testbed::Postgres::start();
     let mut ratios = Vec::new();
     for partitions in PARTITION_COUNTS {
         let topic = unique("bench-trades");
         broker.create_topic(&topic, partitions);
         produce(&broker, &topic, messages);
-        let mut rows = vec![rust_row(&broker, &topic, messages)];
+        let mut rows = vec![rust_row(&broker, &topic, messages, None)];
         if has_python {
             rows.push(python_row(&python, &broker, &topic, messages));
         }
+        // The production path: every trade inserted.
+        rows.push(rust_row(&broker, &topic, messages, Some(&database)));
         for r in &rows {
             println!(
                 "{:>10}  {:<26} {:>8.2} {:>11.0} {:>7.2} {:>15.0}",
@@ -204,7 +221,7 @@ fn main() {
                 messages as f64 / r.cpu.max(0.01)
             );
         }
-        if let [rust, python] = &rows[..] {
+        if let [rust, python, ..] = &rows[..] {
             ratios.push((
                 partitions,
                 python.seconds / rust.seconds,
