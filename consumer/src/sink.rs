@@ -1,6 +1,7 @@
 //! Where batches are written: a simulated write that takes
 //! BATCH_PROCESSING_TIME (as the reference consumer), or PostgreSQL.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use trade_model::TradeRef;
@@ -116,6 +117,9 @@ pub enum Cost {
 pub struct Postgres {
     url: String,
     client: Option<postgres::Client>,
+    /// The INSERT of each batch length, prepared once per connection: a
+    /// full batch's thousand parameters are not planned again per batch.
+    inserts: HashMap<usize, postgres::Statement>,
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
@@ -281,6 +285,7 @@ impl Postgres {
         Ok(Postgres {
             url: url.to_owned(),
             client: Some(client),
+            inserts: HashMap::new(),
         })
     }
 
@@ -297,14 +302,44 @@ impl Postgres {
         Ok(client)
     }
 
-    /// The open connection, opened again if the server closed it.
+    /// The open connection, opened again if the server closed it (its
+    /// prepared statements go with it).
     fn client(&mut self) -> anyhow::Result<&mut postgres::Client> {
         if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
             self.client = None;
+            self.inserts.clear();
             self.client = Some(Self::open(&self.url)?);
             tracing::info!("reconnected to PostgreSQL");
         }
         Ok(self.client.as_mut().expect("just opened"))
+    }
+
+    /// Inserts `rows` in one statement: per row, whether it was inserted
+    /// (false: skipped, its trade_id already stored, or earlier in `rows`).
+    fn insert(&mut self, rows: &[Row<'_>]) -> anyhow::Result<Result<Vec<bool>, postgres::Error>> {
+        self.client()?;
+        let client = self.client.as_mut().expect("connected");
+        let statement = match self.inserts.get(&rows.len()) {
+            Some(statement) => statement.clone(),
+            None => match client.prepare(&values(rows.len())) {
+                Ok(statement) => {
+                    self.inserts.insert(rows.len(), statement.clone());
+                    statement
+                }
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
+        let mut returned: std::collections::HashSet<String> =
+            match client.query(&statement, &params) {
+                Ok(returned) => returned.iter().map(|r| r.get(0)).collect(),
+                Err(e) => return Ok(Err(e)),
+            };
+        // The first row of an id is the one inserted.
+        Ok(Ok(rows
+            .iter()
+            .map(|r| returned.remove(r.trade_id))
+            .collect()))
     }
 
     fn write<L>(&mut self, batch: &Batch<L>) -> anyhow::Result<Written> {
@@ -319,9 +354,8 @@ impl Postgres {
             .zip(&batch.records)
             .map(|(t, r)| Row::new(t, r))
             .collect();
-        let client = self.client()?;
         let mut written = Written::default();
-        let inserted = match insert(client, &rows) {
+        let inserted = match self.insert(&rows)? {
             Ok(inserted) => inserted,
             Err(e) if refused_data(&e) => {
                 tracing::warn!(
@@ -331,7 +365,7 @@ impl Postgres {
                 );
                 let mut inserted = Vec::with_capacity(rows.len());
                 for (index, row) in rows.iter().enumerate() {
-                    match insert(client, std::slice::from_ref(row)) {
+                    match self.insert(std::slice::from_ref(row))? {
                         Ok(one) => inserted.extend(one),
                         Err(e) if refused_data(&e) => {
                             written.refused.push(Refused {
@@ -349,6 +383,7 @@ impl Postgres {
             }
             Err(e) => return Err(e.into()),
         };
+        let client = self.client()?;
         for (index, row) in rows.iter().enumerate().filter(|(i, _)| !inserted[*i]) {
             let stored = client.query_opt(STORED_AS, &row.params()[..8])?;
             if stored.is_some() {
@@ -367,19 +402,6 @@ impl Postgres {
         written.refused.sort_by_key(|r| r.index);
         Ok(written)
     }
-}
-
-/// Inserts `rows` in one statement: per row, whether it was inserted
-/// (false: skipped, its trade_id already stored, or earlier in `rows`).
-fn insert(client: &mut postgres::Client, rows: &[Row<'_>]) -> Result<Vec<bool>, postgres::Error> {
-    let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
-    let mut returned: std::collections::HashSet<String> = client
-        .query(values(rows.len()).as_str(), &params)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    // The first row of an id is the one inserted.
-    Ok(rows.iter().map(|r| returned.remove(r.trade_id)).collect())
 }
 
 #[cfg(test)]
