@@ -24,8 +24,12 @@ it nor the workload's scale),
 steps, bursts (with or without a base rate), ramps, a hot partition,
 restarts and daily curves, on 6 to 64 partitions at rates up to 80 % of
 what one pod per partition serves, at a random phase and rebalance mode.
+With --world-times, each random world's pods also start and rebalance in
+their own times (5 s to 180 s each, log-uniform, independently: the name
+ends -S<start>R<rebalance>) while the policy keeps its 60 s priors, as an
+unconfigured install would.
 
-    python3 scripts/sweep-policy.py --random 30 --seed 11
+    python3 scripts/sweep-policy.py --random 30 --seed 11 [--world-times]
 """
 import argparse, json, math, os, random, shutil, subprocess, tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +108,7 @@ def random_scenario(rng,cls,i):
 ap=argparse.ArgumentParser(description="Sweep lagrate's policy; print the worst case against ideal-reactive.")
 ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per class instead of the fixed grid")
 ap.add_argument("--seed",type=int,default=11,help="seed of --random")
+ap.add_argument("--world-times",action="store_true",help="with --random: the pods start and rebalance in 5-180 s each, the policy keeps its 60 s priors")
 ap.add_argument("--keep",metavar="DIR",help="write the scenario files to DIR and keep them (rerun one with lagrate simulate --scenario FILE --explain)")
 ap.add_argument("--builtins",action="store_true",help="print the table of every built-in scenario against ideal-reactive, write it into docs/evaluation.md, and stop")
 args=ap.parse_args()
@@ -137,9 +142,16 @@ if args.keep:
 jobs=[]
 if args.random:
     rng=random.Random(args.seed)
+    # A second generator, so that --world-times leaves the loads of a
+    # seed as they are without it.
+    times=random.Random(args.seed+1)
     for cls in ("noise","steps","bursts","ramp","hot","restart","daily"):
         for i in range(args.random):
             name,mode,text=random_scenario(rng,cls,i)
+            if args.world_times:
+                S,R=(round(math.exp(times.uniform(math.log(5),math.log(180)))) for _ in range(2))
+                text=text.replace(f"name: {name}\n",f"name: {name}-S{S}R{R}\nstartupSeconds: {S}\nrebalanceSeconds: {R}\n")
+                name=f"{name}-S{S}R{R}"
             jobs.append((name,text,0,mode))
 else:
     for name,(P,extra,load) in classes.items():
