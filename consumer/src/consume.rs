@@ -208,9 +208,7 @@ impl Loop<'_> {
         if self.held.partitions.contains(&partition) {
             return;
         }
-        let mut list = TopicPartitionList::with_capacity(1);
-        list.add_partition(self.topic, partition);
-        match self.consumer.pause(&list) {
+        match self.consumer.pause(&self.list([partition])) {
             Ok(()) => self.held.partitions.push(partition),
             Err(e) => tracing::warn!(partition, error = %e, "full partition not paused"),
         }
@@ -221,12 +219,8 @@ impl Loop<'_> {
         if self.held.partitions.is_empty() {
             return;
         }
-        let mut list = TopicPartitionList::with_capacity(self.held.partitions.len());
-        for partition in self.held.partitions.drain(..) {
-            if !self.batcher.is_stopped(partition) {
-                list.add_partition(self.topic, partition);
-            }
-        }
+        let held = std::mem::take(&mut self.held.partitions);
+        let list = self.list(held.into_iter().filter(|&p| !self.batcher.is_stopped(p)));
         if let Err(e) = self.consumer.resume(&list) {
             tracing::warn!(error = %e, "held partitions not resumed");
         }
@@ -239,9 +233,7 @@ impl Loop<'_> {
     fn stop_partition(&mut self, (partition, offset): (i32, i64), reason: &'static str, why: &str) {
         self.metrics.invalid_message(reason);
         self.batcher.stop(partition, offset);
-        let mut list = TopicPartitionList::with_capacity(1);
-        list.add_partition(self.topic, partition);
-        if let Err(e) = self.consumer.pause(&list) {
+        if let Err(e) = self.consumer.pause(&self.list([partition])) {
             tracing::warn!(partition, error = %e, "stopped partition not paused: its messages are read and dropped");
         }
         self.metrics
@@ -263,11 +255,16 @@ impl Loop<'_> {
         if self.batcher.stopped() == 0 && held == self.held.partitions.len() {
             return;
         }
-        let mut list = TopicPartitionList::with_capacity(partitions.len());
-        for &partition in partitions {
+        let _ = self.consumer.resume(&self.list(partitions.iter().copied()));
+    }
+
+    /// `partitions` of the topic, for librdkafka's pause and resume.
+    fn list(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
             list.add_partition(self.topic, partition);
         }
-        let _ = self.consumer.resume(&list);
+        list
     }
 
     /// Counts and logs a message that will not be stored, and sends it to

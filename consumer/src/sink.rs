@@ -314,32 +314,27 @@ impl Postgres {
         Ok(self.client.as_mut().expect("just opened"))
     }
 
-    /// Inserts `rows` in one statement: per row, whether it was inserted
-    /// (false: skipped, its trade_id already stored, or earlier in `rows`).
-    fn insert(&mut self, rows: &[Row<'_>]) -> anyhow::Result<Result<Vec<bool>, postgres::Error>> {
-        self.client()?;
-        let client = self.client.as_mut().expect("connected");
+    /// Inserts `rows` in one statement on the open connection: per row,
+    /// whether it was inserted (false: skipped, its trade_id already
+    /// stored, or earlier in `rows`).
+    fn insert(&mut self, rows: &[Row<'_>]) -> Result<Vec<bool>, postgres::Error> {
+        let client = self.client.as_mut().expect("write connects first");
         let statement = match self.inserts.get(&rows.len()) {
             Some(statement) => statement.clone(),
-            None => match client.prepare(&values(rows.len())) {
-                Ok(statement) => {
-                    self.inserts.insert(rows.len(), statement.clone());
-                    statement
-                }
-                Err(e) => return Ok(Err(e)),
-            },
+            None => {
+                let statement = client.prepare(&values(rows.len()))?;
+                self.inserts.insert(rows.len(), statement.clone());
+                statement
+            }
         };
         let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
-        let mut returned: std::collections::HashSet<String> =
-            match client.query(&statement, &params) {
-                Ok(returned) => returned.iter().map(|r| r.get(0)).collect(),
-                Err(e) => return Ok(Err(e)),
-            };
-        // The first row of an id is the one inserted.
-        Ok(Ok(rows
+        let mut returned: std::collections::HashSet<String> = client
+            .query(&statement, &params)?
             .iter()
-            .map(|r| returned.remove(r.trade_id))
-            .collect()))
+            .map(|r| r.get(0))
+            .collect();
+        // The first row of an id is the one inserted.
+        Ok(rows.iter().map(|r| returned.remove(r.trade_id)).collect())
     }
 
     fn write<L>(&mut self, batch: &Batch<L>) -> anyhow::Result<Written> {
@@ -354,8 +349,9 @@ impl Postgres {
             .zip(&batch.records)
             .map(|(t, r)| Row::new(t, r))
             .collect();
+        self.client()?;
         let mut written = Written::default();
-        let inserted = match self.insert(&rows)? {
+        let inserted = match self.insert(&rows) {
             Ok(inserted) => inserted,
             Err(e) if refused_data(&e) => {
                 tracing::warn!(
@@ -365,7 +361,7 @@ impl Postgres {
                 );
                 let mut inserted = Vec::with_capacity(rows.len());
                 for (index, row) in rows.iter().enumerate() {
-                    match self.insert(std::slice::from_ref(row))? {
+                    match self.insert(std::slice::from_ref(row)) {
                         Ok(one) => inserted.extend(one),
                         Err(e) if refused_data(&e) => {
                             written.refused.push(Refused {

@@ -42,13 +42,13 @@ impl SampleWindow {
         self.started_at.get_or_insert(t);
         let previous = self.recent.last().map(|s| &**s);
         // The short rate window starts at the newest sample at least its
-        // length old, or else at the previous one.
-        let base = self
+        // length old, or else at the previous one; nothing before that start
+        // is read again, by this sample or a later one.
+        let start = self
             .recent
             .iter()
-            .rposition(|s| t - s.t >= SHORT_RATE_WINDOW_S)
-            .map(|b| &*self.recent[b])
-            .or(previous);
+            .rposition(|s| t - s.t >= SHORT_RATE_WINDOW_S);
+        let base = start.map(|b| &*self.recent[b]).or(previous);
         self.points.push(Point::of(&sample, previous, base));
         self.shapes
             .push(Shape::next(&self.shapes, previous, &sample));
@@ -57,11 +57,7 @@ impl SampleWindow {
         let expired = self.points.iter().take_while(|p| p.t < oldest).count();
         self.points.drain(..expired);
         self.shapes.drain(..expired);
-        // What the next sample's rate window can still start at.
-        let unused = self
-            .recent
-            .iter()
-            .rposition(|s| t - s.t >= SHORT_RATE_WINDOW_S)
+        let unused = start
             .unwrap_or(0)
             .max(self.recent.iter().take_while(|s| s.t < oldest).count());
         self.recent.drain(..unused);
