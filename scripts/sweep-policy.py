@@ -30,6 +30,10 @@ ends -S<start>R<rebalance>) while the policy keeps its 60 s priors, as an
 unconfigured install would.
 
     python3 scripts/sweep-policy.py --random 30 --seed 11 [--world-times]
+
+With --strategy planner (and --objective S), every run uses that policy
+strategy (and waitObjectiveSeconds): run it beside --strategy rules on the
+same seed to compare the two.
 """
 import argparse, json, math, os, random, shutil, subprocess, tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +114,8 @@ ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per cla
 ap.add_argument("--seed",type=int,default=11,help="seed of --random")
 ap.add_argument("--world-times",action="store_true",help="with --random: the pods start and rebalance in 5-180 s each, the policy keeps its 60 s priors")
 ap.add_argument("--keep",metavar="DIR",help="write the scenario files to DIR and keep them (rerun one with lagrate simulate --scenario FILE --explain)")
+ap.add_argument("--strategy",choices=["rules","planner"],help="the policy's strategy (default: the policy's default); run both on the same seed to compare them side by side")
+ap.add_argument("--objective",type=float,metavar="S",help="the policy's waitObjectiveSeconds")
 ap.add_argument("--builtins",action="store_true",help="print the table of every built-in scenario against ideal-reactive, write it into docs/evaluation.md, and stop")
 args=ap.parse_args()
 def builtin_row(name):
@@ -161,8 +167,11 @@ else:
 # Runs whose peak exceeds what one pod per partition serves (the goal
 # speaks of feasible ones; they are counted, and marked).
 infeasible=set()
+policy="".join(f"  {k}: {v}\n" for k,v in (("strategy",args.strategy),("waitObjectiveSeconds",args.objective)) if v is not None)
 def run(j):
     name,text,phase,mode=j
+    # A policy of its own names the assignor, as the default one does.
+    if policy: text=text.replace("load:\n",f"policy:\n{policy}  rebalance: {mode}\nload:\n",1)
     f=os.path.join(DIR,f"{name}-{phase}-{mode}.yaml")
     open(f,"w").write(text)
     out=subprocess.run([B,"simulate","--scenario",f,"--rebalance",mode,"--json"],capture_output=True,text=True)

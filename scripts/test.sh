@@ -29,6 +29,7 @@ cargo test --locked -p lagrate --bench getmetrics -- --seconds 1 --keys 2 --clie
 cargo test --locked -p lagrate --bench sampling_keys -- --max-keys 4 --interval 1 --grow-seconds 2 || status=$?
 cargo test --locked -p lagrate-sim --bench simulate_day -- --hours 1 || status=$?
 cargo test --locked -p lagrate-policy --bench window_memory -- --keys 2 || status=$?
+cargo test --locked -p lagrate-policy --bench evaluate -- --rounds 1 || status=$?
 cargo test --locked -p trade-consumer --bench throughput -- --messages 2000 || status=$?
 cargo test --locked -p trade-producer --bench accuracy -- --seconds 2 || status=$?
 exit "$status"

@@ -2,10 +2,12 @@
 //! (one step up, settle, stabilized and bounded scale-down, dead band, idle
 //! window). Pure: `now` is an argument and all memory is in [`State`].
 
-use super::decision::{Action, Basis, Climb, Decision, Reason};
+use super::decision::{Action, Basis, Climb, Decision, PartitionLimit, PlanBasis, Reason};
 use super::observation::Observation;
+use super::partitions::partition_aware_pods_skewed;
 use super::pause::{price_scale_down, project_pause, rebalance_backlog};
-use super::settings::{Params, PolicySettings};
+use super::plan::{Forecast, InFlight, Plan, Planner};
+use super::settings::{Params, PartitionCap, PolicySettings, Strategy};
 use super::sizing::{
     Need, climbing_need, effective_capacity, lag_need, partition_drain_floor, rate_need,
 };
@@ -42,6 +44,23 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
     // Decide with what was known before this sample; learn from it for the next.
     if params.settings.pod_capacity.is_none() {
         learn_capacity(params, state, obs, now, &mut next);
+    }
+    if let Some(c) = at
+        .capacity
+        .filter(|_| !at.lag_sized && params.settings.strategy == Strategy::Planner)
+    {
+        let horizon = params.settings.startup_seconds
+            + params.settings.rebalance_seconds
+            + params.settings.wait_objective();
+        if at.steady_rate >= state.peak_rate_per_s || now - state.peak_at > horizon {
+            next.peak_rate_per_s = at.steady_rate;
+            next.peak_at = now;
+        }
+        let plan = at.plan(c);
+        let (choice, need) = at.choose_planned(&plan, c);
+        at.book(&mut next, &choice, need);
+        let decision = at.explain_planned(&next, choice, plan, need, c);
+        return (decision, next);
     }
     let sizes = at.sizings();
     let bounds = at.bounds(&sizes);
@@ -444,6 +463,14 @@ impl<'a> Situation<'a> {
                     rebalance_backlog(s, self.rate, previous, replicas),
                 )
             };
+            next.changed_at = Some(now);
+            next.ready_at = if replicas > previous {
+                now + s.startup_seconds
+            } else {
+                now
+            };
+            next.changed_from = previous;
+            next.paused_share = s.rebalance.paused_share(previous, replicas);
             let (params, obs, allowance) = (self.params, self.obs, self.allowance);
             project_pause(
                 params, obs, next, now, allowance, pause_s, added, replicas, c,
@@ -493,6 +520,241 @@ impl<'a> Situation<'a> {
         }
     }
 
+    /// The arrival forecast the plan prices against: the rate now, its
+    /// climb, a burst ending like the last one, quiet, and the noise band.
+    fn forecast(&self) -> Forecast {
+        let obs = self.obs;
+        let quiet = obs.quiet_for_s.is_some();
+        let ends_in = if quiet {
+            Some(0.0)
+        } else {
+            match (obs.busy_for_s, obs.last_burst_s) {
+                (Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
+                    Some((last - busy).max(0.0))
+                }
+                _ => None,
+            }
+        };
+        Forecast {
+            // A step the newest interval shows is sized for at once: a
+            // count sized on the rate still catching up would need a
+            // second change, and a second pause.
+            rate: self.rate.max(obs.unconfirmed_step_per_s.unwrap_or(0.0)),
+            climb: obs.rate_climb_per_s2.unwrap_or(0.0),
+            ends_in,
+            base: if quiet { 0.0 } else { self.base_after_burst },
+            band: NOISE_STANDARD_ERRORS * obs.rate_uncertainty_per_s.unwrap_or(0.0),
+        }
+    }
+
+    /// The counts worth pricing: within min and max, every count at which
+    /// the busiest pod's share of the partitions changes, and the current.
+    fn counts(&self) -> Vec<u32> {
+        let (params, s, obs) = (self.params, self.s, self.obs);
+        let lo = if params.rate_aware && !self.idle_now {
+            s.min_replicas.max(1)
+        } else {
+            s.min_replicas
+        };
+        let p = obs.partitions.max(1);
+        let hi = match params.cap {
+            PartitionCap::None => s.max_replicas,
+            _ => s.max_replicas.min(p),
+        }
+        .max(lo);
+        let mut counts: Vec<u32> = (lo..=hi)
+            .filter(|&n| {
+                n <= lo.max(1)
+                    || matches!(params.cap, PartitionCap::None)
+                    || p.div_ceil(n) != p.div_ceil(n - 1)
+            })
+            .collect();
+        if let Some(current) = self.state.replicas
+            && let Err(at) = counts.binary_search(&current)
+        {
+            counts.insert(at, current);
+        }
+        counts
+    }
+
+    /// Every candidate count priced over the horizon.
+    fn plan(&self, c: f64) -> Plan {
+        let (params, s, obs, state) = (self.params, self.s, self.obs, self.state);
+        let capacity = |n: u32| effective_capacity(params, obs, n, c);
+        let current = self.current;
+        let forecast = self.forecast();
+        // A burst forecast to end, or traffic that stopped, is a fall the
+        // plan already expects.
+        let held_rate = if forecast.ends_in.is_some() {
+            0.0
+        } else {
+            state.peak_rate_per_s.max(self.steady_rate)
+        };
+        let counts = self.counts();
+        let in_flight = match state.changed_at {
+            Some(_) => InFlight {
+                ready_in: (state.ready_at - self.now).max(0.0),
+                paused_for: (state.pause_until - self.now).max(0.0),
+                before: capacity(state.changed_from),
+                from: state.changed_from,
+                share: state.paused_share,
+            },
+            None => InFlight::default(),
+        };
+        Planner {
+            current,
+            backlog: obs.lag,
+            forecast,
+            held_rate,
+            in_flight,
+            startup_s: s.startup_seconds,
+            rebalance_s: s.rebalance_seconds,
+            rebalance: s.rebalance,
+            headroom: s.headroom,
+            objective_s: s.wait_objective(),
+            capacity: &capacity,
+            counts,
+        }
+        .plan()
+    }
+
+    /// The planned count, inside the protections the plan does not price:
+    /// the first answer, the idle window, a cold start, the largest step
+    /// down and the lagged partition's floor. Returns the choice and the
+    /// need (the fewest pods that sustain the load, were a change free).
+    fn choose_planned(&self, plan: &Plan, c: f64) -> (Choice, u32) {
+        let (s, obs) = (self.s, self.obs);
+        let target = plan.choice().replicas;
+        let need = plan.smallest_sustaining().map_or(target, |n| n.replicas);
+        let to_zero = self.idle_now && self.idle_for >= s.idle_seconds && s.min_replicas == 0;
+        let cold_at_once = self.idle_now && self.gap_outlasts_idle && s.min_replicas == 0;
+        let mut paused_target = None;
+        let choice = match self.state.replicas {
+            None => (target, Action::Initial),
+            Some(_) if to_zero => (0, Action::Idle),
+            Some(current) if cold_at_once && current > 0 => (0, Action::IdleGapOutlasts),
+            Some(current) if self.idle_now && target == 0 && current > 0 => {
+                (current.min(1), Action::IdleKeepOne)
+            }
+            Some(current)
+                if target < current && (!obs.window_full || obs.inbound_rate_per_s.is_none()) =>
+            {
+                (current, Action::ColdStart)
+            }
+            // A group still changing is not one the model can price a
+            // reversal on: the pods starting or moving have paid part of
+            // their pause. Scale-downs wait for the pause (start-up and
+            // rebalance, as learned) to end.
+            Some(current)
+                if target < current
+                    && self.state.changed_at.is_some()
+                    && self.now < self.state.pause_until =>
+            {
+                (current, Action::Settling)
+            }
+            Some(current) if target < current => {
+                let step_floor =
+                    (f64::from(current) * (1.0 - s.max_scale_down_step)).floor() as u32;
+                let floor = partition_drain_floor(self.params, obs, self.rate, Some(c));
+                let to = target.max(step_floor).max(floor);
+                if to < current {
+                    (to, Action::ScaleDown)
+                } else {
+                    (current, Action::Steady)
+                }
+            }
+            Some(current) if target > current => (target, Action::ScaleUp),
+            Some(current) if need < current => {
+                paused_target = Some(need);
+                (current, Action::PauseTooCostly)
+            }
+            Some(current) => (current, Action::Steady),
+        };
+        let mut choice = Choice::plain(choice);
+        choice.paused_target = paused_target;
+        (choice, need)
+    }
+
+    /// The planned decision, with the candidates it priced.
+    fn explain_planned(
+        &self,
+        next: &State,
+        choice: Choice,
+        plan: Plan,
+        need: u32,
+        c: f64,
+    ) -> Decision {
+        let (params, s, obs) = (self.params, self.s, self.obs);
+        let (elapsed_seconds, window) = match choice.action {
+            Action::Settling => (
+                (self.state.pause_until - self.now).max(0.0),
+                s.startup_seconds + s.rebalance_seconds,
+            ),
+            Action::IdleKeepOne | Action::Idle | Action::IdleGapOutlasts => {
+                self.progress(next, choice.action, need, choice.replicas)
+            }
+            _ => (0.0, 0.0),
+        };
+        let p = obs.partitions.max(1);
+        let share = obs.hottest_share.unwrap_or(1.0 / f64::from(p));
+        let ahead = self
+            .forecast()
+            .at(s.startup_seconds + s.rebalance_seconds, 0.0);
+        let partition_limit = (!matches!(params.cap, PartitionCap::None)
+            && partition_aware_pods_skewed(ahead, p, c, share).is_none())
+        .then_some(PartitionLimit {
+            pods_needed: (ahead / c).ceil() as u32,
+            partitions: p,
+        });
+        let shown = plan.choice();
+        let forecast = self.forecast();
+        let basis = Basis::Plan(PlanBasis {
+            rate_per_s: self.rate,
+            band_per_s: forecast.band,
+            source: obs.rate_source,
+            climb_per_s2: obs.rate_climb_per_s2,
+            burst_ends_in: forecast.ends_in.filter(|_| obs.quiet_for_s.is_none()),
+            quiet: obs.quiet_for_s.is_some(),
+            lag: obs.lag,
+            capacity_per_s: c,
+            objective_seconds: plan.objective_seconds,
+            worst_wait_s: shown.worst_wait_s,
+            pause_s: shown.pause_s,
+            reachable: plan.reachable,
+            startup_seconds: s.startup_seconds,
+            rebalance_seconds: s.rebalance_seconds,
+        });
+        let reason = Reason {
+            action: choice.action,
+            from: self.current,
+            to: choice.replicas,
+            basis,
+            partition_limit,
+            elapsed_seconds,
+            window,
+            paused_target: choice.paused_target,
+            estimated_wait_s: obs.estimated_wait_s,
+        };
+        let hot_partition = match &obs.hottest_partition {
+            Some(hot) if hot.rate_per_s > c => Some(hot.clone()),
+            _ => None,
+        };
+        let active = activated(params, obs) || choice.replicas > 0;
+        Decision {
+            replicas: choice.replicas,
+            need,
+            active,
+            action: choice.action,
+            reason,
+            partition_limit,
+            hot_partition,
+            capacity_per_s: Some(c),
+            rebalance_seconds: s.rebalance_seconds,
+            startup_seconds: s.startup_seconds,
+            plan: Some(plan),
+        }
+    }
+
     /// The decision, with the reason a person can check.
     fn explain(&self, next: &State, choice: Choice, sizes: Sizings, down: u32) -> Decision {
         let (params, s, obs) = (self.params, self.s, self.obs);
@@ -538,6 +800,7 @@ impl<'a> Situation<'a> {
             capacity_per_s: self.capacity,
             rebalance_seconds: s.rebalance_seconds,
             startup_seconds: s.startup_seconds,
+            plan: None,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::observation::{HotPartition, RateSource};
+use super::plan::Plan;
 
 /// Why the answer is what it is; `label()` names it for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,6 +115,9 @@ pub struct Decision {
     /// Start-up time planned with (configured, or timed from the
     /// workload's spec to the members joining).
     pub startup_seconds: f64,
+    /// The candidates a rate-sized decision priced, and the one it chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// How the need was computed.
@@ -140,6 +144,94 @@ pub enum Basis {
         /// it should end (before new pods consume).
         burst_ends_in: Option<f64>,
     },
+    /// Chosen by the planner (see [`Plan`]).
+    Plan(PlanBasis),
+}
+
+/// What the planner saw and predicted for the count it chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanBasis {
+    pub rate_per_s: f64,
+    /// Half-width of the noise band the counts are held against.
+    pub band_per_s: f64,
+    pub source: RateSource,
+    pub climb_per_s2: Option<f64>,
+    /// The burst under way should end in this many seconds.
+    pub burst_ends_in: Option<f64>,
+    /// No message arrives: the forecast is no traffic.
+    pub quiet: bool,
+    pub lag: f64,
+    pub capacity_per_s: f64,
+    pub objective_seconds: f64,
+    /// The chosen count's predicted longest wait, and its own pause.
+    pub worst_wait_s: f64,
+    pub pause_s: f64,
+    /// Whether the chosen count meets the objective.
+    pub reachable: bool,
+    pub startup_seconds: f64,
+    pub rebalance_seconds: f64,
+}
+
+impl fmt::Display for PlanBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let PlanBasis {
+            rate_per_s,
+            band_per_s,
+            source,
+            climb_per_s2,
+            burst_ends_in,
+            quiet,
+            lag,
+            capacity_per_s,
+            objective_seconds,
+            worst_wait_s,
+            pause_s,
+            reachable,
+            startup_seconds,
+            rebalance_seconds,
+        } = self;
+        if *quiet {
+            write!(f, "no message arriving")?;
+        } else {
+            write!(f, "rate {rate_per_s:.1}/s")?;
+            if *band_per_s >= 0.05 {
+                write!(f, " ±{band_per_s:.1}")?;
+            }
+            write!(f, " from {}", source.label())?;
+            if let Some(climb) = climb_per_s2 {
+                write!(f, " climbing {climb:.2}/s per second")?;
+            }
+            if let Some(ends) = burst_ends_in {
+                write!(
+                    f,
+                    ", a burst that should end in {ends:.0}s like the last one"
+                )?;
+            }
+        }
+        write!(f, ", lag {lag:.0}, {capacity_per_s:.1}/s per pod: ")?;
+        let wait = if worst_wait_s.is_finite() {
+            format!("{worst_wait_s:.0}s")
+        } else {
+            "without bound".to_owned()
+        };
+        if *pause_s >= 0.5 {
+            write!(f, "longest wait {wait} with its {pause_s:.0}s pause, ")?;
+        } else {
+            write!(f, "longest wait {wait}, ")?;
+        }
+        if *reachable {
+            write!(f, "within the {objective_seconds:.0}s objective")?;
+            if *pause_s >= 0.5 {
+                write!(f, " beyond it")?;
+            }
+        } else {
+            write!(
+                f,
+                "the {objective_seconds:.0}s objective is out of reach (start-up {startup_seconds:.0}s, rebalance {rebalance_seconds:.0}s); the closest count"
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A rate projected ahead on a steady climb: `per_s2` msg/s per second
@@ -177,6 +269,7 @@ fn as_text<S: serde::Serializer>(reason: &Reason, serializer: S) -> Result<S::Ok
 impl fmt::Display for Basis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Basis::Plan(plan) => plan.fmt(f),
             Basis::Lag { lag, lag_threshold } => {
                 write!(f, "lag {lag:.0} / lagThreshold {lag_threshold}")
             }
@@ -247,6 +340,31 @@ impl fmt::Display for Basis {
     }
 }
 
+impl Reason {
+    /// The actions whose words differ when the planner chose them.
+    fn fmt_planned(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Reason {
+            from,
+            to,
+            basis,
+            elapsed_seconds,
+            ..
+        } = self;
+        match self.action {
+            Action::ScaleUp => write!(f, "scale up {from} -> {to} in one step ({basis})"),
+            Action::Settling => write!(
+                f,
+                "hold {to}: the last change's pause (start-up and rebalance) ends in {elapsed_seconds:.0}s; no scale-down before ({basis})"
+            ),
+            _ => write!(
+                f,
+                "hold {to}: {} pods would process the rate, but their rebalance would make messages wait beyond the objective ({basis})",
+                self.paused_target.unwrap_or(*to)
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Reason {
@@ -258,6 +376,11 @@ impl fmt::Display for Reason {
             ..
         } = self;
         match self.action {
+            Action::ScaleUp | Action::PauseTooCostly | Action::Settling
+                if matches!(basis, Basis::Plan(_)) =>
+            {
+                self.fmt_planned(f)?
+            }
             Action::Initial => write!(f, "initial: {to} ({basis})")?,
             Action::ScaleUp => write!(
                 f,
@@ -317,6 +440,13 @@ impl fmt::Display for Reason {
                 "idle: scale to zero now; the topic was idle {elapsed_seconds:.0}s before this traffic, longer than the {window:.0}s idle window, so a pod kept warm would idle out before the next burst"
             )?,
         }
+        self.fmt_notes(f)
+    }
+}
+
+impl Reason {
+    /// What follows every reason: the partitions' limit, the wait so far.
+    fn fmt_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(limit) = self.partition_limit {
             write!(
                 f,

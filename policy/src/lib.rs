@@ -20,6 +20,11 @@
 //! projection is not new demand, scale-down only after the need stayed lower
 //! for the stabilization window, a dead band, no scale-down from a cold
 //! start, and scale to zero only after an idle window.
+//!
+//! With `strategy: planner`, a rate-sized decision instead prices every
+//! candidate count over a short horizon ([`Plan`]): a fluid model of the
+//! group with each change's own pause, the fewest pods whose predicted wait
+//! stays within `waitObjectiveSeconds`.
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
@@ -38,6 +43,7 @@ mod decision;
 mod observation;
 pub mod partitions;
 mod pause;
+mod plan;
 mod rebalance;
 mod settings;
 mod sizing;
@@ -45,11 +51,12 @@ mod state;
 mod thresholds;
 
 pub use decide::{activated, decide};
-pub use decision::{Action, Basis, Climb, Decision, PartitionLimit, Reason};
+pub use decision::{Action, Basis, Climb, Decision, PartitionLimit, PlanBasis, Reason};
 pub use observation::{HotPartition, LearnedPause, Observation, RateSource};
 pub use partitions::partition_aware_pods;
 pub use pause::adopt;
-pub use settings::{Params, PartitionCap, PolicySettings, Rebalance};
+pub use plan::{Candidate, Plan};
+pub use settings::{Params, PartitionCap, PolicySettings, Rebalance, Strategy};
 pub use state::State;
 
 #[cfg(test)]

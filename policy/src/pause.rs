@@ -38,6 +38,10 @@ pub fn adopt(params: &Params, state: &State, obs: &Observation, now: f64, member
         members,
         capacity,
     );
+    next.changed_at = Some(now);
+    next.ready_at = now;
+    next.changed_from = previous;
+    next.paused_share = s.rebalance.paused_share(previous, members);
     next.replicas = Some(members);
     next.lower_since = None;
     next

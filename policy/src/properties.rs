@@ -1,4 +1,7 @@
-//! Invariants of the policy, over arbitrary parameters and observations.
+//! Invariants of the policy, over arbitrary parameters and observations,
+//! under the default `rules` strategy. The planner does not hold three of
+//! them yet (monotone in lag, no second scale-up within a change's pause,
+//! constant input scales up at most once): see docs/evaluation.md.
 
 use super::{Action, Observation, Params, PartitionCap, PolicySettings, State, decide};
 use proptest::prelude::*;

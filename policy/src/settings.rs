@@ -21,6 +21,13 @@ pub struct PolicySettings {
     pub headroom: f64,
     /// Backlog is sized to drain within this many seconds.
     pub drain_seconds: f64,
+    /// How rate-sized decisions are made: `rules` (the hysteresis rules)
+    /// or `planner` (each candidate count priced over a short horizon,
+    /// held to `waitObjectiveSeconds`).
+    pub strategy: Strategy,
+    /// With `strategy: planner`: the longest a message should wait, beyond
+    /// the pause of a change (seconds); `drainSeconds` when absent.
+    pub wait_objective_seconds: Option<f64>,
     /// After a scale-up, hold this long (pod start, ramp-up, rebalance).
     pub settle_seconds: f64,
     /// The need must stay lower this long before scaling down.
@@ -54,6 +61,8 @@ impl Default for PolicySettings {
         Self {
             headroom: 0.1,
             drain_seconds: 60.0,
+            strategy: Strategy::Rules,
+            wait_objective_seconds: None,
             settle_seconds: 120.0,
             scale_down_stabilization_seconds: 300.0,
             max_scale_down_step: 1.0,
@@ -72,35 +81,7 @@ impl Default for PolicySettings {
 impl PolicySettings {
     /// Checks ranges; the error is `(key, what is allowed)`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let windows = [
-            ("settleSeconds", self.settle_seconds),
-            (
-                "scaleDownStabilizationSeconds",
-                self.scale_down_stabilization_seconds,
-            ),
-            ("idleSeconds", self.idle_seconds),
-            ("startupSeconds", self.startup_seconds),
-            ("rebalanceSeconds", self.rebalance_seconds),
-        ];
-        let non_negative = [("headroom", self.headroom), ("deadBand", self.dead_band)];
-        for (key, value) in windows.into_iter().chain(non_negative) {
-            if !value.is_finite() || value < 0.0 {
-                return Err((key, format!("must be a number >= 0, got {value}")));
-            }
-        }
-        // Every window is a duration the scaler keeps samples for: a week
-        // is far past any useful hysteresis and far below what overflows.
-        let seconds = windows
-            .into_iter()
-            .chain([("drainSeconds", self.drain_seconds)]);
-        for (key, value) in seconds {
-            if value > MAX_SECONDS {
-                return Err((
-                    key,
-                    format!("must be at most {MAX_SECONDS} (one week), got {value}"),
-                ));
-            }
-        }
+        self.validate_durations()?;
         if self.headroom > 10.0 {
             return Err((
                 "headroom",
@@ -108,12 +89,6 @@ impl PolicySettings {
                     "must be a fraction of at most 10 (1000 %), got {}",
                     self.headroom
                 ),
-            ));
-        }
-        if !self.drain_seconds.is_finite() || self.drain_seconds <= 0.0 {
-            return Err((
-                "drainSeconds",
-                format!("must be a number > 0, got {}", self.drain_seconds),
             ));
         }
         if !(self.max_scale_down_step > 0.0 && self.max_scale_down_step <= 1.0) {
@@ -151,6 +126,60 @@ impl PolicySettings {
         Ok(())
     }
 
+    /// The windows and durations: finite, not negative (drain and wait
+    /// objective above zero), at most a week.
+    fn validate_durations(&self) -> Result<(), (&'static str, String)> {
+        let windows = [
+            ("settleSeconds", self.settle_seconds),
+            (
+                "scaleDownStabilizationSeconds",
+                self.scale_down_stabilization_seconds,
+            ),
+            ("idleSeconds", self.idle_seconds),
+            ("startupSeconds", self.startup_seconds),
+            ("rebalanceSeconds", self.rebalance_seconds),
+        ];
+        let non_negative = [("headroom", self.headroom), ("deadBand", self.dead_band)];
+        for (key, value) in windows.into_iter().chain(non_negative) {
+            if !value.is_finite() || value < 0.0 {
+                return Err((key, format!("must be a number >= 0, got {value}")));
+            }
+        }
+        // Every window is a duration the scaler keeps samples for: a week
+        // is far past any useful hysteresis and far below what overflows.
+        let seconds = windows.into_iter().chain([
+            ("drainSeconds", self.drain_seconds),
+            (
+                "waitObjectiveSeconds",
+                self.wait_objective_seconds.unwrap_or(0.0),
+            ),
+        ]);
+        for (key, value) in seconds {
+            if value > MAX_SECONDS {
+                return Err((
+                    key,
+                    format!("must be at most {MAX_SECONDS} (one week), got {value}"),
+                ));
+            }
+        }
+        let positive = [("drainSeconds", Some(self.drain_seconds))]
+            .into_iter()
+            .chain([("waitObjectiveSeconds", self.wait_objective_seconds)]);
+        for (key, value) in positive {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err((key, format!("must be a number > 0, got {v}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wait the planner holds messages to beyond a change's pause.
+    pub fn wait_objective(&self) -> f64 {
+        self.wait_objective_seconds.unwrap_or(self.drain_seconds)
+    }
+
     /// How long a newly started scaler must observe before it may scale
     /// down: the windows a scale-down decision depends on.
     pub fn cold_start_seconds(&self) -> f64 {
@@ -165,6 +194,23 @@ impl PolicySettings {
             .max(self.settle_seconds)
             .max(self.idle_seconds)
     }
+}
+
+/// How rate-sized decisions are made.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The hysteresis rules: one step up, settle, stabilized scale-down,
+    /// dead band, and the pause priced on a scale-down.
+    #[default]
+    Rules,
+    /// One planner: every candidate count rolled forward over start-up,
+    /// rebalance and the wait objective (a fluid model of the group with
+    /// each change's own pause), the fewest pods that keep the wait within
+    /// the objective chosen.
+    Planner,
 }
 
 /// Which partitions bound the replica count (KEDA's Kafka scaler rules).

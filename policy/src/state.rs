@@ -14,6 +14,14 @@ pub struct State {
     pub projected_backlog: f64,
     /// When that pause (start-up and rebalance) ends.
     pub pause_until: f64,
+    /// When the last change was made (None before one).
+    pub changed_at: Option<f64>,
+    /// When the last change's new pods consume (its start-up ends).
+    pub ready_at: f64,
+    /// The count before the last change: what processes until `ready_at`.
+    pub changed_from: u32,
+    /// Share of the partitions the last change's rebalance pauses.
+    pub paused_share: f64,
     /// Messages per second the new pod count was expected to drain the
     /// projected backlog at, after the pause.
     pub projected_drain_per_s: f64,
@@ -24,6 +32,10 @@ pub struct State {
     pub rate_when_lower: f64,
     /// Since when the topic has been idle.
     pub idle_since: Option<f64>,
+    /// The highest steady inbound rate over the last planning horizon, and
+    /// when it was seen: a smaller count must sustain it.
+    pub peak_rate_per_s: f64,
+    pub peak_at: f64,
     /// Learned messages per second per pod.
     pub learned_capacity_per_s: Option<f64>,
     /// The last sample held a scale-up for a step its newest interval

@@ -538,6 +538,8 @@ fn print_explanation(report: &lagrate_sim::report::Report) {
             row.policy
         );
         for (t, text) in &row.changes {
+            // A planned decision carries its table of candidates below it.
+            let text = text.replace('\n', "\n            ");
             println!("  {t:>7.0}s  {text}");
         }
     }

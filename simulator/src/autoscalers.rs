@@ -355,12 +355,15 @@ impl Autoscaler for Lagrate {
                 // The answer changed, or it holds for a new reason.
                 let new_hold = d.action.is_hold() && Some(d.action) != was.map(|w| w.2);
                 if Some(d.replicas) != was.map(|w| w.1) || new_hold {
-                    let line = format!(
+                    let mut line = format!(
                         "lag {:.0} rate {:.0}/s: {}",
                         e.observation.lag,
                         e.observation.inbound_rate_per_s.unwrap_or(0.0),
                         d.reason
                     );
+                    if let Some(plan) = &d.plan {
+                        line = format!("{line}\n{}", plan.to_string().trim_end());
+                    }
                     self.changes.push((t, line));
                 }
             }

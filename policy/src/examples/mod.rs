@@ -1,12 +1,13 @@
 //! Examples of the policy's behaviour, one rule each: how a need is sized
 //! (`sizing`), how the answer moves from one need to the next
-//! (`hysteresis`), and bursts (`bursts`). The helpers below build their
+//! (`hysteresis`), bursts (`bursts`), and the planner (`planner`). The helpers below build their
 //! parameters, state and observations.
 
 use super::*;
 
 mod bursts;
 mod hysteresis;
+mod planner;
 mod sizing;
 
 fn lag_only(lag_threshold: f64) -> Params {

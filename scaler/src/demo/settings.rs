@@ -71,6 +71,8 @@ impl DemoSettings {
         PolicySettings {
             headroom: 0.2,
             drain_seconds: self.scaled(30.0),
+            strategy: Default::default(),
+            wait_objective_seconds: None,
             settle_seconds: self.scaled(15.0),
             scale_down_stabilization_seconds: self.scaled(30.0),
             max_scale_down_step: 0.5,

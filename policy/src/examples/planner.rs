@@ -1,0 +1,146 @@
+//! Examples of the planner (`strategy: planner`): the count it keeps in
+//! noise, the one step it takes for a step of the load, the scale-down its
+//! own pause makes too slow, and what a looser wait objective buys.
+
+use super::*;
+
+/// [`with_headroom`] deciding with the planner.
+fn planner(pod_capacity: f64, headroom: f64) -> Params {
+    let mut params = with_headroom(pod_capacity, headroom);
+    params.settings.strategy = Strategy::Planner;
+    params
+}
+
+/// A steady observation whose rate is known to ±`error` (one standard
+/// error of the estimate).
+fn noisy(lag: f64, rate: f64, error: f64, partitions: u32) -> Observation {
+    Observation {
+        rate_uncertainty_per_s: Some(error),
+        ..obs(lag, rate, partitions)
+    }
+}
+
+#[test]
+fn noise_within_the_band_moves_nothing() {
+    // 24 partitions, 100 msg/s per pod: 12 pods of 2 partitions serve
+    // 1000 msg/s with 20 % to spare. The rate wanders ±12 % around it.
+    let params = planner(100.0, 0.1);
+    let mut state = running(12);
+    for (i, wobble) in [0.0, 0.12, -0.1, 0.08, -0.12, 0.05, 0.11, -0.07]
+        .iter()
+        .cycle()
+        .take(120)
+        .enumerate()
+    {
+        let now = 5.0 * i as f64;
+        let (d, next) = decide(
+            &params,
+            &state,
+            &noisy(0.0, 1000.0 * (1.0 + wobble), 30.0, 24),
+            now,
+        );
+        assert_eq!(d.replicas, 12, "at {now}s: {}", d.reason);
+        state = next;
+    }
+}
+
+#[test]
+fn a_step_is_met_in_one_scale_up_and_held_while_its_pause_runs() {
+    // 300 -> 1800 msg/s on 24 partitions: only 24 pods serve it.
+    let params = planner(100.0, 0.1);
+    let (d, next) = decide(&params, &running(4), &obs(2000.0, 1800.0, 24), 0.0);
+    assert_eq!(
+        (d.action, d.replicas),
+        (Action::ScaleUp, 24),
+        "{}",
+        d.reason
+    );
+    let plan = d
+        .plan
+        .as_ref()
+        .expect("a planned decision carries its plan");
+    assert_eq!(plan.choice().replicas, 24);
+    assert!(
+        plan.candidates.iter().any(|c| c.replicas == 4),
+        "the current count is priced: {plan}"
+    );
+    // The backlog its own pause makes is what the plan expected.
+    let (d, _) = decide(&params, &next, &obs(60_000.0, 1800.0, 24), 30.0);
+    assert_eq!(d.replicas, 24, "{}", d.reason);
+}
+
+#[test]
+fn a_scale_down_its_own_pause_makes_too_slow_holds_and_says_why() {
+    // 800 msg/s on 24 pods. 12 pods (1200 msg/s) would process it, but an
+    // eager 60 s pause leaves 48,000 messages that drain at 400/s: 120 s,
+    // twice the objective.
+    let params = planner(100.0, 0.1);
+    let (d, _) = decide(&params, &running(24), &obs(0.0, 800.0, 24), 0.0);
+    assert_eq!(
+        (d.action, d.replicas, d.reason.paused_target),
+        (Action::PauseTooCostly, 24, Some(12)),
+        "{}",
+        d.reason
+    );
+    let text = d.reason.to_string();
+    assert!(text.contains("12 pods would process the rate"), "{text}");
+    // Under cooperative rebalancing half the partitions pause, and their
+    // backlog drains beside the others' traffic: 12 pods are taken.
+    let (d, _) = decide(
+        &cooperative(&params),
+        &running(24),
+        &obs(0.0, 800.0, 24),
+        0.0,
+    );
+    assert_eq!(
+        (d.action, d.replicas),
+        (Action::ScaleDown, 12),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn a_looser_objective_never_takes_more_pods() {
+    // A step from 4 pods to 1500 msg/s with a backlog: the tighter the
+    // objective, the more pods drain the backlog in time.
+    let mut pods = Vec::new();
+    for objective in [15.0, 60.0, 300.0] {
+        let mut params = planner(100.0, 0.1);
+        params.settings.max_replicas = 64;
+        params.settings.wait_objective_seconds = Some(objective);
+        let (d, _) = decide(&params, &running(4), &obs(30_000.0, 700.0, 64), 0.0);
+        pods.push(d.replicas);
+    }
+    assert!(pods.windows(2).all(|w| w[0] >= w[1]), "{pods:?}");
+    assert!(
+        pods[0] > pods[2],
+        "the objective changes the answer: {pods:?}"
+    );
+}
+
+#[test]
+fn out_of_reach_the_count_that_processes_most_is_taken() {
+    // One partition carries 40 % of 600 msg/s: 240 msg/s, beyond any pod.
+    // No count drains; the fewest pods that process the most are taken.
+    let params = planner(100.0, 0.1);
+    let o = Observation {
+        hottest_share: Some(0.4),
+        ..obs(50_000.0, 600.0, 16)
+    };
+    let (d, _) = decide(&params, &running(2), &o, 0.0);
+    let plan = d.plan.as_ref().unwrap();
+    assert!(!plan.reachable, "{plan}");
+    let most = plan
+        .candidates
+        .iter()
+        .map(|c| c.capacity_per_s)
+        .fold(0.0, f64::max);
+    assert!(plan.choice().capacity_per_s >= 0.99 * most, "{plan}");
+    assert!(d.replicas > 2, "{}", d.reason);
+    assert!(
+        d.reason.to_string().contains("out of reach"),
+        "{}",
+        d.reason
+    );
+}

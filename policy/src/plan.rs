@@ -1,0 +1,495 @@
+//! The planner: for each candidate replica count, a fluid model of the
+//! group rolled forward over a short horizon (start-up, rebalance and the
+//! wait objective), priced in pod-seconds and in the longest wait it
+//! predicts. The answer is the fewest pods that sustain the load and keep
+//! the wait within the objective beyond the change's own pause; where no
+//! count does, the one that comes closest.
+//!
+//! A change pays its pause: new pods consume only after start-up, then the
+//! group stops to rebalance (every partition under eager rebalancing, the
+//! moved ones under cooperative). A count is held against the noise band:
+//! the current count is kept while it sustains the rate's lower band, a
+//! smaller one is taken only when it sustains the upper band, so noise
+//! alone never moves the answer.
+
+use std::cmp::Ordering;
+
+use serde::Serialize;
+
+use super::rebalance::Rebalance;
+
+/// Steps of the fluid model over the horizon.
+const STEPS: usize = 48;
+
+/// The inbound rate ahead: a central forecast and a noise band around it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Forecast {
+    /// msg/s now.
+    pub rate: f64,
+    /// Steady climb, msg/s per second.
+    pub climb: f64,
+    /// The burst under way ends in this many seconds (lasting like the
+    /// last one), and the rate falls to `base`.
+    pub ends_in: Option<f64>,
+    pub base: f64,
+    /// Half-width of the noise band, msg/s.
+    pub band: f64,
+}
+
+impl Forecast {
+    /// The rate at `t` seconds from now; `side` -1, 0 or +1 picks the lower
+    /// band, the centre or the upper band.
+    pub fn at(&self, t: f64, side: f64) -> f64 {
+        let central = match self.ends_in {
+            Some(end) if t >= end => self.base,
+            _ => self.rate + self.climb * t,
+        };
+        (central + side * self.band).max(0.0)
+    }
+}
+
+/// A change of the group still under way when the plan is made.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(super) struct InFlight {
+    /// Seconds until the new pods consume (0 when none start).
+    pub ready_in: f64,
+    /// Seconds until the group's pause ends.
+    pub paused_for: f64,
+    /// Messages per second processed until `ready_in`.
+    pub before: f64,
+    /// The count before the change, and the share of the partitions its
+    /// rebalance pauses.
+    pub from: u32,
+    pub share: f64,
+}
+
+/// One candidate count as priced by the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    pub replicas: u32,
+    /// Pod-seconds over the horizon.
+    pub pod_seconds: f64,
+    /// Longest wait the plan predicts for a message arriving from now on
+    /// (the upper band of the forecast).
+    pub worst_wait_s: f64,
+    /// Seconds by which some message's wait exceeds the objective (beyond
+    /// the change's pause, for those arriving during it).
+    pub excess_s: f64,
+    /// The change's own pause, which the objective allows for (start-up
+    /// and rebalance for a scale-up, the rebalance for a scale-down, what
+    /// remains of a change under way for the current count).
+    pub pause_s: f64,
+    /// Messages per second the count processes once settled.
+    pub capacity_per_s: f64,
+    /// It processes the rate it is held against (with the headroom) once
+    /// settled.
+    pub sustains: bool,
+}
+
+impl Candidate {
+    pub fn meets(&self) -> bool {
+        self.sustains && self.excess_s <= 0.0
+    }
+}
+
+/// Every candidate priced, and the one chosen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub objective_seconds: f64,
+    pub horizon_seconds: f64,
+    pub candidates: Vec<Candidate>,
+    /// Index of the chosen candidate.
+    pub chosen: usize,
+    /// Whether the chosen count meets the objective.
+    pub reachable: bool,
+}
+
+impl Plan {
+    pub fn choice(&self) -> &Candidate {
+        &self.candidates[self.chosen]
+    }
+
+    /// The smallest count that sustains the load, were its pause free.
+    pub fn smallest_sustaining(&self) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.sustains)
+    }
+}
+
+/// The table of candidates, the chosen one marked: what a person reads to
+/// see why the winner won.
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "candidates over a {:.0}s horizon, objective {:.0}s beyond each change's pause:",
+            self.horizon_seconds, self.objective_seconds
+        )?;
+        writeln!(
+            f,
+            "       pods  pod-seconds  longest wait   pause  beyond objective  processes the rate"
+        )?;
+        for (i, c) in self.candidates.iter().enumerate() {
+            let mark = if i == self.chosen { "->" } else { "  " };
+            let wait = if c.worst_wait_s.is_finite() {
+                format!("{:.0}s", c.worst_wait_s)
+            } else {
+                "unbounded".to_owned()
+            };
+            let beyond = if c.excess_s.is_finite() {
+                format!("{:.0}s", c.excess_s)
+            } else {
+                "never drains".to_owned()
+            };
+            writeln!(
+                f,
+                "    {mark} {:>4}  {:>11.0}  {:>12}  {:>5.0}s  {:>16}  {}",
+                c.replicas,
+                c.pod_seconds,
+                wait,
+                c.pause_s,
+                beyond,
+                if c.sustains { "yes" } else { "no" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What a plan is made from.
+pub(super) struct Planner<'a> {
+    pub current: u32,
+    pub backlog: f64,
+    pub forecast: Forecast,
+    /// The highest rate seen over the last horizon: a smaller count must
+    /// sustain it too (a dip is not yet a fall).
+    pub held_rate: f64,
+    pub in_flight: InFlight,
+    pub startup_s: f64,
+    pub rebalance_s: f64,
+    pub rebalance: Rebalance,
+    pub headroom: f64,
+    pub objective_s: f64,
+    /// Messages per second `n` pods process once settled.
+    pub capacity: &'a dyn Fn(u32) -> f64,
+    /// The counts worth pricing: those at which the capacity changes.
+    pub counts: Vec<u32>,
+}
+
+impl Planner<'_> {
+    pub fn horizon(&self) -> f64 {
+        (self.startup_s + self.rebalance_s + self.objective_s).max(1.0)
+    }
+
+    /// Prices every candidate and chooses.
+    pub fn plan(&self) -> Plan {
+        let horizon = self.horizon();
+        let candidates: Vec<Candidate> = self.counts.iter().map(|&n| self.price(n)).collect();
+        let w = self.objective_s;
+        let feasible = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.meets())
+            .min_by(|(_, a), (_, b)| a.pod_seconds.total_cmp(&b.pod_seconds));
+        let chosen = match feasible {
+            Some((i, _)) => i,
+            None => {
+                // Out of reach: the count that comes closest, sustaining the
+                // load where one can; the fewer pods on a tie.
+                let any_sustain = candidates.iter().any(|c| c.sustains);
+                let pool = candidates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.sustains || !any_sustain);
+                let best = pool
+                    .clone()
+                    .map(|(_, c)| c.excess_s.round())
+                    .fold(f64::INFINITY, f64::min);
+                // Where no count ever drains the backlog, the one that
+                // processes the most (within 1 %) falls behind slowest.
+                let most = pool
+                    .clone()
+                    .map(|(_, c)| c.capacity_per_s)
+                    .fold(0.0, f64::max);
+                pool.filter(|(_, c)| {
+                    if best.is_finite() {
+                        c.excess_s.round() <= best
+                    } else {
+                        c.capacity_per_s >= 0.99 * most
+                    }
+                })
+                .map(|(i, _)| i)
+                .next()
+                .unwrap_or(0)
+            }
+        };
+        let reachable = candidates[chosen].meets();
+        Plan {
+            objective_seconds: w,
+            horizon_seconds: horizon,
+            candidates,
+            chosen,
+            reachable,
+        }
+    }
+
+    /// Rolls the group forward at `n` pods.
+    fn price(&self, n: u32) -> Candidate {
+        let m = self.current;
+        let settled = (self.capacity)(n);
+        let running = (self.capacity)(m);
+        let f = &self.forecast;
+        let (s, r) = (self.startup_s, self.rebalance_s);
+        let flight = self.in_flight;
+        // What the group processes with only the change under way (its
+        // pause taken as a whole for the changes made on top of it).
+        let stay = |t: f64| {
+            if t < flight.ready_in {
+                flight.before
+            } else if t < flight.paused_for {
+                (self.capacity)(flight.from.min(m)) * (1.0 - flight.share)
+            } else {
+                running
+            }
+        };
+        // Each change is a pause window in which a share of the partitions
+        // stops while the rest go on; before it the group runs as it is.
+        let (window, share, during, side) = match n.cmp(&m) {
+            Ordering::Greater => ((s, s + r), self.rebalance.paused_share(m, n), running, 0.0),
+            Ordering::Less => ((0.0, r), self.rebalance.paused_share(m, n), settled, 1.0),
+            Ordering::Equal => (
+                (flight.ready_in, flight.paused_for.max(flight.ready_in)),
+                flight.share,
+                (self.capacity)(flight.from.min(m)),
+                -1.0,
+            ),
+        };
+        let pause_s = window.1;
+        // The share of the capacity a class gets: in proportion, except
+        // that once the pause is over the paused partitions' backlog, spread
+        // over the pods, drains at what the others' traffic leaves.
+        let capacity_at = |t: f64, paused: bool, part: f64| {
+            if t < window.0 {
+                stay(t) * part
+            } else if t < window.1 {
+                if paused { 0.0 } else { during * part }
+            } else if paused {
+                (settled - f.at(t, side) * (1.0 - part)).max(settled * part)
+            } else {
+                settled * part
+            }
+        };
+        let horizon = self.horizon();
+        // The partitions that pause and those that go on, each with its
+        // share of the backlog, the traffic and the capacity.
+        let (mut worst_wait_s, mut excess_s) = (0.0_f64, 0.0_f64);
+        for (paused, part) in [(true, share), (false, 1.0 - share)] {
+            if part <= 1e-9 {
+                continue;
+            }
+            let predicted = waits(
+                self.backlog * part,
+                horizon,
+                pause_s,
+                n < m,
+                self.objective_s,
+                capacity_at(horizon, paused, part),
+                |t| (f.at(t, side) * part, capacity_at(t, paused, part)),
+            );
+            worst_wait_s = worst_wait_s.max(predicted.worst);
+            excess_s = excess_s.max(predicted.excess);
+        }
+        // Sustained once the change's pods consume.
+        let mut rate = f.at(pause_s, side);
+        if n < m {
+            rate = rate.max(self.held_rate);
+        }
+        // The headroom is asked of a change, not of the count that runs:
+        // kept while it processes the lower band, so that a rate moving
+        // within the headroom and the noise makes no action.
+        let headroom = if n == m { 0.0 } else { self.headroom };
+        let sustains = settled >= rate * (1.0 + headroom);
+        Candidate {
+            replicas: n,
+            pod_seconds: f64::from(n) * horizon,
+            worst_wait_s,
+            excess_s: excess_s.max(0.0),
+            pause_s,
+            capacity_per_s: settled,
+            sustains,
+        }
+    }
+}
+
+/// How far a plan's waits exceed the objective, first come first served,
+/// with `backlog` waiting now. Messages arriving during the change's
+/// `pause` may wait `pause + objective` (the backlog waiting now only the
+/// objective when `shrinking`: a scale-down saves pods at its expense);
+/// after the pause the backlog must drain within the objective, so that
+/// once the pause is over the count is one that would be kept. `flow(t)`
+/// gives the arrival rate and the processing capacity at `t`, `after` the
+/// capacity past the horizon. The excess is infinite when the backlog
+/// never drains.
+#[allow(clippy::too_many_arguments)]
+fn waits(
+    backlog: f64,
+    horizon: f64,
+    pause: f64,
+    shrinking: bool,
+    objective: f64,
+    after: f64,
+    flow: impl Fn(f64) -> (f64, f64),
+) -> Waits {
+    let dt = horizon / STEPS as f64;
+    let mut arrived = [0.0; STEPS + 1];
+    let mut done = [0.0; STEPS + 1];
+    arrived[0] = backlog;
+    for i in 0..STEPS {
+        let (rate, capacity) = flow((i as f64 + 0.5) * dt);
+        arrived[i + 1] = arrived[i] + rate * dt;
+        done[i + 1] = (done[i] + capacity * dt).min(arrived[i + 1]);
+    }
+    // Past the horizon the backlog left drains at what the count
+    // processes beyond the rate then.
+    let left = arrived[STEPS] - done[STEPS];
+    let busy = |i: usize| arrived[i] - done[i] > 1e-6 * (1.0 + arrived[i]);
+    let drained_at = if busy(STEPS) {
+        let spare = after - flow(horizon).0;
+        if spare > 0.0 {
+            horizon + left / spare
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        (0..STEPS)
+            .rev()
+            .find(|&i| busy(i))
+            .map_or(0.0, |i| (i + 1) as f64 * dt)
+    };
+    let mut excess = drained_at - pause.max(0.0) - objective;
+    let mut worst = 0.0_f64;
+    let mut j = 0;
+    for (i, &x) in arrived.iter().enumerate() {
+        while j < STEPS && done[j + 1] < x {
+            j += 1;
+        }
+        let leaves = if done[j] >= x {
+            j as f64 * dt
+        } else if j < STEPS {
+            (j as f64 + (x - done[j]) / (done[j + 1] - done[j])) * dt
+        } else if after > 0.0 {
+            horizon + (x - done[STEPS]) / after
+        } else {
+            f64::INFINITY
+        };
+        let at = i as f64 * dt;
+        let wait = leaves - at;
+        worst = worst.max(wait);
+        if i == 0 && shrinking {
+            excess = excess.max(wait - objective);
+        } else if at < pause {
+            excess = excess.max(wait - pause - objective);
+        }
+    }
+    Waits { worst, excess }
+}
+
+/// What [`waits`] predicts.
+struct Waits {
+    worst: f64,
+    excess: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planner(
+        capacity: &dyn Fn(u32) -> f64,
+        current: u32,
+        rate: f64,
+        backlog: f64,
+    ) -> Planner<'_> {
+        Planner {
+            current,
+            backlog,
+            forecast: Forecast {
+                rate,
+                climb: 0.0,
+                ends_in: None,
+                base: rate,
+                band: 0.0,
+            },
+            held_rate: 0.0,
+            in_flight: InFlight::default(),
+            startup_s: 60.0,
+            rebalance_s: 60.0,
+            rebalance: Rebalance::Eager,
+            headroom: 0.1,
+            objective_s: 60.0,
+            capacity,
+            counts: (1..=24).collect(),
+        }
+    }
+
+    #[test]
+    fn a_group_that_keeps_up_predicts_no_wait() {
+        let wait = waits(0.0, 100.0, 0.0, false, 60.0, 10.0, |_| (5.0, 10.0)).worst;
+        assert!(wait < 1e-9, "{wait}");
+    }
+
+    #[test]
+    fn a_paused_group_makes_the_first_arrival_wait_the_pause() {
+        // Paused 30 s, then twice the rate: the message arriving first
+        // waits the pause, and the backlog drains in another 30 s.
+        let Waits {
+            worst: wait,
+            excess,
+            ..
+        } = waits(0.0, 120.0, 30.0, false, 10.0, 20.0, |t| {
+            (10.0, if t < 30.0 { 0.0 } else { 20.0 })
+        });
+        // The pause's backlog, 300, drains at 20/s beside 10/s arriving:
+        // 30 s after the pause, 20 s beyond the objective.
+        assert!((excess - 20.0).abs() < 2.0, "{excess}");
+        assert!((wait - 30.0).abs() < 3.0, "{wait}");
+    }
+
+    #[test]
+    fn backlog_drains_at_the_spare_capacity() {
+        // 600 waiting, 10/s arriving, 20/s processed: the newest of the
+        // backlog leaves after 30 s.
+        let wait = waits(600.0, 120.0, 0.0, false, 60.0, 20.0, |_| (10.0, 20.0)).worst;
+        assert!((wait - 30.0).abs() < 1.0, "{wait}");
+    }
+
+    #[test]
+    fn steady_load_keeps_the_count_that_sustains_it() {
+        let capacity = |n: u32| 100.0 * f64::from(n);
+        let plan = planner(&capacity, 6, 500.0, 0.0).plan();
+        assert_eq!(plan.choice().replicas, 6, "{plan:?}");
+        assert!(plan.reachable);
+    }
+
+    #[test]
+    fn a_step_is_met_in_one_step_sized_for_its_pause() {
+        let capacity = |n: u32| 100.0 * f64::from(n);
+        let plan = planner(&capacity, 2, 500.0, 0.0).plan();
+        // 500/s x 1.1 needs 6 pods, but 60 s of start-up at 300/s short and
+        // a 60 s eager pause leave 48,000 messages that must drain within
+        // 60 s beside the 500/s arriving: 1,300/s.
+        assert_eq!(plan.choice().replicas, 13, "{plan:?}");
+        assert!(plan.reachable, "{plan:?}");
+    }
+
+    #[test]
+    fn a_scale_down_waits_for_room_to_drain_its_own_pause() {
+        let capacity = |n: u32| 100.0 * f64::from(n);
+        // 12 pods at 500/s: 6 would sustain it, but an eager pause of 60 s
+        // leaves 30,000 that 6 pods (100/s spare) drain in 300 s.
+        let plan = planner(&capacity, 12, 500.0, 0.0).plan();
+        // 10 pods drain the 30,000 in 60 s beside the 500/s arriving.
+        assert_eq!(plan.choice().replicas, 10, "{plan:?}");
+    }
+}
