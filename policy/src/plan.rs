@@ -186,47 +186,15 @@ impl Planner<'_> {
     pub fn plan(&self) -> Plan {
         let horizon = self.horizon();
         let candidates: Vec<Candidate> = self.counts.iter().map(|&n| self.price(n)).collect();
-        let w = self.objective_s;
         let feasible = candidates
             .iter()
             .enumerate()
             .filter(|(_, c)| c.meets())
             .min_by(|(_, a), (_, b)| a.pod_seconds.total_cmp(&b.pod_seconds));
-        let chosen = match feasible {
-            Some((i, _)) => i,
-            None => {
-                // Out of reach: the count that comes closest, sustaining the
-                // load where one can; the fewer pods on a tie.
-                let any_sustain = candidates.iter().any(|c| c.sustains);
-                let pool = candidates
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.sustains || !any_sustain);
-                let best = pool
-                    .clone()
-                    .map(|(_, c)| c.excess_s.round())
-                    .fold(f64::INFINITY, f64::min);
-                // Where no count ever drains the backlog, the one that
-                // processes the most (within 1 %) falls behind slowest.
-                let most = pool
-                    .clone()
-                    .map(|(_, c)| c.capacity_per_s)
-                    .fold(0.0, f64::max);
-                pool.filter(|(_, c)| {
-                    if best.is_finite() {
-                        c.excess_s.round() <= best
-                    } else {
-                        c.capacity_per_s >= 0.99 * most
-                    }
-                })
-                .map(|(i, _)| i)
-                .next()
-                .unwrap_or(0)
-            }
-        };
+        let chosen = feasible.map_or_else(|| closest(&candidates), |(i, _)| i);
         let reachable = candidates[chosen].meets();
         Plan {
-            objective_seconds: w,
+            objective_seconds: self.objective_s,
             horizon_seconds: horizon,
             candidates,
             chosen,
@@ -320,6 +288,36 @@ impl Planner<'_> {
             sustains,
         }
     }
+}
+
+/// Where no count meets the objective: the one that comes closest,
+/// sustaining the load where one can, the fewer pods on a tie; where no
+/// count ever drains the backlog, the one that processes the most (within
+/// 1 %): it falls behind slowest.
+fn closest(candidates: &[Candidate]) -> usize {
+    let any_sustain = candidates.iter().any(|c| c.sustains);
+    let pool = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.sustains || !any_sustain);
+    let best = pool
+        .clone()
+        .map(|(_, c)| c.excess_s.round())
+        .fold(f64::INFINITY, f64::min);
+    let most = pool
+        .clone()
+        .map(|(_, c)| c.capacity_per_s)
+        .fold(0.0, f64::max);
+    pool.filter(|(_, c)| {
+        if best.is_finite() {
+            c.excess_s.round() <= best
+        } else {
+            c.capacity_per_s >= 0.99 * most
+        }
+    })
+    .map(|(i, _)| i)
+    .next()
+    .unwrap_or(0)
 }
 
 /// How far a plan's waits exceed the objective, first come first served,
