@@ -9,7 +9,8 @@ use super::pause::{price_scale_down, project_pause, rebalance_backlog};
 use super::plan::{Forecast, InFlight, Plan, Planner};
 use super::settings::{Params, PartitionCap, PolicySettings, Strategy};
 use super::sizing::{
-    Need, climbing_need, effective_capacity, lag_need, partition_drain_floor, rate_need,
+    Need, climbing_need, effective_capacity, hottest_share, lag_need, partition_drain_floor,
+    rate_need,
 };
 use super::state::State;
 use super::thresholds::NOISE_STANDARD_ERRORS;
@@ -56,10 +57,11 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
             next.peak_rate_per_s = at.steady_rate;
             next.peak_at = now;
         }
-        let plan = at.plan(c);
+        let forecast = at.forecast();
+        let plan = at.plan(c, forecast);
         let (choice, need) = at.choose_planned(&plan, c);
         at.book(&mut next, &choice, need);
-        let decision = at.explain_planned(&next, choice, plan, need, c);
+        let decision = at.explain_planned(&next, choice, plan, need, c, forecast);
         return (decision, next);
     }
     let sizes = at.sizings();
@@ -578,11 +580,10 @@ impl<'a> Situation<'a> {
     }
 
     /// Every candidate count priced over the horizon.
-    fn plan(&self, c: f64) -> Plan {
+    fn plan(&self, c: f64, forecast: Forecast) -> Plan {
         let (params, s, obs, state) = (self.params, self.s, self.obs, self.state);
         let capacity = |n: u32| effective_capacity(params, obs, n, c);
         let current = self.current;
-        let forecast = self.forecast();
         // A burst forecast to end, or traffic that stopped, is a fall the
         // plan already expects.
         let held_rate = if forecast.ends_in.is_some() {
@@ -683,6 +684,7 @@ impl<'a> Situation<'a> {
         plan: Plan,
         need: u32,
         c: f64,
+        forecast: Forecast,
     ) -> Decision {
         let (params, s, obs) = (self.params, self.s, self.obs);
         let (elapsed_seconds, window) = match choice.action {
@@ -696,18 +698,14 @@ impl<'a> Situation<'a> {
             _ => (0.0, 0.0),
         };
         let p = obs.partitions.max(1);
-        let share = obs.hottest_share.unwrap_or(1.0 / f64::from(p));
-        let ahead = self
-            .forecast()
-            .at(s.startup_seconds + s.rebalance_seconds, 0.0);
+        let ahead = forecast.at(s.startup_seconds + s.rebalance_seconds, 0.0);
         let partition_limit = (!matches!(params.cap, PartitionCap::None)
-            && partition_aware_pods_skewed(ahead, p, c, share).is_none())
+            && partition_aware_pods_skewed(ahead, p, c, hottest_share(obs)).is_none())
         .then_some(PartitionLimit {
             pods_needed: (ahead / c).ceil() as u32,
             partitions: p,
         });
         let shown = plan.choice();
-        let forecast = self.forecast();
         let basis = Basis::Plan(PlanBasis {
             rate_per_s: self.rate,
             band_per_s: forecast.band,

@@ -64,7 +64,7 @@ pub(super) fn effective_capacity(
 }
 
 /// The hottest partition's share of the load (even when unknown).
-fn hottest_share(obs: &Observation) -> f64 {
+pub(super) fn hottest_share(obs: &Observation) -> f64 {
     obs.hottest_share
         .unwrap_or(1.0 / f64::from(obs.partitions.max(1)))
 }
