@@ -74,7 +74,12 @@ fn main() {
         "sampling:\n  interval: {interval_s}s\n  maxStaleness: 600s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\nlimits:\n  maxSourceKeys: 100000\n  maxEntries: 100000\n",
         broker.bootstrap()
     );
-    let lagrate = Lagrate::start(env!("CARGO_BIN_EXE_lagrate"), &config);
+    // Logging as in production (tests log every decision at debug).
+    let lagrate = Lagrate::start_with_env(
+        env!("CARGO_BIN_EXE_lagrate"),
+        &config,
+        vec![("RUST_LOG", "info".into())],
+    );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = runtime
         .block_on(ExternalScalerClient::connect(lagrate.grpc_url()))

@@ -25,6 +25,14 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (out, started.elapsed().as_secs_f64())
 }
 
+/// Awaits `work` and returns its output and the seconds it took.
+#[allow(clippy::disallowed_methods)] // measures the server's own work, never a decision's input
+pub async fn timed_async<T>(work: impl Future<Output = T>) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let out = work.await;
+    (out, started.elapsed().as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

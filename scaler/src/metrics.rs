@@ -58,6 +58,11 @@ struct TopicLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
     method: String,
     code: String,
@@ -85,6 +90,7 @@ pub struct Metrics {
     samples: Family<ResultLabels, Counter>,
     source_keys: Gauge,
     rpcs: Family<RpcLabels, Counter>,
+    rpc_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
     prometheus_series: Family<TopicLabels, Gauge>,
     config_reloads: Family<ResultLabels, Counter>,
     config_reload_errors: Counter,
@@ -145,6 +151,12 @@ impl Metrics {
             samples: Family::default(),
             source_keys: Gauge::default(),
             rpcs: Family::default(),
+            rpc_seconds: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1,
+                    1.0,
+                ])
+            }),
             prometheus_series: Family::default(),
             config_reloads: Family::default(),
             config_reload_errors: Counter::default(),
@@ -228,6 +240,11 @@ impl Metrics {
             "requests",
             "KEDA calls by method, status code and reason (what failed)",
             m.rpcs.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Seconds lagrate spent answering a KEDA call, by method (from the request's arrival at the handler to its answer)",
+            m.rpc_seconds.clone(),
         );
         registry.register(
             "prometheus_series",
@@ -438,6 +455,13 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// Seconds one KEDA call took to answer.
+    pub fn observe_rpc(&self, method: &'static str, seconds: f64) {
+        self.rpc_seconds
+            .get_or_create(&MethodLabels { method })
+            .observe(seconds);
     }
 
     /// Seconds one trigger's evaluation took.

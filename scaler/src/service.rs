@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::clock::timed_async;
 use crate::error::ScalerError;
 use crate::registry::{Entry, Registry};
 use crate::trigger::TriggerError;
@@ -48,7 +49,8 @@ impl ScalerService {
         work: impl Future<Output = Result<T, ScalerError>>,
     ) -> Result<T, ScalerError> {
         async {
-            let result = work.await;
+            let (result, seconds) = timed_async(work).await;
+            self.registry.metrics.observe_rpc(method, seconds);
             self.count(method, &result);
             result
         }
