@@ -5,7 +5,7 @@
 //! window give the same answers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -29,23 +29,26 @@ struct Answer {
 }
 
 /// Identifies a ScaledObject trigger: two triggers of one ScaledObject
-/// differ in their metadata.
+/// differ in their metadata (kept as sorted pairs: one entry's key is
+/// ~200 bytes, not a tree's ~550).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntryKey {
-    pub namespace: String,
-    pub name: String,
-    pub metadata: BTreeMap<String, String>,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub metadata: Box<[(Box<str>, Box<str>)]>,
 }
 
 impl EntryKey {
     pub fn new(namespace: &str, name: &str, metadata: &HashMap<String, String>) -> Self {
+        let mut pairs: Vec<(Box<str>, Box<str>)> = metadata
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+            .collect();
+        pairs.sort_unstable();
         Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            metadata: metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            namespace: namespace.into(),
+            name: name.into(),
+            metadata: pairs.into(),
         }
     }
 }
@@ -88,6 +91,10 @@ pub struct Registry {
     /// Keyed by the entry's own key: one copy of its metadata.
     entries: Cache<Arc<EntryKey>, Arc<Entry>>,
     samplers: Cache<SourceKey, Arc<Sampler>>,
+    /// The entries that read each sampler (by its address, which the task
+    /// serving them keeps from reuse), evaluated together when it lands a
+    /// sample: one task per source key rather than one per trigger.
+    followers: Arc<Mutex<HashMap<usize, Vec<Weak<Entry>>>>>,
     factory: Arc<dyn SourceFactory>,
     /// Kafka calls in flight at once, over all samplers.
     kafka_slots: Arc<tokio::sync::Semaphore>,
@@ -116,6 +123,7 @@ impl Registry {
                 })
                 .build(),
             samplers: Cache::builder().time_to_idle(idle).build(),
+            followers: Arc::default(),
             factory,
             metrics,
         }
@@ -250,22 +258,59 @@ impl Registry {
     }
 
     /// Replays the policy when a sample lands rather than in the next
-    /// KEDA call, so requests find the answer ready. Ends once the entry or
-    /// the registry is gone.
+    /// KEDA call, so requests find the answer ready: the entry joins its
+    /// sampler's followers, and the first one starts the task that
+    /// evaluates them all on each sample. The task ends once its sampler,
+    /// its followers or the registry are gone.
     fn evaluate_on_every_sample(self: &Arc<Self>, entry: &Arc<Entry>) {
+        let sampler = Arc::downgrade(&entry.sampler);
+        let id = sampler.as_ptr() as usize;
+        {
+            let mut followers = self.followers.lock().expect("followers lock poisoned");
+            let list = followers.entry(id).or_default();
+            list.retain(|e| e.strong_count() > 0);
+            list.push(Arc::downgrade(entry));
+            if list.len() > 1 {
+                return;
+            }
+        }
         let registry = Arc::downgrade(self);
-        let weak_entry = Arc::downgrade(entry);
+        let followers = self.followers.clone();
         let mut samples = entry.sampler.subscribe();
         tokio::spawn(async move {
+            // Holding `sampler` (weak) keeps its address from reuse while
+            // this task serves it.
+            let _sampler = sampler;
+            let live = || {
+                let mut all = followers.lock().expect("followers lock poisoned");
+                let list = all.get_mut(&id).map(std::mem::take).unwrap_or_default();
+                let entries: Vec<Arc<Entry>> = list.iter().filter_map(Weak::upgrade).collect();
+                if entries.is_empty() {
+                    all.remove(&id);
+                } else {
+                    all.insert(id, entries.iter().map(Arc::downgrade).collect());
+                }
+                entries
+            };
             while samples.changed().await.is_ok() {
-                let (Some(registry), Some(entry)) = (registry.upgrade(), weak_entry.upgrade())
-                else {
-                    return;
+                let Some(registry) = registry.upgrade() else {
+                    break;
                 };
-                // Boxed: the evaluation's state lives only while it runs,
-                // not in every idle entry's task.
-                let _ = Box::pin(registry.evaluate(&entry)).await;
+                let entries = live();
+                if entries.is_empty() {
+                    return;
+                }
+                for entry in entries {
+                    // Boxed: the evaluation's state lives only while it runs.
+                    let _ = Box::pin(registry.evaluate(&entry)).await;
+                    // Calls waiting for a worker go before the next entry.
+                    tokio::task::yield_now().await;
+                }
             }
+            followers
+                .lock()
+                .expect("followers lock poisoned")
+                .remove(&id);
         });
     }
 
