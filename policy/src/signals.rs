@@ -138,7 +138,7 @@ impl Rates {
         // Noise is measured over a longer span than the mean it blurs: a
         // few intervals cannot tell their own spread.
         let shape = &shapes[i];
-        let uncertainty = shape.spread.map(|sigma| sigma / ((i - b) as f64).sqrt());
+        let uncertainty = shape.spread().map(|sigma| sigma / ((i - b) as f64).sqrt());
         // The rate of the newest interval sees a step first; confirmed by
         // the interval before it, one noisy interval cannot move it.
         let newest_alone = rate(produced(i), produced(i - 1), now.t - prev.t);
@@ -176,7 +176,7 @@ impl Rates {
             hottest,
             hottest_share,
             uncertainty,
-            climb: shape.climb,
+            climb: shape.climb(),
         }
     }
 }

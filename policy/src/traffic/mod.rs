@@ -50,9 +50,9 @@ pub struct Shape {
     pub produced: f64,
     /// The spread of single intervals' rates over the noise window ending
     /// at this sample; None below three intervals.
-    pub spread: Option<f64>,
+    spread: Maybe,
     /// A steady climb over that window (msg/s per second).
-    pub climb: Option<f64>,
+    climb: Maybe,
     /// What changes only now and then, shared with the samples before
     /// while it does not.
     pub carried: Arc<Carried>,
@@ -129,7 +129,47 @@ impl Burst {
     }
 }
 
+/// An optional rate in 8 bytes rather than 16 (NaN for none): every
+/// sample of every window holds two.
+#[derive(Debug, Clone, Copy)]
+struct Maybe(f64);
+
+impl PartialEq for Maybe {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Default for Maybe {
+    fn default() -> Self {
+        Maybe(f64::NAN)
+    }
+}
+
+impl From<Option<f64>> for Maybe {
+    fn from(value: Option<f64>) -> Self {
+        Maybe(value.unwrap_or(f64::NAN))
+    }
+}
+
+impl Maybe {
+    fn get(self) -> Option<f64> {
+        (!self.0.is_nan()).then_some(self.0)
+    }
+}
+
 impl Shape {
+    /// The spread of single intervals' rates over the noise window ending
+    /// at this sample; None below three intervals.
+    pub fn spread(&self) -> Option<f64> {
+        self.spread.get()
+    }
+
+    /// A steady climb over that window (msg/s per second).
+    pub fn climb(&self) -> Option<f64> {
+        self.climb.get()
+    }
+
     /// The shape at `sample`, after the shapes of the samples before it
     /// (`earlier`, oldest first; `before` the newest of those samples).
     pub fn next(earlier: &[Shape], before: Option<&Sample>, sample: &Sample) -> Shape {
@@ -169,8 +209,8 @@ impl Shape {
         Shape {
             t: sample.t,
             produced,
-            spread,
-            climb: spread.and_then(|sigma| climb(&highs, sigma)),
+            spread: spread.into(),
+            climb: spread.and_then(|sigma| climb(&highs, sigma)).into(),
             // Shared with the sample before while nothing changed.
             carried: if carried == *shape_before.carried {
                 shape_before.carried.clone()
@@ -351,7 +391,7 @@ pub(crate) mod tests {
     }
 
     fn spread(samples: &[Arc<Sample>]) -> f64 {
-        newest(samples).spread.unwrap()
+        newest(samples).spread().unwrap()
     }
 
     #[test]
@@ -377,7 +417,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_steady_climb_is_seen_and_a_step_or_noise_is_not() {
-        let seen = |samples: Vec<Arc<Sample>>| newest(&samples).climb;
+        let seen = |samples: Vec<Arc<Sample>>| newest(&samples).climb();
         // 100 msg/s rising by 2 msg/s every second.
         let per_s2 = seen(produced_at(300, |t| 100.0 + 2.0 * t)).expect("a climb");
         assert!((per_s2 - 2.0).abs() < 0.05, "{per_s2}");
