@@ -342,7 +342,10 @@ async fn paced(
         let mut client = channels[i % channels.len()].clone();
         let object = objects[(i * 7919) % objects.len()].clone();
         calls_made.spawn(async move {
-            client.get_metrics(request(&object)).await.expect("GetMetrics");
+            client
+                .get_metrics(request(&object))
+                .await
+                .expect("GetMetrics");
             due.elapsed()
         });
         i += 1;

@@ -3,7 +3,7 @@
 //! 1,000 and 2,000 keys (up to --max-keys) registered in steps through
 //! GetMetricSpec, each sampled every --interval seconds (default 5).
 //!
-//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5 --partitions 6]
+//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5 --partitions 6 --objects-per-key 1]
 //!
 //! Per step: samples landed per second against the keys / interval they
 //! should, the share landing within one second of their grid instant and
@@ -67,6 +67,7 @@ fn main() {
     let max_keys = bench_arg("--max-keys", 2000) as usize;
     let interval_s = bench_arg("--interval", 5);
     let partitions = bench_arg("--partitions", 6) as i32;
+    let objects_per_key = bench_arg("--objects-per-key", 1) as usize;
     let broker = Tansu::start();
     let topic = unique("bench");
     broker.create_topic(&topic, partitions);
@@ -88,7 +89,7 @@ fn main() {
     let base_rss = lagrate.rss_bytes().unwrap_or(0) as f64;
     let prefix = unique("group");
     println!(
-        "one lagrate serve (release), {partitions} partitions per key, sampled every {interval_s} s on a tansu broker; base RSS {:.1} MB\n",
+        "one lagrate serve (release), {partitions} partitions per key, {objects_per_key} ScaledObject(s) per key, sampled every {interval_s} s on a tansu broker; base RSS {:.1} MB\n",
         base_rss / 1e6
     );
     println!(
@@ -107,18 +108,20 @@ fn main() {
     for keys in steps {
         runtime.block_on(async {
             for start in (registered..keys).step_by(64) {
-                let calls = (start..keys.min(start + 64)).map(|i| {
-                    let mut client = client.clone();
-                    let object = scaled_object(
-                        &format!("consumer-{i}"),
-                        &[
-                            ("cluster", "local"),
-                            ("consumerGroup", &format!("{prefix}-{i}")),
-                            ("topic", &topic),
-                        ],
-                    );
-                    async move { client.get_metric_spec(object).await }
-                });
+                let calls = (start..keys.min(start + 64))
+                    .flat_map(|i| (0..objects_per_key).map(move |o| (i, o)))
+                    .map(|(i, o)| {
+                        let mut client = client.clone();
+                        let object = scaled_object(
+                            &format!("consumer-{i}-{o}"),
+                            &[
+                                ("cluster", "local"),
+                                ("consumerGroup", &format!("{prefix}-{i}")),
+                                ("topic", &topic),
+                            ],
+                        );
+                        async move { client.get_metric_spec(object).await }
+                    });
                 for answer in futures::future::join_all(calls).await {
                     answer.expect("GetMetricSpec");
                 }
@@ -171,10 +174,15 @@ fn main() {
     let window_samples = 16.0 * 60.0 / interval_s as f64;
     let per_key = per_sample * window_samples + (rss_0 - base_rss) / registered as f64;
     println!(
-        "a sample of {partitions} partitions adds {per_sample:.0} B ({:.0} B per partition) (over {grow_s} s at {registered} keys); with the default 16 min window ({window_samples:.0} samples) a key costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
+        "a sample of {partitions} partitions adds {per_sample:.0} B ({:.0} B per partition) (over {grow_s} s at {registered} keys); with the default 16 min window ({window_samples:.0} samples) a key with {objects_per_key} ScaledObject(s) costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
         per_sample / f64::from(partitions),
         per_key / 1e3,
         (128.0 * 1024.0 * 1024.0 - base_rss) / per_key,
         base_rss / 1e6
+    );
+    println!(
+        "{registered} keys ({} ScaledObjects) at full windows: ~{:.0} MB resident",
+        registered * objects_per_key,
+        (base_rss + per_key * registered as f64) / 1e6
     );
 }
