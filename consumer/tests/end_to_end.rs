@@ -198,6 +198,45 @@ fn a_postgres_outage_under_load_is_ridden_out_and_sigterm_is_honoured_while_retr
 }
 
 #[test]
+fn a_hung_database_holds_no_write_past_sigterm_and_loses_nothing() {
+    let broker = Tansu::start();
+    let db = Postgres::start();
+    let topic = unique("trades");
+    let group = unique("settlement");
+    broker.create_topic(&topic, 4);
+    let mut a = consumer(&broker, &topic, &group, &db);
+    wait_assigned(&a);
+    let mut producer = producer(&broker, &topic, ("200", "20"), "50");
+    std::thread::sleep(Duration::from_secs(4));
+    // The database hangs mid-load: it neither answers nor closes, so no
+    // error ever ends the write in hand.
+    db.freeze();
+    std::thread::sleep(Duration::from_secs(4));
+    let stopping = Instant::now();
+    a.terminate(Duration::from_secs(30));
+    let took = stopping.elapsed();
+    db.thaw();
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM took {took:?} with the database hung\n{}",
+        a.logs()
+    );
+    // What it had not stored it had not committed: once its session has
+    // expired (10 s), a new member takes the partitions and every trade is
+    // stored exactly once.
+    std::thread::sleep(Duration::from_secs(12));
+    let b = consumer(&broker, &topic, &group, &db);
+    assert!(
+        producer.wait(Duration::from_secs(60)).success(),
+        "{}",
+        producer.logs()
+    );
+    let produced: i64 = broker.high_watermarks(&topic).iter().sum();
+    assert!(produced > 2_000, "only {produced} trades produced");
+    assert_stored_once_in_account_order(&db, produced, &[&a, &b]);
+}
+
+#[test]
 fn crash_join_and_leave_lose_nothing_duplicate_nothing_and_keep_account_order() {
     let broker = Tansu::start();
     let db = Postgres::start();

@@ -2,7 +2,8 @@
 //! stop: logs to stderr filtered by `RUST_LOG`, an error that ends `run`
 //! printed with its causes and a failing exit status, and SIGTERM (or
 //! Ctrl-C) turned into a flag their loops check, so they finish their work
-//! in hand before exiting.
+//! in hand before exiting; a process still running [`STOP_DEADLINE`] after
+//! the signal exits anyway.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,7 +44,17 @@ pub fn background(
     Ok((runtime, stop, listener))
 }
 
-/// A flag that turns true on SIGTERM or Ctrl-C, watched on `runtime`.
+/// How long after SIGTERM a process may take to finish its work in hand.
+/// Past it, the work is hung on something outside the process (a database
+/// that accepts and never answers holds a write with no error to end it),
+/// and the process exits with status 1: whatever it had not finished it
+/// had not committed either, so the partitions' next owner reads it again.
+/// Shorter than the 10 s Kubernetes users expect a stop to take, and well
+/// inside the pod's termination grace period (30 s by default).
+pub const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(9);
+
+/// A flag that turns true on SIGTERM or Ctrl-C, watched on `runtime`; the
+/// process exits [`STOP_DEADLINE`] later if it is still running.
 pub fn stop_on_sigterm(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
@@ -55,6 +66,12 @@ pub fn stop_on_sigterm(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
             _ = tokio::signal::ctrl_c() => {}
         }
         stopping.store(true, Ordering::Relaxed);
+        tokio::time::sleep(STOP_DEADLINE).await;
+        tracing::error!(
+            deadline_s = STOP_DEADLINE.as_secs(),
+            "still running this long after SIGTERM: the work in hand hangs (a sink that never answers?); exiting without it, uncommitted, for the next owner to read again"
+        );
+        std::process::exit(1);
     });
     stop
 }

@@ -121,6 +121,37 @@ impl Postgres {
         self.child = Some(Guarded(child));
     }
 
+    /// Stops every server process in place (SIGSTOP), as a database that
+    /// hangs: connections stay open and the kernel still accepts and
+    /// acknowledges what clients send, but nothing is ever answered.
+    pub fn freeze(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal_all("-CONT");
+    }
+
+    /// Sends `signal` to the postmaster and its backends.
+    fn signal_all(&self, signal: &str) {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .expect("postmaster.pid: is the server running?")
+            .lines()
+            .next()
+            .expect("postmaster.pid names the server")
+            .trim()
+            .to_owned();
+        // Children first, so none is forked unnoticed after the parent stops.
+        let _ = Command::new("pkill").args([signal, "-P", &pid]).status();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     pub fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
     }
