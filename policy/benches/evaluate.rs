@@ -1,12 +1,15 @@
 //! What one evaluation costs: a key's full window of the default policy,
-//! the newest sample decided on (the policy replayed over its epoch, as the
-//! server does for every sample), with each strategy side by side.
+//! the newest sample decided on, with each strategy side by side. Two
+//! figures: the whole replay over its epoch (what a replica pays for its
+//! first evaluation, and once per epoch as the replay's start moves on),
+//! and the evaluation as the server pays it on every sample (the window
+//! one sample longer, the trigger's last replay resumed before its newest
+//! sample): mean and worst over `--rounds` samples.
 //!
 //!     cargo bench -p lagrate-policy --bench evaluate [-- --rounds 200 --interval 5]
 //!
-//! Prints microseconds per evaluation and per decision of the replay, for
-//! `rules` and `planner`, at several partition counts, and the planner's
-//! cost as a multiple of the rules'.
+//! Prints microseconds per evaluation for `rules` and `planner` at several
+//! partition counts, and the planner's cost as a multiple of the rules'.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -41,53 +44,64 @@ fn main() {
         scale_to_zero_on_invalid_offset: false,
         exclude_persistent_lag: false,
     };
-    let answers = Answers::default();
     println!(
         "one evaluation of a full window ({keep:.0} s at {interval_s:.0} s intervals), {rounds} rounds"
     );
     println!(
-        "{:>10} {:>10} {:>14} {:>14} {:>16}",
-        "partitions", "strategy", "us/evaluation", "us/decision", "planner/rules"
+        "{:>10} {:>10} {:>14} {:>14} {:>14} {:>16}",
+        "partitions", "strategy", "us/replay", "us/sample", "us/sample max", "planner/rules"
     );
     for partitions in [6, 24, 64] {
-        let mut window = SampleWindow::new(keep);
-        for sample in samples(partitions, interval_s, 11).take((keep / interval_s) as usize) {
-            window.push(sample);
-        }
+        let full = (keep / interval_s) as usize;
         let mut rules_us = 0.0;
         for strategy in [Strategy::Rules, Strategy::Planner] {
             let params = params(strategy);
-            let evaluation = window.evaluate(&params, &rules, &answers);
-            let replayed = evaluation.as_ref().map_or(1, |_| {
-                // Decisions in one replay: the samples since its epoch start.
-                let epoch = params.settings.history_needed_seconds();
-                let newest = window.points().last().map_or(0.0, |p| p.t);
-                let start = ((newest - 2.0 * epoch) / epoch).floor() * epoch;
-                window.points().iter().filter(|p| p.t >= start).count()
-            });
-            // A bench measures time: its clock is the measurement.
-            #[allow(clippy::disallowed_methods)]
-            let started = Instant::now();
-            for _ in 0..rounds {
-                black_box(window.evaluate(&params, &rules, &answers));
+            let mut stream = samples(partitions, interval_s, 11);
+            let mut window = SampleWindow::new(keep);
+            for sample in stream.by_ref().take(full) {
+                window.push(sample);
             }
-            let us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            let replay_us = timed_us(rounds, || {
+                black_box(window.evaluate(&params, &rules, &Answers::default()));
+            });
+            // As served: one sample joins, the trigger evaluates it.
+            let answers = Answers::default();
+            let (mut total_us, mut worst_us) = (0.0, 0.0_f64);
+            for sample in stream.by_ref().take(rounds) {
+                window.push(sample);
+                let us = timed_us(1, || {
+                    black_box(window.evaluate(&params, &rules, &answers));
+                });
+                total_us += us;
+                worst_us = worst_us.max(us);
+            }
+            let per_sample_us = total_us / rounds as f64;
             let name = match strategy {
                 Strategy::Rules => {
-                    rules_us = us;
+                    rules_us = per_sample_us;
                     "rules"
                 }
                 Strategy::Planner => "planner",
             };
             let ratio = if strategy == Strategy::Planner {
-                format!("{:.1}x", us / rules_us)
+                format!("{:.1}x", per_sample_us / rules_us)
             } else {
                 String::new()
             };
             println!(
-                "{partitions:>10} {name:>10} {us:>14.1} {:>14.2} {ratio:>16}",
-                us / replayed as f64
+                "{partitions:>10} {name:>10} {replay_us:>14.1} {per_sample_us:>14.1} {worst_us:>14.1} {ratio:>16}"
             );
         }
     }
+}
+
+/// Microseconds per call of `f` over `rounds` calls.
+fn timed_us(rounds: usize, mut f: impl FnMut()) -> f64 {
+    // A bench measures time: its clock is the measurement.
+    #[allow(clippy::disallowed_methods)]
+    let started = Instant::now();
+    for _ in 0..rounds {
+        f();
+    }
+    started.elapsed().as_secs_f64() * 1e6 / rounds as f64
 }

@@ -2,7 +2,10 @@
 //! it, which replays start from and follow where the broker reports no
 //! member count.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+
+use crate::State;
 
 /// What one trigger answered KEDA, oldest first: the group's size as the
 /// HPA was told it. Where the broker reports no member count, replays
@@ -13,6 +16,24 @@ use std::collections::VecDeque;
 pub struct Answers {
     /// When each answer that differed from the one before was first given.
     log: VecDeque<(f64, u32)>,
+    /// Where the trigger's last replay stood before its newest sample.
+    pub(crate) resume: RefCell<Option<Resume>>,
+}
+
+/// A replay's state before the newest sample it decided on: the next
+/// replay of the same window from the same start goes on from here, since
+/// every sample before it (and the answer given to it) is what it was.
+/// The newest sample itself is decided again, because the answer given to
+/// it is recorded only after it was decided.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Resume {
+    /// The window's first sample and the replay's start.
+    pub started_at: f64,
+    pub start: f64,
+    /// The sample the replay goes on at.
+    pub at: f64,
+    pub state: State,
+    pub size_before: Option<u32>,
 }
 
 impl Answers {
@@ -46,6 +67,30 @@ impl Answers {
     /// Forgets everything, as a scaler replica that has just started.
     pub fn clear(&mut self) {
         self.log.clear();
+        self.resume.take();
+    }
+
+    /// Where the last replay of `started_at`'s window from `start` stood,
+    /// if it did.
+    pub(crate) fn resume(&self, started_at: f64, start: f64) -> Option<Resume> {
+        self.resume
+            .borrow()
+            .as_ref()
+            .filter(|r| r.started_at == started_at && r.start == start)
+            .cloned()
+    }
+
+    pub(crate) fn keep_resume(&self, resume: Resume) {
+        self.resume.replace(Some(resume));
+    }
+
+    /// The same answers with no replay to resume.
+    #[cfg(test)]
+    pub(crate) fn without_resume(&self) -> Answers {
+        Answers {
+            log: self.log.clone(),
+            resume: RefCell::default(),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::{Action, Decision, Observation, Params, PolicySettings, State, adopt,
 mod answers;
 
 pub use answers::Answers;
+use answers::Resume;
 
 pub use crate::window::SampleWindow;
 
@@ -121,8 +122,9 @@ impl Evaluation {
 
 /// Replays the policy over `points` (oldest first; `shapes` aligned with
 /// them) from the start of the newest sample's epoch, from a fresh state
-/// seeded with the group's observed size, and returns the evaluation of
-/// the newest sample; None when there is no sample. A sample counts as
+/// seeded with the group's observed size (or from where the trigger's last
+/// replay from that start stood, which is the same), and returns the
+/// evaluation of the newest sample; None when there is no sample. A sample counts as
 /// having a full window behind it once `started_at` lies the policy's
 /// cold-start history before it.
 pub fn evaluate(
@@ -137,46 +139,20 @@ pub fn evaluate(
     let epoch = params.settings.history_needed_seconds().max(1.0);
     let start = ((samples.last()?.t - 2.0 * epoch) / epoch).floor() * epoch;
     let from = samples.iter().position(|s| s.t >= start).unwrap_or(0);
-    // The replay starts from the group as observed at its first sample
-    // (its member count, or else what this trigger answered for it): what
-    // the window cannot remember, the group's size still shows.
-    let size = |sample: &Point| {
-        (sample.members)
-            .or(sample.target_replicas)
-            .or_else(|| answers.at(sample.t))
+    let replay = Replay {
+        params,
+        rules,
+        samples,
+        shapes,
+        started_at,
+        answers,
     };
-    let mut state = State {
-        replicas: size(&samples[from]),
-        ..State::default()
-    };
-    // A change of the group's size shortly before the replay starts left a
-    // rebalance whose backlog is still draining: the replay expects it, as
-    // the replay that made the change did, instead of taking it for new
-    // demand.
-    let recent = start - params.settings.settle_seconds;
-    if let Some(j) = (1..from)
-        .rev()
-        .take_while(|&j| samples[j].t >= recent)
-        .find(|&j| size(&samples[j]) != size(&samples[j - 1]))
-        && let (Some(before), Some(after)) = (size(&samples[j - 1]), size(&samples[j]))
-    {
-        let window_full = samples[j].t - started_at >= history;
-        let seen = observe(rules, samples, shapes, j, window_full);
-        let changed = State {
-            replicas: Some(before),
-            ..State::default()
-        };
-        state = State {
-            replicas: size(&samples[from]),
-            ..adopt(params, &changed, &seen, samples[j].t, after)
-        };
-    }
+    let size = |sample: &Point| replay.size(sample);
     // The warm-up history replays what the load did, not what an earlier
     // replay decided: where the group (or the answer it was given) is seen
     // to change in a way this replay did not ask for, it goes on from
     // there.
     let warm_up_end = start + epoch;
-    let mut size_before = size(&samples[from]);
     let mut last = None;
     // Every observation looks back over the whole window, not just the
     // replay: a sample's rates are the same whichever epoch replays it, so
@@ -185,8 +161,27 @@ pub fn evaluate(
     // on alone it would have no rate, and the replay would begin with a
     // scale-up from nothing that no group ever saw.
     let first = from.max(usize::from(samples.len() > 1));
+    // Where the last replay from the same start stood at a sample still in
+    // the window, the samples before it are decided as they were.
+    let resumed = answers.resume(started_at, start).and_then(|r| {
+        let k = samples.binary_search_by(|s| s.t.total_cmp(&r.at)).ok()?;
+        (k >= first).then_some((k, r))
+    });
+    let (first, mut state, mut size_before) = match resumed {
+        Some((k, r)) => (k, r.state, r.size_before),
+        None => (first, replay.seeded(from, start), size(&samples[from])),
+    };
     for i in first..samples.len() {
         let sample = &samples[i];
+        if i + 1 == samples.len() {
+            answers.keep_resume(Resume {
+                started_at,
+                start,
+                at: sample.t,
+                state: state.clone(),
+                size_before,
+            });
+        }
         let window_full = sample.t - started_at >= history;
         let observation = observe(rules, samples, shapes, i, window_full);
         let (decision, mut next) = decide(params, &state, &observation, sample.t);
@@ -225,6 +220,64 @@ pub fn evaluate(
         decision,
         state,
     })
+}
+
+/// What a replay reads: the window's points and shapes (aligned, oldest
+/// first), when this process began sampling, and what the trigger answered.
+struct Replay<'a> {
+    params: &'a Params,
+    rules: &'a LagRules,
+    samples: &'a [Point],
+    shapes: &'a [Shape],
+    started_at: f64,
+    answers: &'a Answers,
+}
+
+impl Replay<'_> {
+    /// The group's size at `sample`: its member count, or the workload's
+    /// scale, or else what this trigger answered for it. What the window
+    /// cannot remember, the group's size still shows.
+    fn size(&self, sample: &Point) -> Option<u32> {
+        (sample.members)
+            .or(sample.target_replicas)
+            .or_else(|| self.answers.at(sample.t))
+    }
+
+    /// The state a replay from `samples[from]` (its epoch starting at
+    /// `start`) begins in: the group as observed there, and a change of
+    /// its size shortly before the start, whose rebalance backlog is still
+    /// draining: the replay expects it, as the replay that made the change
+    /// did, instead of taking it for new demand.
+    fn seeded(&self, from: usize, start: f64) -> State {
+        let (samples, params) = (self.samples, self.params);
+        let state = State {
+            replicas: self.size(&samples[from]),
+            ..State::default()
+        };
+        let recent = start - params.settings.settle_seconds;
+        let Some(j) = (1..from)
+            .rev()
+            .take_while(|&j| samples[j].t >= recent)
+            .find(|&j| self.size(&samples[j]) != self.size(&samples[j - 1]))
+        else {
+            return state;
+        };
+        let (Some(before), Some(after)) = (self.size(&samples[j - 1]), self.size(&samples[j]))
+        else {
+            return state;
+        };
+        let history = params.settings.cold_start_seconds();
+        let window_full = samples[j].t - self.started_at >= history;
+        let seen = observe(self.rules, samples, self.shapes, j, window_full);
+        let changed = State {
+            replicas: Some(before),
+            ..State::default()
+        };
+        State {
+            replicas: state.replicas,
+            ..adopt(params, &changed, &seen, samples[j].t, after)
+        }
+    }
 }
 
 /// Whether a group going from `before` to `now` members moves toward (or

@@ -286,3 +286,48 @@ fn a_replay_that_starts_after_a_change_expects_its_pause_backlog() {
         }
     }
 }
+
+#[test]
+fn a_resumed_replay_decides_every_sample_as_the_whole_replay_does() {
+    for strategy in [crate::Strategy::Rules, crate::Strategy::Planner] {
+        for seen_as in [Seen::Members, Seen::Workload, Seen::Nothing] {
+            let (mut params, rules) = short_windows();
+            params.settings.strategy = strategy;
+            let keep = window_seconds_for(&params.settings, 1.0);
+            let mut window = SampleWindow::new(keep);
+            let answers = &mut Answers::default();
+            let mut group = None;
+            let mut resumed = 0;
+            // Several epochs, the group following the answers a sample late.
+            for t in 0..400 {
+                window.push(match seen_as {
+                    Seen::Members => burst_seen(t % 200, group, None),
+                    Seen::Workload => burst_seen(t % 200, None, group),
+                    Seen::Nothing => burst_seen(t % 200, None, None),
+                });
+                let whole = window.evaluate(&params, &rules, &answers.without_resume());
+                let had = answers.resume.borrow().clone();
+                let served = window.evaluate(&params, &rules, answers).unwrap();
+                assert_eq!(
+                    Some(&served),
+                    whole.as_ref(),
+                    "{strategy:?}, {seen_as:?}, t = {t}"
+                );
+                resumed += usize::from(had.is_some_and(|r| r.at + 1.0 == f64::from(t)));
+                answers.record(
+                    served.sample_time,
+                    served.decision.replicas,
+                    served.answerable(),
+                    keep,
+                );
+                group = Some(served.decision.replicas);
+            }
+            // Between the epochs' starts (every few seconds with these
+            // short windows) the replay went on from the one before.
+            assert!(
+                resumed >= 150,
+                "{strategy:?}, {seen_as:?}: {resumed} resumed"
+            );
+        }
+    }
+}
