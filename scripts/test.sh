@@ -27,6 +27,7 @@ cargo test --doc --locked -p lagrate-policy || status=$?
 # figures mean nothing here), so that none can rot unseen.
 cargo test --locked -p lagrate --bench getmetrics -- --seconds 1 --keys 2 --clients 2 --interval 1 || status=$?
 cargo test --locked -p lagrate --bench sampling_keys -- --max-keys 4 --interval 1 --grow-seconds 2 || status=$?
+cargo test --locked -p lagrate --bench sampling_keys -- --max-keys 2 --interval 1 --history 1 || status=$?
 cargo test --locked -p lagrate-sim --bench simulate_day -- --hours 1 || status=$?
 cargo test --locked -p lagrate-policy --bench window_memory -- --keys 2 || status=$?
 cargo test --locked -p lagrate-policy --bench evaluate -- --rounds 1 || status=$?

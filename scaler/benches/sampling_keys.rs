@@ -3,7 +3,11 @@
 //! 1,000 and 2,000 keys (up to --max-keys) registered in steps through
 //! GetMetricSpec, each sampled every --interval seconds (default 5).
 //!
-//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5 --partitions 6 --objects-per-key 1]
+//!     cargo bench -p lagrate --bench sampling_keys [-- --max-keys 2000 --interval 5 --partitions 6 --objects-per-key 1 --history 30]
+//!
+//! With `--history S` the policy looks back S seconds, so windows fill
+//! during the run: their memory is measured full, then projected onto the
+//! default 16 min window by the measured cost of a sample.
 //!
 //! Per step: samples landed per second against the keys / interval they
 //! should, the share landing within one second of their grid instant and
@@ -68,11 +72,21 @@ fn main() {
     let interval_s = bench_arg("--interval", 5);
     let partitions = bench_arg("--partitions", 6) as i32;
     let objects_per_key = bench_arg("--objects-per-key", 1) as usize;
+    // --history S: a policy whose windows look back S seconds, so the
+    // windows fill during the run and a full one is measured, not projected.
+    let history_s = bench_arg("--history", 0);
     let broker = Tansu::start();
     let topic = unique("bench");
     broker.create_topic(&topic, partitions);
+    let policy = if history_s > 0 {
+        format!(
+            "policies:\n  default:\n    settleSeconds: {history_s}\n    scaleDownStabilizationSeconds: {history_s}\n    idleSeconds: {history_s}\n"
+        )
+    } else {
+        String::new()
+    };
     let config = format!(
-        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 600s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\nlimits:\n  maxSourceKeys: 100000\n  maxEntries: 100000\n",
+        "sampling:\n  interval: {interval_s}s\n  maxStaleness: 600s\n  kafkaTimeout: 10s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\nlimits:\n  maxSourceKeys: 100000\n  maxEntries: 100000\n{policy}",
         broker.bootstrap()
     );
     // Logging as in production (tests log every decision at debug).
@@ -157,6 +171,17 @@ fn main() {
     }
     println!("\n{interval_s} s sampling held up to {held} keys on this machine");
 
+    if history_s > 0 {
+        full_windows(
+            &lagrate,
+            interval_s,
+            history_s,
+            registered,
+            objects_per_key,
+            base_rss,
+        );
+        return;
+    }
     // Windows keep filling until they span sampling.window: the memory a
     // sample adds, measured over a minute at the last step, times the
     // samples of a full window, is what a key costs in the long run.
@@ -184,5 +209,43 @@ fn main() {
         "{registered} keys ({} ScaledObjects) at full windows: ~{:.0} MB resident",
         registered * objects_per_key,
         (base_rss + per_key * registered as f64) / 1e6
+    );
+}
+
+/// Waits for every window to fill (the policy's windows look back
+/// `history_s`: three histories, the 15 s rate window and two intervals),
+/// then prints what a key costs at a full window, per sample and per
+/// partition, and projects it onto the default policy's 16 min window.
+fn full_windows(
+    lagrate: &Lagrate,
+    interval_s: u64,
+    history_s: u64,
+    keys: usize,
+    objects_per_key: usize,
+    base_rss: f64,
+) {
+    let window_s = 3 * history_s + 15 + 2 * interval_s;
+    let young = lagrate.rss_bytes().unwrap_or(0) as f64;
+    let young_samples = counts(lagrate, interval_s).samples;
+    // Full, then turned over once: what a window holds in its steady state.
+    std::thread::sleep(Duration::from_secs(2 * window_s + 2 * interval_s));
+    let full = lagrate.rss_bytes().unwrap_or(0) as f64;
+    let per_key_samples = (window_s / interval_s) as f64;
+    // Samples a young window held (all taken so far, spread over the keys).
+    let held_young = (young_samples / keys as f64).min(per_key_samples);
+    let per_sample = (full - young) / keys as f64 / (per_key_samples - held_young).max(1.0);
+    let default_samples = 16.0 * 60.0 / interval_s as f64;
+    let per_key_full = (full - base_rss) / keys as f64;
+    let per_key_default = per_key_full + (default_samples - per_key_samples) * per_sample;
+    println!(
+        "full windows of {per_key_samples:.0} samples ({window_s} s) at {keys} keys, {objects_per_key} ScaledObject(s) each: RSS {:.1} MB, {:.1} KB per key, a sample {per_sample:.0} B",
+        full / 1e6,
+        per_key_full / 1e3
+    );
+    println!(
+        "with the default 16 min window ({default_samples:.0} samples): ~{:.0} KB per key, {keys} keys ~{:.0} MB resident; 128 Mi holds ~{:.0} keys",
+        per_key_default / 1e3,
+        (base_rss + per_key_default * keys as f64) / 1e6,
+        (128.0 * 1024.0 * 1024.0 - base_rss) / per_key_default
     );
 }
