@@ -124,9 +124,9 @@ impl Evaluation {
 /// them) from the start of the newest sample's epoch, from a fresh state
 /// seeded with the group's observed size (or from where the trigger's last
 /// replay from that start stood, which is the same), and returns the
-/// evaluation of the newest sample; None when there is no sample. A sample counts as
-/// having a full window behind it once `started_at` lies the policy's
-/// cold-start history before it.
+/// evaluation of the newest sample; None when there is no sample. A
+/// sample counts as having a full window behind it once `started_at` lies
+/// the policy's cold-start history before it.
 pub fn evaluate(
     params: &Params,
     rules: &LagRules,
@@ -147,7 +147,6 @@ pub fn evaluate(
         started_at,
         answers,
     };
-    let size = |sample: &Point| replay.size(sample);
     // The warm-up history replays what the load did, not what an earlier
     // replay decided: where the group (or the answer it was given) is seen
     // to change in a way this replay did not ask for, it goes on from
@@ -169,7 +168,11 @@ pub fn evaluate(
     });
     let (first, mut state, mut size_before) = match resumed {
         Some((k, r)) => (k, r.state, r.size_before),
-        None => (first, replay.seeded(from, start), size(&samples[from])),
+        None => (
+            first,
+            replay.seeded(from, start),
+            replay.size(&samples[from]),
+        ),
     };
     for i in first..samples.len() {
         let sample = &samples[i];
@@ -185,7 +188,7 @@ pub fn evaluate(
         let window_full = sample.t - started_at >= history;
         let observation = observe(rules, samples, shapes, i, window_full);
         let (decision, mut next) = decide(params, &state, &observation, sample.t);
-        let size_now = size(sample);
+        let size_now = replay.size(sample);
         if sample.t < warm_up_end
             && let (Some(m), Some(before)) = (size_now, size_before)
             && !moving_toward(before, m, next.replicas.unwrap_or(m))

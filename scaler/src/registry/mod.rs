@@ -281,14 +281,17 @@ impl Registry {
             // Holding `sampler` (weak) keeps its address from reuse while
             // this task serves it.
             let _sampler = sampler;
+            // The followers still alive, the others forgotten; none left
+            // ends the task (and a later follower starts a new one).
             let live = || {
                 let mut all = followers.lock().expect("followers lock poisoned");
-                let list = all.get_mut(&id).map(std::mem::take).unwrap_or_default();
+                let Some(list) = all.get_mut(&id) else {
+                    return Vec::new();
+                };
+                list.retain(|e| e.strong_count() > 0);
                 let entries: Vec<Arc<Entry>> = list.iter().filter_map(Weak::upgrade).collect();
                 if entries.is_empty() {
                     all.remove(&id);
-                } else {
-                    all.insert(id, entries.iter().map(Arc::downgrade).collect());
                 }
                 entries
             };
