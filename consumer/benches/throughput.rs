@@ -35,6 +35,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// One consumer's run: wall time and CPU from its first processed message.
+#[derive(Clone)]
 struct Row {
     name: &'static str,
     seconds: f64,
@@ -221,18 +222,18 @@ fn main() {
                 messages as f64 / r.cpu.max(0.01)
             );
         }
-        if let [rust, python, ..] = &rows[..] {
-            ratios.push((
-                partitions,
-                python.seconds / rust.seconds,
-                python.cpu / rust.cpu.max(0.01),
-            ));
+        if let [rust, python, postgres] = &rows[..] {
+            ratios.push((partitions, python.clone(), rust.clone()));
+            ratios.push((partitions, python.clone(), postgres.clone()));
         }
     }
     println!();
-    for (partitions, speed, efficiency) in ratios {
+    for (partitions, python, rust) in ratios {
         println!(
-            "{partitions:>2} partitions: Rust / Python {speed:.1}x messages/s, {efficiency:.1}x messages per CPU-second"
+            "{partitions:>2} partitions: {} / Python {:.1}x messages/s, {:.1}x messages per CPU-second",
+            rust.name,
+            python.seconds / rust.seconds,
+            python.cpu / rust.cpu.max(0.01)
         );
     }
 }

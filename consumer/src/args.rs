@@ -119,12 +119,6 @@ impl Args {
     pub fn sink(&self) -> anyhow::Result<Sink> {
         Ok(match self.sink {
             SinkKind::Postgres => {
-                anyhow::ensure!(
-                    self.batch_size <= sink::MAX_POSTGRES_BATCH,
-                    "BATCH_SIZE must be at most {} with SINK=postgres (65,535 bind parameters per INSERT), got {}",
-                    sink::MAX_POSTGRES_BATCH,
-                    self.batch_size
-                );
                 let url = self.database_url.as_deref().ok_or_else(|| {
                     anyhow::anyhow!("DATABASE_URL is required with SINK=postgres")
                 })?;

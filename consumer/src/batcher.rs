@@ -11,6 +11,8 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use trade_model::TradeRef;
+
 /// One message of a batch: where it came from, and its payload's bytes in
 /// the batch's buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,20 @@ pub struct Record {
     pub age_ms: i64,
     key: Range<usize>,
     payload: Range<usize>,
+    /// The trade, decoded once when it was read: the sink writes these
+    /// values without parsing the payload again.
+    pub trade: Values,
+}
+
+/// A trade's values; its text fields are ranges of the batch's text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Values {
+    /// trade_id, account_id, symbol, side.
+    text: [Range<usize>; 4],
+    pub quantity: u32,
+    pub price: f64,
+    pub timestamp_ms: i64,
+    pub account_seq: u64,
 }
 
 /// The messages of one partition read since its last batch was taken.
@@ -32,6 +48,8 @@ pub struct Batch<L> {
     generation: u64,
     pub records: Vec<Record>,
     bytes: Vec<u8>,
+    /// The trades' text fields, unescaped.
+    text: String,
     /// Messages that are not trades, on their way to the dead-letter topic.
     pub dead_letters: Vec<L>,
     /// The offset after the last message (trade or dead letter).
@@ -60,6 +78,11 @@ impl<L> Batch<L> {
 
     pub fn key(&self, record: &Record) -> &[u8] {
         &self.bytes[record.key.clone()]
+    }
+
+    /// A record's trade_id, account_id, symbol and side.
+    pub fn text(&self, record: &Record) -> [&str; 4] {
+        record.trade.text.clone().map(|range| &self.text[range])
     }
 
     /// Messages in the batch: trades and dead letters.
@@ -107,6 +130,8 @@ pub struct Batcher<L> {
 /// Bytes reserved per message in a new batch's buffer (a trade's JSON is
 /// about 200).
 const BYTES_PER_MESSAGE: usize = 256;
+/// Bytes of text fields reserved per message (a trade's are about 60).
+const TEXT_PER_MESSAGE: usize = 80;
 
 impl<L> Batcher<L> {
     pub fn new(batch_size: usize, timeout: Duration) -> Self {
@@ -134,6 +159,7 @@ impl<L> Batcher<L> {
             generation,
             records: Vec::with_capacity(batch_size),
             bytes: Vec::with_capacity(batch_size * BYTES_PER_MESSAGE),
+            text: String::with_capacity(batch_size * TEXT_PER_MESSAGE),
             dead_letters: Vec::new(),
             next_offset: offset,
             started: now,
@@ -147,8 +173,8 @@ impl<L> Batcher<L> {
     pub fn push(
         &mut self,
         (partition, offset): (i32, i64),
-        key: &[u8],
-        payload: &[u8],
+        (key, payload): (&[u8], &[u8]),
+        trade: &TradeRef<'_>,
         age_ms: i64,
         now: Instant,
     ) -> bool {
@@ -157,12 +183,30 @@ impl<L> Batcher<L> {
             batch.bytes.extend_from_slice(key);
             batch.bytes.extend_from_slice(payload);
             let split = start + key.len();
+            let text = [
+                &trade.trade_id,
+                &trade.account_id,
+                &trade.symbol,
+                &trade.side,
+            ]
+            .map(|field| {
+                let from = batch.text.len();
+                batch.text.push_str(field);
+                from..batch.text.len()
+            });
             batch.records.push(Record {
                 partition,
                 offset,
                 age_ms,
                 key: start..split,
                 payload: split..batch.bytes.len(),
+                trade: Values {
+                    text,
+                    quantity: trade.quantity,
+                    price: trade.price,
+                    timestamp_ms: trade.timestamp_ms,
+                    account_seq: trade.account_seq,
+                },
             });
         })
     }
@@ -304,6 +348,20 @@ mod tests {
 
     const PARTITIONS: i32 = 3;
 
+    fn sample() -> TradeRef<'static> {
+        TradeRef {
+            trade_id: "t-1".into(),
+            account_id: "ACC-7".into(),
+            // Unescaped from JSON: owned, not borrowed from the payload.
+            symbol: std::borrow::Cow::Owned("A\"B".to_owned()),
+            side: "BUY".into(),
+            quantity: 3,
+            price: 101.5,
+            timestamp_ms: 1_700_000_000_000,
+            account_seq: 9,
+        }
+    }
+
     /// Tests pass time in; this only anchors it.
     #[allow(clippy::disallowed_methods)]
     fn t0() -> Instant {
@@ -314,10 +372,10 @@ mod tests {
     fn a_batch_is_due_when_full_or_timed_out_and_keeps_its_bytes() {
         let start = t0();
         let mut b: Batcher<()> = Batcher::new(2, Duration::from_secs(1));
-        assert!(!b.push((0, 5), b"k", b"{one}", 7, start));
+        assert!(!b.push((0, 5), (b"k", b"{one}"), &sample(), 7, start));
         assert!(b.take_due(start, false).is_empty());
-        assert!(b.push((0, 6), b"", b"{two}", 8, start));
-        b.push((1, 9), b"k1", b"{three}", 0, start);
+        assert!(b.push((0, 6), (b"", b"{two}"), &sample(), 8, start));
+        b.push((1, 9), (b"k1", b"{three}"), &sample(), 0, start);
         let due = b.take_due(start, false);
         assert_eq!(due.len(), 1, "only the full batch");
         let batch = &due[0];
@@ -325,6 +383,17 @@ mod tests {
         assert_eq!(batch.payload(&batch.records[0]), b"{one}");
         assert_eq!(batch.key(&batch.records[0]), b"k");
         assert_eq!(batch.payload(&batch.records[1]), b"{two}");
+        assert_eq!(
+            batch.text(&batch.records[1]),
+            ["t-1", "ACC-7", "A\"B", "BUY"]
+        );
+        assert_eq!(
+            (
+                batch.records[1].trade.quantity,
+                batch.records[1].trade.price
+            ),
+            (3, 101.5)
+        );
         assert_eq!(batch.next_offset, 7);
         let late = b.take_due(start + Duration::from_secs(1), false);
         assert_eq!(late.len(), 1, "the partial batch after its timeout");
@@ -335,7 +404,7 @@ mod tests {
     fn a_batch_taken_before_a_revocation_is_never_stored() {
         let start = t0();
         let mut b: Batcher<()> = Batcher::new(1, Duration::from_secs(1));
-        b.push((2, 0), b"", b"x", 0, start);
+        b.push((2, 0), (b"", b"x"), &sample(), 0, start);
         let taken = b.take_due(start, false).pop().unwrap();
         assert_eq!(b.revoke(2), 0);
         assert!(!b.owns(taken.id()));
@@ -347,12 +416,12 @@ mod tests {
     fn a_stopped_partition_commits_what_came_before_and_nothing_after() {
         let start = t0();
         let mut b: Batcher<()> = Batcher::new(10, Duration::from_secs(1));
-        b.push((0, 0), b"", b"a", 0, start);
-        b.push((0, 1), b"", b"b", 0, start);
-        b.push((1, 0), b"", b"other", 0, start);
+        b.push((0, 0), (b"", b"a"), &sample(), 0, start);
+        b.push((0, 1), (b"", b"b"), &sample(), 0, start);
+        b.push((1, 0), (b"", b"other"), &sample(), 0, start);
         // Offset 2 cannot be stored: 0 and 1 still are, 3 never.
         b.stop(0, 2);
-        assert!(!b.push((0, 3), b"", b"d", 0, start));
+        assert!(!b.push((0, 3), (b"", b"d"), &sample(), 0, start));
         b.push_dead_letter((0, 4), (), start);
         assert_eq!(b.stopped(), 1);
         let mut due = b.take_due(start, true);
@@ -361,7 +430,7 @@ mod tests {
         assert!(due[0].dead_letters.is_empty());
         assert_eq!(b.finish(due.remove(0)), Some((0, 2)));
         // Stopped inside a batch already taken: the batch read after it goes.
-        b.push((1, 1), b"", b"later", 0, start);
+        b.push((1, 1), (b"", b"later"), &sample(), 0, start);
         b.stop(1, 0);
         assert_eq!(
             b.take_due(start, true).len(),
@@ -372,7 +441,7 @@ mod tests {
         b.revoke(0);
         b.revoke(1);
         assert_eq!(b.stopped(), 0);
-        assert!(!b.push((0, 2), b"", b"c", 0, start));
+        assert!(!b.push((0, 2), (b"", b"c"), &sample(), 0, start));
         assert_eq!(b.take_due(start, true).len(), 1);
     }
 
@@ -380,9 +449,9 @@ mod tests {
     fn a_partition_waits_for_its_batch_in_flight() {
         let start = t0();
         let mut b: Batcher<()> = Batcher::new(1, Duration::from_secs(1));
-        b.push((0, 0), b"", b"x", 0, start);
+        b.push((0, 0), (b"", b"x"), &sample(), 0, start);
         let first = b.take_due(start, false).pop().unwrap();
-        b.push((0, 1), b"", b"y", 0, start);
+        b.push((0, 1), (b"", b"y"), &sample(), 0, start);
         assert!(b.take_due(start, true).is_empty(), "the second batch waits");
         assert_eq!(b.finish(first), Some((0, 1)));
         let second = b.take_due(start, false).pop().unwrap();
@@ -434,7 +503,7 @@ mod tests {
                         let o = *next.entry(p).or_insert_with(|| committed.get(&p).copied().unwrap_or(0));
                         next.insert(p, o + 1);
                         if trade {
-                            b.push((p, o), b"", b"t", 0, now);
+                            b.push((p, o), (b"", b"t"), &sample(), 0, now);
                         } else {
                             b.push_dead_letter((p, o), o, now);
                         }

@@ -60,6 +60,29 @@ pub struct Loop<'a> {
     pub stop: &'a AtomicBool,
     pub invalid_log: InvalidLog,
     pub held: Held,
+    pub wall: Wall,
+}
+
+/// Unix time without a clock read per message: the wall clock as read at
+/// an instant, and the monotonic time since (read again every poll
+/// timeout, so it drifts by microseconds at most).
+#[derive(Clone, Copy)]
+pub struct Wall {
+    at: Instant,
+    unix_ms: i64,
+}
+
+impl Wall {
+    pub fn read() -> Self {
+        Wall {
+            at: now(),
+            unix_ms: kafka_settings::unix_ms(),
+        }
+    }
+
+    fn unix_ms(&self, at: Instant) -> i64 {
+        self.unix_ms + at.saturating_duration_since(self.at).as_millis() as i64
+    }
 }
 
 /// Partitions paused because their next batch filled while batches were
@@ -101,18 +124,20 @@ impl Loop<'_> {
     /// Polls and writes due batches until SIGTERM.
     pub fn poll_until_stopped(&mut self) {
         let mut last_check = now();
-        let mut last_lag = now();
+        let mut last_lag = last_check;
         while !self.stop.load(Ordering::Relaxed) {
             let full = self.poll(POLL_TIMEOUT);
             // Batches are looked at when one fills, or every poll timeout for
             // the ones that timed out: not after every message.
-            if full || now().duration_since(last_check) >= POLL_TIMEOUT {
+            let at = now();
+            if full || at.duration_since(last_check) >= POLL_TIMEOUT {
                 self.write_due(false);
-                last_check = now();
+                self.wall = Wall::read();
+                last_check = self.wall.at;
             }
-            if now().duration_since(last_lag) >= LAG_UPDATE_INTERVAL {
+            if at.duration_since(last_lag) >= LAG_UPDATE_INTERVAL {
                 self.update_lag();
-                last_lag = now();
+                last_lag = at;
             }
         }
     }
@@ -169,7 +194,7 @@ impl Loop<'_> {
         let now = now();
         let at = (message.partition(), message.offset());
         let timestamp = message.timestamp().to_millis();
-        let age_ms = timestamp.map_or(0, |ts| (kafka_settings::unix_ms() - ts).max(0));
+        let age_ms = timestamp.map_or(0, |ts| (self.wall.unix_ms(now) - ts).max(0));
         if timestamp.is_some() {
             self.metrics.message_age.observe(age_ms as f64 / 1000.0);
         }
@@ -177,13 +202,16 @@ impl Loop<'_> {
             None => Err(("empty", "empty payload".to_owned())),
             Some(payload) => TradeRef::decode(payload)
                 .map_err(|e| ("not_json", e.to_string()))
-                .and_then(|trade| sink::storable(&trade).map_err(|e| ("not_storable", e))),
+                .and_then(|trade| match sink::storable(&trade) {
+                    Ok(()) => Ok((payload, trade)),
+                    Err(e) => Err(("not_storable", e)),
+                }),
         };
         let full = match checked {
-            Ok(()) => self.batcher.push(
+            Ok((payload, trade)) => self.batcher.push(
                 at,
-                message.key().unwrap_or_default(),
-                message.payload().unwrap_or_default(),
+                (message.key().unwrap_or_default(), payload),
+                &trade,
                 age_ms,
                 now,
             ),

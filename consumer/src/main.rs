@@ -27,7 +27,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use args::Args;
 use audit::AuditLog;
 use batcher::Batcher;
-use consume::{Held, InvalidLog, Loop};
+use consume::{Held, InvalidLog, Loop, Wall};
 use metrics::Metrics;
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         stop: &stop,
         invalid_log: InvalidLog::default(),
         held: Held::default(),
+        wall: Wall::read(),
     };
     consumer_loop.poll_until_stopped();
     tracing::info!("SIGTERM: writing pending batches, committing, leaving the group");

@@ -1,7 +1,6 @@
 //! Where batches are written: a simulated write that takes
 //! BATCH_PROCESSING_TIME (as the reference consumer), or PostgreSQL.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use trade_model::TradeRef;
@@ -105,21 +104,19 @@ pub enum Cost {
     PerMessage(Duration),
 }
 
-/// One multi-row INSERT per batch into `trades`, idempotent on `trade_id`,
-/// so a batch replayed after a crash writes no duplicates. Every row the
-/// insert skips for its trade_id is accounted for: stored before exactly
-/// as read, it is a counted duplicate; stored with other values (another
-/// trade reusing the id), it is refused as a `conflict`. A connection the
-/// server closed (a restart, a failover) is opened again by the next
-/// write. A batch the table refuses for its data (SQLSTATE class 22, 23 or
-/// 54, e.g. a CHECK constraint) is written row by row, and only the refused
-/// rows are rejected.
+/// One INSERT per batch into `trades`, idempotent on `trade_id`, so a
+/// batch replayed after a crash writes no duplicates. Every row the insert
+/// skips for its trade_id is accounted for: stored before exactly as read,
+/// it is a counted duplicate; stored with other values (another trade
+/// reusing the id), it is refused as a `conflict`. A connection the server
+/// closed (a restart, a failover) is opened again by the next write. A
+/// batch refused for other than a transient cause ([`Failure`]) is written
+/// row by row, and only the rows refused for themselves are rejected.
 pub struct Postgres {
     url: String,
     client: Option<postgres::Client>,
-    /// The INSERT of each batch length, prepared once per connection: a
-    /// full batch's thousand parameters are not planned again per batch.
-    inserts: HashMap<usize, postgres::Statement>,
+    /// INSERT, prepared once per connection.
+    insert: Option<postgres::Statement>,
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
@@ -137,20 +134,24 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS trades (
     processed_at    timestamptz NOT NULL DEFAULT clock_timestamp()
 )";
 
-const INSERT: &str = "INSERT INTO trades (trade_id, account_id, symbol, side, quantity, price, trade_time, account_seq, kafka_partition, kafka_offset) VALUES ";
-
-const CONFLICT: &str = " ON CONFLICT (trade_id) DO NOTHING RETURNING trade_id";
+/// A batch's rows as one array per column, so one statement serves every
+/// batch length and binds ten parameters, not ten per row. It answers the
+/// trade_ids it wrote only when it skipped some (fewer written than
+/// given): a batch written whole, the common case, returns no rows.
+const INSERT: &str = "WITH written AS (
+    INSERT INTO trades (trade_id, account_id, symbol, side, quantity, price, trade_time, account_seq, kafka_partition, kafka_offset)
+    SELECT trade_id, account_id, symbol, side, quantity, price, to_timestamp(trade_ms / 1000), account_seq, kafka_partition, kafka_offset
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::float8[], $7::float8[], $8::int8[], $9::int4[], $10::int8[])
+        AS batch (trade_id, account_id, symbol, side, quantity, price, trade_ms, account_seq, kafka_partition, kafka_offset)
+    ON CONFLICT (trade_id) DO NOTHING
+    RETURNING trade_id
+)
+SELECT trade_id FROM written WHERE (SELECT count(*) FROM written) < cardinality($1::text[])";
 
 /// Whether a trade is stored exactly as a row would write it.
 const STORED_AS: &str = "SELECT 1 FROM trades WHERE trade_id = $1 AND account_id = $2 AND symbol = $3 AND side = $4 AND quantity = $5 AND price = $6 AND trade_time = to_timestamp($7::double precision / 1000) AND account_seq = $8";
 
-const COLUMNS: usize = 10;
-
-/// Largest batch one INSERT can carry: PostgreSQL takes at most 65,535
-/// bind parameters per statement.
-pub const MAX_POSTGRES_BATCH: u32 = (u16::MAX as usize / COLUMNS) as u32;
-
-/// One row's values, borrowed from the batch's buffer.
+/// One row's values, borrowed from the batch.
 struct Row<'a> {
     trade_id: &'a str,
     account_id: &'a str,
@@ -165,12 +166,14 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    fn new(trade: &'a TradeRef<'a>, record: &Record) -> Self {
+    fn new<L>(batch: &'a Batch<L>, record: &Record) -> Self {
+        let [trade_id, account_id, symbol, side] = batch.text(record);
+        let trade = &record.trade;
         Row {
-            trade_id: &trade.trade_id,
-            account_id: &trade.account_id,
-            symbol: &trade.symbol,
-            side: &trade.side,
+            trade_id,
+            account_id,
+            symbol,
+            side,
             // In range: `storable` checked every record when it was read.
             quantity: trade.quantity as i32,
             price: trade.price,
@@ -181,7 +184,55 @@ impl<'a> Row<'a> {
         }
     }
 
-    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); COLUMNS] {
+    /// STORED_AS's parameters: the values a trade is stored with.
+    fn values(&self) -> [&(dyn postgres::types::ToSql + Sync); 8] {
+        [
+            &self.trade_id,
+            &self.account_id,
+            &self.symbol,
+            &self.side,
+            &self.quantity,
+            &self.price,
+            &self.timestamp_ms,
+            &self.account_seq,
+        ]
+    }
+}
+
+/// The INSERT's ten parameters: each column of `rows` as an array.
+#[derive(Default)]
+struct Columns<'a> {
+    trade_id: Vec<&'a str>,
+    account_id: Vec<&'a str>,
+    symbol: Vec<&'a str>,
+    side: Vec<&'a str>,
+    quantity: Vec<i32>,
+    price: Vec<f64>,
+    timestamp_ms: Vec<f64>,
+    account_seq: Vec<i64>,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(rows: &[Row<'a>]) -> Self {
+        let mut c = Columns::default();
+        for r in rows {
+            c.trade_id.push(r.trade_id);
+            c.account_id.push(r.account_id);
+            c.symbol.push(r.symbol);
+            c.side.push(r.side);
+            c.quantity.push(r.quantity);
+            c.price.push(r.price);
+            c.timestamp_ms.push(r.timestamp_ms);
+            c.account_seq.push(r.account_seq);
+            c.partition.push(r.partition);
+            c.offset.push(r.offset);
+        }
+        c
+    }
+
+    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 10] {
         [
             &self.trade_id,
             &self.account_id,
@@ -195,33 +246,6 @@ impl<'a> Row<'a> {
             &self.offset,
         ]
     }
-}
-
-/// `($1,...,$10),($11,...)` for `rows` rows.
-fn values(rows: usize) -> String {
-    let mut sql = String::with_capacity(INSERT.len() + rows * 80 + CONFLICT.len());
-    sql.push_str(INSERT);
-    for i in 0..rows {
-        let b = i * COLUMNS;
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "(${},${},${},${},${},${},to_timestamp(${}::double precision / 1000),${},${},${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 8,
-            b + 9,
-            b + 10
-        ));
-    }
-    sql.push_str(CONFLICT);
-    sql
 }
 
 /// Longest a connection attempt may take.
@@ -259,15 +283,39 @@ fn settings(url: &str) -> anyhow::Result<postgres::Config> {
     Ok(config)
 }
 
-/// Whether PostgreSQL refused the data itself (SQLSTATE class 22, data
-/// exception; 23, integrity constraint violation; 54, program limit
-/// exceeded, such as a value too large for its index): retrying the same
-/// rows can never succeed, so the batch is written row by row and the rows
-/// still refused are dead-lettered. Connection, serialization and shutdown
-/// errors (08, 40001, 57P01) are worth retrying.
-fn refused_data(e: &postgres::Error) -> bool {
-    e.as_db_error()
-        .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23" | "54"))
+/// How PostgreSQL's answer to a write is taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Failure {
+    /// Worth retrying as it is: no answer (the connection), or SQLSTATE
+    /// class 08 connection, 25 invalid transaction state (a read-only
+    /// server after a failover), 40 rollback (serialization, deadlock), 53
+    /// insufficient resources, 55 object not in prerequisite state (a lock
+    /// not available), 57 operator intervention (a shutdown, the statement
+    /// timeout), 58 system error, XX internal error.
+    Transient,
+    /// The data itself (22 data exception, 23 integrity constraint, 54
+    /// program limit such as a value too large for its index): the same
+    /// rows can never be written, so the batch is written row by row and
+    /// the rows still refused are dead-lettered.
+    Data,
+    /// Any other class (42 a revoked grant or a dropped column, P0 an
+    /// exception a trigger raises, ...): about some rows, or about every
+    /// row alike. The batch is written row by row; refused rows are
+    /// dead-lettered only when another row of the batch was written: when
+    /// none is, the cause is the database's, not the data's, and the batch
+    /// is retried.
+    Other,
+}
+
+fn failure(e: &postgres::Error) -> Failure {
+    let Some(db) = e.as_db_error() else {
+        return Failure::Transient;
+    };
+    match &db.code().code()[..2] {
+        "08" | "25" | "40" | "53" | "55" | "57" | "58" | "XX" => Failure::Transient,
+        "22" | "23" | "54" => Failure::Data,
+        _ => Failure::Other,
+    }
 }
 
 /// The server's own message (e.g. which constraint a row violates), not
@@ -285,7 +333,7 @@ impl Postgres {
         Ok(Postgres {
             url: url.to_owned(),
             client: Some(client),
-            inserts: HashMap::new(),
+            insert: None,
         })
     }
 
@@ -307,7 +355,7 @@ impl Postgres {
     fn client(&mut self) -> anyhow::Result<&mut postgres::Client> {
         if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
             self.client = None;
-            self.inserts.clear();
+            self.insert = None;
             self.client = Some(Self::open(&self.url)?);
             tracing::info!("reconnected to PostgreSQL");
         }
@@ -319,69 +367,76 @@ impl Postgres {
     /// stored, or earlier in `rows`).
     fn insert(&mut self, rows: &[Row<'_>]) -> Result<Vec<bool>, postgres::Error> {
         let client = self.client.as_mut().expect("write connects first");
-        let statement = match self.inserts.get(&rows.len()) {
+        let statement = match &self.insert {
             Some(statement) => statement.clone(),
-            None => {
-                let statement = client.prepare(&values(rows.len()))?;
-                self.inserts.insert(rows.len(), statement.clone());
-                statement
-            }
+            None => self.insert.insert(client.prepare(INSERT)?).clone(),
         };
-        let params: Vec<_> = rows.iter().flat_map(Row::params).collect();
-        let mut returned: std::collections::HashSet<String> = client
-            .query(&statement, &params)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let written = client.query(&statement, &Columns::of(rows).params())?;
+        if written.is_empty() {
+            return Ok(vec![true; rows.len()]);
+        }
+        let mut written: std::collections::HashSet<&str> =
+            written.iter().map(|r| r.get(0)).collect();
         // The first row of an id is the one inserted.
-        Ok(rows.iter().map(|r| returned.remove(r.trade_id)).collect())
+        Ok(rows.iter().map(|r| written.remove(r.trade_id)).collect())
+    }
+
+    /// Inserts `rows` one by one after `error` refused them together:
+    /// per row whether it was inserted, and the rows refused for
+    /// themselves. An error about no row in particular (every row refused
+    /// alike, outside the data classes) is returned, for the batch to be
+    /// retried; so is a transient one.
+    fn insert_row_by_row(
+        &mut self,
+        rows: &[Row<'_>],
+        error: postgres::Error,
+    ) -> Result<(Vec<bool>, Vec<Refused>), postgres::Error> {
+        let mut inserted = Vec::with_capacity(rows.len());
+        let mut refused = Vec::new();
+        let mut data = false;
+        for (index, row) in rows.iter().enumerate() {
+            match self.insert(std::slice::from_ref(row)) {
+                Ok(one) => inserted.extend(one),
+                Err(e) if failure(&e) != Failure::Transient => {
+                    data |= failure(&e) == Failure::Data;
+                    refused.push(Refused {
+                        index,
+                        reason: "rejected_by_sink",
+                        error: describe(&e),
+                    });
+                    // Refused, not skipped.
+                    inserted.push(true);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if refused.len() == rows.len() && !data {
+            return Err(error);
+        }
+        Ok((inserted, refused))
     }
 
     fn write<L>(&mut self, batch: &Batch<L>) -> anyhow::Result<Written> {
-        let trades = batch
-            .records
-            .iter()
-            .map(|r| TradeRef::decode(batch.payload(r)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("a checked trade no longer decodes: {e}"))?;
-        let rows: Vec<Row<'_>> = trades
-            .iter()
-            .zip(&batch.records)
-            .map(|(t, r)| Row::new(t, r))
-            .collect();
+        let rows: Vec<Row<'_>> = batch.records.iter().map(|r| Row::new(batch, r)).collect();
         self.client()?;
         let mut written = Written::default();
         let inserted = match self.insert(&rows) {
             Ok(inserted) => inserted,
-            Err(e) if refused_data(&e) => {
+            Err(e) if failure(&e) != Failure::Transient => {
                 tracing::warn!(
                     error = describe(&e),
                     rows = rows.len(),
-                    "PostgreSQL refused a row of the batch: writing it row by row"
+                    "PostgreSQL refused the batch: writing it row by row"
                 );
-                let mut inserted = Vec::with_capacity(rows.len());
-                for (index, row) in rows.iter().enumerate() {
-                    match self.insert(std::slice::from_ref(row)) {
-                        Ok(one) => inserted.extend(one),
-                        Err(e) if refused_data(&e) => {
-                            written.refused.push(Refused {
-                                index,
-                                reason: "rejected_by_sink",
-                                error: describe(&e),
-                            });
-                            // Refused, not skipped.
-                            inserted.push(true);
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+                let (inserted, refused) = self.insert_row_by_row(&rows, e)?;
+                written.refused = refused;
                 inserted
             }
             Err(e) => return Err(e.into()),
         };
         let client = self.client()?;
         for (index, row) in rows.iter().enumerate().filter(|(i, _)| !inserted[*i]) {
-            let stored = client.query_opt(STORED_AS, &row.params()[..8])?;
+            let stored = client.query_opt(STORED_AS, &row.values())?;
             if stored.is_some() {
                 written.duplicates += 1;
             } else {

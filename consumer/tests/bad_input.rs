@@ -104,27 +104,6 @@ fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
         logs.contains("DLQ_TOPIC is required") && logs.contains("ON_REFUSED=stop-partition"),
         "{logs}"
     );
-    // One INSERT carries at most 65,535 parameters: 6,553 trades.
-    let mut p = Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("DLQ_TOPIC", "dead-letters".into()),
-            ("SINK", "postgres".into()),
-            (
-                "DATABASE_URL",
-                "postgresql://nobody@127.0.0.1:1/none".into(),
-            ),
-            ("BATCH_SIZE", "7000".into()),
-        ],
-    );
-    assert!(!p.wait(Duration::from_secs(30)).success());
-    assert!(
-        p.logs().contains("BATCH_SIZE must be at most 6553"),
-        "{}",
-        p.logs()
-    );
 }
 
 /// A trade's JSON for account ACC1, as trade-producer writes it.
@@ -304,6 +283,66 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
 /// A trade id too long for the table's primary-key index (SQLSTATE 54000,
 /// program limit exceeded) is refused like bad data: dead-lettered, the
 /// rest of its batch written, the partition not retried forever.
+/// A trigger's exception (SQLSTATE P0001, no data class) about one row
+/// dead-letters that row and writes the rest; the same exception for every
+/// row (a halt on all trades) is the database's doing: nothing is
+/// dead-lettered, the batch waits until the database takes it again.
+#[test]
+fn a_row_a_trigger_refuses_is_dead_lettered_but_a_halt_on_every_row_is_waited_out() {
+    let (broker, db, topic, dlq) = broker_and_database();
+    let port = free_port();
+    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "the consumer up", || {
+        std::net::TcpStream::connect(addr).ok()
+    });
+    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    sql.batch_execute(
+        "CREATE FUNCTION suspended() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.symbol = 'BAD' OR EXISTS (SELECT 1 FROM pg_class WHERE relname = 'halt') THEN
+             RAISE EXCEPTION 'symbol % is suspended', NEW.symbol;
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER suspended BEFORE INSERT ON trades FOR EACH ROW EXECUTE FUNCTION suspended();",
+    )
+    .expect("trigger");
+    let messages = [
+        trade(1, "AAPL", 5, 0),
+        trade(2, "BAD", 5, 0),
+        trade(3, "AAPL", 7, 0),
+    ];
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
+    assert_dead_lettered(&p, port, (&broker, &dlq), ("rejected_by_sink", 1));
+    let error = broker.messages(&dlq)[0]
+        .header("error")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("symbol BAD is suspended"), "{error}");
+    // Every trade halted: refused alike, none dead-lettered.
+    sql.batch_execute("CREATE TABLE halt ()").expect("halt");
+    let halted = [trade(4, "AAPL", 1, 0), trade(5, "MSFT", 1, 0)];
+    let payloads: Vec<&[u8]> = halted.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
+    eventually(Duration::from_secs(30), "the halted batch retried", || {
+        (p.logs().matches("PostgreSQL refused the batch").count() >= 3).then_some(())
+    });
+    assert_eq!(
+        broker.high_watermarks(&dlq),
+        [1],
+        "nothing more dead-lettered"
+    );
+    assert_eq!(stored_trade_ids(&mut sql), ["t-1", "t-3"]);
+    sql.batch_execute("DROP TABLE halt").expect("resume");
+    eventually(Duration::from_secs(30), "the halted batch written", || {
+        (stored_trade_ids(&mut sql) == ["t-1", "t-3", "t-4", "t-5"]).then_some(())
+    });
+    assert_eq!(broker.high_watermarks(&dlq), [1]);
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
 #[test]
 fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
     let (broker, db, topic, dlq) = broker_and_database();
@@ -429,6 +468,49 @@ fn a_reused_trade_id_is_a_conflict_and_a_trade_read_again_a_duplicate() {
         .get(0);
     assert_eq!(symbol, "AAPL");
     assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
+/// A batch is one INSERT whatever its size: its rows go as one array per
+/// column, not ten bind parameters each (65,535 at most: 6,553 rows).
+#[test]
+fn a_batch_of_eight_thousand_trades_is_one_insert() {
+    let (broker, db, topic, dlq) = broker_and_database();
+    let messages: Vec<String> = (1..=8000).map(|seq| trade(seq, "AAPL", 1, 0)).collect();
+    let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    broker.produce_raw(&topic, Some("ACC1"), &payloads);
+    let port = free_port();
+    let mut p = Process::start(
+        CONSUMER,
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+            ("KAFKA_TOPIC", topic.clone()),
+            ("CONSUMER_GROUP", unique("g")),
+            ("SINK", "postgres".into()),
+            ("DATABASE_URL", db.url()),
+            ("BATCH_SIZE", "8000".into()),
+            ("BATCH_TIMEOUT_SECONDS", "20".into()),
+            ("DLQ_TOPIC", dlq.clone()),
+            ("METRICS_PORT", port.to_string()),
+        ],
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "8000 trades written", || {
+        let (_, m) = http_get(addr, "/metrics");
+        m.contains("kafka_messages_processed_total 8000")
+            .then_some(m)
+    });
+    let (_, m) = http_get(addr, "/metrics");
+    assert!(m.contains("kafka_consumer_batch_messages_count 1"), "{m}");
+    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    let ids = stored_trade_ids(&mut sql);
+    assert_eq!(ids.len(), 8000);
+    assert_eq!((ids[0].as_str(), ids[7999].as_str()), ("t-1", "t-8000"));
+    assert!(
+        p.terminate(Duration::from_secs(20)).success(),
+        "{}",
+        p.logs()
+    );
 }
 
 /// With MSK IAM, librdkafka holds every request until the application serves
