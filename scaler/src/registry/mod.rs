@@ -343,42 +343,46 @@ impl Registry {
             fresh(last.evaluation.sample_time, None)?;
             return Ok(last.evaluation.clone());
         }
-        let mut view = sampler.view();
-        if view.window.newest().is_none() {
+        if sampler.newest_sample_time().is_none() {
             sampler.first_attempt(kafka_timeout * 3).await;
-            view = sampler.view();
         }
-        let Some(newest) = view.window.newest() else {
-            return Err(ScalerError::NoSample {
-                group: entry.spec.group.clone(),
-                cause: view.last_error,
-            });
-        };
-        fresh(newest.t, view.last_error.as_ref())?;
-        let evaluation = match cached.filter(|l| l.evaluation.sample_time == newest.t) {
-            // A failed attempt: same newest sample, same decision.
-            Some(last) => last.evaluation,
-            None => {
-                let mut answers = entry.answers.lock().expect("answers lock poisoned");
-                let (evaluation, seconds) =
-                    timed(|| evaluate_window(&entry.spec, &view.window, &answers));
-                self.metrics.observe_evaluation(seconds);
-                let evaluation =
-                    Arc::new(evaluation.expect("a window with a newest sample evaluates"));
-                let warm_up = self.current.load().config.sampling.warm_up;
-                answers.record(
-                    evaluation.sample_time,
-                    evaluation.decision.replicas,
-                    evaluation.given(warm_up),
-                    view.window.keep_seconds(),
-                );
-                drop(answers);
-                self.record(entry, &evaluation);
-                evaluation
-            }
-        };
+        // Evaluated under the window's read lock: no copy of the window.
+        let (evaluation, seq, new) = sampler.read(|window, last_error, seq| {
+            let Some(newest) = window.newest() else {
+                return Err(ScalerError::NoSample {
+                    group: entry.spec.group.clone(),
+                    cause: last_error.cloned(),
+                });
+            };
+            fresh(newest.t, last_error)?;
+            Ok(
+                match cached.filter(|l| l.evaluation.sample_time == newest.t) {
+                    // A failed attempt: same newest sample, same decision.
+                    Some(last) => (last.evaluation, seq, false),
+                    None => {
+                        let mut answers = entry.answers.lock().expect("answers lock poisoned");
+                        let (evaluation, seconds) =
+                            timed(|| evaluate_window(&entry.spec, window, &answers));
+                        self.metrics.observe_evaluation(seconds);
+                        let evaluation =
+                            Arc::new(evaluation.expect("a window with a newest sample evaluates"));
+                        let warm_up = self.current.load().config.sampling.warm_up;
+                        answers.record(
+                            evaluation.sample_time,
+                            evaluation.decision.replicas,
+                            evaluation.given(warm_up),
+                            window.keep_seconds(),
+                        );
+                        (evaluation, seq, true)
+                    }
+                },
+            )
+        })?;
+        if new {
+            self.record(entry, &evaluation);
+        }
         *entry.last.lock().expect("entry lock poisoned") = Some(Answer {
-            seq: view.seq,
+            seq,
             evaluation: evaluation.clone(),
         });
         Ok(evaluation)

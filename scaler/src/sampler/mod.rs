@@ -177,6 +177,18 @@ impl Sampler {
         }
     }
 
+    /// `read` of the current window, under the window's read lock (a
+    /// sample joining waits for it: keep it short, and never await in it).
+    /// No copy of the window is made.
+    pub fn read<R>(&self, read: impl FnOnce(&SampleWindow, Option<&SourceError>, u64) -> R) -> R {
+        let window = self.window.read().expect("sampler lock poisoned");
+        read(
+            &window.samples,
+            window.last_error.as_ref(),
+            *self.seq.borrow(),
+        )
+    }
+
     /// Failures in a row and the last error, without copying the window.
     pub fn health(&self) -> Health {
         let window = self.window.read().expect("sampler lock poisoned");
