@@ -96,11 +96,11 @@ pub(crate) struct LagParts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct RareLags {
+pub(crate) struct RareLags {
     /// Behind, and committed no further since the previous sample.
     stuck: LagSum,
     /// Never committed: how many, and their high watermarks.
-    uncommitted: u32,
+    pub(crate) uncommitted: u32,
     uncommitted_logs: LagSum,
 }
 
@@ -134,6 +134,15 @@ impl LagParts {
             }
         }
         let rare = (rare != RareLags::default()).then(|| Box::new(rare));
+        LagParts { counted, rare }
+    }
+
+    /// The lags of the committed partitions any rule counts, and the rest.
+    pub(crate) fn parts(&self) -> (LagSum, Option<&RareLags>) {
+        (self.counted, self.rare.as_deref())
+    }
+
+    pub(crate) fn from_parts(counted: LagSum, rare: Option<Box<RareLags>>) -> Self {
         LagParts { counted, rare }
     }
 

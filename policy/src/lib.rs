@@ -41,6 +41,7 @@ pub mod window;
 mod decide;
 mod decision;
 mod observation;
+mod packed;
 pub mod partitions;
 mod pause;
 mod plan;

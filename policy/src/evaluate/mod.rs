@@ -77,14 +77,16 @@ impl SampleWindow {
         rules: &LagRules,
         answers: &Answers,
     ) -> Option<Evaluation> {
-        evaluate(
-            params,
-            rules,
-            self.points(),
-            self.shapes(),
-            self.started_at().unwrap_or(f64::NEG_INFINITY),
-            answers,
-        )
+        self.read(|points, shapes| {
+            evaluate(
+                params,
+                rules,
+                points,
+                shapes,
+                self.started_at().unwrap_or(f64::NEG_INFINITY),
+                answers,
+            )
+        })
     }
 }
 

@@ -17,7 +17,7 @@ use pauses::{RebalanceWatch, StartupWatch, time_rebalance, time_startup};
 /// The spread of single intervals' rates is measured over this span: long
 /// enough to tell noise from a few draws, short enough to follow a change
 /// of the traffic's character.
-const NOISE_WINDOW_S: f64 = 120.0;
+pub(crate) const NOISE_WINDOW_S: f64 = 120.0;
 /// Messages per second between two counts `dt` seconds apart (0 when
 /// the count fell, as after a topic is recreated).
 pub(crate) fn rate(later: f64, earlier: f64, dt: f64) -> f64 {
@@ -168,6 +168,22 @@ impl Shape {
     /// A steady climb over that window (msg/s per second).
     pub fn climb(&self) -> Option<f64> {
         self.climb.get()
+    }
+
+    /// A shape from its values, as [`crate::packed`] keeps them.
+    pub(crate) fn from_parts(
+        t: f64,
+        produced: f64,
+        (spread, climb): (Option<f64>, Option<f64>),
+        carried: Arc<Carried>,
+    ) -> Shape {
+        Shape {
+            t,
+            produced,
+            spread: spread.into(),
+            climb: climb.into(),
+            carried,
+        }
     }
 
     /// The shape at `sample`, after the shapes of the samples before it
