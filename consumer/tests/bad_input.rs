@@ -136,25 +136,45 @@ fn broker_and_database() -> (Tansu, testbed::Postgres, String, String) {
 
 /// trade-consumer writing `topic` to PostgreSQL, dead letters to `dlq`,
 /// /metrics on `port`.
-fn postgres_consumer(
+fn postgres_consumer(topics: (&Tansu, &str, &str), db: &testbed::Postgres, port: u16) -> Process {
+    postgres_consumer_with(topics, db, port, &[])
+}
+
+/// [`postgres_consumer`] with `settings` on top of its own.
+fn postgres_consumer_with(
     (broker, topic, dlq): (&Tansu, &str, &str),
     db: &testbed::Postgres,
     port: u16,
+    settings: &[(&'static str, &str)],
 ) -> Process {
-    Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.to_owned()),
-            ("CONSUMER_GROUP", unique("g")),
-            ("SINK", "postgres".into()),
-            ("DATABASE_URL", db.url()),
-            ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
-            ("DLQ_TOPIC", dlq.to_owned()),
-            ("METRICS_PORT", port.to_string()),
-        ],
-    )
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC", topic.to_owned()),
+        ("CONSUMER_GROUP", unique("g")),
+        ("SINK", "postgres".into()),
+        ("DATABASE_URL", db.url()),
+        ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
+        ("DLQ_TOPIC", dlq.to_owned()),
+        ("METRICS_PORT", port.to_string()),
+    ];
+    env.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
+    Process::start(CONSUMER, &[], &env)
+}
+
+/// [`postgres_consumer`] once it has created its table (it does so before
+/// /metrics answers), and a connection to the database.
+fn consumer_with_table(
+    topics: (&Tansu, &str, &str),
+    db: &testbed::Postgres,
+    port: u16,
+) -> (Process, postgres::Client) {
+    let p = postgres_consumer(topics, db, port);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "the consumer up", || {
+        std::net::TcpStream::connect(addr).ok()
+    });
+    let sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    (p, sql)
 }
 
 /// The consumer on `port` wrote the 2 valid trades, counted `count` invalid
@@ -248,13 +268,7 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
 fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written() {
     let (broker, db, topic, dlq) = broker_and_database();
     let port = free_port();
-    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
-    // The table exists once /metrics answers (it is created first).
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eventually(Duration::from_secs(30), "the consumer up", || {
-        std::net::TcpStream::connect(addr).ok()
-    });
-    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    let (mut p, mut sql) = consumer_with_table((&broker, &topic, &dlq), &db, port);
     sql.batch_execute("ALTER TABLE trades ADD CONSTRAINT positive_quantity CHECK (quantity > 0)")
         .expect("constraint");
     let messages = [
@@ -280,9 +294,6 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
-/// A trade id too long for the table's primary-key index (SQLSTATE 54000,
-/// program limit exceeded) is refused like bad data: dead-lettered, the
-/// rest of its batch written, the partition not retried forever.
 /// A trigger's exception (SQLSTATE P0001, no data class) about one row
 /// dead-letters that row and writes the rest; the same exception for every
 /// row (a halt on all trades) is the database's doing: nothing is
@@ -291,12 +302,7 @@ fn a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written
 fn a_row_a_trigger_refuses_is_dead_lettered_but_a_halt_on_every_row_is_waited_out() {
     let (broker, db, topic, dlq) = broker_and_database();
     let port = free_port();
-    let mut p = postgres_consumer((&broker, &topic, &dlq), &db, port);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eventually(Duration::from_secs(30), "the consumer up", || {
-        std::net::TcpStream::connect(addr).ok()
-    });
-    let mut sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    let (mut p, mut sql) = consumer_with_table((&broker, &topic, &dlq), &db, port);
     sql.batch_execute(
         "CREATE FUNCTION suspended() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
@@ -343,6 +349,9 @@ fn a_row_a_trigger_refuses_is_dead_lettered_but_a_halt_on_every_row_is_waited_ou
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
+/// A trade id too long for the table's primary-key index (SQLSTATE 54000,
+/// program limit exceeded) is refused like bad data: dead-lettered, the
+/// rest of its batch written, the partition not retried forever.
 #[test]
 fn a_trade_id_too_long_for_the_index_is_dead_lettered_not_retried_forever() {
     let (broker, db, topic, dlq) = broker_and_database();
@@ -479,20 +488,11 @@ fn a_batch_of_eight_thousand_trades_is_one_insert() {
     let payloads: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
     broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let port = free_port();
-    let mut p = Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("CONSUMER_GROUP", unique("g")),
-            ("SINK", "postgres".into()),
-            ("DATABASE_URL", db.url()),
-            ("BATCH_SIZE", "8000".into()),
-            ("BATCH_TIMEOUT_SECONDS", "20".into()),
-            ("DLQ_TOPIC", dlq.clone()),
-            ("METRICS_PORT", port.to_string()),
-        ],
+    let mut p = postgres_consumer_with(
+        (&broker, &topic, &dlq),
+        &db,
+        port,
+        &[("BATCH_SIZE", "8000"), ("BATCH_TIMEOUT_SECONDS", "20")],
     );
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     eventually(Duration::from_secs(30), "8000 trades written", || {
