@@ -4,7 +4,7 @@
 //! full windows. Packing is exact: the points and shapes unpacked are
 //! equal to the ones packed, so every replay decides as it would on them.
 //!
-//! A record is a flags byte, then each value present: counts as varints,
+//! A record is a flags varint, then each value present: counts as varints,
 //! the time and the offset sums as the varint of their bits XORed with the
 //! previous record's (values that move little share their high bits),
 //! lags as zigzag varints of their change, rates as their 8 bytes. What
