@@ -67,7 +67,7 @@ fn main() {
             })
             .collect();
         let per_key = (resident() - start) / keys as f64;
-        let kept = windows[0].points().len();
+        let kept = windows[0].len();
         // The same samples kept in full, as a window of whole samples
         // would keep them.
         let start = resident();

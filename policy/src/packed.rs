@@ -41,6 +41,20 @@ struct Previous {
     max: i64,
 }
 
+impl Previous {
+    /// The values of a sample's point and shape.
+    fn of(point: &Point, shape: &Shape) -> Self {
+        let (counted, _) = point.lags.parts();
+        Previous {
+            t: point.t.to_bits(),
+            committed: point.committed.to_bits(),
+            produced: shape.produced.to_bits(),
+            sum: counted.sum,
+            max: counted.max,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Packed {
     bytes: Vec<u8>,
@@ -75,10 +89,8 @@ struct Position {
 pub(crate) struct Unpacked {
     pub points: Vec<Point>,
     pub shapes: Vec<Shape>,
-    /// Of `points[0]`.
-    first: u64,
-    /// After the last record: its byte, the unusual lags read, and the
-    /// index of its carried state.
+    /// After the last record: its number, its byte, the unusual lags read,
+    /// and the index of its carried state.
     end: Position,
 }
 
@@ -118,13 +130,7 @@ impl Packed {
         set(CLIMB, shape.climb().is_some());
         let out = &mut self.bytes;
         varint(out, u64::from(flags));
-        let now = Previous {
-            t: point.t.to_bits(),
-            committed: point.committed.to_bits(),
-            produced: shape.produced.to_bits(),
-            sum: counted.sum,
-            max: counted.max,
-        };
+        let now = Previous::of(point, shape);
         varint(out, now.t ^ self.last.t);
         varint(out, now.committed ^ self.last.committed);
         varint(out, now.produced ^ self.last.produced);
@@ -214,25 +220,13 @@ impl Packed {
     /// joined since are unpacked; otherwise all of them.
     pub fn unpack(&self, into: &mut Unpacked) {
         let here = self.dropped.records..self.dropped.records + self.len as u64;
-        let held = into.first..into.first + into.points.len() as u64;
+        let held = into.end.records - into.points.len() as u64..into.end.records;
         let mut reader = match into.points.last().zip(into.shapes.last()) {
-            Some((point, shape))
-                if held.start <= here.start
-                    && here.contains(&(held.end - 1))
-                    && into.end.bytes >= self.dropped.bytes =>
-            {
-                let (counted, _) = point.lags.parts();
-                let previous = Previous {
-                    t: point.t.to_bits(),
-                    committed: point.committed.to_bits(),
-                    produced: shape.produced.to_bits(),
-                    sum: counted.sum,
-                    max: counted.max,
-                };
+            Some((point, shape)) if held.start <= here.start && here.contains(&(held.end - 1)) => {
+                let previous = Previous::of(point, shape);
                 let stale = (here.start - held.start) as usize;
                 into.points.drain(..stale);
                 into.shapes.drain(..stale);
-                into.first = here.start;
                 Reader {
                     packed: self,
                     at: (into.end.bytes - self.dropped.bytes) as usize,
@@ -245,7 +239,6 @@ impl Packed {
             _ => {
                 into.points.clear();
                 into.shapes.clear();
-                into.first = here.start;
                 Reader::new(self, self.first)
             }
         };

@@ -54,7 +54,7 @@ fn the_window_keeps_what_the_policy_looks_back_on_and_a_restart_empties_it() {
     assert_eq!((oldest, w.newest().unwrap().t), (570.0, 1495.0));
     assert_eq!(w.started_at(), Some(0.0));
     w.clear();
-    assert!(w.points().is_empty() && w.newest().is_none() && w.started_at().is_none());
+    assert!(w.is_empty() && w.newest().is_none() && w.started_at().is_none());
     w.push(sample(500.0));
     assert_eq!(w.started_at(), Some(500.0));
 }

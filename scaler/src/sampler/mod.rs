@@ -62,15 +62,6 @@ pub struct Health {
     pub backoff_intervals: u32,
 }
 
-/// A consistent copy of a sampler's window.
-#[derive(Debug, Clone)]
-pub struct WindowView {
-    pub window: SampleWindow,
-    /// Increases with every sample attempt.
-    pub seq: u64,
-    pub last_error: Option<SourceError>,
-}
-
 /// What the Kafka task of a key learns from the others: the Prometheus
 /// task reads the rate of the topics the last offsets named, and the
 /// newest rate and scale readings go with the next sample.
@@ -165,16 +156,6 @@ impl Sampler {
     /// Increases with every sample attempt.
     pub fn seq(&self) -> u64 {
         *self.seq.borrow()
-    }
-
-    /// The current window.
-    pub fn view(&self) -> WindowView {
-        let window = self.window.read().expect("sampler lock poisoned");
-        WindowView {
-            window: window.samples.clone(),
-            seq: *self.seq.borrow(),
-            last_error: window.last_error.clone(),
-        }
     }
 
     /// `read` of the current window, under the window's read lock (a
