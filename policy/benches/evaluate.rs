@@ -56,7 +56,7 @@ fn main() {
         let mut rules_us = 0.0;
         for strategy in [Strategy::Rules, Strategy::Planner] {
             let params = params(strategy);
-            let mut stream = samples(partitions, interval_s, 11);
+            let mut stream = samples(partitions, interval_s, 11, true);
             let mut window = SampleWindow::new(keep);
             for sample in stream.by_ref().take(full) {
                 window.push(sample);

@@ -8,7 +8,9 @@
 //! default policy's window (`window_seconds_for`), on one topic whose
 //! partitions take noisy traffic, with the group committing an interval
 //! behind and changing size every few minutes (so rebalances are being
-//! timed, as in a working group). The cost is the growth of resident
+//! timed, as in a working group); at 24 partitions also for a group that
+//! has stopped committing (every partition stuck: a window's costliest
+//! state, the one to size limits by). The cost is the growth of resident
 //! memory over --keys windows (default 200), divided: what the allocator
 //! really asked the kernel for, its own overhead included.
 
@@ -42,8 +44,9 @@ fn main() {
         "a full window of the default policy: {keep:.0} s at {interval_s:.0} s intervals, {keys} keys"
     );
     println!(
-        "{:>10} {:>8} {:>12} {:>14} {:>18} {:>12} {:>10}",
+        "{:>10} {:>10} {:>8} {:>12} {:>14} {:>18} {:>12} {:>10}",
         "partitions",
+        "group",
         "samples",
         "bytes/key",
         "bytes/sample",
@@ -55,12 +58,13 @@ fn main() {
     // one measurement would be reused by the next and hide its growth.
     let mut windows_kept: Vec<Vec<SampleWindow>> = Vec::new();
     let mut samples_kept: Vec<Vec<Vec<Arc<Sample>>>> = Vec::new();
-    for partitions in [1, 6, 24, 96] {
+    for (partitions, committing) in [(1, true), (6, true), (24, true), (96, true), (24, false)] {
         let start = resident();
         let windows: Vec<SampleWindow> = (0..keys)
             .map(|k| {
                 let mut window = SampleWindow::new(keep);
-                for sample in samples(partitions, interval_s, 7 + k as u64).take(count) {
+                for sample in samples(partitions, interval_s, 7 + k as u64, committing).take(count)
+                {
                     window.push(sample);
                 }
                 window
@@ -73,7 +77,7 @@ fn main() {
         let start = resident();
         let full: Vec<Vec<Arc<Sample>>> = (0..keys)
             .map(|k| {
-                samples(partitions, interval_s, 7 + k as u64)
+                samples(partitions, interval_s, 7 + k as u64, committing)
                     .take(kept)
                     .collect()
             })
@@ -82,8 +86,9 @@ fn main() {
         windows_kept.push(windows);
         samples_kept.push(full);
         println!(
-            "{:>10} {:>8} {:>12.0} {:>14.0} {:>18.0} {:>11.1}x {:>10.0}",
+            "{:>10} {:>10} {:>8} {:>12.0} {:>14.0} {:>18.0} {:>11.1}x {:>10.0}",
             partitions,
+            if committing { "working" } else { "stopped" },
             kept,
             per_key,
             per_key / kept as f64,

@@ -98,10 +98,10 @@ pub(crate) struct LagParts {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RareLags {
     /// Behind, and committed no further since the previous sample.
-    stuck: LagSum,
+    pub(crate) stuck: LagSum,
     /// Never committed: how many, and their high watermarks.
     pub(crate) uncommitted: u32,
-    uncommitted_logs: LagSum,
+    pub(crate) uncommitted_logs: LagSum,
 }
 
 /// The lag of one sample under a trigger's rules, KEDA's way.

@@ -7,10 +7,10 @@
 //! A record is a flags varint, then each value present: counts as varints,
 //! the time and the offset sums as the varint of their bits XORed with the
 //! previous record's (values that move little share their high bits),
-//! lags as zigzag varints of their change, rates as their 8 bytes. What
-//! is rare or shared lives beside the bytes: topics named once, a
-//! sample's unusual lags, and each distinct stretch of carried traffic
-//! state once for the records that share it.
+//! lags as zigzag varints of their change (a sample's unusual lags, when
+//! it has them, as zigzag varints), rates as their 8 bytes. What is
+//! shared lives beside the bytes: topics named once, and each distinct
+//! stretch of carried traffic state once for the records that share it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -64,12 +64,9 @@ pub(crate) struct Packed {
     /// The newest record's values: what the next is packed against.
     last: Previous,
     topics: Vec<Arc<str>>,
-    /// The unusual lags of the records that have them, oldest first.
-    rare: VecDeque<Box<RareLags>>,
     /// The carried state of the oldest record, then each change of it.
     carried: VecDeque<Arc<Carried>>,
-    /// What was dropped so far: records, bytes, unusual lags and carried
-    /// states. An [`Unpacked`] copy counts in these, so that it can tell
+    /// What was dropped so far: records, bytes and carried states. An [`Unpacked`] copy counts in these, so that it can tell
     /// what of it is still here.
     dropped: Position,
 }
@@ -79,7 +76,6 @@ pub(crate) struct Packed {
 struct Position {
     records: u64,
     bytes: u64,
-    rare: u64,
     carried: u64,
 }
 
@@ -89,8 +85,8 @@ struct Position {
 pub(crate) struct Unpacked {
     pub points: Vec<Point>,
     pub shapes: Vec<Shape>,
-    /// After the last record: its number, its byte, the unusual lags read,
-    /// and the index of its carried state.
+    /// After the last record: its number, its byte, and the index of its
+    /// carried state.
     end: Position,
 }
 
@@ -163,7 +159,12 @@ impl Packed {
             out.extend_from_slice(&value.to_le_bytes());
         }
         if let Some(rare) = rare {
-            self.rare.push_back(Box::new(rare.clone()));
+            for lags in [&rare.stuck, &rare.uncommitted_logs] {
+                varint(out, zigzag(lags.sum));
+                varint(out, zigzag(lags.max));
+                varint(out, u64::from(lags.positive));
+            }
+            varint(out, u64::from(rare.uncommitted));
         }
         if new_carried {
             self.carried.push_back(shape.carried.clone());
@@ -190,10 +191,8 @@ impl Packed {
             return;
         }
         let mut reader = Reader::new(self, self.first);
-        let mut rare = 0;
         for _ in 0..count {
-            let record = reader.next_raw();
-            rare += usize::from(record.flags & RARE != 0);
+            reader.next_raw();
         }
         let (end, first) = (reader.at, reader.previous);
         let carried = if count == self.len {
@@ -205,11 +204,9 @@ impl Packed {
         };
         self.dropped.records += count as u64;
         self.dropped.bytes += end as u64;
-        self.dropped.rare += rare as u64;
         self.dropped.carried += carried as u64;
         self.first = first;
         self.bytes.drain(..end);
-        self.rare.drain(..rare);
         self.carried.drain(..carried);
         self.len -= count;
         compact(&mut self.bytes);
@@ -232,7 +229,6 @@ impl Packed {
                     at: (into.end.bytes - self.dropped.bytes) as usize,
                     previous,
                     read: 1,
-                    rare: (into.end.rare - self.dropped.rare) as usize,
                     carried: (into.end.carried - self.dropped.carried) as usize,
                 }
             }
@@ -253,7 +249,6 @@ impl Packed {
         into.end = Position {
             records: here.end,
             bytes: self.dropped.bytes + reader.at as u64,
-            rare: self.dropped.rare + reader.rare as u64,
             carried: self.dropped.carried + reader.carried as u64,
         };
     }
@@ -261,7 +256,6 @@ impl Packed {
 
 /// One record's values as read, before they are made a point and a shape.
 struct Raw {
-    flags: u16,
     now: Previous,
     positive: u32,
     partitions: u32,
@@ -271,6 +265,7 @@ struct Raw {
     fastest: Option<(usize, i32, f64)>,
     spread: Option<f64>,
     climb: Option<f64>,
+    rare: Option<RareLags>,
 }
 
 struct Reader<'a> {
@@ -280,8 +275,6 @@ struct Reader<'a> {
     /// The values of the record read last.
     previous: Previous,
     read: usize,
-    /// Index of the unusual lags of the next record that has them.
-    rare: usize,
     /// Index of the carried state of the record read last.
     carried: usize,
 }
@@ -293,7 +286,6 @@ impl<'a> Reader<'a> {
             at: 0,
             previous: first,
             read: 0,
-            rare: 0,
             carried: 0,
         }
     }
@@ -340,6 +332,19 @@ impl<'a> Reader<'a> {
         });
         let spread = (flags & SPREAD != 0).then(|| self.float());
         let climb = (flags & CLIMB != 0).then(|| self.float());
+        let rare = (flags & RARE != 0).then(|| {
+            let mut lags = || LagSum {
+                sum: unzigzag(self.varint()),
+                max: unzigzag(self.varint()),
+                positive: self.varint() as u32,
+            };
+            let (stuck, uncommitted_logs) = (lags(), lags());
+            RareLags {
+                stuck,
+                uncommitted: self.varint() as u32,
+                uncommitted_logs,
+            }
+        });
         // The oldest record starts from the first carried state, whatever
         // its flag (set when it was not the oldest).
         if self.read > 0 && flags & CARRIED_NEXT != 0 {
@@ -348,7 +353,6 @@ impl<'a> Reader<'a> {
         self.previous = now;
         self.read += 1;
         Raw {
-            flags,
             now,
             positive,
             partitions,
@@ -358,17 +362,13 @@ impl<'a> Reader<'a> {
             fastest,
             spread,
             climb,
+            rare,
         }
     }
 
     fn next(&mut self) -> (Point, Shape) {
         let raw = self.next_raw();
         let packed = self.packed;
-        let rare = (raw.flags & RARE != 0).then(|| {
-            let rare = packed.rare[self.rare].clone();
-            self.rare += 1;
-            rare
-        });
         let t = f64::from_bits(raw.now.t);
         let point = Point {
             t,
@@ -383,7 +383,7 @@ impl<'a> Reader<'a> {
                     max: raw.now.max,
                     positive: raw.positive,
                 },
-                rare,
+                raw.rare.map(Box::new),
             ),
             fastest: raw.fastest.map(|(topic, partition, rate_per_s)| Fastest {
                 topic: packed.topics[topic].clone(),
@@ -447,10 +447,20 @@ mod tests {
     /// a few shared states, as consecutive samples share theirs.
     fn record(v: &Drawn, carried: &[Arc<Carried>], topics: &[Arc<str>]) -> (Point, Shape) {
         let t = 1_764_900_000.123 + v.t_step;
-        let rare = v.rare.then(|| {
-            let mut rare = RareLags::default();
-            rare.uncommitted = v.partitions + 1;
-            Box::new(rare)
+        let rare = v.rare.map(|(stuck, logs)| {
+            Box::new(RareLags {
+                stuck: LagSum {
+                    sum: stuck,
+                    max: stuck / 2,
+                    positive: v.partitions / 3,
+                },
+                uncommitted: v.partitions + 1,
+                uncommitted_logs: LagSum {
+                    sum: logs,
+                    max: logs,
+                    positive: 1,
+                },
+            })
         });
         let point = Point {
             t,
@@ -496,7 +506,7 @@ mod tests {
         partitions: u32,
         committed: i64,
         lag: i64,
-        rare: bool,
+        rare: Option<(i64, i64)>,
         fastest: Option<(usize, i32)>,
         spread: Option<f64>,
         climb: Option<f64>,
@@ -516,7 +526,7 @@ mod tests {
             (
                 0i64..1 << 52,
                 -5i64..1 << 40,
-                any::<bool>(),
+                proptest::option::of((-5i64..1 << 40, 0i64..1 << 50)),
                 proptest::option::of((0usize..3, -1i32..100)),
                 proptest::option::of(0.0..1e6f64),
                 proptest::option::of(-1e4..1e4f64),
@@ -589,7 +599,7 @@ mod tests {
             }
             packed.drop_oldest(packed.len());
             prop_assert_eq!(packed.len(), 0);
-            prop_assert!(packed.bytes.is_empty() && packed.rare.is_empty() && packed.carried.is_empty());
+            prop_assert!(packed.bytes.is_empty() && packed.carried.is_empty());
         }
     }
 }

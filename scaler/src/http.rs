@@ -32,7 +32,11 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        registry.metrics.encode(),
+        // Streamed piece by piece: the text of 10,000 ScaledObjects is
+        // never held whole.
+        axum::body::Body::from_stream(futures::stream::iter(
+            registry.exposition().map(Ok::<_, std::convert::Infallible>),
+        )),
     )
 }
 

@@ -10,15 +10,16 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use lagrate_policy::RateSource;
 use lagrate_policy::evaluate::Evaluation;
 
 use crate::source::SourceError;
 
+mod objects;
+use objects::ObjectSeries;
+
 /// Labels of per-trigger series: a ScaledObject with two lagrate
-/// triggers (two groups, or two topic lists) has two series. The strings
-/// are shared: a trigger's nine series hold one copy of each.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// triggers (two groups, or two topic lists) has two series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjectLabels {
     /// `namespace/name`.
     pub scaled_object: Arc<String>,
@@ -75,20 +76,6 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 /// The scaler's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// The length of the last exposition: the next one is written into a
-    /// buffer of about that size at once, not one that doubles its way
-    /// there (with 10,000 ScaledObjects the text is ~12 MB).
-    last_encoded: std::sync::atomic::AtomicUsize,
-    desired_replicas: Family<ObjectLabels, Gauge>,
-    lag_messages: Family<ObjectLabels, Gauge>,
-    inbound_rate: Family<ObjectLabels, FloatGauge>,
-    rate_from_offsets: Family<ObjectLabels, Gauge>,
-    pods_needed_beyond_partitions: Family<ObjectLabels, Gauge>,
-    hot_partition_rate: Family<ObjectLabels, FloatGauge>,
-    capacity_per_pod: Family<ObjectLabels, FloatGauge>,
-    rebalance_seconds: Family<ObjectLabels, FloatGauge>,
-    startup_seconds: Family<ObjectLabels, FloatGauge>,
-    estimated_wait: Family<ObjectLabels, FloatGauge>,
     decisions: Family<ActionLabels, Counter>,
     offset_queries: Counter,
     samples: Family<ResultLabels, Counter>,
@@ -140,17 +127,6 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("lagrate");
         let m = Metrics {
-            last_encoded: Default::default(),
-            desired_replicas: Family::default(),
-            lag_messages: Family::default(),
-            inbound_rate: Family::default(),
-            rate_from_offsets: Family::default(),
-            pods_needed_beyond_partitions: Family::default(),
-            hot_partition_rate: Family::default(),
-            capacity_per_pod: Family::default(),
-            rebalance_seconds: Family::default(),
-            startup_seconds: Family::default(),
-            estimated_wait: Family::default(),
             decisions: Family::default(),
             offset_queries: Counter::default(),
             samples: Family::default(),
@@ -179,56 +155,6 @@ impl Metrics {
             source_errors: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "desired_replicas",
-            "Desired replicas answered to KEDA",
-            m.desired_replicas.clone(),
-        );
-        registry.register(
-            "lag_messages",
-            "Consumer group lag counted for scaling",
-            m.lag_messages.clone(),
-        );
-        registry.register(
-            "inbound_rate_per_second",
-            "Inbound messages per second used by the policy",
-            m.inbound_rate.clone(),
-        );
-        registry.register(
-            "rate_from_offsets",
-            "1 when the inbound rate was derived from offsets (Prometheus not configured, down or empty)",
-            m.rate_from_offsets.clone(),
-        );
-        registry.register(
-            "pods_needed_beyond_partitions",
-            "Pods the load needs when that exceeds the partition count (0 otherwise): add partitions",
-            m.pods_needed_beyond_partitions.clone(),
-        );
-        registry.register(
-            "hot_partition_rate_per_second",
-            "Inbound rate of a partition that alone exceeds one pod's capacity (0 when none)",
-            m.hot_partition_rate.clone(),
-        );
-        registry.register(
-            "rebalance_seconds",
-            "Rebalance pause the policy plans with: rebalanceSeconds, or the pause timed from committed offsets after member-count changes",
-            m.rebalance_seconds.clone(),
-        );
-        registry.register(
-            "startup_seconds",
-            "Start-up time the policy plans with: startupSeconds, or the time from the workload's spec rising to the group's members joining (scaleTarget and member counts)",
-            m.startup_seconds.clone(),
-        );
-        registry.register(
-            "estimated_wait_seconds",
-            "How long the next message the group will consume has waited: when its committed position was produced, from the high watermarks' history (absent while a partition has never committed)",
-            m.estimated_wait.clone(),
-        );
-        registry.register(
-            "capacity_per_pod",
-            "Messages per second per pod used by the policy",
-            m.capacity_per_pod.clone(),
-        );
         registry.register("decisions", "Decisions by action", m.decisions.clone());
         registry.register(
             "offset_queries",
@@ -319,15 +245,21 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        let last = self.last_encoded.load(Relaxed);
-        let mut out = String::with_capacity(last + last / 16);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+    /// The text exposition, in pieces: every registered family, then the
+    /// per-trigger gauges written from `objects` (each trigger's labels
+    /// and last evaluation) a few hundred rows at a time, then the end
+    /// marker. Nothing per trigger is kept twice, and with 10,000
+    /// ScaledObjects no ~12 MB text is built in one buffer.
+    pub fn exposition(
+        &self,
+        objects: Vec<(ObjectLabels, Arc<Evaluation>)>,
+    ) -> impl Iterator<Item = String> + Send + 'static {
+        let mut registered = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut registered, &self.registry)
             .expect("writing to a String cannot fail");
-        self.last_encoded.store(out.len(), Relaxed);
-        out
+        std::iter::once(registered)
+            .chain(ObjectSeries::new(objects))
+            .chain(std::iter::once("# EOF\n".to_owned()))
     }
 
     /// One source of a shadow target's sample: its size (None: unknown),
@@ -391,67 +323,17 @@ impl Metrics {
             target: target.to_owned(),
         });
     }
-
-    /// Forgets the series of a ScaledObject that went away.
-    pub fn remove_object(&self, labels: &ObjectLabels) {
-        self.desired_replicas.remove(labels);
-        self.lag_messages.remove(labels);
-        self.inbound_rate.remove(labels);
-        self.rate_from_offsets.remove(labels);
-        self.pods_needed_beyond_partitions.remove(labels);
-        self.hot_partition_rate.remove(labels);
-        self.capacity_per_pod.remove(labels);
-        self.rebalance_seconds.remove(labels);
-        self.startup_seconds.remove(labels);
-        self.estimated_wait.remove(labels);
-    }
 }
 
 impl Metrics {
-    /// Exports one trigger's decision; returns whether its answer changed.
-    pub fn record_decision(&self, labels: &ObjectLabels, evaluation: &Evaluation) -> bool {
-        let d = &evaluation.decision;
-        let obs = &evaluation.observation;
-        let previous = self
-            .desired_replicas
-            .get_or_create(labels)
-            .set(i64::from(d.replicas));
-        self.lag_messages.get_or_create(labels).set(obs.lag as i64);
-        self.inbound_rate
-            .get_or_create(labels)
-            .set(obs.inbound_rate_per_s.unwrap_or(0.0));
-        self.rate_from_offsets
-            .get_or_create(labels)
-            .set(i64::from(obs.rate_source != RateSource::Prometheus));
-        self.pods_needed_beyond_partitions
-            .get_or_create(labels)
-            .set(d.partition_limit.map_or(0, |l| i64::from(l.pods_needed)));
-        self.hot_partition_rate
-            .get_or_create(labels)
-            .set(d.hot_partition.as_ref().map_or(0.0, |h| h.rate_per_s));
-        self.capacity_per_pod
-            .get_or_create(labels)
-            .set(d.capacity_per_s.unwrap_or(0.0));
-        self.rebalance_seconds
-            .get_or_create(labels)
-            .set(d.rebalance_seconds);
-        self.startup_seconds
-            .get_or_create(labels)
-            .set(d.startup_seconds);
-        match obs.estimated_wait_s {
-            Some(wait) => {
-                self.estimated_wait.get_or_create(labels).set(wait);
-            }
-            None => {
-                self.estimated_wait.remove(labels);
-            }
-        }
+    /// Counts one trigger's decision by its action (its values are
+    /// exported from the trigger's last evaluation when scraped).
+    pub fn record_decision(&self, evaluation: &Evaluation) {
         self.decisions
             .get_or_create(&ActionLabels {
-                action: d.action.label().into(),
+                action: evaluation.decision.action.label().into(),
             })
             .inc();
-        previous != i64::from(d.replicas)
     }
 
     /// One KEDA call: its method, gRPC status code and what failed.

@@ -127,7 +127,7 @@ proptest! {
         std::fs::write(&path, &text).unwrap();
         lagrate::reload::apply(&path, &registry);
         let valid = Config::parse(&text).is_ok();
-        let exported = registry.metrics.encode();
+        let exported = registry.encode_metrics();
         let valid_line = format!("lagrate_config_valid {}\n", i64::from(valid));
         prop_assert!(exported.contains(&valid_line), "{}", exported);
         if !valid {

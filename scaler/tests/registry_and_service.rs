@@ -93,7 +93,7 @@ async fn bad_metadata_is_invalid_argument_naming_the_key_and_counted_as_such() {
         0,
         "no source for a trigger that did not parse"
     );
-    let text = s.registry.metrics.encode();
+    let text = s.registry.encode_metrics();
     assert!(
         text.contains(r#"lagrate_requests_total{method="GetMetricSpec",code="invalid_argument",reason="bad_metadata"} 1"#),
         "{text}"
@@ -131,7 +131,7 @@ async fn beyond_max_source_keys_a_new_group_is_resource_exhausted_and_the_others
         .get_metrics(metrics_request(&shared))
         .await
         .unwrap();
-    let text = s.registry.metrics.encode();
+    let text = s.registry.encode_metrics();
     assert!(
         text.contains(r#"lagrate_requests_total{method="GetMetricSpec",code="resource_exhausted",reason="limit"} 1"#),
         "{text}"
@@ -216,7 +216,7 @@ async fn a_stale_window_is_unavailable_and_says_why() {
         "{}",
         status.message()
     );
-    let text = s.registry.metrics.encode();
+    let text = s.registry.encode_metrics();
     assert!(
         text.contains(
             r#"lagrate_requests_total{method="GetMetrics",code="unavailable",reason="kafka"}"#
@@ -323,7 +323,7 @@ async fn kafka_calls_are_capped_over_all_keys_and_how_late_sampling_runs_is_expo
         2,
         "six keys, two Kafka calls at once"
     );
-    let text = s.registry.metrics.encode();
+    let text = s.registry.encode_metrics();
     let bucket = |le: &str| -> u64 {
         let line = format!("lagrate_sample_age_seconds_bucket{{le=\"{le}\"}} ");
         text.lines()
@@ -447,7 +447,7 @@ async fn two_lagrate_triggers_on_one_scaled_object_keep_separate_series_and_deci
     for o in [&payments, &refunds] {
         s.service.get_metrics(metrics_request(o)).await.unwrap();
     }
-    let text = s.registry.metrics.encode();
+    let text = s.registry.encode_metrics();
     for (group, desired) in [("payments", 4), ("refunds", 0)] {
         let series = format!(
             "lagrate_desired_replicas{{scaled_object=\"trading/desk\",consumer_group=\"{group}\",topic=\"trades\"}} {desired}"
@@ -542,7 +542,7 @@ async fn a_key_that_keeps_failing_backs_off_is_reported_and_leaves_the_others_al
         "the failing key backs off (3 failures, then every 2nd, 4th, 6th second): {bad_reads} reads in 10 s"
     );
     s.service.get_metrics(metrics_request(&fine)).await.unwrap();
-    let text = s.registry.metrics.encode();
+    let text = s.registry.encode_metrics();
     assert!(
         text.contains(r#"lagrate_source_failures{consumer_group="payments"} 0"#),
         "{text}"

@@ -27,15 +27,26 @@ impl Noise {
 }
 
 /// The samples of one key, one at a time: `partitions` partitions at
-/// about 40 msg/s each (+-20 %), committed one interval behind, the group
-/// of 4 to 8 members changing size every 5 minutes.
-pub fn samples(partitions: usize, interval_s: f64, seed: u64) -> impl Iterator<Item = Arc<Sample>> {
+/// about 40 msg/s each (+-20 %), the group of 4 to 8 members changing size
+/// every 5 minutes and, when `committing`, committed one interval behind;
+/// otherwise nothing is committed after the first sample (a group that
+/// has stopped: every partition stuck).
+pub fn samples(
+    partitions: usize,
+    interval_s: f64,
+    seed: u64,
+    committing: bool,
+) -> impl Iterator<Item = Arc<Sample>> {
     let topic: Arc<str> = Arc::from("trade-tx-v2");
     let mut noise = Noise(seed | 1);
     let mut high = vec![0_i64; partitions];
     (0..).map(move |k| {
         let t = 1.7e9 + f64::from(k) * interval_s;
-        let committed: Vec<i64> = high.clone();
+        let committed: Vec<i64> = if committing || k == 0 {
+            high.clone()
+        } else {
+            vec![0; partitions]
+        };
         for h in &mut high {
             *h += (interval_s * 40.0 * (0.8 + 0.4 * noise.next())) as i64;
         }

@@ -104,7 +104,6 @@ pub struct Registry {
 impl Registry {
     pub fn new(config: Config, factory: Arc<dyn SourceFactory>, metrics: Arc<Metrics>) -> Self {
         let idle = config.sampling.idle_expiry;
-        let eviction_metrics = metrics.clone();
         let kafka_slots = Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(config.limits.kafka_concurrency).unwrap_or(usize::MAX),
         ));
@@ -114,14 +113,7 @@ impl Registry {
                 config,
                 generation: 0,
             }),
-            entries: Cache::builder()
-                .time_to_idle(idle)
-                .eviction_listener(move |_key, entry: Arc<Entry>, cause| {
-                    if cause == moka::notification::RemovalCause::Expired {
-                        eviction_metrics.remove_object(&entry.labels);
-                    }
-                })
-                .build(),
+            entries: Cache::builder().time_to_idle(idle).build(),
             samplers: Cache::builder().time_to_idle(idle).build(),
             followers: Arc::default(),
             factory,
@@ -424,8 +416,10 @@ impl Registry {
     /// Exports one trigger's decision and logs it in a span naming its
     /// ScaledObject (at info when the answer changes).
     fn record(&self, entry: &Entry, evaluation: &Evaluation) {
-        let changed = self.metrics.record_decision(&entry.labels, evaluation);
+        self.metrics.record_decision(evaluation);
         let d = &evaluation.decision;
+        let before = entry.last.lock().expect("entry lock poisoned").clone();
+        let changed = before.is_none_or(|b| b.evaluation.decision.replicas != d.replicas);
         let obs = &evaluation.observation;
         let span = tracing::info_span!("decide", scaled_object = %entry.object);
         let _guard = span.enter();
@@ -476,6 +470,26 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// The `/metrics` text in pieces: the registered families, then each
+    /// live trigger's gauges written from its last evaluation.
+    pub fn exposition(&self) -> impl Iterator<Item = String> + Send + 'static {
+        let objects = self
+            .entries
+            .iter()
+            .filter_map(|(_, entry)| {
+                let last = entry.last.lock().expect("entry lock poisoned");
+                let evaluation = last.as_ref()?.evaluation.clone();
+                Some((entry.labels.clone(), evaluation))
+            })
+            .collect();
+        self.metrics.exposition(objects)
+    }
+
+    /// The whole `/metrics` text at once.
+    pub fn encode_metrics(&self) -> String {
+        self.exposition().collect()
     }
 
     /// Whether any sampler has a sample fresh enough to answer with.
