@@ -134,16 +134,19 @@ prometheus:
 limits:
   # The pod's 128Mi (k8s/base/lagrate/deployment.yaml) must hold every key
   # and entry at full windows: ~15 MB at start; per source key of 24
-  # partitions ~60 KB (its full window 43 KB, cargo bench -p lagrate-policy
-  # --bench window_memory; its sampler ~15 KB, the sampling_keys bench),
-  # up to ~90 KB while partitions sit stuck or rebalances are being timed;
-  # ~6 KB per ScaledObject trigger, its /metrics series included (the
-  # getmetrics bench at 10,000 objects): 15 + 1,000 x 0.09 + 2,000 x 0.006
-  # = ~117 MB. Beyond these a new ScaledObject gets ResourceExhausted
-  # naming the limit, rather than both replicas being OOM-killed together.
-  # Raise them with the memory limit.
-  maxSourceKeys: 1000
-  maxEntries: 2000
+  # partitions ~36 KB (its full window ~20 KB, working or stopped:
+  # cargo bench -p lagrate-policy --bench window_memory; its sampler and
+  # newest samples ~15 KB, the sampling_keys bench); ~3 KB per ScaledObject
+  # trigger (the getmetrics bench at 10,000 objects; /metrics is streamed,
+  # not built whole): 15 + 2,000 x 0.036 + 10,000 x 0.003 = ~117 MB.
+  # Measured: 2,000 keys with 5 triggers each at 395 s windows, 76.7 MB
+  # (cargo bench -p lagrate --bench sampling_keys -- --max-keys 2000
+  # --interval 10 --partitions 24 --objects-per-key 5 --history 120).
+  # Beyond these a new ScaledObject gets ResourceExhausted naming the
+  # limit, rather than both replicas being OOM-killed together. Raise them
+  # with the memory limit.
+  maxSourceKeys: 2000
+  maxEntries: 10000
 YAML
   # Keep the policies already in the file (tuned by the operator).
   if [ -f "$overlay/lagrate-config.yaml" ] && grep -q '^policies:' "$overlay/lagrate-config.yaml"; then

@@ -7,7 +7,9 @@
 //!
 //! With `--history S` the policy looks back S seconds, so windows fill
 //! during the run: their memory is measured full, then projected onto the
-//! default 16 min window by the measured cost of a sample.
+//! default 16 min window sampled every 5 s (192 samples) by the measured
+//! cost of a sample. A longer `--interval` lets a broker that cannot
+//! answer 400 offset queries a second still fill 2,000 keys' windows.
 //!
 //! Per step: samples landed per second against the keys / interval they
 //! should, the share landing within one second of their grid instant and
@@ -23,6 +25,10 @@ use std::time::Duration;
 
 use lagrate_proto::external_scaler_client::ExternalScalerClient;
 use testbed::{Lagrate, Tansu, bench_arg, scaled_object, unique};
+
+/// Samples in the default policy's 16 min window at the default 5 s
+/// interval: what the projections are made onto.
+const DEFAULT_WINDOW_SAMPLES: f64 = 16.0 * 60.0 / 5.0;
 
 /// Cumulative `lagrate_sample_age_seconds` buckets and samples taken.
 #[derive(Debug, Clone, Copy, Default)]
@@ -196,10 +202,10 @@ fn main() {
         counts(&lagrate, interval_s).samples,
     );
     let per_sample = (rss_1 - rss_0) / (samples_1 - samples_0).max(1.0);
-    let window_samples = 16.0 * 60.0 / interval_s as f64;
+    let window_samples = DEFAULT_WINDOW_SAMPLES;
     let per_key = per_sample * window_samples + (rss_0 - base_rss) / registered as f64;
     println!(
-        "a sample of {partitions} partitions adds {per_sample:.0} B ({:.0} B per partition) (over {grow_s} s at {registered} keys); with the default 16 min window ({window_samples:.0} samples) a key with {objects_per_key} ScaledObject(s) costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
+        "a sample of {partitions} partitions adds {per_sample:.0} B ({:.0} B per partition) (over {grow_s} s at {registered} keys); with the default 16 min window sampled every 5 s ({window_samples:.0} samples) a key with {objects_per_key} ScaledObject(s) costs ~{:.0} KB, so 128 Mi holds ~{:.0} keys beside the {:.0} MB base",
         per_sample / f64::from(partitions),
         per_key / 1e3,
         (128.0 * 1024.0 * 1024.0 - base_rss) / per_key,
@@ -234,7 +240,7 @@ fn full_windows(
     // Samples a young window held (all taken so far, spread over the keys).
     let held_young = (young_samples / keys as f64).min(per_key_samples);
     let per_sample = (full - young) / keys as f64 / (per_key_samples - held_young).max(1.0);
-    let default_samples = 16.0 * 60.0 / interval_s as f64;
+    let default_samples = DEFAULT_WINDOW_SAMPLES;
     let per_key_full = (full - base_rss) / keys as f64;
     let per_key_default = per_key_full + (default_samples - per_key_samples) * per_sample;
     println!(
@@ -243,7 +249,7 @@ fn full_windows(
         per_key_full / 1e3
     );
     println!(
-        "with the default 16 min window ({default_samples:.0} samples): ~{:.0} KB per key, {keys} keys ~{:.0} MB resident; 128 Mi holds ~{:.0} keys",
+        "with the default 16 min window sampled every 5 s ({default_samples:.0} samples): ~{:.0} KB per key, {keys} keys ~{:.0} MB resident; 128 Mi holds ~{:.0} keys",
         per_key_default / 1e3,
         (base_rss + per_key_default * keys as f64) / 1e6,
         (128.0 * 1024.0 * 1024.0 - base_rss) / per_key_default

@@ -15,18 +15,8 @@ use lagrate_policy::evaluate::Evaluation;
 use crate::source::SourceError;
 
 mod objects;
+pub use objects::ObjectLabels;
 use objects::ObjectSeries;
-
-/// Labels of per-trigger series: a ScaledObject with two lagrate
-/// triggers (two groups, or two topic lists) has two series.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ObjectLabels {
-    /// `namespace/name`.
-    pub scaled_object: Arc<String>,
-    pub consumer_group: Arc<String>,
-    /// The trigger's topics, comma-separated; empty for all of the group's.
-    pub topic: Arc<String>,
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {

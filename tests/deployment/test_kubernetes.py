@@ -235,7 +235,7 @@ class Wiring(unittest.TestCase):
     def test_the_configured_limits_fit_lagrates_memory_limit(self):
         # Measured (k8s/overlays/*/lagrate-config.yaml says how): the start,
         # a source key of 24 partitions at a full window, a trigger entry.
-        start_mb, per_key_mb, per_entry_mb = 15.0, 0.09, 0.006
+        start_mb, per_key_mb, per_entry_mb = 15.0, 0.036, 0.003
         for overlay in OVERLAYS:
             docs = rendered(overlay)
             limit = container(one(docs, "Deployment", "lagrate"))["resources"]["limits"]["memory"]

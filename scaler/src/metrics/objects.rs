@@ -8,7 +8,16 @@ use std::sync::Arc;
 use lagrate_policy::RateSource;
 use lagrate_policy::evaluate::Evaluation;
 
-use super::ObjectLabels;
+/// Labels of per-trigger series: a ScaledObject with two lagrate
+/// triggers (two groups, or two topic lists) has two series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectLabels {
+    /// `namespace/name`.
+    pub scaled_object: Arc<String>,
+    pub consumer_group: Arc<String>,
+    /// The trigger's topics, comma-separated; empty for all of the group's.
+    pub topic: Arc<String>,
+}
 
 /// Rows written into one piece of the exposition (~60 KB of text).
 const ROWS_PER_PIECE: usize = 512;
