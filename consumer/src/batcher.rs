@@ -13,6 +13,25 @@ use std::time::{Duration, Instant};
 
 use trade_model::TradeRef;
 
+/// Where a message was read: its partition and offset, and the leader
+/// epoch it was fetched under (None: the broker gave none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: Option<i32>,
+}
+
+impl From<(i32, i64)> for At {
+    fn from((partition, offset): (i32, i64)) -> Self {
+        At {
+            partition,
+            offset,
+            leader_epoch: None,
+        }
+    }
+}
+
 /// One message of a batch: where it came from, and its payload's bytes in
 /// the batch's buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +73,9 @@ pub struct Batch<L> {
     pub dead_letters: Vec<L>,
     /// The offset after the last message (trade or dead letter).
     pub next_offset: i64,
+    /// The leader epoch the last message was fetched under: stored with
+    /// `next_offset`, so the committed position carries it.
+    pub leader_epoch: Option<i32>,
     started: Instant,
 }
 
@@ -150,7 +172,8 @@ impl<L> Batcher<L> {
         &mut self.slots[index]
     }
 
-    fn pending(&mut self, partition: i32, offset: i64, now: Instant) -> &mut Batch<L> {
+    fn pending(&mut self, at: At, now: Instant) -> &mut Batch<L> {
+        let (partition, offset) = (at.partition, at.offset);
         let batch_size = self.batch_size;
         let slot = self.slot(partition);
         let generation = slot.generation;
@@ -162,9 +185,11 @@ impl<L> Batcher<L> {
             text: String::with_capacity(batch_size * TEXT_PER_MESSAGE),
             dead_letters: Vec::new(),
             next_offset: offset,
+            leader_epoch: None,
             started: now,
         });
         batch.next_offset = offset + 1;
+        batch.leader_epoch = at.leader_epoch;
         batch
     }
 
@@ -172,13 +197,15 @@ impl<L> Batcher<L> {
     /// messages are dropped.
     pub fn push(
         &mut self,
-        (partition, offset): (i32, i64),
+        at: impl Into<At>,
         (key, payload): (&[u8], &[u8]),
         trade: &TradeRef<'_>,
         age_ms: i64,
         now: Instant,
     ) -> bool {
-        self.add((partition, offset), now, |batch| {
+        let at = at.into();
+        let (partition, offset) = (at.partition, at.offset);
+        self.add(at, now, |batch| {
             let start = batch.bytes.len();
             batch.bytes.extend_from_slice(key);
             batch.bytes.extend_from_slice(payload);
@@ -214,30 +241,18 @@ impl<L> Batcher<L> {
     /// Adds a message that is not a trade: it is committed with its batch,
     /// once its dead letter is acknowledged.
     /// True when its batch is full: dead letters count toward BATCH_SIZE.
-    pub fn push_dead_letter(
-        &mut self,
-        (partition, offset): (i32, i64),
-        letter: L,
-        now: Instant,
-    ) -> bool {
-        self.add((partition, offset), now, |batch| {
-            batch.dead_letters.push(letter)
-        })
+    pub fn push_dead_letter(&mut self, at: impl Into<At>, letter: L, now: Instant) -> bool {
+        self.add(at.into(), now, |batch| batch.dead_letters.push(letter))
     }
 
     /// Adds the message at `offset` to its partition's batch with `put`,
     /// unless the partition is stopped; true when the batch is full.
-    fn add(
-        &mut self,
-        (partition, offset): (i32, i64),
-        now: Instant,
-        put: impl FnOnce(&mut Batch<L>),
-    ) -> bool {
-        if self.is_stopped(partition) {
+    fn add(&mut self, at: At, now: Instant, put: impl FnOnce(&mut Batch<L>)) -> bool {
+        if self.is_stopped(at.partition) {
             return false;
         }
         let batch_size = self.batch_size;
-        let batch = self.pending(partition, offset, now);
+        let batch = self.pending(at, now);
         put(batch);
         batch.len() >= batch_size
     }

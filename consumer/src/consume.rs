@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use kafka_settings::KafkaContext;
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
 use trade_model::TradeRef;
 
 use crate::args::OnRefused;
 use crate::audit::AuditLog;
-use crate::batcher::{Batch, Batcher};
+use crate::batcher::{At, Batch, Batcher};
 use crate::dead_letter::{DeadLetter, Letter};
 use crate::group::GroupContext;
 use crate::metrics::Metrics;
@@ -190,9 +190,14 @@ impl Loop<'_> {
     }
 
     /// Adds a message to its partition's batch; true when the batch is full.
-    fn route<M: Message>(&mut self, message: &M) -> bool {
+    fn route(&mut self, message: &BorrowedMessage<'_>) -> bool {
         let now = now();
         let at = (message.partition(), message.offset());
+        let read_at = At {
+            partition: at.0,
+            offset: at.1,
+            leader_epoch: kafka_admin::leader_epoch(message),
+        };
         let timestamp = message.timestamp().to_millis();
         let age_ms = timestamp.map_or(0, |ts| (self.wall.unix_ms(now) - ts).max(0));
         if timestamp.is_some() {
@@ -209,7 +214,7 @@ impl Loop<'_> {
         };
         let full = match checked {
             Ok((payload, trade)) => self.batcher.push(
-                at,
+                read_at,
                 (message.key().unwrap_or_default(), payload),
                 &trade,
                 age_ms,
@@ -222,7 +227,7 @@ impl Loop<'_> {
             Err((reason, why)) => {
                 // Not a trade: counted, logged, dead-lettered, then committed.
                 let letter = self.dead_letter(at, (message.key(), message.payload()), reason, why);
-                self.batcher.push_dead_letter(at, letter, now)
+                self.batcher.push_dead_letter(read_at, letter, now)
             }
         };
         if full && self.held.writing {
@@ -458,8 +463,9 @@ impl Loop<'_> {
         self.metrics.batch_seconds.observe(took);
         self.metrics.busy_seconds.inc_by(took);
         self.metrics.processed.inc_by(written as u64);
+        let leader_epoch = batch.leader_epoch;
         if let Some((partition, offset)) = self.batcher.finish(batch) {
-            self.store(partition, offset);
+            self.store(partition, offset, leader_epoch);
         }
     }
 
@@ -525,12 +531,11 @@ impl Loop<'_> {
         }
     }
 
-    /// Stores a written offset; librdkafka commits it.
-    fn store(&self, partition: i32, offset: i64) {
-        let mut offsets = TopicPartitionList::with_capacity(1);
-        let stored = offsets
-            .add_partition_offset(self.topic, partition, Offset::Offset(offset))
-            .and_then(|()| self.consumer.store_offsets(&offsets));
+    /// Stores a written offset with the leader epoch of the message
+    /// before it; librdkafka commits it.
+    fn store(&self, partition: i32, offset: i64, leader_epoch: Option<i32>) {
+        let stored =
+            kafka_admin::store_offset(self.consumer, (self.topic, partition), offset, leader_epoch);
         if let Err(e) = stored {
             // The partition was revoked without our poll seeing it yet: its
             // new owner reads the batch again.

@@ -1,6 +1,7 @@
 //! Kafka admin calls made through a client that already exists and is
 //! already polled: committed offsets of any consumer group, creating a
-//! topic, and the high watermark a consumer last fetched. The only unsafe
+//! topic, the high watermark a consumer last fetched, and leader epochs
+//! read from messages and stored with offsets. The only unsafe
 //! code of the workspace: rust-rdkafka has no safe wrapper for these calls
 //! on an existing client.
 //!
@@ -13,9 +14,11 @@
 mod create_topic;
 mod group_offsets;
 mod in_flight;
+mod leader_epoch;
 mod watermarks;
 
 pub use create_topic::create_topic;
 pub use group_offsets::committed_offsets;
 pub use in_flight::InFlight;
+pub use leader_epoch::{leader_epoch, leader_epochs, store_offset};
 pub use watermarks::cached_high_watermark;
