@@ -443,7 +443,11 @@ impl Registry {
     /// `namespace/name (group/topics)`.
     pub fn decisions(&self) -> BTreeMap<String, serde_json::Value> {
         let entries: Vec<Arc<Entry>> = self.entries.iter().map(|(_, e)| e).collect();
-        let triggers_of = |object: &str| entries.iter().filter(|e| e.object == object).count();
+        let mut triggers: HashMap<&str, usize> = HashMap::new();
+        for entry in &entries {
+            *triggers.entry(entry.object.as_str()).or_default() += 1;
+        }
+        let triggers_of = |object: &str| triggers.get(object).copied().unwrap_or(0);
         let mut out = BTreeMap::new();
         for entry in &entries {
             let last = entry.last.lock().expect("entry lock poisoned").clone();
