@@ -182,17 +182,28 @@ impl Planner<'_> {
         (self.startup_s + self.rebalance_s + self.objective_s).max(1.0)
     }
 
-    /// Prices every candidate and chooses.
+    /// Prices the candidates, fewest pods first, and chooses: the first
+    /// that meets the objective is the answer (a count's pod-seconds grow
+    /// with it), so the counts above it are not priced; where none meets
+    /// it, every count is, and the closest is chosen.
     pub fn plan(&self) -> Plan {
+        debug_assert!(self.counts.windows(2).all(|w| w[0] < w[1]), "counts ascend");
         let horizon = self.horizon();
-        let candidates: Vec<Candidate> = self.counts.iter().map(|&n| self.price(n)).collect();
-        let feasible = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.meets())
-            .min_by(|(_, a), (_, b)| a.pod_seconds.total_cmp(&b.pod_seconds));
-        let chosen = feasible.map_or_else(|| closest(&candidates), |(i, _)| i);
-        let reachable = candidates[chosen].meets();
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(self.counts.len());
+        for &n in &self.counts {
+            let candidate = self.price(n);
+            let meets = candidate.meets();
+            candidates.push(candidate);
+            if meets {
+                break;
+            }
+        }
+        let reachable = candidates.last().is_some_and(Candidate::meets);
+        let chosen = if reachable {
+            candidates.len() - 1
+        } else {
+            closest(&candidates)
+        };
         Plan {
             objective_seconds: self.objective_s,
             horizon_seconds: horizon,
