@@ -664,6 +664,22 @@ impl<'a> Situation<'a> {
                     (current, Action::Steady)
                 }
             }
+            // Nothing learned since the last change was sized: its pause
+            // still runs, the backlog is within what it projected and the
+            // count it set processes the rate. Planned again on the same
+            // facts, a second scale-up would only add a second pause.
+            Some(current)
+                if target > current
+                    && self.state.changed_at.is_some()
+                    && self.now < self.state.pause_until
+                    && obs.lag <= self.state.projected_allowance(self.now)
+                    && plan
+                        .candidates
+                        .iter()
+                        .any(|c| c.replicas == current && c.sustains) =>
+            {
+                (current, Action::Settling)
+            }
             Some(current) if target > current => (target, Action::ScaleUp),
             Some(current) if need < current => {
                 paused_target = Some(need);

@@ -301,10 +301,13 @@ impl Planner<'_> {
     }
 }
 
-/// Where no count meets the objective: the one that comes closest,
-/// sustaining the load where one can, the fewer pods on a tie; where no
-/// count ever drains the backlog, the one that processes the most (within
-/// 1 %): it falls behind slowest.
+/// Where no count meets the objective: the one that comes closest (the
+/// shortest longest wait, whatever pause each count's allowance would
+/// forgive: a change must not look closer by pausing longer), sustaining
+/// the load where one can, the fewer pods on a tie; where no
+/// count ever drains the backlog, the one that processes the most (the
+/// fewest of those that do, where more pods add nothing): it falls behind
+/// slowest.
 fn closest(candidates: &[Candidate]) -> usize {
     let any_sustain = candidates.iter().any(|c| c.sustains);
     let pool = candidates
@@ -313,7 +316,7 @@ fn closest(candidates: &[Candidate]) -> usize {
         .filter(|(_, c)| c.sustains || !any_sustain);
     let best = pool
         .clone()
-        .map(|(_, c)| c.excess_s.round())
+        .map(|(_, c)| c.worst_wait_s.round())
         .fold(f64::INFINITY, f64::min);
     let most = pool
         .clone()
@@ -321,9 +324,9 @@ fn closest(candidates: &[Candidate]) -> usize {
         .fold(0.0, f64::max);
     pool.filter(|(_, c)| {
         if best.is_finite() {
-            c.excess_s.round() <= best
+            c.worst_wait_s.round() <= best
         } else {
-            c.capacity_per_s >= 0.99 * most
+            c.capacity_per_s >= most * (1.0 - 1e-9)
         }
     })
     .map(|(i, _)| i)

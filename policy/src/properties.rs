@@ -1,11 +1,29 @@
-//! Invariants of the policy, over arbitrary parameters and observations,
-//! under the default `rules` strategy. The planner does not hold three of
-//! them yet (monotone in lag, no second scale-up within a change's pause,
-//! constant input scales up at most once): see docs/evaluation.md.
+//! Invariants of the policy, over arbitrary parameters and observations.
+//! Those that `strategy: planner` holds too are drawn with either strategy;
+//! two hold under the default `rules` only. Monotone in lag: found to fail
+//! under the planner (a count it prices closest at one lag it does not at
+//! more). Constant input scales up at most once: the planner plans again
+//! once a change's pause is over and the backlog it expected to drain has
+//! not, and scales up again, where the input (a lag that never drains while
+//! pods process it) is one no group could show.
 
 use super::{Action, Observation, Params, PartitionCap, PolicySettings, State, decide};
+use crate::settings::Strategy as Approach;
 use proptest::prelude::*;
 
+/// Parameters of either strategy.
+fn any_params() -> impl Strategy<Value = Params> {
+    (
+        params(),
+        prop_oneof![Just(Approach::Rules), Just(Approach::Planner)],
+    )
+        .prop_map(|(mut p, strategy)| {
+            p.settings.strategy = strategy;
+            p
+        })
+}
+
+/// Parameters of the default strategy (`rules`).
 fn params() -> impl Strategy<Value = Params> {
     (
         any::<bool>(),
@@ -88,7 +106,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn answers_stay_within_min_max_and_the_partition_cap(p in params(), partitions in 1u32..64, steps in load()) {
+    fn answers_stay_within_min_max_and_the_partition_cap(p in any_params(), partitions in 1u32..64, steps in load()) {
         let (_, answers) = run(&p, partitions, &steps, true);
         let s = &p.settings;
         for r in answers {
@@ -119,7 +137,7 @@ proptest! {
 
     #[test]
     fn no_second_scale_up_inside_the_settle_window_while_backlog_is_within_the_projection(
-        p in params(), partitions in 1u32..64,
+        p in any_params(), partitions in 1u32..64,
         lag in 1_000.0f64..100_000.0, rate in 1.0f64..5_000.0,
         later in prop::collection::vec((0.0f64..=1.0, 0.0f64..=1.0), 1..20),
     ) {
@@ -139,7 +157,7 @@ proptest! {
     }
 
     #[test]
-    fn a_cold_start_never_scales_down(p in params(), partitions in 1u32..64, steps in load()) {
+    fn a_cold_start_never_scales_down(p in any_params(), partitions in 1u32..64, steps in load()) {
         let (_, answers) = run(&p, partitions, &steps, false);
         for pair in answers.windows(2) {
             prop_assert!(pair[1] >= pair[0], "scaled down {} -> {} before a full window", pair[0], pair[1]);
