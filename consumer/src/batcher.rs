@@ -8,6 +8,7 @@
 //! not written (or dead-lettered), even across revocations; a batch taken
 //! before its partition was revoked is never stored after.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -116,7 +117,11 @@ impl<L> Batch<L> {
 /// A partition's state.
 #[derive(Debug)]
 struct Slot<L> {
-    pending: Option<Batch<L>>,
+    /// Batches read and not yet taken, oldest first: every one but the
+    /// last is full, so no batch ever holds more than BATCH_SIZE messages
+    /// (the poll loop pauses a partition whose batch fills while others
+    /// are written, so at most a fetch's worth queues behind it).
+    pending: VecDeque<Batch<L>>,
     /// Bumped on every revocation: a batch of an older generation is stale.
     generation: u64,
     /// A batch of this partition is being written: the next one waits, so
@@ -132,7 +137,7 @@ struct Slot<L> {
 impl<L> Default for Slot<L> {
     fn default() -> Self {
         Slot {
-            pending: None,
+            pending: VecDeque::new(),
             generation: 0,
             in_flight: false,
             written: None,
@@ -176,18 +181,20 @@ impl<L> Batcher<L> {
         let (partition, offset) = (at.partition, at.offset);
         let batch_size = self.batch_size;
         let slot = self.slot(partition);
-        let generation = slot.generation;
-        let batch = slot.pending.get_or_insert_with(|| Batch {
-            partition,
-            generation,
-            records: Vec::with_capacity(batch_size),
-            bytes: Vec::with_capacity(batch_size * BYTES_PER_MESSAGE),
-            text: String::with_capacity(batch_size * TEXT_PER_MESSAGE),
-            dead_letters: Vec::new(),
-            next_offset: offset,
-            leader_epoch: None,
-            started: now,
-        });
+        if slot.pending.back().is_none_or(|b| b.len() >= batch_size) {
+            slot.pending.push_back(Batch {
+                partition,
+                generation: slot.generation,
+                records: Vec::with_capacity(batch_size),
+                bytes: Vec::with_capacity(batch_size * BYTES_PER_MESSAGE),
+                text: String::with_capacity(batch_size * TEXT_PER_MESSAGE),
+                dead_letters: Vec::new(),
+                next_offset: offset,
+                leader_epoch: None,
+                started: now,
+            });
+        }
+        let batch = slot.pending.back_mut().expect("a batch with room");
         batch.next_offset = offset + 1;
         batch.leader_epoch = at.leader_epoch;
         batch
@@ -263,13 +270,7 @@ impl<L> Batcher<L> {
     pub fn stop(&mut self, partition: i32, offset: i64) {
         let slot = self.slot(partition);
         slot.stopped = Some(offset);
-        if slot
-            .pending
-            .as_ref()
-            .is_some_and(|b| b.next_offset > offset)
-        {
-            slot.pending = None;
-        }
+        slot.pending.retain(|b| b.next_offset <= offset);
     }
 
     pub fn is_stopped(&self, partition: i32) -> bool {
@@ -291,12 +292,12 @@ impl<L> Batcher<L> {
         let (batch_size, timeout) = (self.batch_size, self.timeout);
         let mut due = Vec::new();
         for slot in &mut self.slots {
-            let ready = slot.pending.as_ref().is_some_and(|b| {
+            let ready = slot.pending.front().is_some_and(|b| {
                 all || b.len() >= batch_size || now.duration_since(b.started) >= timeout
             });
             if ready && !slot.in_flight {
                 slot.in_flight = true;
-                due.extend(slot.pending.take());
+                due.extend(slot.pending.pop_front());
             }
         }
         due
@@ -332,7 +333,7 @@ impl<L> Batcher<L> {
         slot.in_flight = false;
         slot.written = None;
         slot.stopped = None;
-        slot.pending.take().map_or(0, |b| b.records.len())
+        slot.pending.drain(..).map(|b| b.records.len()).sum()
     }
 
     /// Stopping with a batch unwritten: every pending and taken batch is
@@ -342,7 +343,7 @@ impl<L> Batcher<L> {
         for slot in &mut self.slots {
             slot.generation += 1;
             slot.in_flight = false;
-            slot.pending = None;
+            slot.pending.clear();
         }
     }
 
@@ -499,8 +500,9 @@ mod tests {
 
     proptest! {
         /// Whatever the interleaving of reads, writes, revocations and
-        /// stops, every stored offset covers only written messages, and a
-        /// partition's stored offset never moves back within an assignment.
+        /// stops, every stored offset covers only written messages, a
+        /// partition's stored offset never moves back within an assignment,
+        /// and no batch taken holds more than BATCH_SIZE messages.
         #[test]
         fn a_stored_offset_never_passes_an_unwritten_message(ops in prop::collection::vec(op(), 1..200)) {
             let start = t0();
@@ -525,7 +527,14 @@ mod tests {
                     }
                     Op::Take(all) => {
                         now += Duration::from_millis(600);
-                        in_flight.extend(b.take_due(now, all));
+                        let due = b.take_due(now, all);
+                        for batch in &due {
+                            // Reads go on while batches wait to be taken
+                            // (nothing here pauses a partition).
+                            prop_assert!(batch.len() <= 3, "a batch of {} over BATCH_SIZE 3", batch.len());
+                            prop_assert!(batch.len() > 0);
+                        }
+                        in_flight.extend(due);
                     }
                     Op::Write(i) if i < in_flight.len() => {
                         let batch = in_flight.remove(i);

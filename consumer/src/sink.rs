@@ -325,28 +325,66 @@ fn describe(e: &postgres::Error) -> String {
         .map_or_else(|| e.to_string(), ToString::to_string)
 }
 
+/// Why a connection could not be opened.
+enum Open {
+    /// The server answered with an error, or DATABASE_URL is not a URL.
+    Refused(anyhow::Error),
+    /// No answer: refused, unreachable, timed out, or closed.
+    Unanswered(anyhow::Error),
+}
+
+impl Open {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Open::Refused(e) | Open::Unanswered(e) => e,
+        }
+    }
+}
+
 impl Postgres {
-    /// Connects and creates the table; an error here stops the consumer
-    /// at start, naming DATABASE_URL.
+    /// Connects and creates the table. A server that answers with an
+    /// error (a bad password, a missing database, no right to create the
+    /// table) or a URL that is not one stops the consumer at start, naming
+    /// DATABASE_URL. A server that does not answer may be in an outage: the
+    /// consumer starts and joins its group anyway (a member added during
+    /// an outage is ready when it ends), and its writes retry like any
+    /// other's, failing /healthz if the server never comes.
     pub fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = Self::open(url)?;
+        let client = match Self::open(url) {
+            Ok(client) => Some(client),
+            Err(Open::Unanswered(e)) => {
+                tracing::error!(error = %e, "PostgreSQL (DATABASE_URL) does not answer: starting anyway, writes retry until it does");
+                None
+            }
+            Err(Open::Refused(e)) => return Err(e),
+        };
         Ok(Postgres {
             url: url.to_owned(),
-            client: Some(client),
+            client,
             insert: None,
         })
     }
 
-    fn open(url: &str) -> anyhow::Result<postgres::Client> {
-        let mut client = settings(url)?
+    fn open(url: &str) -> Result<postgres::Client, Open> {
+        let refused = |e: postgres::Error| {
+            let error = anyhow::anyhow!("cannot use DATABASE_URL: {}", describe(&e));
+            if e.as_db_error().is_some() {
+                Open::Refused(error)
+            } else {
+                Open::Unanswered(error)
+            }
+        };
+        let mut client = settings(url)
+            .map_err(Open::Refused)?
             .connect(postgres::NoTls)
-            .map_err(|e| anyhow::anyhow!("cannot connect to DATABASE_URL: {e}"))?;
+            .map_err(refused)?;
         // Consumers start together: serialize the CREATE (IF NOT EXISTS
         // alone races on the catalog) with a transaction-scoped lock.
-        let mut tx = client.transaction()?;
-        tx.batch_execute("SELECT pg_advisory_xact_lock(4242001)")?;
-        tx.batch_execute(CREATE)?;
-        tx.commit()?;
+        let mut tx = client.transaction().map_err(refused)?;
+        tx.batch_execute("SELECT pg_advisory_xact_lock(4242001)")
+            .map_err(refused)?;
+        tx.batch_execute(CREATE).map_err(refused)?;
+        tx.commit().map_err(refused)?;
         Ok(client)
     }
 
@@ -356,7 +394,7 @@ impl Postgres {
         if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
             self.client = None;
             self.insert = None;
-            self.client = Some(Self::open(&self.url)?);
+            self.client = Some(Self::open(&self.url).map_err(Open::into_error)?);
             tracing::info!("reconnected to PostgreSQL");
         }
         Ok(self.client.as_mut().expect("just opened"))

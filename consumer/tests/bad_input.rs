@@ -261,6 +261,49 @@ fn valid_json_postgres_cannot_store_is_dead_lettered_not_retried_forever() {
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 
+/// A database that answers with an error (here: no such database) stops
+/// the consumer at start, naming DATABASE_URL; one that does not answer
+/// (an outage) does not: the consumer starts, joins its group, and its
+/// writes retry until the database is back.
+#[test]
+fn a_database_that_refuses_stops_the_start_one_that_does_not_answer_does_not() {
+    let (broker, db, topic, dlq) = broker_and_database();
+    let url = db.url();
+    let (server, _) = url.rsplit_once('/').expect("a database name");
+    let missing = format!("{server}/no_such_database");
+    let port = free_port();
+    let mut p = postgres_consumer_with(
+        (&broker, &topic, &dlq),
+        &db,
+        port,
+        &[("DATABASE_URL", &missing)],
+    );
+    assert!(!p.wait(Duration::from_secs(30)).success());
+    let logs = p.logs();
+    assert!(
+        logs.contains("DATABASE_URL") && logs.contains("no_such_database"),
+        "{logs}"
+    );
+    let nobody = format!("postgresql://postgres@127.0.0.1:{}/postgres", free_port());
+    let port = free_port();
+    let mut p = postgres_consumer_with(
+        (&broker, &topic, &dlq),
+        &db,
+        port,
+        &[("DATABASE_URL", &nobody)],
+    );
+    broker.produce_raw(&topic, Some("ACC1"), &[trade(1, "AAPL", 1, 0).as_bytes()]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(30), "a write retried", || {
+        let (_, m) = http_get(addr, "/metrics");
+        m.lines()
+            .find_map(|l| l.strip_prefix("kafka_consumer_write_failures_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|&failures| failures >= 1.0)
+    });
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
 /// A trade the table refuses for its data (here a CHECK constraint a DBA
 /// added; SQLSTATE 23514) is dead-lettered with the database's error, and
 /// the rest of its batch is written: the partition never stalls on it.
@@ -434,6 +477,68 @@ fn stop_partition_keeps_a_refused_message_and_all_after_it_uncommitted() {
     let port = free_port();
     let mut p = start(port);
     stopped(port, 0);
+    assert!(p.terminate(Duration::from_secs(20)).success());
+}
+
+/// A dead letter the broker can never take (here over the dead-letter
+/// producer's 1 MB message limit) is sent a bounded number of times, then
+/// its partition stops at it, visibly (the metric, /healthz, a log line):
+/// the trade before it is written and committed, nothing from it on, so
+/// the next owner stops at the same message.
+#[test]
+fn a_dead_letter_that_cannot_be_delivered_stops_its_partition_uncommitted() {
+    let broker = Tansu::start();
+    let topic = unique("trades");
+    let dlq = unique("trades-dlq");
+    broker.create_topic(&topic, 1);
+    broker.create_topic(&dlq, 1);
+    let (first, third) = (trade(1, "AAPL", 1, 0), trade(3, "AAPL", 1, 0));
+    let huge = vec![b'x'; 1_500_000];
+    broker.produce_raw(
+        &topic,
+        Some("ACC1"),
+        &[first.as_bytes(), &huge, third.as_bytes()],
+    );
+    let group = unique("g");
+    let start = |port: u16| {
+        Process::start(
+            CONSUMER,
+            &[],
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+                ("KAFKA_TOPIC", topic.clone()),
+                ("CONSUMER_GROUP", group.clone()),
+                ("BATCH_PROCESSING_TIME", "0".into()),
+                ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
+                ("DLQ_TOPIC", dlq.clone()),
+                ("METRICS_PORT", port.to_string()),
+            ],
+        )
+    };
+    let stopped = |p: &Process, port: u16, processed: u32| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        // Ten sends, 0.2 s more apart each time: about 9 s.
+        eventually(Duration::from_secs(60), "the partition stopped", || {
+            let (_, m) = http_get(addr, "/metrics");
+            (m.contains("kafka_consumer_stopped_partitions 1")
+                && m.contains(&format!("kafka_messages_processed_total {processed}")))
+            .then_some(m)
+        });
+        let (status, body) = http_get(addr, "/healthz");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("not acknowledged after 10 sends"), "{body}");
+        let logs = p.logs();
+        assert!(logs.contains("partition stopped"), "{logs}");
+    };
+    let port = free_port();
+    let mut p = start(port);
+    stopped(&p, port, 1);
+    assert!(p.terminate(Duration::from_secs(20)).success());
+    assert_eq!(broker.high_watermarks(&dlq), [0], "no letter was taken");
+    // Committed up to the undeliverable letter's message, not past it.
+    let port = free_port();
+    let mut p = start(port);
+    stopped(&p, port, 0);
     assert!(p.terminate(Duration::from_secs(20)).success());
 }
 

@@ -255,8 +255,12 @@ impl Tansu {
     /// Produces raw payloads to partition 0, keyed or not (`key` None),
     /// e.g. a malformed message.
     pub fn produce_raw(&self, topic: &str, key: Option<&str>, payloads: &[&[u8]]) {
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            self.config().create().expect("producer");
+        // Up to 10 MB: tests send messages over a client's default limit.
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .config()
+            .set("message.max.bytes", "10000000")
+            .create()
+            .expect("producer");
         for payload in payloads {
             let record = BaseRecord::<str, [u8]>::to(topic)
                 .payload(*payload)
