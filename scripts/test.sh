@@ -33,4 +33,5 @@ cargo test --locked -p lagrate-policy --bench window_memory -- --keys 2 || statu
 cargo test --locked -p lagrate-policy --bench evaluate -- --rounds 1 || status=$?
 BENCH_PYTHON="$CACHE/venv-bench/bin/python" cargo test --locked -p trade-consumer --bench throughput -- --messages 2000 || status=$?
 cargo test --locked -p trade-producer --bench accuracy -- --seconds 2 || status=$?
+cargo test --locked -p trade-model --bench decode -- --rounds 1 || status=$?
 exit "$status"

@@ -7,17 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use kafka_settings::KafkaContext;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use trade_model::TradeRef;
 
 use crate::args::OnRefused;
 use crate::audit::AuditLog;
 use crate::batcher::{At, Batch, Batcher};
-use crate::dead_letter::{DeadLetter, Letter};
+use crate::dead_letter::{DeadLetter, Letter, LetterProducer};
 use crate::group::GroupContext;
 use crate::metrics::Metrics;
 use crate::sink::{self, Sink};
@@ -54,7 +52,7 @@ pub struct Loop<'a> {
     pub metrics: &'a Metrics,
     pub sink: &'a mut Sink,
     pub topic: &'a str,
-    pub dlq: Option<(&'a FutureProducer<KafkaContext>, &'a str)>,
+    pub dlq: Option<(&'a LetterProducer, &'a str)>,
     pub on_refused: OnRefused,
     pub audit: Option<&'a AuditLog>,
     pub stop: &'a AtomicBool,
@@ -568,8 +566,8 @@ impl Loop<'_> {
                         }
                         continue;
                     }
-                    Some(Some(Ok(Ok(_)))) => break,
-                    Some(Some(Ok(Err((e, _))))) => e.to_string(),
+                    Some(Some(Ok(Ok(())))) => break,
+                    Some(Some(Ok(Err(e)))) => e,
                     Some(Some(Err(_))) => "the producer dropped the send".to_owned(),
                     None => "not queued".to_owned(),
                 };

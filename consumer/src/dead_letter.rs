@@ -1,9 +1,13 @@
 //! Messages that will not be stored, on their way to DLQ_TOPIC: the letter,
 //! its headers, and the producer that sends it.
 
+use std::sync::Arc;
+
+use futures::channel::oneshot;
 use kafka_settings::{ClusterSettings, KafkaContext};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::util::Timeout;
 
 /// How long the broker has to acknowledge a dead letter before it is sent
 /// again (and the failure logged), instead of librdkafka's 5 minutes.
@@ -20,8 +24,34 @@ pub struct DeadLetter {
     pub partition: i32,
     pub offset: i64,
     /// The send's acknowledgement; None when it could not be queued.
-    pub delivery: Option<DeliveryFuture>,
+    pub delivery: Option<Delivery>,
 }
+
+/// A letter's acknowledgement by the broker, or why it was not taken.
+pub type Delivery = oneshot::Receiver<Result<(), String>>;
+
+/// The dead-letter producer's context: MSK IAM tokens as every client
+/// signs them, and each delivery report handed to its letter.
+pub struct LetterContext {
+    kafka: KafkaContext,
+}
+
+kafka_settings::forward_client_context!(LetterContext, kafka);
+
+impl ProducerContext for LetterContext {
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(), String>>>;
+
+    fn delivery(&self, report: &DeliveryResult<'_>, letter: Self::DeliveryOpaque) {
+        // The letter may be gone (its partition revoked): nobody waits.
+        let _ = letter.send(report.as_ref().map(|_| ()).map_err(|(e, _)| e.to_string()));
+    }
+}
+
+/// Sends dead letters; a thread of its own serves delivery reports and
+/// token refreshes, blocked until one comes (rdkafka's FutureProducer
+/// polls in 100 ms slices whose last millisecond spins: 1 % of a core in
+/// every pod, idle or not).
+pub type LetterProducer = Arc<BaseProducer<LetterContext>>;
 
 /// A message's letter when DLQ_TOPIC is set (None otherwise: the message
 /// is only counted and logged).
@@ -29,7 +59,7 @@ pub type Letter = Option<DeadLetter>;
 
 impl DeadLetter {
     /// Queues the letter; its acknowledgement is awaited before the commit.
-    pub fn send(&mut self, producer: &FutureProducer<KafkaContext>, topic: &str) {
+    pub fn send(&mut self, producer: &LetterProducer, topic: &str) {
         let (partition, offset) = (self.partition.to_string(), self.offset.to_string());
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
@@ -44,14 +74,15 @@ impl DeadLetter {
                 key: "source.offset",
                 value: Some(offset.as_str()),
             });
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+        let (acknowledged, delivery) = oneshot::channel();
+        let mut record = BaseRecord::<[u8], [u8], _>::with_opaque_to(topic, Box::new(acknowledged))
             .payload(&self.payload)
             .headers(headers);
         if let Some(key) = &self.key {
             record = record.key(key);
         }
-        self.delivery = match producer.send_result(record) {
-            Ok(delivery) => Some(delivery),
+        self.delivery = match producer.send(record) {
+            Ok(()) => Some(delivery),
             Err((e, _)) => {
                 tracing::warn!(error = %e, "dead letter not queued");
                 None
@@ -63,18 +94,27 @@ impl DeadLetter {
 /// The producer of dead letters to `topic` (DLQ_TOPIC), once the topic
 /// exists: created here with one partition (and the brokers' replication)
 /// when missing, since letters to a missing topic would expire unseen (MSK
-/// creates no topic on first use). A FutureProducer polls itself, so its
-/// own MSK IAM token is served too.
+/// creates no topic on first use). Its thread serves its MSK IAM token
+/// from the start.
 pub fn producer(
     settings: &ClusterSettings,
     topic: &str,
     bootstrap_servers: &str,
-) -> anyhow::Result<FutureProducer<KafkaContext>> {
-    let producer: FutureProducer<KafkaContext> = settings
-        .client_config()?
-        .set("enable.idempotence", "true")
-        .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS)
-        .create_with_context(settings.context())?;
+) -> anyhow::Result<LetterProducer> {
+    let producer: LetterProducer = Arc::new(
+        settings
+            .client_config()?
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS)
+            .create_with_context(LetterContext {
+                kafka: settings.context(),
+            })?,
+    );
+    let served = Arc::clone(&producer);
+    std::thread::Builder::new()
+        .name("dead letters".to_owned())
+        // Never returns: the producer lives as long as the process.
+        .spawn(move || served.poll(Timeout::Never))?;
     match kafka_admin::create_topic(producer.client(), topic, 1, -1, CREATE_TIMEOUT) {
         Ok(created) => tracing::info!(topic, created, "dead-letter topic ensured"),
         // Not allowed to create, or unreachable: whether it exists says
