@@ -147,18 +147,15 @@ fn postgres_consumer_with(
     port: u16,
     settings: &[(&'static str, &str)],
 ) -> Process {
+    let url = db.url();
     let mut env = vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-        ("KAFKA_TOPIC", topic.to_owned()),
-        ("CONSUMER_GROUP", unique("g")),
-        ("SINK", "postgres".into()),
-        ("DATABASE_URL", db.url()),
-        ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
-        ("DLQ_TOPIC", dlq.to_owned()),
-        ("METRICS_PORT", port.to_string()),
+        ("SINK", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("BATCH_TIMEOUT_SECONDS", "0.3"),
+        ("DLQ_TOPIC", dlq),
     ];
-    env.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
-    Process::start(CONSUMER, &[], &env)
+    env.extend_from_slice(settings);
+    simulated_consumer((broker, topic, &unique("g")), port, &env)
 }
 
 /// [`postgres_consumer`] once it has created its table (it does so before
@@ -175,6 +172,39 @@ fn consumer_with_table(
     });
     let sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
     (p, sql)
+}
+
+/// trade-consumer on the simulated sink (writes take no time) reading
+/// `topic` as `group`, /metrics on `port`, with `settings` on top (the
+/// later of two values of a variable wins).
+fn simulated_consumer(
+    (broker, topic, group): (&Tansu, &str, &str),
+    port: u16,
+    settings: &[(&'static str, &str)],
+) -> Process {
+    let mut env = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC", topic.to_owned()),
+        ("CONSUMER_GROUP", group.to_owned()),
+        ("BATCH_PROCESSING_TIME", "0".into()),
+        ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
+        ("METRICS_PORT", port.to_string()),
+    ];
+    env.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
+    Process::start(CONSUMER, &[], &env)
+}
+
+/// Waits until the consumer on `port` has stopped its one partition after
+/// processing `processed` trades; answers /healthz's status and body.
+fn wait_stopped(port: u16, processed: u32) -> (u16, String) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eventually(Duration::from_secs(60), "the partition stopped", || {
+        let (_, m) = http_get(addr, "/metrics");
+        (m.contains("kafka_consumer_stopped_partitions 1")
+            && m.contains(&format!("kafka_messages_processed_total {processed}")))
+        .then_some(m)
+    });
+    http_get(addr, "/healthz")
 }
 
 /// The consumer on `port` wrote the 2 valid trades, counted `count` invalid
@@ -215,18 +245,10 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     payloads.push(second.as_bytes());
     broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let port = free_port();
-    let mut p = Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("CONSUMER_GROUP", unique("g")),
-            ("BATCH_PROCESSING_TIME", "0".into()),
-            ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
-            ("DLQ_TOPIC", dlq.clone()),
-            ("METRICS_PORT", port.to_string()),
-        ],
+    let mut p = simulated_consumer(
+        (&broker, &topic, &unique("g")),
+        port,
+        &[("DLQ_TOPIC", &dlq)],
     );
     assert_dead_lettered(&p, port, (&broker, &dlq), ("not_json", 500));
     assert!(p.terminate(Duration::from_secs(20)).success());
@@ -442,31 +464,14 @@ fn stop_partition_keeps_a_refused_message_and_all_after_it_uncommitted() {
     broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let group = unique("g");
     let start = |port: u16| {
-        Process::start(
-            CONSUMER,
-            &[],
-            &[
-                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-                ("KAFKA_TOPIC", topic.clone()),
-                ("CONSUMER_GROUP", group.clone()),
-                ("BATCH_PROCESSING_TIME", "0".into()),
-                ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
-                ("ON_REFUSED", "stop-partition".into()),
-                ("METRICS_PORT", port.to_string()),
-            ],
+        simulated_consumer(
+            (&broker, &topic, &group),
+            port,
+            &[("ON_REFUSED", "stop-partition")],
         )
     };
-    let stopped = |port: u16, processed: u32| {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        eventually(Duration::from_secs(30), "the partition stopped", || {
-            let (_, m) = http_get(addr, "/metrics");
-            (m.contains("kafka_consumer_stopped_partitions 1")
-                && m.contains(&format!("kafka_messages_processed_total {processed}")))
-            .then_some(m)
-        });
-        // A restart cannot fix the message: health stays ok.
-        assert_eq!(http_get(addr, "/healthz").0, 200);
-    };
+    // A restart cannot fix the message: health stays ok.
+    let stopped = |port: u16, processed: u32| assert_eq!(wait_stopped(port, processed).0, 200);
     let port = free_port();
     let mut p = start(port);
     stopped(port, 1);
@@ -500,31 +505,11 @@ fn a_dead_letter_that_cannot_be_delivered_stops_its_partition_uncommitted() {
         &[first.as_bytes(), &huge, third.as_bytes()],
     );
     let group = unique("g");
-    let start = |port: u16| {
-        Process::start(
-            CONSUMER,
-            &[],
-            &[
-                ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-                ("KAFKA_TOPIC", topic.clone()),
-                ("CONSUMER_GROUP", group.clone()),
-                ("BATCH_PROCESSING_TIME", "0".into()),
-                ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
-                ("DLQ_TOPIC", dlq.clone()),
-                ("METRICS_PORT", port.to_string()),
-            ],
-        )
-    };
+    let start =
+        |port: u16| simulated_consumer((&broker, &topic, &group), port, &[("DLQ_TOPIC", &dlq)]);
     let stopped = |p: &Process, port: u16, processed: u32| {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         // Ten sends, 0.2 s more apart each time: about 9 s.
-        eventually(Duration::from_secs(60), "the partition stopped", || {
-            let (_, m) = http_get(addr, "/metrics");
-            (m.contains("kafka_consumer_stopped_partitions 1")
-                && m.contains(&format!("kafka_messages_processed_total {processed}")))
-            .then_some(m)
-        });
-        let (status, body) = http_get(addr, "/healthz");
+        let (status, body) = wait_stopped(port, processed);
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("not acknowledged after 10 sends"), "{body}");
         let logs = p.logs();
