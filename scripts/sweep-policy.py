@@ -183,9 +183,13 @@ def run(j):
 res=list(ThreadPoolExecutor(2).map(run,jobs))
 if not args.keep: shutil.rmtree(DIR)
 worst_pods=[];worst_p99=[];dom=[]
+# The same ratios for perfect knowledge behind KEDA and the HPA: the part
+# of a run's gap that no policy behind KEDA can close.
+pipeline={}
 for j,rows,err in res:
     if err: print("ERR",j[0],err[:200]); continue
-    L=rows["lagrate"]; I=rows["ideal-reactive"]
+    L=rows["lagrate"]; I=rows["ideal-reactive"]; K=rows["ideal-behind-keda"]
+    pipeline[(j[0],j[2],j[3])]=(K["pod_seconds"]/max(I["pod_seconds"],1),(K["p99_wait_s"]+5)/(I["p99_wait_s"]+5))
     pr=L["pod_seconds"]/max(I["pod_seconds"],1)
     p99=(L["p99_wait_s"]+5)/(I["p99_wait_s"]+5)
     worst_pods.append((pr,j[0],j[2],j[3],L["scale_actions"],L["reversals"]))
@@ -225,4 +229,9 @@ over=sorted(((max(p[0],q[0]),p[1],p[2],p[3]) for p,q in zip(sorted(worst_pods,ke
 beyond=[o for o in over if o[0]>1.15]
 print("runs beyond 1.15x ideal-reactive on pod-seconds or p99: %d of %d (%d of them infeasible)"%(len(beyond),len(over),sum(1 for o in beyond if o[1:] in infeasible)))
 for o in beyond:
-    print("  %.2f %s phase %ds %s"%o+("  (infeasible)" if o[1:] in infeasible else ""))
+    k=max(pipeline[o[1:]])
+    print("  %.2f %s phase %ds %s"%o+("  (infeasible)" if o[1:] in infeasible else "")+("  (ideal-behind-keda %.2f)"%k if k>1.15 else ""))
+kv=list(pipeline.values())
+if kv:
+    print("ideal-behind-keda (the exact load and backlog, answered through KEDA and the HPA as lagrate is): pods %.2f  p99 %.2f  beyond 1.15x %d of %d; lagrate beyond where it is not: %d"%(
+        gm([x[0] for x in kv]),gm([x[1] for x in kv]),sum(1 for x in kv if max(x)>1.15),len(kv),sum(1 for o in beyond if max(pipeline[o[1:]])<=1.15)))

@@ -91,6 +91,7 @@ fn json_has_the_documented_shape_and_runs_are_deterministic() {
             "keda-lag-tuned",
             "keda-lag-plus-rate",
             "lagrate",
+            "ideal-behind-keda",
             "ideal-reactive",
             "clairvoyant"
         ]
@@ -190,7 +191,7 @@ fn a_user_scenario_file_runs_and_bad_fields_are_named() {
     .unwrap();
     let report = simulate(&["--scenario", file.to_str().unwrap()]);
     assert_eq!(report["scenario"], "mine");
-    assert_eq!(report["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 7);
 
     std::fs::write(
         &file,
@@ -353,5 +354,35 @@ fn a_printed_builtin_runs_as_a_file_to_the_same_figures() {
         String::from_utf8(yaml)
             .unwrap()
             .contains("rebalance: eager")
+    );
+}
+
+/// `ideal-behind-keda` is ideal-reactive's knowledge delayed by KEDA's
+/// pipeline and nothing else: on one step, whatever its phase against the
+/// HPA's 15 s sync, its longest wait is ideal-reactive's plus at most one
+/// sync, and where the step just misses a sync it is longer.
+#[test]
+fn ideal_behind_keda_is_ideal_reactive_delayed_by_at_most_one_hpa_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("step.yaml");
+    let mut delays = Vec::new();
+    for step_at in [62, 66, 71, 75] {
+        std::fs::write(
+            &file,
+            format!("name: step\npartitions: 8\nstartupSeconds: 8\nrebalanceSeconds: 6\nload:\n  - {{ rate: 100, seconds: {step_at} }}\n  - {{ rate: 700, seconds: 300 }}\n"),
+        )
+        .unwrap();
+        let report = simulate(&["--scenario", file.to_str().unwrap()]);
+        let max_wait = |policy: &str| row(&report, policy)["max_wait_s"].as_f64().unwrap();
+        let delay = max_wait("ideal-behind-keda") - max_wait("ideal-reactive");
+        assert!(
+            (0.0..=15.0).contains(&delay),
+            "step at {step_at} s: behind KEDA waits {delay} s longer"
+        );
+        delays.push(delay);
+    }
+    assert!(
+        delays.iter().any(|&d| d >= 5.0),
+        "the HPA's sync never delayed it: {delays:?}"
     );
 }

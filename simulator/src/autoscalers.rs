@@ -406,6 +406,9 @@ pub struct IdealReactive {
     settings: PolicySettings,
     lead_seconds: f64,
     name: &'static str,
+    /// Its answers go through KEDA and the HPA as lagrate's do (sampled by
+    /// the HPA at its sync), or act at once.
+    keda: Option<Keda>,
 }
 
 impl Default for IdealReactive {
@@ -420,6 +423,20 @@ impl IdealReactive {
             settings: PolicySettings::default(),
             lead_seconds: 0.0,
             name: "ideal-reactive",
+            keda: None,
+        }
+    }
+
+    /// The same knowledge behind lagrate's ScaledObject: KEDA's activation
+    /// and the HPA's sync stand between the answer and the pods, as they
+    /// do for any external scaler. What no policy behind KEDA can beat:
+    /// the part of a gap to ideal-reactive that is the pipeline's.
+    pub fn behind_keda(s: &Scenario) -> Self {
+        IdealReactive {
+            settings: PolicySettings::default(),
+            lead_seconds: 0.0,
+            name: "ideal-behind-keda",
+            keda: Some(lagrate_keda(s)),
         }
     }
 
@@ -430,6 +447,7 @@ impl IdealReactive {
             settings: PolicySettings::default(),
             lead_seconds: s.startup_seconds + s.rebalance_seconds,
             name: "clairvoyant",
+            keda: None,
         }
     }
 }
@@ -454,10 +472,22 @@ impl Autoscaler for IdealReactive {
         let demand = rate + headroom + excess / self.settings.drain_seconds;
         let need = pods_needed(demand, s.partitions, s.pod_capacity, s.hottest_share());
         let draining = backlog > 2.0 * rate * s.batch_seconds + f64::from(s.partitions);
-        if need < current && draining {
+        let answer = if need < current && draining {
             current
         } else {
             need
+        };
+        match &mut self.keda {
+            None => answer,
+            // Activation pushed the moment there is work, as lagrate's
+            // external-push trigger does.
+            Some(keda) => keda.tick(
+                t,
+                current,
+                (answer > 0).then_some(true),
+                || answer > 0,
+                || vec![(f64::from(answer), 1.0)],
+            ),
         }
     }
 }

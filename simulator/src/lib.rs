@@ -43,6 +43,7 @@ pub fn autoscalers(s: &Scenario) -> Vec<Box<dyn Autoscaler>> {
             Some(s.pod_capacity),
         )),
         Box::new(Lagrate::new(s)),
+        Box::new(IdealReactive::behind_keda(s)),
         Box::new(IdealReactive::new()),
         Box::new(IdealReactive::clairvoyant(s)),
     ]
