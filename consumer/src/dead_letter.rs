@@ -7,7 +7,6 @@ use futures::channel::oneshot;
 use kafka_settings::{ClusterSettings, KafkaContext};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::util::Timeout;
 
 /// How long the broker has to acknowledge a dead letter before it is sent
 /// again (and the failure logged), instead of librdkafka's 5 minutes.
@@ -48,9 +47,7 @@ impl ProducerContext for LetterContext {
 }
 
 /// Sends dead letters; a thread of its own serves delivery reports and
-/// token refreshes, blocked until one comes (rdkafka's FutureProducer
-/// polls in 100 ms slices whose last millisecond spins: 1 % of a core in
-/// every pod, idle or not).
+/// token refreshes ([`kafka_settings::served_producer`]).
 pub type LetterProducer = Arc<BaseProducer<LetterContext>>;
 
 /// A message's letter when DLQ_TOPIC is set (None otherwise: the message
@@ -101,20 +98,17 @@ pub fn producer(
     topic: &str,
     bootstrap_servers: &str,
 ) -> anyhow::Result<LetterProducer> {
-    let producer: LetterProducer = Arc::new(
+    let producer: LetterProducer = kafka_settings::served_producer(
         settings
             .client_config()?
             .set("enable.idempotence", "true")
-            .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS)
-            .create_with_context(LetterContext {
-                kafka: settings.context(),
-            })?,
-    );
-    let served = Arc::clone(&producer);
-    std::thread::Builder::new()
-        .name("dead letters".to_owned())
-        // Never returns: the producer lives as long as the process.
-        .spawn(move || served.poll(Timeout::Never))?;
+            .set("message.timeout.ms", DEAD_LETTER_TIMEOUT_MS),
+        LetterContext {
+            kafka: settings.context(),
+        },
+        "dead letters",
+    )
+    .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {e}"))?;
     match kafka_admin::create_topic(producer.client(), topic, 1, -1, CREATE_TIMEOUT) {
         Ok(created) => tracing::info!(topic, created, "dead-letter topic ensured"),
         // Not allowed to create, or unreachable: whether it exists says

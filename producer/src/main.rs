@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use trade_model::{TradeGenerator, profile};
 
 /// Sends trade transactions (JSON, keyed by account) at a target rate.
@@ -275,7 +275,7 @@ fn load_profile(profile: Option<&str>) -> anyhow::Result<Option<Vec<profile::Ste
 fn connect(
     args: &Args,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<ThreadedProducer<DeliveryContext>> {
+) -> anyhow::Result<Arc<BaseProducer<DeliveryContext>>> {
     let settings =
         ClusterSettings::from_env(&args.bootstrap_servers).map_err(anyhow::Error::msg)?;
     let mut config: ClientConfig = settings.client_config()?;
@@ -288,11 +288,15 @@ fn connect(
             "queue.buffering.max.messages",
             args.queue_max_messages.to_string(),
         );
-    let producer: ThreadedProducer<DeliveryContext> =
-        config.create_with_context(DeliveryContext {
+    let producer = kafka_settings::served_producer(
+        &config,
+        DeliveryContext {
             kafka: settings.context(),
             metrics,
-        })?;
+        },
+        "deliveries",
+    )
+    .map_err(|e| anyhow::anyhow!("cannot create the producer: {e}"))?;
     if let Some(partitions) = args.topic_partitions {
         // Through the producer's own client: its thread serves the MSK IAM
         // token, which a separate admin client would never get.
@@ -332,7 +336,7 @@ const TICK: Duration = Duration::from_millis(5);
 /// DURATION_SECONDS; returns the trade a full queue refused last, if any.
 fn produce(
     args: &Args,
-    producer: &ThreadedProducer<DeliveryContext>,
+    producer: &BaseProducer<DeliveryContext>,
     (rate, steps): (&RateControl, Option<&[profile::Step]>),
     metrics: &Metrics,
     stop: &AtomicBool,
@@ -407,7 +411,7 @@ fn produce(
 
 /// Queues the last trade, waiting up to 30 s for room in the queue.
 fn send_last(
-    producer: &ThreadedProducer<DeliveryContext>,
+    producer: &BaseProducer<DeliveryContext>,
     topic: &str,
     key: &str,
     payload: &[u8],
