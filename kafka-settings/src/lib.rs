@@ -352,14 +352,6 @@ macro_rules! forward_client_context {
     };
 }
 
-/// For producers whose deliveries need no per-message handling (a
-/// dead-letter producer): the token refresh is all they need of the context.
-impl rdkafka::producer::ProducerContext for KafkaContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
-}
-
 /// A producer whose events (delivery reports, MSK IAM token refreshes)
 /// are served by a thread of its own, blocked until one comes. rdkafka's
 /// `ThreadedProducer` and `FutureProducer` poll in 100 ms slices whose last
