@@ -366,7 +366,8 @@ impl Postgres {
     }
 
     fn open(url: &str) -> Result<postgres::Client, Open> {
-        let refused = |e: postgres::Error| {
+        // Answered with an error, or not answered at all.
+        let classify = |e: postgres::Error| {
             let error = anyhow::anyhow!("cannot use DATABASE_URL: {}", describe(&e));
             if e.as_db_error().is_some() {
                 Open::Refused(error)
@@ -377,14 +378,14 @@ impl Postgres {
         let mut client = settings(url)
             .map_err(Open::Refused)?
             .connect(postgres::NoTls)
-            .map_err(refused)?;
+            .map_err(classify)?;
         // Consumers start together: serialize the CREATE (IF NOT EXISTS
         // alone races on the catalog) with a transaction-scoped lock.
-        let mut tx = client.transaction().map_err(refused)?;
+        let mut tx = client.transaction().map_err(classify)?;
         tx.batch_execute("SELECT pg_advisory_xact_lock(4242001)")
-            .map_err(refused)?;
-        tx.batch_execute(CREATE).map_err(refused)?;
-        tx.commit().map_err(refused)?;
+            .map_err(classify)?;
+        tx.batch_execute(CREATE).map_err(classify)?;
+        tx.commit().map_err(classify)?;
         Ok(client)
     }
 

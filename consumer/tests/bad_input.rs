@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use testbed::{Process, Tansu, eventually, free_port, http_get, unique};
 
-const CONSUMER: &str = env!("CARGO_BIN_EXE_trade-consumer");
+mod common;
+
+use common::CONSUMER;
 
 #[test]
 fn unreachable_broker_missing_topic_and_bad_values_name_the_variable() {
@@ -155,7 +157,7 @@ fn postgres_consumer_with(
         ("DLQ_TOPIC", dlq),
     ];
     env.extend_from_slice(settings);
-    simulated_consumer((broker, topic, &unique("g")), port, &env)
+    common::consumer(&broker.bootstrap(), (topic, &unique("g")), port, &env)
 }
 
 /// [`postgres_consumer`] once it has created its table (it does so before
@@ -172,26 +174,6 @@ fn consumer_with_table(
     });
     let sql = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
     (p, sql)
-}
-
-/// trade-consumer on the simulated sink (writes take no time) reading
-/// `topic` as `group`, /metrics on `port`, with `settings` on top (the
-/// later of two values of a variable wins).
-fn simulated_consumer(
-    (broker, topic, group): (&Tansu, &str, &str),
-    port: u16,
-    settings: &[(&'static str, &str)],
-) -> Process {
-    let mut env = vec![
-        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-        ("KAFKA_TOPIC", topic.to_owned()),
-        ("CONSUMER_GROUP", group.to_owned()),
-        ("BATCH_PROCESSING_TIME", "0".into()),
-        ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
-        ("METRICS_PORT", port.to_string()),
-    ];
-    env.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
-    Process::start(CONSUMER, &[], &env)
 }
 
 /// Waits until the consumer on `port` has stopped its one partition after
@@ -245,8 +227,9 @@ fn a_message_that_is_not_a_trade_is_counted_dead_lettered_and_skipped() {
     payloads.push(second.as_bytes());
     broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let port = free_port();
-    let mut p = simulated_consumer(
-        (&broker, &topic, &unique("g")),
+    let mut p = common::consumer(
+        &broker.bootstrap(),
+        (&topic, &unique("g")),
         port,
         &[("DLQ_TOPIC", &dlq)],
     );
@@ -464,8 +447,9 @@ fn stop_partition_keeps_a_refused_message_and_all_after_it_uncommitted() {
     broker.produce_raw(&topic, Some("ACC1"), &payloads);
     let group = unique("g");
     let start = |port: u16| {
-        simulated_consumer(
-            (&broker, &topic, &group),
+        common::consumer(
+            &broker.bootstrap(),
+            (&topic, &group),
             port,
             &[("ON_REFUSED", "stop-partition")],
         )
@@ -505,8 +489,14 @@ fn a_dead_letter_that_cannot_be_delivered_stops_its_partition_uncommitted() {
         &[first.as_bytes(), &huge, third.as_bytes()],
     );
     let group = unique("g");
-    let start =
-        |port: u16| simulated_consumer((&broker, &topic, &group), port, &[("DLQ_TOPIC", &dlq)]);
+    let start = |port: u16| {
+        common::consumer(
+            &broker.bootstrap(),
+            (&topic, &group),
+            port,
+            &[("DLQ_TOPIC", &dlq)],
+        )
+    };
     let stopped = |p: &Process, port: u16, processed: u32| {
         // Ten sends, 0.2 s more apart each time: about 9 s.
         let (status, body) = wait_stopped(port, processed);

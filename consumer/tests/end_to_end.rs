@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use testbed::{Postgres, Process, Tansu, eventually, free_port, http_get, unique};
 
-const CONSUMER: &str = env!("CARGO_BIN_EXE_trade-consumer");
+mod common;
+
+use common::CONSUMER;
 
 fn producer_bin() -> String {
     // Built by the workspace next to this crate's binary.
@@ -26,19 +28,17 @@ fn consumer(broker: &Tansu, topic: &str, group: &str, db: &Postgres) -> Process 
 
 /// [`consumer`] with /metrics on `port`.
 fn consumer_on(broker: &Tansu, topic: &str, group: &str, db: &Postgres, port: u16) -> Process {
-    Process::start(
-        CONSUMER,
-        &[],
+    let (dlq, url) = (format!("{topic}-dlq"), db.url());
+    common::consumer(
+        &broker.bootstrap(),
+        (topic, group),
+        port,
         &[
-            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
-            ("KAFKA_TOPIC", topic.to_owned()),
-            ("CONSUMER_GROUP", group.to_owned()),
-            ("DLQ_TOPIC", format!("{topic}-dlq")),
-            ("BATCH_SIZE", "50".into()),
-            ("BATCH_TIMEOUT_SECONDS", "0.3".into()),
-            ("SINK", "postgres".into()),
-            ("DATABASE_URL", db.url()),
-            ("METRICS_PORT", port.to_string()),
+            ("DLQ_TOPIC", &dlq),
+            ("BATCH_SIZE", "50"),
+            ("BATCH_TIMEOUT_SECONDS", "0.3"),
+            ("SINK", "postgres"),
+            ("DATABASE_URL", &url),
         ],
     )
 }

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use testbed::{Process, Tansu, eventually, free_port, http_get, unique};
 
-const CONSUMER: &str = env!("CARGO_BIN_EXE_trade-consumer");
+mod common;
 
 /// Trades `from..to` of one account to partition 0, as trade-producer
 /// writes them.
@@ -43,19 +43,11 @@ fn produce(bootstrap: &str, topic: &str, (from, to): (u64, u64)) {
 }
 
 fn consumer(bootstrap: &str, topic: &str, group: &str, port: u16) -> Process {
-    Process::start(
-        CONSUMER,
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
-            ("KAFKA_TOPIC", topic.to_owned()),
-            ("CONSUMER_GROUP", group.to_owned()),
-            ("BATCH_SIZE", "50".into()),
-            ("BATCH_PROCESSING_TIME", "0".into()),
-            ("BATCH_TIMEOUT_SECONDS", "0.2".into()),
-            ("ON_REFUSED", "stop-partition".into()),
-            ("METRICS_PORT", port.to_string()),
-        ],
+    common::consumer(
+        bootstrap,
+        (topic, group),
+        port,
+        &[("BATCH_SIZE", "50"), ("ON_REFUSED", "stop-partition")],
     )
 }
 
