@@ -465,14 +465,24 @@ impl<'a> Situation<'a> {
                     rebalance_backlog(s, self.rate, previous, replicas),
                 )
             };
+            // Pods of a scale-up still starting do not run yet: a change
+            // made before they consume changes that scale-up, counted from
+            // the pods that do run.
+            let running = if state.changed_at.is_some() && now < state.ready_at {
+                state.changed_from.min(previous)
+            } else {
+                previous
+            };
             next.changed_at = Some(now);
             next.ready_at = if replicas > previous {
                 now + s.startup_seconds
+            } else if replicas > running {
+                state.ready_at
             } else {
                 now
             };
-            next.changed_from = previous;
-            next.paused_share = s.rebalance.paused_share(previous, replicas);
+            next.changed_from = running;
+            next.paused_share = s.rebalance.paused_share(running, replicas);
             let (params, obs, allowance) = (self.params, self.obs, self.allowance);
             project_pause(
                 params, obs, next, now, allowance, pause_s, added, replicas, c,

@@ -3,7 +3,9 @@
 //! wait objective), priced in pod-seconds and in the longest wait it
 //! predicts. The answer is the fewest pods that sustain the load and keep
 //! the wait within the objective beyond the change's own pause; where no
-//! count does, the one that comes closest.
+//! count does, the one that comes closest. More pods must buy a shorter
+//! wait: a count whose own pause makes messages wait longer than a smaller
+//! count would is never the answer, whatever its pause allows it.
 //!
 //! A change pays its pause: new pods consume only after start-up, then the
 //! group stops to rebalance (every partition under eager rebalancing, the
@@ -157,6 +159,20 @@ impl std::fmt::Display for Plan {
     }
 }
 
+/// A change's pause as the plan prices it.
+struct Change {
+    /// When the pause starts and ends, seconds from now.
+    window: (f64, f64),
+    /// The share of the partitions it stops.
+    share: f64,
+    /// What the other partitions' pods process meanwhile.
+    during: f64,
+    /// The side of the noise band the change is held against: the lower
+    /// for the count that runs, the upper for fewer pods, the centre for
+    /// more.
+    side: f64,
+}
+
 /// What a plan is made from.
 pub(super) struct Planner<'a> {
     pub current: u32,
@@ -190,20 +206,26 @@ impl Planner<'_> {
         debug_assert!(self.counts.windows(2).all(|w| w[0] < w[1]), "counts ascend");
         let horizon = self.horizon();
         let mut candidates: Vec<Candidate> = Vec::with_capacity(self.counts.len());
+        // The shortest wait of a smaller count that sustains the load: more
+        // pods must buy a wait no longer than it (a change that meets the
+        // objective only because its own pause is allowed for, while fewer
+        // pods would make messages wait less, buys nothing).
+        let mut shortest = f64::INFINITY;
+        let mut met = None;
         for &n in &self.counts {
             let candidate = self.price(n);
-            let meets = candidate.meets();
+            let meets = candidate.meets() && candidate.worst_wait_s.round() <= shortest;
+            if candidate.sustains {
+                shortest = shortest.min(candidate.worst_wait_s.round());
+            }
             candidates.push(candidate);
             if meets {
+                met = Some(candidates.len() - 1);
                 break;
             }
         }
-        let reachable = candidates.last().is_some_and(Candidate::meets);
-        let chosen = if reachable {
-            candidates.len() - 1
-        } else {
-            closest(&candidates)
-        };
+        let reachable = met.is_some();
+        let chosen = met.unwrap_or_else(|| closest(&candidates));
         Plan {
             objective_seconds: self.objective_s,
             horizon_seconds: horizon,
@@ -213,13 +235,61 @@ impl Planner<'_> {
         }
     }
 
+    /// The pause of a change from the current count to `n`: each change is
+    /// a pause window in which a share of the partitions stops while the
+    /// rest go on (before it the group runs as it is).
+    fn change(&self, n: u32) -> Change {
+        let m = self.current;
+        let settled = (self.capacity)(n);
+        let running = (self.capacity)(m);
+        let (s, r) = (self.startup_s, self.rebalance_s);
+        let flight = self.in_flight;
+        // Pods of a scale-up still starting: fewer than it asked for is a
+        // change of that scale-up, not a scale-down of pods that run. Those
+        // still needed start with it and join in its rebalance; below the
+        // pods that run, the rest are never started.
+        let starting = flight.ready_in > 0.0 && flight.from < m;
+        let flight_window = (flight.ready_in, flight.paused_for.max(flight.ready_in));
+        let (window, share, during, side) = match n.cmp(&m) {
+            Ordering::Greater => ((s, s + r), self.rebalance.paused_share(m, n), running, 0.0),
+            Ordering::Less if starting && n > flight.from => (
+                flight_window,
+                self.rebalance.paused_share(flight.from, n),
+                (self.capacity)(flight.from),
+                1.0,
+            ),
+            Ordering::Less if starting => (
+                if n < flight.from {
+                    (0.0, r)
+                } else {
+                    (0.0, 0.0)
+                },
+                self.rebalance.paused_share(flight.from, n),
+                settled,
+                1.0,
+            ),
+            Ordering::Less => ((0.0, r), self.rebalance.paused_share(m, n), settled, 1.0),
+            Ordering::Equal => (
+                flight_window,
+                flight.share,
+                (self.capacity)(flight.from.min(m)),
+                -1.0,
+            ),
+        };
+        Change {
+            window,
+            share,
+            during,
+            side,
+        }
+    }
+
     /// Rolls the group forward at `n` pods.
     fn price(&self, n: u32) -> Candidate {
         let m = self.current;
         let settled = (self.capacity)(n);
         let running = (self.capacity)(m);
         let f = &self.forecast;
-        let (s, r) = (self.startup_s, self.rebalance_s);
         let flight = self.in_flight;
         // What the group processes with only the change under way (its
         // pause taken as a whole for the changes made on top of it).
@@ -232,18 +302,12 @@ impl Planner<'_> {
                 running
             }
         };
-        // Each change is a pause window in which a share of the partitions
-        // stops while the rest go on; before it the group runs as it is.
-        let (window, share, during, side) = match n.cmp(&m) {
-            Ordering::Greater => ((s, s + r), self.rebalance.paused_share(m, n), running, 0.0),
-            Ordering::Less => ((0.0, r), self.rebalance.paused_share(m, n), settled, 1.0),
-            Ordering::Equal => (
-                (flight.ready_in, flight.paused_for.max(flight.ready_in)),
-                flight.share,
-                (self.capacity)(flight.from.min(m)),
-                -1.0,
-            ),
-        };
+        let Change {
+            window,
+            share,
+            during,
+            side,
+        } = self.change(n);
         let pause_s = window.1;
         // The share of the capacity a class gets: in proportion, except
         // that once the pause is over the paused partitions' backlog, spread
@@ -493,6 +557,46 @@ mod tests {
         // 60 s beside the 500/s arriving: 1,300/s.
         assert_eq!(plan.choice().replicas, 13, "{plan:?}");
         assert!(plan.reachable, "{plan:?}");
+    }
+
+    #[test]
+    fn more_pods_whose_own_pause_would_lengthen_the_wait_are_not_added() {
+        let capacity = |n: u32| 100.0 * f64::from(n);
+        // 24 pods drain 160,000 in 67 s with nothing arriving, 7 s beyond
+        // the objective; 48 would stop every partition for a 60 s rebalance
+        // after a 60 s start-up: within the objective beyond that pause,
+        // but every message would wait longer than with the 24 that run.
+        let mut p = planner(&capacity, 24, 0.0, 160_000.0);
+        p.counts = vec![24, 48];
+        let plan = p.plan();
+        assert_eq!(plan.choice().replicas, 24, "{plan:?}");
+        let [kept, more] = &plan.candidates[..] else {
+            panic!("both priced: {plan:?}")
+        };
+        assert!(kept.excess_s > 0.0 && more.excess_s <= 0.0, "{plan:?}");
+        assert!(more.worst_wait_s > kept.worst_wait_s, "{plan:?}");
+    }
+
+    #[test]
+    fn fewer_pods_than_a_scale_up_still_starting_pay_its_pause_not_a_new_one() {
+        let capacity = |n: u32| 100.0 * f64::from(n);
+        // 0 -> 24 ordered 10 s ago: nothing runs for another 50 s, then an
+        // eager 60 s rebalance. 12 of those pods start with the others and
+        // pause with them; they are not 12 running pods that would pause
+        // 60 s from now.
+        let mut p = planner(&capacity, 24, 1_000.0, 10_000.0);
+        p.in_flight = InFlight {
+            ready_in: 50.0,
+            paused_for: 110.0,
+            before: 0.0,
+            from: 0,
+            share: 1.0,
+        };
+        p.counts = vec![12, 24];
+        let plan = p.plan();
+        let fewer = plan.candidates[0];
+        assert_eq!(fewer.pause_s, 110.0, "{plan:?}");
+        assert!(fewer.worst_wait_s >= 110.0, "{plan:?}");
     }
 
     #[test]

@@ -144,3 +144,19 @@ fn out_of_reach_the_count_that_processes_most_is_taken() {
         d.reason
     );
 }
+
+#[test]
+fn a_second_scale_up_before_the_first_ones_pods_run_counts_from_the_pods_that_run() {
+    // 0 -> n for what looked like 300 msg/s; 2 s later the rate reads
+    // 2400 msg/s and the plan asks for more. None of the n runs yet: the
+    // change is counted from 0, and what runs until the new pods are ready
+    // is nothing.
+    let params = planner(100.0, 0.1);
+    let (d, first) = decide(&params, &running(0), &obs(300.0, 300.0, 48), 0.0);
+    assert_eq!(d.action, Action::ScaleUp, "{}", d.reason);
+    let (d, second) = decide(&params, &first, &obs(6000.0, 2400.0, 48), 2.0);
+    assert_eq!(d.action, Action::ScaleUp, "{}", d.reason);
+    assert!(d.replicas > first.replicas.unwrap(), "{}", d.reason);
+    assert_eq!(second.changed_from, 0, "{second:?}");
+    assert_eq!(second.ready_at, 2.0 + params.settings.startup_seconds);
+}
