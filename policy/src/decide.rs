@@ -537,14 +537,16 @@ impl<'a> Situation<'a> {
     fn forecast(&self) -> Forecast {
         let obs = self.obs;
         let quiet = obs.quiet_for_s.is_some();
-        let ends_in = if quiet {
-            Some(0.0)
+        let (ends_in, ends_late) = if quiet {
+            (Some(0.0), Some(0.0))
         } else {
+            let late = 1.0 + BURST_LENGTH_MARGIN;
             match (obs.busy_for_s, obs.last_burst_s) {
-                (Some(busy), Some(last)) if busy <= last * (1.0 + BURST_LENGTH_MARGIN) => {
-                    Some((last - busy).max(0.0))
-                }
-                _ => None,
+                (Some(busy), Some(last)) if busy <= last * late => (
+                    Some((last - busy).max(0.0)),
+                    Some((last * late - busy).max(0.0)),
+                ),
+                _ => (None, None),
             }
         };
         Forecast {
@@ -554,6 +556,7 @@ impl<'a> Situation<'a> {
             rate: self.rate.max(obs.unconfirmed_step_per_s.unwrap_or(0.0)),
             climb: obs.rate_climb_per_s2.unwrap_or(0.0),
             ends_in,
+            ends_late,
             base: if quiet { 0.0 } else { self.base_after_burst },
             band: NOISE_STANDARD_ERRORS * obs.rate_uncertainty_per_s.unwrap_or(0.0),
         }
@@ -594,9 +597,9 @@ impl<'a> Situation<'a> {
         let (params, s, obs, state) = (self.params, self.s, self.obs, self.state);
         let capacity = |n: u32| effective_capacity(params, obs, n, c);
         let current = self.current;
-        // A burst forecast to end, or traffic that stopped, is a fall the
-        // plan already expects.
-        let held_rate = if forecast.ends_in.is_some() {
+        // A burst forecast to end, one that has ended like the one before
+        // it, or traffic that stopped, is a fall the plan already expects.
+        let held_rate = if forecast.ends_in.is_some() || self.burst_over {
             0.0
         } else {
             state.peak_rate_per_s.max(self.steady_rate)

@@ -33,6 +33,10 @@ pub(super) struct Forecast {
     /// The burst under way ends in this many seconds (lasting like the
     /// last one), and the rate falls to `base`.
     pub ends_in: Option<f64>,
+    /// The latest it is expected to end: one burst's length is a rough
+    /// estimate of the next one's. A change is held to this end, the count
+    /// that runs to the earliest.
+    pub ends_late: Option<f64>,
     pub base: f64,
     /// Half-width of the noise band, msg/s.
     pub band: f64,
@@ -42,11 +46,34 @@ impl Forecast {
     /// The rate at `t` seconds from now; `side` -1, 0 or +1 picks the lower
     /// band, the centre or the upper band.
     pub fn at(&self, t: f64, side: f64) -> f64 {
-        let central = match self.ends_in {
+        let central = match self.end(side) {
             Some(end) if t >= end => self.base,
             _ => self.rate + self.climb * t,
         };
         (central + side * self.band).max(0.0)
+    }
+
+    /// When the burst under way ends on `side`: at the earliest for the
+    /// lower band (the count that runs is kept if it drains the burst
+    /// before new pods could help), at the latest for the upper (a
+    /// scale-down), never for the centre (a scale-up is sized for the
+    /// burst going on: one sized for it to end needs a second change when
+    /// it does not).
+    fn end(&self, side: f64) -> Option<f64> {
+        if side < 0.0 {
+            self.ends_in
+        } else if side > 0.0 {
+            self.ends_late
+        } else {
+            None
+        }
+    }
+
+    /// The rate that lasts from `t` on: past the burst's end, what it
+    /// falls back to (the burst itself is backlog to drain, not a rate to
+    /// sustain).
+    pub fn lasting(&self, t: f64, side: f64) -> f64 {
+        self.at(self.end(side).map_or(t, |end| end.max(t)), side)
     }
 }
 
@@ -344,7 +371,7 @@ impl Planner<'_> {
             excess_s = excess_s.max(predicted.excess);
         }
         // Sustained once the change's pods consume.
-        let mut rate = f.at(pause_s, side);
+        let mut rate = f.lasting(pause_s, side);
         if n < m {
             rate = rate.max(self.held_rate);
         }
@@ -494,6 +521,7 @@ mod tests {
                 rate,
                 climb: 0.0,
                 ends_in: None,
+                ends_late: None,
                 base: rate,
                 band: 0.0,
             },

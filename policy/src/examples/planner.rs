@@ -160,3 +160,65 @@ fn a_second_scale_up_before_the_first_ones_pods_run_counts_from_the_pods_that_ru
     assert_eq!(second.changed_from, 0, "{second:?}");
     assert_eq!(second.ready_at, 2.0 + params.settings.startup_seconds);
 }
+
+/// A burst under way for `busy` seconds, the last one having lasted
+/// `last`, falling back to `base` msg/s.
+fn in_burst(lag: f64, rate: f64, busy: f64, last: f64, base: f64) -> Observation {
+    Observation {
+        busy_for_s: Some(busy),
+        last_burst_s: Some(last),
+        burst_before_s: Some(last),
+        burst_base_per_s: Some(base),
+        ..obs(lag, rate, 24)
+    }
+}
+
+#[test]
+fn a_scale_up_is_sized_for_a_burst_that_goes_on_but_a_burst_ending_first_makes_none() {
+    let params = planner(100.0, 0.1);
+    // 1000 msg/s, 10 s into a burst whose last one lasted 40 s: expected
+    // to end 30 s from now, long before new pods consume, but it may not.
+    // The pods ordered are those that serve it if it goes on.
+    let (d, _) = decide(
+        &params,
+        &running(2),
+        &in_burst(10_000.0, 1_000.0, 10.0, 40.0, 0.0),
+        0.0,
+    );
+    assert_eq!(d.action, Action::ScaleUp, "{}", d.reason);
+    assert!(d.replicas >= 12, "{}", d.reason);
+    // 2000 msg/s over 16 pods' 1600 msg/s, ending in 5 s like the last
+    // burst: the pods that run drain what it leaves within seconds, long
+    // before a new pod would start.
+    let (d, _) = decide(
+        &params,
+        &running(16),
+        &in_burst(3_000.0, 2_000.0, 55.0, 60.0, 0.0),
+        0.0,
+    );
+    assert_eq!(d.replicas, 16, "{}", d.reason);
+}
+
+#[test]
+fn a_burst_that_ended_like_the_one_before_it_is_no_peak_to_hold() {
+    // 12 pods served a 1000 msg/s burst that ended 10 s ago, as long as
+    // the one before it; 20 msg/s remain and nothing waits. A dip within
+    // a load would hold the peak for the horizon; a burst that ended as
+    // expected lets the pods go at once.
+    let params = planner(100.0, 0.1);
+    let state = State {
+        peak_rate_per_s: 1_000.0,
+        peak_at: -10.0,
+        ..running(12)
+    };
+    let ended = Observation {
+        last_burst_s: Some(60.0),
+        burst_before_s: Some(60.0),
+        ..obs(0.0, 20.0, 24)
+    };
+    let (d, _) = decide(&params, &state, &ended, 0.0);
+    assert_eq!(d.action, Action::ScaleDown, "{}", d.reason);
+    // The same fall with no burst seen before it holds the peak.
+    let (d, _) = decide(&params, &state, &obs(0.0, 20.0, 24), 0.0);
+    assert_eq!(d.replicas, 12, "{}", d.reason);
+}
