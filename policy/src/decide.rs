@@ -598,8 +598,13 @@ impl<'a> Situation<'a> {
         let capacity = |n: u32| effective_capacity(params, obs, n, c);
         let current = self.current;
         // A burst forecast to end, one that has ended like the one before
-        // it, or traffic that stopped, is a fall the plan already expects.
-        let held_rate = if forecast.ends_in.is_some() || self.burst_over {
+        // it, or traffic that stopped, is a fall the plan already expects;
+        // so is one that has lasted as long as the burst before it did: a
+        // dip within a load is short beside the load.
+        let fallen = obs
+            .last_burst_s
+            .is_some_and(|last| obs.busy_for_s.is_none() && self.now - state.peak_at >= last);
+        let held_rate = if forecast.ends_in.is_some() || self.burst_over || fallen {
             0.0
         } else {
             state.peak_rate_per_s.max(self.steady_rate)
@@ -618,6 +623,7 @@ impl<'a> Situation<'a> {
         Planner {
             current,
             backlog: obs.lag,
+            backlog_age_s: obs.estimated_wait_s.unwrap_or(0.0),
             forecast,
             held_rate,
             in_flight,

@@ -204,6 +204,8 @@ struct Change {
 pub(super) struct Planner<'a> {
     pub current: u32,
     pub backlog: f64,
+    /// How long the oldest waiting message has waited.
+    pub backlog_age_s: f64,
     pub forecast: Forecast,
     /// The highest rate seen over the last horizon: a smaller count must
     /// sustain it too (a dip is not yet a fall).
@@ -362,7 +364,7 @@ impl Planner<'_> {
                 self.backlog * part,
                 horizon,
                 pause_s,
-                n < m,
+                (n < m).then_some(self.backlog_age_s),
                 self.objective_s,
                 capacity_at(horizon, paused, part),
                 |t| (f.at(t, side) * part, capacity_at(t, paused, part)),
@@ -427,8 +429,10 @@ fn closest(candidates: &[Candidate]) -> usize {
 
 /// How far a plan's waits exceed the objective, first come first served,
 /// with `backlog` waiting now. Messages arriving during the change's
-/// `pause` may wait `pause + objective` (the backlog waiting now only the
-/// objective when `shrinking`: a scale-down saves pods at its expense);
+/// `pause` may wait `pause + objective`, and so may the backlog; for a
+/// scale-down (`shrinking`, with how long the oldest waiting message has
+/// waited) that includes the wait it has had: a scale-down saves pods, not
+/// at the expense of messages that already waited;
 /// after the pause the backlog must drain within the objective, so that
 /// once the pause is over the count is one that would be kept. `flow(t)`
 /// gives the arrival rate and the processing capacity at `t`, `after` the
@@ -439,7 +443,7 @@ fn waits(
     backlog: f64,
     horizon: f64,
     pause: f64,
-    shrinking: bool,
+    shrinking: Option<f64>,
     objective: f64,
     after: f64,
     flow: impl Fn(f64) -> (f64, f64),
@@ -489,10 +493,12 @@ fn waits(
         let at = i as f64 * dt;
         let wait = leaves - at;
         worst = worst.max(wait);
-        if i == 0 && shrinking {
-            excess = excess.max(wait - objective);
-        } else if at < pause {
-            excess = excess.max(wait - pause - objective);
+        let waited = match shrinking {
+            Some(age) if i == 0 => age,
+            _ => 0.0,
+        };
+        if at < pause {
+            excess = excess.max(wait + waited - pause - objective);
         }
     }
     Waits { worst, excess }
@@ -517,6 +523,7 @@ mod tests {
         Planner {
             current,
             backlog,
+            backlog_age_s: 0.0,
             forecast: Forecast {
                 rate,
                 climb: 0.0,
@@ -539,7 +546,7 @@ mod tests {
 
     #[test]
     fn a_group_that_keeps_up_predicts_no_wait() {
-        let wait = waits(0.0, 100.0, 0.0, false, 60.0, 10.0, |_| (5.0, 10.0)).worst;
+        let wait = waits(0.0, 100.0, 0.0, None, 60.0, 10.0, |_| (5.0, 10.0)).worst;
         assert!(wait < 1e-9, "{wait}");
     }
 
@@ -551,7 +558,7 @@ mod tests {
             worst: wait,
             excess,
             ..
-        } = waits(0.0, 120.0, 30.0, false, 10.0, 20.0, |t| {
+        } = waits(0.0, 120.0, 30.0, None, 10.0, 20.0, |t| {
             (10.0, if t < 30.0 { 0.0 } else { 20.0 })
         });
         // The pause's backlog, 300, drains at 20/s beside 10/s arriving:
@@ -564,7 +571,7 @@ mod tests {
     fn backlog_drains_at_the_spare_capacity() {
         // 600 waiting, 10/s arriving, 20/s processed: the newest of the
         // backlog leaves after 30 s.
-        let wait = waits(600.0, 120.0, 0.0, false, 60.0, 20.0, |_| (10.0, 20.0)).worst;
+        let wait = waits(600.0, 120.0, 0.0, None, 60.0, 20.0, |_| (10.0, 20.0)).worst;
         assert!((wait - 30.0).abs() < 1.0, "{wait}");
     }
 

@@ -59,11 +59,7 @@ pub fn observe(
         hottest_partition: rates.hottest,
         hottest_share: rates.hottest_share,
         max_partition_lag: lags.max_partition_lag as f64,
-        // Reported, not decided on: only the newest sample's (a replay
-        // would compute and drop the others).
-        estimated_wait_s: (i + 1 == points.len())
-            .then(|| estimated_wait(points, shapes, i))
-            .flatten(),
+        estimated_wait_s: estimated_wait(points, shapes, i),
         idle_gap_s: carried.idle_gap_s,
         quiet_for_s: carried.quiet_since.map(|since| now.t - since),
         busy_for_s: carried.burst.map(|b| now.t - b.since),
@@ -92,7 +88,14 @@ fn estimated_wait(points: &[Point], shapes: &[Shape], i: usize) -> Option<f64> {
         return Some(0.0);
     }
     // The newest sample at which fewer had been produced than consumed now.
-    let Some(k) = shapes[..i].iter().rposition(|s| s.produced <= position) else {
+    // Found by halving while the produced counts rise (they fall only when
+    // a topic is recreated, and then by a scan).
+    let at_or_under = |s: &Shape| s.produced <= position;
+    let halved = shapes[..i]
+        .partition_point(at_or_under)
+        .checked_sub(1)
+        .filter(|&k| shapes[k + 1].produced > position);
+    let Some(k) = halved.or_else(|| shapes[..i].iter().rposition(at_or_under)) else {
         // Older than the window: at least its span (unknown before a
         // second sample).
         let span = now.t - points[0].t;
