@@ -53,11 +53,14 @@ pub fn decide(params: &Params, state: &State, obs: &Observation, now: f64) -> (D
         let horizon = params.settings.startup_seconds
             + params.settings.rebalance_seconds
             + params.settings.wait_objective();
-        if at.steady_rate >= state.peak_rate_per_s || now - state.peak_at > horizon {
-            next.peak_rate_per_s = at.steady_rate;
+        let forecast = at.forecast();
+        // The rate seen, less its noise: a short window that still spans a
+        // step reads low for a while after it, and the peak holds the step.
+        let seen = at.steady_rate.max(at.rate - forecast.band);
+        if seen >= state.peak_rate_per_s || now - state.peak_at > horizon {
+            next.peak_rate_per_s = seen;
             next.peak_at = now;
         }
-        let forecast = at.forecast();
         let plan = at.plan(c, forecast);
         let (choice, need) = at.choose_planned(&plan, c);
         at.book(&mut next, &choice, need);
@@ -644,7 +647,9 @@ impl<'a> Situation<'a> {
     /// need (the fewest pods that sustain the load, were a change free).
     fn choose_planned(&self, plan: &Plan, c: f64) -> (Choice, u32) {
         let (s, obs) = (self.s, self.obs);
-        let target = plan.choice().replicas;
+        // The count that runs is priced even outside min and max (a policy
+        // just lowered its max); the answer never is.
+        let target = plan.choice().replicas.clamp(s.min_replicas, s.max_replicas);
         let need = plan.smallest_sustaining().map_or(target, |n| n.replicas);
         let to_zero = self.idle_now && self.idle_for >= s.idle_seconds && s.min_replicas == 0;
         let cold_at_once = self.idle_now && self.gap_outlasts_idle && s.min_replicas == 0;

@@ -1,6 +1,6 @@
 //! Invariants of the policy, over arbitrary parameters and observations.
-//! Those that `strategy: planner` holds too are drawn with either strategy;
-//! two hold under the default `rules` only. Monotone in lag: found to fail
+//! Those that the planner (the default) holds are drawn with either
+//! strategy; two hold under `strategy: rules` only. Monotone in lag: found to fail
 //! under the planner (a count it prices closest at one lag it does not at
 //! more). Constant input scales up at most once: the planner plans again
 //! once a change's pause is over and the backlog it expected to drain has
@@ -23,7 +23,7 @@ fn any_params() -> impl Strategy<Value = Params> {
         })
 }
 
-/// Parameters of the default strategy (`rules`).
+/// Parameters of `strategy: rules`.
 fn params() -> impl Strategy<Value = Params> {
     (
         any::<bool>(),
@@ -56,6 +56,7 @@ fn params() -> impl Strategy<Value = Params> {
                     pod_capacity,
                     min_replicas: min,
                     max_replicas: min + max_extra,
+                    strategy: Approach::Rules,
                     ..PolicySettings::default()
                 },
                 lag_threshold,

@@ -21,9 +21,10 @@ pub struct PolicySettings {
     pub headroom: f64,
     /// Backlog is sized to drain within this many seconds.
     pub drain_seconds: f64,
-    /// How rate-sized decisions are made: `rules` (the hysteresis rules)
-    /// or `planner` (each candidate count priced over a short horizon,
-    /// held to `waitObjectiveSeconds`).
+    /// How rate-sized decisions are made: `planner` (the default: each
+    /// candidate count priced over a short horizon, held to
+    /// `waitObjectiveSeconds`) or `rules` (the earlier hysteresis rules:
+    /// settle, stabilization and dead band windows).
     pub strategy: Strategy,
     /// With `strategy: planner`: the longest a message should wait, beyond
     /// the pause of a change (seconds); `drainSeconds` when absent.
@@ -61,7 +62,7 @@ impl Default for PolicySettings {
         Self {
             headroom: 0.1,
             drain_seconds: 60.0,
-            strategy: Strategy::Rules,
+            strategy: Strategy::Planner,
             wait_objective_seconds: None,
             settle_seconds: 120.0,
             scale_down_stabilization_seconds: 300.0,
@@ -204,12 +205,12 @@ impl PolicySettings {
 pub enum Strategy {
     /// The hysteresis rules: one step up, settle, stabilized scale-down,
     /// dead band, and the pause priced on a scale-down.
-    #[default]
     Rules,
     /// One planner: every candidate count rolled forward over start-up,
     /// rebalance and the wait objective (a fluid model of the group with
     /// each change's own pause), the fewest pods that keep the wait within
     /// the objective chosen.
+    #[default]
     Planner,
 }
 

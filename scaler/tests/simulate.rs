@@ -222,11 +222,12 @@ fn a_scenarios_policy_is_the_one_simulated_and_checked_like_the_configs() {
             .unwrap()
     };
     let default = pod_seconds("");
-    let generous = pod_seconds("policy: { headroom: 1.0 }\n");
-    // 1000 msg/s at 100 msg/s per pod: 11 pods with 10 % headroom, 20 with 100 %.
+    let capped = pod_seconds("policy: { maxReplicas: 6 }\n");
+    // 1000 msg/s at 100 msg/s per pod: 12 pods of 2 partitions, or the 6
+    // the policy allows.
     assert!(
-        generous > 1.5 * default,
-        "headroom 1.0 gives {generous} pod-seconds, the default {default}"
+        capped < 0.6 * default,
+        "maxReplicas 6 gives {capped} pod-seconds, the default {default}"
     );
 
     std::fs::write(&file, scenario("policy: { maxScaleDownStep: 0 }\n")).unwrap();
@@ -317,18 +318,19 @@ fn explain_lists_the_holds_between_the_changes_with_their_reasons() {
             .position(|l| l.contains(what))
             .unwrap_or_else(|| panic!("no {what:?} in:\n{out}"))
     };
-    // The step up waits one sample to be sized once, scales up, then
-    // settles; the first scale-down comes after a stabilization window,
-    // and a scale-down its pause makes too costly is named as such.
-    let confirming = first("one sample: the newest interval alone shows a step");
-    let up = first("scale up 3 -> 48 in one step");
-    let settling = first("hold 48: settling after scale-up");
-    let stabilizing = first("hold 48: need lower for");
-    let down = first("scale down 48 ->");
-    assert!(confirming < up && up < settling && settling < stabilizing && stabilizing < down);
-    first("would pause partitions for a rebalance");
+    // Each step up is met in one scale-up; a scale-down waits for its own
+    // pause to end before the next, and one its pause makes too costly is
+    // named as such. Each change carries the candidates it priced.
+    let up = first("scale up 3 -> 24 in one step");
+    let up_again = first("scale up 24 -> 48 in one step");
+    let down = first("scale down 48 -> 24");
+    let settling = first("hold 24: the last change's pause");
+    assert!(up < up_again && up_again < down && down < settling);
+    first("would make messages wait beyond the objective");
+    assert!(explained[up + 1].contains("candidates over a"), "{out}");
     // A hold is listed when its reason changes, not every sample.
-    assert!(explained.len() < 40, "{} lines:\n{out}", explained.len());
+    let decisions = explained.iter().filter(|l| l.contains("s  lag ")).count();
+    assert!(decisions < 20, "{decisions} decisions:\n{out}");
 }
 
 #[test]

@@ -20,11 +20,13 @@ fn lag_only(lag_threshold: f64) -> Params {
     }
 }
 
+/// Rate-aware, deciding by the hysteresis rules (`strategy: rules`).
 fn rate_aware(pod_capacity: f64) -> Params {
     Params {
         settings: PolicySettings {
             pod_capacity: Some(pod_capacity),
             headroom: 0.0,
+            strategy: Strategy::Rules,
             ..PolicySettings::default()
         },
         rate_aware: true,

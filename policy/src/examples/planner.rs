@@ -261,3 +261,17 @@ fn a_fall_that_outlasts_the_burst_before_it_is_no_dip() {
     let (d, _) = decide(&params, &state, &obs(0.0, 100.0, 24), 0.0);
     assert_eq!(d.replicas, 24, "{}", d.reason);
 }
+
+#[test]
+fn a_count_above_a_lowered_max_is_brought_down_to_it() {
+    // 12 pods serve 1000 msg/s; the policy's max is now 6.
+    let mut params = planner(100.0, 0.1);
+    params.settings.max_replicas = 6;
+    let (d, _) = decide(&params, &running(12), &obs(0.0, 1_000.0, 24), 0.0);
+    assert_eq!(
+        (d.action, d.replicas),
+        (Action::ScaleDown, 6),
+        "{}",
+        d.reason
+    );
+}
