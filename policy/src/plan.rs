@@ -100,7 +100,9 @@ pub struct Candidate {
     /// Pod-seconds over the horizon.
     pub pod_seconds: f64,
     /// Longest wait the plan predicts for a message arriving from now on
-    /// (the upper band of the forecast).
+    /// (the upper band of the forecast). Unbounded (null in JSON) for a
+    /// count that does not process the rate that lasts, where another
+    /// does: it is not rolled forward.
     pub worst_wait_s: f64,
     /// Seconds by which some message's wait exceeds the objective (beyond
     /// the change's pause, for those arriving during it).
@@ -242,7 +244,7 @@ impl Planner<'_> {
         let mut shortest = f64::INFINITY;
         let mut met = None;
         for &n in &self.counts {
-            let candidate = self.price(n);
+            let candidate = self.price(n, false);
             let meets = candidate.meets() && candidate.worst_wait_s.round() <= shortest;
             if candidate.sustains {
                 shortest = shortest.min(candidate.worst_wait_s.round());
@@ -251,6 +253,13 @@ impl Planner<'_> {
             if meets {
                 met = Some(candidates.len() - 1);
                 break;
+            }
+        }
+        // Where no count processes the rate, the closest is the one whose
+        // backlog grows slowest: each is rolled forward after all.
+        if !candidates.iter().any(|c| c.sustains) {
+            for c in &mut candidates {
+                *c = self.price(c.replicas, true);
             }
         }
         let reachable = met.is_some();
@@ -314,12 +323,45 @@ impl Planner<'_> {
     }
 
     /// Rolls the group forward at `n` pods.
-    fn price(&self, n: u32) -> Candidate {
+    /// Prices `n` pods: rolls the group forward, unless the count does not
+    /// process the rate that lasts and `roll_all` is false (it then never
+    /// drains, in the long run: its waits are unbounded).
+    fn price(&self, n: u32, roll_all: bool) -> Candidate {
         let m = self.current;
         let settled = (self.capacity)(n);
         let running = (self.capacity)(m);
         let f = &self.forecast;
         let flight = self.in_flight;
+        let Change {
+            window,
+            share,
+            during,
+            side,
+        } = self.change(n);
+        let pause_s = window.1;
+        let horizon = self.horizon();
+        // Sustained once the change's pods consume.
+        let mut rate = f.lasting(pause_s, side);
+        if n < m {
+            rate = rate.max(self.held_rate);
+        }
+        // The headroom is asked of a change, not of the count that runs:
+        // kept while it processes the lower band, so that a rate moving
+        // within the headroom and the noise makes no action.
+        let headroom = if n == m { 0.0 } else { self.headroom };
+        let sustains = settled >= rate * (1.0 + headroom);
+        let mut candidate = Candidate {
+            replicas: n,
+            pod_seconds: f64::from(n) * horizon,
+            worst_wait_s: f64::INFINITY,
+            excess_s: f64::INFINITY,
+            pause_s,
+            capacity_per_s: settled,
+            sustains,
+        };
+        if !sustains && !roll_all {
+            return candidate;
+        }
         // What the group processes with only the change under way (its
         // pause taken as a whole for the changes made on top of it).
         let stay = |t: f64| {
@@ -331,13 +373,6 @@ impl Planner<'_> {
                 running
             }
         };
-        let Change {
-            window,
-            share,
-            during,
-            side,
-        } = self.change(n);
-        let pause_s = window.1;
         // The share of the capacity a class gets: in proportion, except
         // that once the pause is over the paused partitions' backlog, spread
         // over the pods, drains at what the others' traffic leaves.
@@ -352,7 +387,6 @@ impl Planner<'_> {
                 settled * part
             }
         };
-        let horizon = self.horizon();
         // The partitions that pause and those that go on, each with its
         // share of the backlog, the traffic and the capacity.
         let (mut worst_wait_s, mut excess_s) = (0.0_f64, 0.0_f64);
@@ -372,25 +406,9 @@ impl Planner<'_> {
             worst_wait_s = worst_wait_s.max(predicted.worst);
             excess_s = excess_s.max(predicted.excess);
         }
-        // Sustained once the change's pods consume.
-        let mut rate = f.lasting(pause_s, side);
-        if n < m {
-            rate = rate.max(self.held_rate);
-        }
-        // The headroom is asked of a change, not of the count that runs:
-        // kept while it processes the lower band, so that a rate moving
-        // within the headroom and the noise makes no action.
-        let headroom = if n == m { 0.0 } else { self.headroom };
-        let sustains = settled >= rate * (1.0 + headroom);
-        Candidate {
-            replicas: n,
-            pod_seconds: f64::from(n) * horizon,
-            worst_wait_s,
-            excess_s: excess_s.max(0.0),
-            pause_s,
-            capacity_per_s: settled,
-            sustains,
-        }
+        candidate.worst_wait_s = worst_wait_s;
+        candidate.excess_s = excess_s.max(0.0);
+        candidate
     }
 }
 
@@ -632,6 +650,25 @@ mod tests {
         let fewer = plan.candidates[0];
         assert_eq!(fewer.pause_s, 110.0, "{plan:?}");
         assert!(fewer.worst_wait_s >= 110.0, "{plan:?}");
+    }
+
+    #[test]
+    fn a_count_that_cannot_process_the_rate_is_not_rolled_unless_none_can() {
+        let capacity = |n: u32| 100.0 * f64::from(n);
+        // 500 msg/s: 1 to 5 pods never drain; they are priced unbounded.
+        let plan = planner(&capacity, 2, 500.0, 0.0).plan();
+        for c in &plan.candidates {
+            assert_eq!(c.sustains, c.worst_wait_s.is_finite(), "{plan}");
+        }
+        // 5000 msg/s is beyond all 24: each is rolled forward, and the one
+        // whose backlog grows slowest is taken.
+        let plan = planner(&capacity, 2, 5_000.0, 0.0).plan();
+        assert!(
+            plan.candidates
+                .iter()
+                .all(|c| !c.sustains && c.worst_wait_s.is_finite())
+        );
+        assert_eq!(plan.choice().replicas, 24, "{plan}");
     }
 
     #[test]
