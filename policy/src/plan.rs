@@ -276,10 +276,9 @@ impl Planner<'_> {
     /// The pause of a change from the current count to `n`: each change is
     /// a pause window in which a share of the partitions stops while the
     /// rest go on (before it the group runs as it is).
-    fn change(&self, n: u32) -> Change {
+    /// `settled` and `running` are what `n` and the current count process.
+    fn change(&self, n: u32, settled: f64, running: f64) -> Change {
         let m = self.current;
-        let settled = (self.capacity)(n);
-        let running = (self.capacity)(m);
         let (s, r) = (self.startup_s, self.rebalance_s);
         let flight = self.in_flight;
         // Pods of a scale-up still starting: fewer than it asked for is a
@@ -322,7 +321,6 @@ impl Planner<'_> {
         }
     }
 
-    /// Rolls the group forward at `n` pods.
     /// Prices `n` pods: rolls the group forward, unless the count does not
     /// process the rate that lasts and `roll_all` is false (it then never
     /// drains, in the long run: its waits are unbounded).
@@ -337,7 +335,7 @@ impl Planner<'_> {
             share,
             during,
             side,
-        } = self.change(n);
+        } = self.change(n, settled, running);
         let pause_s = window.1;
         let horizon = self.horizon();
         // Sustained once the change's pods consume.
