@@ -199,6 +199,16 @@ fn a_scale_up_is_sized_for_a_burst_that_goes_on_but_a_burst_ending_first_makes_n
     assert!(d.replicas <= 16, "{}", d.reason);
 }
 
+/// `replicas` running, the rate having peaked at `peak` msg/s `ago`
+/// seconds before 0.
+fn after_peak(replicas: u32, peak: f64, ago: f64) -> State {
+    State {
+        peak_rate_per_s: peak,
+        peak_at: -ago,
+        ..running(replicas)
+    }
+}
+
 #[test]
 fn a_burst_that_ended_like_the_one_before_it_is_no_peak_to_hold() {
     // 12 pods served a 1000 msg/s burst that ended 10 s ago, as long as
@@ -206,11 +216,7 @@ fn a_burst_that_ended_like_the_one_before_it_is_no_peak_to_hold() {
     // a load would hold the peak for the horizon; a burst that ended as
     // expected lets the pods go at once.
     let params = planner(100.0, 0.1);
-    let state = State {
-        peak_rate_per_s: 1_000.0,
-        peak_at: -10.0,
-        ..running(12)
-    };
+    let state = after_peak(12, 1_000.0, 10.0);
     let ended = Observation {
         last_burst_s: Some(60.0),
         burst_before_s: Some(60.0),
@@ -247,11 +253,7 @@ fn a_fall_that_outlasts_the_burst_before_it_is_no_dip() {
     // spike did: the pods go. A fall after a load that was no burst is
     // held for the plan's horizon.
     let params = planner(100.0, 0.1);
-    let state = State {
-        peak_rate_per_s: 2_000.0,
-        peak_at: -100.0,
-        ..running(24)
-    };
+    let state = after_peak(24, 2_000.0, 100.0);
     let after_spike = Observation {
         last_burst_s: Some(90.0),
         ..obs(0.0, 100.0, 24)
