@@ -16,29 +16,19 @@ pub enum Action {
     ScaleUp,
     ScaleDown,
     Steady,
-    DeadBand,
-    /// A rate-sized need above the group while it keeps up: no backlog,
-    /// and the rate's noise explains the higher need.
-    KeepingUp,
+    /// A change's pause (start-up and rebalance) still runs: no scale-down
+    /// before it ends, and no second scale-up while the backlog stays
+    /// within what the change projected.
     Settling,
+    /// A scaler that has just started holds the count until its window
+    /// covers what a scale-down depends on.
     ColdStart,
-    /// A scale-down whose rebalance would leave more backlog than the
-    /// smaller group drains within `drainSeconds`.
+    /// A smaller count would do, were a change free; its rebalance would
+    /// make messages wait beyond the objective.
     PauseTooCostly,
-    /// A scale-up waits one sample for a step only its newest interval
-    /// shows, to be sized once.
-    ConfirmingStep,
-    /// A scale-up held because the burst under way, lasting as the last
-    /// one did, ends before new pods would consume, and the running pods
-    /// drain what it leaves within `drainSeconds`.
-    BurstEndsFirst,
-    /// A scale-up held because no message arrives, and the running pods
-    /// drain the lag within `drainSeconds`.
-    TrafficStopped,
     /// A scaler that has just started holds the group's observed size until
     /// its window covers what the answer depends on.
     WarmingUp,
-    Stabilizing,
     IdleKeepOne,
     Idle,
     /// Idle, and the gap before the last traffic outlasted the idle window:
@@ -67,16 +57,10 @@ impl Action {
             Action::ScaleUp => "scale-up",
             Action::ScaleDown => "scale-down",
             Action::Steady => "steady",
-            Action::DeadBand => "dead-band",
-            Action::KeepingUp => "keeping-up",
             Action::Settling => "settling",
             Action::ColdStart => "cold-start",
             Action::PauseTooCostly => "pause-too-costly",
-            Action::ConfirmingStep => "confirming-step",
-            Action::BurstEndsFirst => "burst-ends-first",
-            Action::TrafficStopped => "traffic-stopped",
             Action::WarmingUp => "warming-up",
-            Action::Stabilizing => "stabilizing",
             Action::IdleKeepOne => "idle-keep-one",
             Action::Idle => "idle",
             Action::IdleGapOutlasts => "idle-gap-outlasts",
@@ -98,7 +82,7 @@ pub struct PartitionLimit {
 pub struct Decision {
     /// Desired replicas: the metric value KEDA receives.
     pub replicas: u32,
-    /// The need before hysteresis.
+    /// The fewest pods that sustain the load, were a change free.
     pub need: u32,
     /// KEDA activation (IsActive).
     pub active: bool,
@@ -120,31 +104,20 @@ pub struct Decision {
     pub plan: Option<Plan>,
 }
 
-/// How the need was computed.
+/// What the count was priced on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Basis {
+    /// KEDA's rule: a pod carries `lagThreshold` messages (lag-only
+    /// triggers, and rate-aware ones until a capacity is known).
     Lag {
         lag: f64,
         lag_threshold: f64,
+        /// The highest lag of the last horizon: what a smaller count must
+        /// carry.
+        highest_lag: f64,
+        horizon_seconds: f64,
     },
-    Rate {
-        rate_per_s: f64,
-        source: RateSource,
-        headroom: f64,
-        /// Backlog sized for: the lag beyond what the last change expected
-        /// to drain, plus the pause a change would add.
-        backlog: f64,
-        /// The lag itself.
-        lag: f64,
-        drain_seconds: f64,
-        capacity_per_s: f64,
-        /// Set when `rate_per_s` is projected ahead on a steady climb.
-        climb: Option<Climb>,
-        /// Set when sized for the backlog a burst leaves: the seconds until
-        /// it should end (before new pods consume).
-        burst_ends_in: Option<f64>,
-    },
-    /// Chosen by the planner (see [`Plan`]).
+    /// The rate and the backlog (see [`Plan`]).
     Plan(PlanBasis),
 }
 
@@ -234,14 +207,6 @@ impl fmt::Display for PlanBasis {
     }
 }
 
-/// A rate projected ahead on a steady climb: `per_s2` msg/s per second
-/// over `lead_seconds` (start-up and rebalance: when new pods consume).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Climb {
-    pub per_s2: f64,
-    pub lead_seconds: f64,
-}
-
 /// Why a decision is what it is. Kept as numbers and rendered only when
 /// displayed: the server replays many decisions and shows one.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,7 +218,7 @@ pub struct Reason {
     pub partition_limit: Option<PartitionLimit>,
     /// Seconds into (or left of) the window the action refers to.
     pub elapsed_seconds: f64,
-    /// Length of that window (settle, stabilization, idle) or the dead band.
+    /// Length of that window (a change's pause, the idle window, the warm-up).
     pub window: f64,
     /// The count a scale-down held for its pause would have gone to.
     pub paused_target: Option<u32>,
@@ -270,97 +235,21 @@ impl fmt::Display for Basis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Basis::Plan(plan) => plan.fmt(f),
-            Basis::Lag { lag, lag_threshold } => {
-                write!(f, "lag {lag:.0} / lagThreshold {lag_threshold}")
-            }
-            Basis::Rate {
-                rate_per_s,
-                source,
-                headroom,
-                backlog,
+            Basis::Lag {
                 lag,
-                drain_seconds,
-                capacity_per_s,
-                climb,
-                burst_ends_in,
+                lag_threshold,
+                highest_lag,
+                horizon_seconds,
             } => {
-                if let Some(ends) = burst_ends_in {
-                    return write!(
-                        f,
-                        "this burst, lasting like the last one, should end in {ends:.0}s, before new pods consume: sized for the backlog it leaves, {backlog:.0} / {drain_seconds}s over {capacity_per_s:.1}/s per pod; lag {lag:.0}"
-                    );
-                }
-                write!(f, "rate {rate_per_s:.1}/s from {}", source.label())?;
-                if let Some(Climb {
-                    per_s2,
-                    lead_seconds,
-                }) = climb
-                {
+                write!(f, "lag {lag:.0} / lagThreshold {lag_threshold}")?;
+                if highest_lag.round() > lag.round() {
                     write!(
                         f,
-                        " climbing {per_s2:.2}/s per second, as expected in {lead_seconds:.0}s when new pods consume,"
+                        "; the highest of the last {horizon_seconds:.0}s, {highest_lag:.0}, is what a smaller count must carry"
                     )?;
-                }
-                // The headroom over the rate now is spent first on backlog
-                // and on the climb: the larger term counts.
-                let now = rate_per_s - climb.map_or(0.0, |c| c.per_s2 * c.lead_seconds);
-                let beyond = rate_per_s + backlog / drain_seconds - now * (1.0 + headroom);
-                if beyond > 0.0 {
-                    if *backlog > 0.0 {
-                        write!(f, " + backlog {backlog:.0} / {drain_seconds}s")?;
-                    }
-                    if *headroom > 0.0 {
-                        write!(f, " (more than {now:.1}/s x {:.2})", 1.0 + headroom)?;
-                    }
-                } else {
-                    if climb.is_some() {
-                        write!(f, "; {now:.1}/s now x {:.2} covers it,", 1.0 + headroom)?;
-                    } else {
-                        write!(f, " x {:.2}", 1.0 + headroom)?;
-                    }
-                    if *backlog > 0.0 {
-                        write!(
-                            f,
-                            " (the headroom drains backlog {backlog:.0} within {drain_seconds}s)"
-                        )?;
-                    }
-                }
-                write!(f, " over {capacity_per_s:.1}/s per pod")?;
-                if backlog.round() < lag.round() {
-                    write!(
-                        f,
-                        "; lag {lag:.0}, the rest draining as the last change expected"
-                    )?;
-                } else if backlog.round() > lag.round() {
-                    write!(f, "; lag {lag:.0} and what a change's pause adds")?;
                 }
                 Ok(())
             }
-        }
-    }
-}
-
-impl Reason {
-    /// The actions whose words differ when the planner chose them.
-    fn fmt_planned(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Reason {
-            from,
-            to,
-            basis,
-            elapsed_seconds,
-            ..
-        } = self;
-        match self.action {
-            Action::ScaleUp => write!(f, "scale up {from} -> {to} in one step ({basis})"),
-            Action::Settling => write!(
-                f,
-                "hold {to}: the last change's pause (start-up and rebalance) ends in {elapsed_seconds:.0}s; no scale-down before ({basis})"
-            ),
-            _ => write!(
-                f,
-                "hold {to}: {} pods would process the rate, but their rebalance would make messages wait beyond the objective ({basis})",
-                self.paused_target.unwrap_or(*to)
-            ),
         }
     }
 }
@@ -376,30 +265,13 @@ impl fmt::Display for Reason {
             ..
         } = self;
         match self.action {
-            Action::ScaleUp | Action::PauseTooCostly | Action::Settling
-                if matches!(basis, Basis::Plan(_)) =>
-            {
-                self.fmt_planned(f)?
-            }
             Action::Initial => write!(f, "initial: {to} ({basis})")?,
-            Action::ScaleUp => write!(
-                f,
-                "scale up {from} -> {to} in one step, settle for {window}s ({basis})"
-            )?,
+            Action::ScaleUp => write!(f, "scale up {from} -> {to} in one step ({basis})")?,
             Action::ScaleDown => write!(f, "scale down {from} -> {to} ({basis})")?,
             Action::Steady => write!(f, "steady at {to} ({basis})")?,
-            Action::DeadBand => write!(
-                f,
-                "hold {to}: need within the {:.0}% dead band ({basis})",
-                window * 100.0
-            )?,
-            Action::KeepingUp => write!(
-                f,
-                "hold {to}: it keeps up (no backlog) and the rate's noise explains the higher need; more pods wait for the backlog to grow ({basis})"
-            )?,
             Action::Settling => write!(
                 f,
-                "hold {to}: settling after scale-up for {elapsed_seconds:.0}s more ({basis})"
+                "hold {to}: the last change's pause (start-up and rebalance) ends in {elapsed_seconds:.0}s; no scale-down before, and no second scale-up while the backlog is within what it projected ({basis})"
             )?,
             Action::ColdStart => write!(
                 f,
@@ -407,28 +279,12 @@ impl fmt::Display for Reason {
             )?,
             Action::PauseTooCostly => write!(
                 f,
-                "hold {to}: scaling down to {} would pause partitions for a rebalance, and the lag with that pause's backlog needs more pods to drain within drainSeconds ({basis})",
+                "hold {to}: {} pods would do were a change free, but their rebalance would make messages wait beyond the objective ({basis})",
                 self.paused_target.unwrap_or(*to)
-            )?,
-            Action::ConfirmingStep => write!(
-                f,
-                "hold {to} one sample: the newest interval alone shows a step the rate has not caught up with; the scale-up is sized once it does ({basis})"
-            )?,
-            Action::BurstEndsFirst => write!(
-                f,
-                "hold {to}: this burst has run {elapsed_seconds:.0}s and the last one lasted {window:.0}s; it should end before new pods consume (startupSeconds + rebalanceSeconds), and {to} pods drain what it leaves within drainSeconds ({basis})"
-            )?,
-            Action::TrafficStopped => write!(
-                f,
-                "hold {to}: no message has arrived for {elapsed_seconds:.0}s, and {to} pods drain the lag within drainSeconds; new pods would consume only after startupSeconds + rebalanceSeconds ({basis})"
             )?,
             Action::WarmingUp => write!(
                 f,
                 "hold {to}, the group's size: this scaler started {elapsed_seconds:.0}s ago and its window does not yet cover the {window:.0}s the answer depends on ({basis})"
-            )?,
-            Action::Stabilizing => write!(
-                f,
-                "hold {to}: need lower for {elapsed_seconds:.0}s of the {window:.0}s stabilization window ({basis})"
             )?,
             Action::IdleKeepOne => write!(
                 f,

@@ -8,23 +8,22 @@
 //! [`signals`] (KEDA's lag rules, rates from offset deltas) and [`traffic`]
 //! (the shape of the load and the group's pauses).
 //!
-//! Two ways of sizing, chosen by the trigger:
-//! * lag-only (KEDA's Kafka keys only): `ceil(lag / lagThreshold)`, capped at
-//!   the partitions, exactly what KEDA's Kafka scaler makes the HPA do;
-//! * rate-aware (a `policy` or `podCapacity`): the smallest partition-aware
-//!   pod count that serves `max(λ·(1+headroom), λ + backlog/drainSeconds)`
-//!   at `c` messages per second per pod (the headroom drains backlog too).
+//! One planner decides ([`Plan`]): every candidate count rolled forward
+//! over a short horizon (start-up, rebalance and `waitObjectiveSeconds`) in
+//! a fluid model of the group, with each change's own pause, and the fewest
+//! pods whose predicted wait stays within the objective chosen. What a pod
+//! is priced at depends on the trigger:
+//! * rate-aware (a `policy` or `podCapacity`) with a known per-pod capacity
+//!   (configured or learned): the inbound rate's forecast and the backlog,
+//!   over the partitions' assignment;
+//! * lag-only (KEDA's Kafka keys only), and rate-aware until a capacity is
+//!   learned: KEDA's rule, a pod carries `lagThreshold` messages (the
+//!   answer is `ceil(lag / lagThreshold)`, capped at the partitions), with
+//!   the planner's pause and the highest lag of the horizon as hysteresis.
 //!
-//! Both then go through the same hysteresis: one step up to the need, a
-//! settle window through start-up and rebalance in which backlog inside the
-//! projection is not new demand, scale-down only after the need stayed lower
-//! for the stabilization window, a dead band, no scale-down from a cold
-//! start, and scale to zero only after an idle window.
-//!
-//! With `strategy: planner`, a rate-sized decision instead prices every
-//! candidate count over a short horizon ([`Plan`]): a fluid model of the
-//! group with each change's own pause, the fewest pods whose predicted wait
-//! stays within `waitObjectiveSeconds`.
+//! Outside the planner, as protection: the restart warm-up, min and max,
+//! the largest step down, a lagged partition's floor, the idle window to
+//! zero.
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
@@ -52,12 +51,12 @@ mod state;
 mod thresholds;
 
 pub use decide::{activated, decide};
-pub use decision::{Action, Basis, Climb, Decision, PartitionLimit, PlanBasis, Reason};
+pub use decision::{Action, Basis, Decision, PartitionLimit, PlanBasis, Reason};
 pub use observation::{HotPartition, LearnedPause, Observation, RateSource};
 pub use partitions::partition_aware_pods;
 pub use pause::adopt;
 pub use plan::{Candidate, Plan};
-pub use settings::{Params, PartitionCap, PolicySettings, Rebalance, Strategy};
+pub use settings::{Params, PartitionCap, PolicySettings, Rebalance};
 pub use state::State;
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! What a change of the group's size costs while it rebalances: the
-//! backlog its pause leaves, the projection a change records, the price a
-//! scale-down must afford, and a change seen in the group but not asked for.
+//! backlog its pause leaves, the projection a change records, and a change
+//! seen in the group but not asked for.
 
 use super::observation::Observation;
-use super::partitions::next_faster_count;
-use super::settings::{Params, PartitionCap, PolicySettings};
-use super::sizing::{Need, effective_capacity, sized_need};
+use super::settings::{Params, PolicySettings};
+use super::sizing::effective_capacity;
 use super::state::State;
 
 /// The group was seen to change to `members` pods without this replay
@@ -22,9 +21,6 @@ pub fn adopt(params: &Params, state: &State, obs: &Observation, now: f64, member
         .unwrap_or(0.0);
     let previous = state.replicas.unwrap_or(0);
     let mut next = state.clone();
-    if members > previous {
-        next.settle_until = now + s.settle_seconds;
-    }
     let added = rebalance_backlog(s, rate, previous, members);
     let allowance = state.projected_allowance(now);
     project_pause(
@@ -43,7 +39,6 @@ pub fn adopt(params: &Params, state: &State, obs: &Observation, now: f64, member
     next.changed_from = previous;
     next.paused_share = s.rebalance.paused_share(previous, members);
     next.replicas = Some(members);
-    next.lower_since = None;
     next
 }
 
@@ -81,39 +76,4 @@ pub(super) fn project_pause(
 /// R seconds of the traffic of the partitions that pause.
 pub(super) fn rebalance_backlog(s: &PolicySettings, rate: f64, from: u32, to: u32) -> f64 {
     s.rebalance_seconds * rate * s.rebalance.paused_share(from, to)
-}
-
-/// A scale-down prices its own pause: the smaller group must drain the lag
-/// plus the backlog its rebalance makes within `drainSeconds`, spending its
-/// headroom on it (the headroom is spare capacity; sized on top, the pause
-/// would be paid twice). Returns the smallest count from `target` up that
-/// does (`current` when none below it does: hold), and the sizing that
-/// decided it.
-pub(super) fn price_scale_down(
-    params: &Params,
-    obs: &Observation,
-    rate: f64,
-    current: u32,
-    target: u32,
-    capacity: f64,
-) -> (u32, Need) {
-    let s = &params.settings;
-    let mut to = target;
-    loop {
-        let pause = rebalance_backlog(s, rate, current, to);
-        let priced = sized_need(params, obs, rate, rate, 0.0, obs.lag + pause, capacity);
-        // A fewer-pod target only pauses more partitions under
-        // cooperative rebalancing: the need rises with `to` falling, so
-        // the first count that covers its own pause is the answer. Every
-        // count that processes more is tried (the smaller pause of one may
-        // fit below this one's need); a count between two of them only
-        // adds pods to the one below.
-        if priced.pods <= to || to >= current {
-            return (to.min(current), priced);
-        }
-        to = match params.cap {
-            PartitionCap::None => to + 1,
-            _ => next_faster_count(obs.partitions, to),
-        };
-    }
 }

@@ -43,6 +43,18 @@ pub(super) struct Forecast {
 }
 
 impl Forecast {
+    /// No arrivals: what a trigger that does not price the rate plans with.
+    pub fn none() -> Self {
+        Forecast {
+            rate: 0.0,
+            climb: 0.0,
+            ends_in: None,
+            ends_late: None,
+            base: 0.0,
+            band: 0.0,
+        }
+    }
+
     /// The rate at `t` seconds from now; `side` -1, 0 or +1 picks the lower
     /// band, the centre or the upper band.
     pub fn at(&self, t: f64, side: f64) -> f64 {
@@ -130,6 +142,8 @@ impl Candidate {
 pub struct Plan {
     pub objective_seconds: f64,
     pub horizon_seconds: f64,
+    /// The rate a smaller count must sustain (the highest of the horizon).
+    pub held_rate_per_s: f64,
     pub candidates: Vec<Candidate>,
     /// Index of the chosen candidate.
     pub chosen: usize,
@@ -267,6 +281,7 @@ impl Planner<'_> {
         Plan {
             objective_seconds: self.objective_s,
             horizon_seconds: horizon,
+            held_rate_per_s: self.held_rate,
             candidates,
             chosen,
             reachable,
@@ -338,8 +353,13 @@ impl Planner<'_> {
         } = self.change(n, settled, running);
         let pause_s = window.1;
         let horizon = self.horizon();
-        // Sustained once the change's pods consume.
+        // Sustained once the change's pods consume, and on a climb when
+        // the pods of a scale-up made now would: a count that falls behind
+        // by then needs more pods than the horizon shows.
         let mut rate = f.lasting(pause_s, side);
+        if f.end(side).is_none() {
+            rate = rate.max(f.at(self.startup_s + self.rebalance_s, side));
+        }
         if n < m {
             rate = rate.max(self.held_rate);
         }

@@ -19,24 +19,28 @@ pub const MAX_SECONDS: f64 = 604_800.0;
 pub struct PolicySettings {
     /// Spare capacity over the inbound rate (0.2 = 20 %).
     pub headroom: f64,
-    /// Backlog is sized to drain within this many seconds.
+    /// The wait objective when `waitObjectiveSeconds` is absent (seconds):
+    /// backlog drains within it.
     pub drain_seconds: f64,
-    /// How rate-sized decisions are made: `planner` (the default: each
-    /// candidate count priced over a short horizon, held to
-    /// `waitObjectiveSeconds`) or `rules` (the earlier hysteresis rules:
-    /// settle, stabilization and dead band windows).
-    pub strategy: Strategy,
-    /// With `strategy: planner`: the longest a message should wait, beyond
-    /// the pause of a change (seconds); `drainSeconds` when absent.
+    /// The longest a message should wait, beyond the pause of a change
+    /// (seconds); `drainSeconds` when absent. Every candidate count is
+    /// priced over start-up, rebalance and this objective.
     pub wait_objective_seconds: Option<f64>,
-    /// After a scale-up, hold this long (pod start, ramp-up, rebalance).
-    pub settle_seconds: f64,
-    /// The need must stay lower this long before scaling down.
-    pub scale_down_stabilization_seconds: f64,
+    /// No longer used: each change pays its own pause in the plan. Accepted
+    /// so that existing configurations still load.
+    #[schemars(extend("deprecated" = true))]
+    pub settle_seconds: Option<f64>,
+    /// No longer used: a smaller count must sustain the highest load of
+    /// the last planning horizon. Accepted so that existing configurations
+    /// still load.
+    #[schemars(extend("deprecated" = true))]
+    pub scale_down_stabilization_seconds: Option<f64>,
     /// Largest fraction of the current replicas removed in one step (0..=1).
     pub max_scale_down_step: f64,
-    /// Changes within this fraction of the current replicas are ignored.
-    pub dead_band: f64,
+    /// No longer used: the noise band of the rate and the headroom hold
+    /// the count. Accepted so that existing configurations still load.
+    #[schemars(extend("deprecated" = true))]
+    pub dead_band: Option<f64>,
     /// Lag at or under the activation threshold and no inbound traffic for
     /// this long: scale to zero. Until then one pod stays.
     pub idle_seconds: f64,
@@ -62,12 +66,11 @@ impl Default for PolicySettings {
         Self {
             headroom: 0.1,
             drain_seconds: 60.0,
-            strategy: Strategy::Planner,
             wait_objective_seconds: None,
-            settle_seconds: 120.0,
-            scale_down_stabilization_seconds: 300.0,
+            settle_seconds: None,
+            scale_down_stabilization_seconds: None,
             max_scale_down_step: 1.0,
-            dead_band: 0.1,
+            dead_band: None,
             idle_seconds: 300.0,
             startup_seconds: 60.0,
             rebalance_seconds: 60.0,
@@ -101,12 +104,6 @@ impl PolicySettings {
                 ),
             ));
         }
-        if self.dead_band >= 1.0 {
-            return Err((
-                "deadBand",
-                format!("must be a fraction below 1, got {}", self.dead_band),
-            ));
-        }
         if let Some(c) = self.pod_capacity
             && !(c.is_finite() && c > 0.0)
         {
@@ -131,16 +128,11 @@ impl PolicySettings {
     /// objective above zero), at most a week.
     fn validate_durations(&self) -> Result<(), (&'static str, String)> {
         let windows = [
-            ("settleSeconds", self.settle_seconds),
-            (
-                "scaleDownStabilizationSeconds",
-                self.scale_down_stabilization_seconds,
-            ),
             ("idleSeconds", self.idle_seconds),
             ("startupSeconds", self.startup_seconds),
             ("rebalanceSeconds", self.rebalance_seconds),
         ];
-        let non_negative = [("headroom", self.headroom), ("deadBand", self.dead_band)];
+        let non_negative = [("headroom", self.headroom)];
         for (key, value) in windows.into_iter().chain(non_negative) {
             if !value.is_finite() || value < 0.0 {
                 return Err((key, format!("must be a number >= 0, got {value}")));
@@ -181,37 +173,34 @@ impl PolicySettings {
         self.wait_objective_seconds.unwrap_or(self.drain_seconds)
     }
 
-    /// How long a newly started scaler must observe before it may scale
-    /// down: the windows a scale-down decision depends on.
+    /// How far the planner looks ahead (start-up, rebalance and the wait
+    /// objective, as configured): a smaller count must sustain the highest
+    /// load seen over that long, so a newly started scaler observes that
+    /// long before it may scale down.
     pub fn cold_start_seconds(&self) -> f64 {
-        self.scale_down_stabilization_seconds
-            .max(self.settle_seconds)
+        self.startup_seconds + self.rebalance_seconds + self.wait_objective()
+    }
+
+    /// The keys that are accepted but no longer have an effect.
+    pub fn unused_keys(&self) -> Vec<&'static str> {
+        [
+            ("settleSeconds", self.settle_seconds),
+            (
+                "scaleDownStabilizationSeconds",
+                self.scale_down_stabilization_seconds,
+            ),
+            ("deadBand", self.dead_band),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|_| key))
+        .collect()
     }
 
     /// The longest look-back of this policy, in seconds: the history a
     /// sampler must keep for decisions to be a function of it.
     pub fn history_needed_seconds(&self) -> f64 {
-        self.scale_down_stabilization_seconds
-            .max(self.settle_seconds)
-            .max(self.idle_seconds)
+        self.cold_start_seconds().max(self.idle_seconds)
     }
-}
-
-/// How rate-sized decisions are made.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// The hysteresis rules: one step up, settle, stabilized scale-down,
-    /// dead band, and the pause priced on a scale-down.
-    Rules,
-    /// One planner: every candidate count rolled forward over start-up,
-    /// rebalance and the wait objective (a fluid model of the group with
-    /// each change's own pause), the fewest pods that keep the wait within
-    /// the objective chosen.
-    #[default]
-    Planner,
 }
 
 /// Which partitions bound the replica count (KEDA's Kafka scaler rules).

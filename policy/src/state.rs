@@ -8,8 +8,6 @@ use serde::Serialize;
 pub struct State {
     /// The last answer.
     pub replicas: Option<u32>,
-    /// End of the settle window of the last scale-up.
-    pub settle_until: f64,
     /// Backlog the last change expected at the end of its own pause.
     pub projected_backlog: f64,
     /// When that pause (start-up and rebalance) ends.
@@ -25,22 +23,19 @@ pub struct State {
     /// Messages per second the new pod count was expected to drain the
     /// projected backlog at, after the pause.
     pub projected_drain_per_s: f64,
-    /// Since when the need has stayed below the answer.
-    pub lower_since: Option<f64>,
-    /// The steady inbound rate when the need fell below the answer: a
-    /// scale-down waits while the rate is still rising past it (a ramp).
-    pub rate_when_lower: f64,
     /// Since when the topic has been idle.
     pub idle_since: Option<f64>,
     /// The highest steady inbound rate over the last planning horizon, and
     /// when it was seen: a smaller count must sustain it.
     pub peak_rate_per_s: f64,
     pub peak_at: f64,
+    /// For a trigger priced on its lag: the rate that drains the highest
+    /// lag of the last planning horizon within the objective, and when
+    /// that lag was seen.
+    pub peak_lag_drain_per_s: f64,
+    pub peak_lag_at: f64,
     /// Learned messages per second per pod.
     pub learned_capacity_per_s: Option<f64>,
-    /// The last sample held a scale-up for a step its newest interval
-    /// alone showed: the next one scales, confirmed or not.
-    pub confirming_step: bool,
 }
 
 impl State {

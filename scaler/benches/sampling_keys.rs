@@ -86,7 +86,7 @@ fn main() {
     broker.create_topic(&topic, partitions);
     let policy = if history_s > 0 {
         format!(
-            "policies:\n  default:\n    settleSeconds: {history_s}\n    scaleDownStabilizationSeconds: {history_s}\n    idleSeconds: {history_s}\n"
+            "policies:\n  default:\n    startupSeconds: 0\n    rebalanceSeconds: 0\n    waitObjectiveSeconds: {history_s}\n    idleSeconds: {history_s}\n"
         )
     } else {
         String::new()

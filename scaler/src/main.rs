@@ -287,6 +287,11 @@ fn config_check(file: &std::path::Path) -> ExitCode {
                 config.policies.len(),
                 config.sampling.interval
             );
+            for key in config.unused_keys() {
+                eprintln!(
+                    "  {key} no longer has an effect: every change pays its own pause in the plan (docs/policy.md); remove it"
+                );
+            }
             let (_, rejected) = lagrate::shadow::target::parse_all(&config);
             if rejected.is_empty() {
                 return ExitCode::SUCCESS;

@@ -38,6 +38,16 @@ pub fn watch(path: PathBuf, registry: Arc<Registry>) -> notify::Result<notify::R
     Ok(watcher)
 }
 
+/// Logs the policy keys that are accepted but no longer have an effect.
+pub fn warn_unused(config: &Config) {
+    for key in config.unused_keys() {
+        tracing::warn!(
+            key,
+            "no longer has an effect: every change pays its own pause in the plan (docs/policy.md); remove it"
+        );
+    }
+}
+
 /// Reads the file once; applies it when valid and changed. A check that
 /// panics rejects the file like an invalid one: the watch goes on.
 pub fn apply(path: &Path, registry: &Registry) {
@@ -58,6 +68,7 @@ pub fn apply(path: &Path, registry: &Registry) {
             let changed = config != registry.config();
             metrics.record_config_valid(changed);
             if changed {
+                warn_unused(&config);
                 registry.reload(config);
                 tracing::info!(path = %path.display(), "config reloaded");
             }

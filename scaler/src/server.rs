@@ -69,6 +69,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let tls = tls.as_ref().map(crate::tls::server_config).transpose()?;
     let config = Config::load(&config_path)?;
+    crate::reload::warn_unused(&config);
     let metrics = Arc::new(Metrics::new());
     metrics.record_config_valid(false);
     let registry = Arc::new(Registry::new(config, factory, metrics));

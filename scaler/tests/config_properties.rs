@@ -53,7 +53,7 @@ const POLICY_FIELDS: &[&str] = &[
     "settleSeconds",
     "scaleDownStabilizationSeconds",
     "maxScaleDownStep",
-    "deadBand",
+    "waitObjectiveSeconds",
     "idleSeconds",
     "startupSeconds",
     "rebalanceSeconds",

@@ -643,7 +643,7 @@ async fn two_replicas_queried_alternately_agree_while_lag_falls_and_after_a_rest
     let broker = Tansu::start();
     let (topic, group) = committed_topic(&broker, 12);
     broker.produce(&topic, 0..12, 100); // lag 1200
-    let policy = "policies:\n  default:\n    settleSeconds: 2\n    scaleDownStabilizationSeconds: 3\n    deadBand: 0\n    maxScaleDownStep: 1\n";
+    let policy = "policies:\n  default:\n    startupSeconds: 1\n    rebalanceSeconds: 1\n    waitObjectiveSeconds: 1\n    maxScaleDownStep: 1\n";
     // Two replicas as deployed: the default warm-up (Unavailable while a
     // replica cannot see the group's size).
     let deployed = config(&broker.bootstrap(), policy).replace("  warmUp: answer\n", "");

@@ -159,7 +159,7 @@ async fn a_starting_replica_holds_the_workloads_scale_until_its_window_fills_the
     broker.produce(&topic, 0..12, 100);
     // The deployed warm-up (Unavailable while the group's size is unknown).
     let config = format!(
-        "sampling:\n  interval: 1s\n  maxStaleness: 4s\n  kafkaTimeout: 2s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n    auth: {{ mechanism: none }}\npolicies:\n  default:\n    settleSeconds: 2\n    scaleDownStabilizationSeconds: 3\n    deadBand: 0\nkubernetes:\n  apiServer: https://localhost:{}\n  tokenFile: {}\n  caFile: {}\n",
+        "sampling:\n  interval: 1s\n  maxStaleness: 4s\n  kafkaTimeout: 2s\nclusters:\n  local:\n    bootstrapServers: [\"{}\"]\n    auth: {{ mechanism: none }}\npolicies:\n  default:\n    startupSeconds: 1\n    rebalanceSeconds: 1\n    waitObjectiveSeconds: 1\nkubernetes:\n  apiServer: https://localhost:{}\n  tokenFile: {}\n  caFile: {}\n",
         broker.bootstrap(),
         addr.port(),
         token_file.display(),

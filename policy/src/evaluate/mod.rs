@@ -259,7 +259,7 @@ impl Replay<'_> {
             replicas: self.size(&samples[from]),
             ..State::default()
         };
-        let recent = start - params.settings.settle_seconds;
+        let recent = start - (params.settings.startup_seconds + params.settings.rebalance_seconds);
         let Some(j) = (1..from)
             .rev()
             .take_while(|&j| samples[j].t >= recent)

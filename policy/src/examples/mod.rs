@@ -20,13 +20,12 @@ fn lag_only(lag_threshold: f64) -> Params {
     }
 }
 
-/// Rate-aware, deciding by the hysteresis rules (`strategy: rules`).
+/// Rate-aware, with a known per-pod capacity and no headroom.
 fn rate_aware(pod_capacity: f64) -> Params {
     Params {
         settings: PolicySettings {
             pod_capacity: Some(pod_capacity),
             headroom: 0.0,
-            strategy: Strategy::Rules,
             ..PolicySettings::default()
         },
         rate_aware: true,
@@ -53,6 +52,16 @@ fn running(replicas: u32) -> State {
     State {
         replicas: Some(replicas),
         ..State::default()
+    }
+}
+
+/// `replicas` running, the rate having peaked at `peak` msg/s `ago`
+/// seconds before 0.
+fn after_peak(replicas: u32, peak: f64, ago: f64) -> State {
+    State {
+        peak_rate_per_s: peak,
+        peak_at: -ago,
+        ..running(replicas)
     }
 }
 

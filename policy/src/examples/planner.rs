@@ -4,11 +4,9 @@
 
 use super::*;
 
-/// [`with_headroom`] deciding with the planner.
+/// [`with_headroom`]: the planner with a known capacity.
 fn planner(pod_capacity: f64, headroom: f64) -> Params {
-    let mut params = with_headroom(pod_capacity, headroom);
-    params.settings.strategy = Strategy::Planner;
-    params
+    with_headroom(pod_capacity, headroom)
 }
 
 /// A steady observation whose rate is known to ±`error` (one standard
@@ -83,7 +81,10 @@ fn a_scale_down_its_own_pause_makes_too_slow_holds_and_says_why() {
         d.reason
     );
     let text = d.reason.to_string();
-    assert!(text.contains("12 pods would process the rate"), "{text}");
+    assert!(
+        text.contains("12 pods would do were a change free"),
+        "{text}"
+    );
     // Under cooperative rebalancing half the partitions pause, and their
     // backlog drains beside the others' traffic: 12 pods are taken.
     let (d, _) = decide(
@@ -197,16 +198,6 @@ fn a_scale_up_is_sized_for_a_burst_that_goes_on_but_a_burst_ending_first_makes_n
         0.0,
     );
     assert!(d.replicas <= 16, "{}", d.reason);
-}
-
-/// `replicas` running, the rate having peaked at `peak` msg/s `ago`
-/// seconds before 0.
-fn after_peak(replicas: u32, peak: f64, ago: f64) -> State {
-    State {
-        peak_rate_per_s: peak,
-        peak_at: -ago,
-        ..running(replicas)
-    }
 }
 
 #[test]

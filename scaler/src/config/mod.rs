@@ -262,6 +262,17 @@ impl RawSampling {
 }
 
 impl Config {
+    /// Policy keys that are accepted but no longer have an effect, as
+    /// `policies.NAME.key`.
+    pub fn unused_keys(&self) -> Vec<String> {
+        self.policies
+            .iter()
+            .flat_map(|(name, policy)| {
+                (policy.unused_keys().into_iter()).map(move |key| format!("policies.{name}.{key}"))
+            })
+            .collect()
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -380,11 +391,9 @@ mod tests {
         );
         let e = with("sampling:\n  interval: 1ns\n").unwrap_err();
         assert!(e.to_string().contains("at least 100ms"), "{e}");
-        let e =
-            with("policies:\n  default:\n    scaleDownStabilizationSeconds: 1e300\n").unwrap_err();
+        let e = with("policies:\n  default:\n    idleSeconds: 1e300\n").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("policies.default.scaleDownStabilizationSeconds"),
+            e.to_string().contains("policies.default.idleSeconds"),
             "{e}"
         );
     }
@@ -408,9 +417,17 @@ mod tests {
             config.clusters["local"].bootstrap_servers,
             ["127.0.0.1:9092"]
         );
-        assert_eq!(config.prometheus.unwrap().rate_query, DEFAULT_RATE_QUERY);
+        assert_eq!(
+            config.prometheus.as_ref().unwrap().rate_query,
+            DEFAULT_RATE_QUERY
+        );
         let default = &config.policies["default"];
-        assert_eq!(default.settle_seconds, 120.0);
+        assert_eq!(default.wait_objective(), 60.0);
+        assert!(
+            config.unused_keys().is_empty(),
+            "{:?}",
+            config.unused_keys()
+        );
         assert!(config.sampling.window >= Duration::from_secs(300));
     }
 

@@ -112,21 +112,14 @@ mod tests {
     }
 
     #[test]
-    fn the_planner_and_its_objective_are_overrides_checked_like_the_rest() {
+    fn the_wait_objective_is_an_override_checked_like_the_rest() {
         let base = PolicySettings::default();
-        let set = apply(
-            base.clone(),
-            &[("strategy", "planner"), ("waitObjectiveSeconds", "30")],
-        )
-        .unwrap();
-        assert_eq!(set.strategy, lagrate_policy::Strategy::Planner);
+        let set = apply(base.clone(), &[("waitObjectiveSeconds", "30")]).unwrap();
         assert_eq!(set.wait_objective(), 30.0);
-        let e = apply(base.clone(), &[("strategy", "fastest")]).unwrap_err();
-        assert_eq!(e.key, "strategy");
-        assert!(
-            e.message.contains("rules") && e.message.contains("planner"),
-            "names what is allowed: {e}"
-        );
+        // Keys of the earlier hysteresis rules are still accepted (and
+        // reported as unused), so that existing ScaledObjects still load.
+        let set = apply(base.clone(), &[("settleSeconds", "30")]).unwrap();
+        assert_eq!(set.unused_keys(), ["settleSeconds"]);
         let e = apply(base, &[("waitObjectiveSeconds", "-5")]).unwrap_err();
         assert_eq!(e.key, "waitObjectiveSeconds");
         assert!(e.message.contains("> 0"), "{e}");

@@ -6,7 +6,7 @@ use lagrate_policy::signals::OffsetReset;
 
 fn config() -> Config {
     Config::parse(
-        "clusters:\n  local:\n    bootstrapServers: [\"127.0.0.1:9092\"]\n  other:\n    bootstrapServers: [\"10.0.0.1:9092\"]\npolicies:\n  fast:\n    settleSeconds: 30\n",
+        "clusters:\n  local:\n    bootstrapServers: [\"127.0.0.1:9092\"]\n  other:\n    bootstrapServers: [\"10.0.0.1:9092\"]\npolicies:\n  fast:\n    idleSeconds: 30\n",
     )
     .unwrap()
 }
@@ -177,7 +177,7 @@ fn policy_and_overrides_make_it_rate_aware() {
     )
     .unwrap();
     assert!(spec.params.rate_aware);
-    assert_eq!(spec.params.settings.settle_seconds, 30.0);
+    assert_eq!(spec.params.settings.idle_seconds, 30.0);
     assert_eq!(spec.params.settings.drain_seconds, 30.0);
     let spec = parse(
         &meta(&[
