@@ -31,9 +31,9 @@ unconfigured install would.
 
     python3 scripts/sweep-policy.py --random 30 --seed 11 [--world-times]
 
-With --strategy planner (and --objective S), every run uses that policy
-strategy (and waitObjectiveSeconds): run it beside --strategy rules on the
-same seed to compare the two.
+With --objective S, every run uses that waitObjectiveSeconds. LAGRATE_BIN
+names the binary: run two builds on the same seed to compare them side by
+side.
 """
 import argparse, json, math, os, random, shutil, subprocess, tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +114,6 @@ ap.add_argument("--random",type=int,metavar="N",help="N random scenarios per cla
 ap.add_argument("--seed",type=int,default=11,help="seed of --random")
 ap.add_argument("--world-times",action="store_true",help="with --random: the pods start and rebalance in 5-180 s each, the policy keeps its 60 s priors")
 ap.add_argument("--keep",metavar="DIR",help="write the scenario files to DIR and keep them (rerun one with lagrate simulate --scenario FILE --explain)")
-ap.add_argument("--strategy",choices=["rules","planner"],help="the policy's strategy (default: the policy's default); run both on the same seed to compare them side by side")
 ap.add_argument("--objective",type=float,metavar="S",help="the policy's waitObjectiveSeconds")
 ap.add_argument("--builtins",action="store_true",help="print the table of every built-in scenario against ideal-reactive, write it into docs/evaluation.md, and stop")
 args=ap.parse_args()
@@ -167,7 +166,7 @@ else:
 # Runs whose peak exceeds what one pod per partition serves (the goal
 # speaks of feasible ones; they are counted, and marked).
 infeasible=set()
-policy="".join(f"  {k}: {v}\n" for k,v in (("strategy",args.strategy),("waitObjectiveSeconds",args.objective)) if v is not None)
+policy="".join(f"  {k}: {v}\n" for k,v in (("waitObjectiveSeconds",args.objective),) if v is not None)
 def run(j):
     name,text,phase,mode=j
     # A policy of its own names the assignor, as the default one does.
