@@ -227,10 +227,15 @@ impl<'a> Situation<'a> {
         }
     }
 
-    /// The counts worth pricing, within min and max and the partition cap:
-    /// every count at which the busiest pod's share of the partitions
-    /// changes (every count for a lag-priced trigger), and the current.
-    fn counts(&self) -> Vec<u32> {
+    /// The counts worth pricing, within min and max and the partition cap,
+    /// and the current. For a rate-priced trigger every count at which the
+    /// busiest pod's share of the partitions changes. For a lag-priced
+    /// one, where nothing arrives in the plan and a count's worth is the
+    /// lag it carries: the least, KEDA's count for the lag now and for the
+    /// highest lag a smaller count must carry (`held`, msg/s over the
+    /// objective), and the most; a count between two of them meets the
+    /// objective no sooner than the next one up.
+    fn counts(&self, held: f64) -> Vec<u32> {
         let (params, s, obs) = (self.params, self.s, self.obs);
         let lo = if params.rate_aware && !self.idle_now {
             s.min_replicas.max(1)
@@ -238,26 +243,37 @@ impl<'a> Situation<'a> {
             s.min_replicas
         };
         let p = obs.partitions.max(1);
-        let lag_priced = matches!(self.pricing, Pricing::Lag { .. });
-        let cap = if lag_priced {
-            partition_cap(params, obs)
-        } else {
-            match params.cap {
-                PartitionCap::None => None,
-                _ => Some(p),
+        let mut counts: Vec<u32> = match self.pricing {
+            Pricing::Lag { lag_threshold } => {
+                let hi = partition_cap(params, obs)
+                    .map_or(s.max_replicas, |cap| s.max_replicas.min(cap))
+                    .max(lo);
+                let carrying = |lag: f64| ((lag / lag_threshold).ceil() as u32).clamp(lo, hi);
+                let mut counts = vec![
+                    lo,
+                    carrying(obs.lag),
+                    carrying(held * s.wait_objective()),
+                    hi,
+                ];
+                counts.sort_unstable();
+                counts.dedup();
+                counts
+            }
+            Pricing::Rate { .. } => {
+                let hi = match params.cap {
+                    PartitionCap::None => s.max_replicas,
+                    _ => s.max_replicas.min(p),
+                }
+                .max(lo);
+                (lo..=hi)
+                    .filter(|&n| {
+                        n <= lo.max(1)
+                            || matches!(params.cap, PartitionCap::None)
+                            || p.div_ceil(n) != p.div_ceil(n - 1)
+                    })
+                    .collect()
             }
         };
-        let hi = cap
-            .map_or(s.max_replicas, |cap| s.max_replicas.min(cap))
-            .max(lo);
-        let mut counts: Vec<u32> = (lo..=hi)
-            .filter(|&n| {
-                n <= lo.max(1)
-                    || lag_priced
-                    || matches!(params.cap, PartitionCap::None)
-                    || p.div_ceil(n) != p.div_ceil(n - 1)
-            })
-            .collect();
         if let Some(current) = self.state.replicas
             && let Err(at) = counts.binary_search(&current)
         {
@@ -313,6 +329,7 @@ impl<'a> Situation<'a> {
         // KEDA's rule has no wait to price but the lag's share per pod:
         // neither the age of the backlog nor the headroom over a rate.
         let lag_priced = matches!(self.pricing, Pricing::Lag { .. });
+        let held_rate = self.held_rate(&forecast, peaks);
         Planner {
             current: self.current,
             backlog: obs.lag,
@@ -322,7 +339,7 @@ impl<'a> Situation<'a> {
                 obs.estimated_wait_s.unwrap_or(0.0)
             },
             forecast,
-            held_rate: self.held_rate(&forecast, peaks),
+            held_rate,
             in_flight,
             startup_s: s.startup_seconds,
             rebalance_s: s.rebalance_seconds,
@@ -330,7 +347,7 @@ impl<'a> Situation<'a> {
             headroom: if lag_priced { 0.0 } else { s.headroom },
             objective_s: s.wait_objective(),
             capacity: &capacity,
-            counts: self.counts(),
+            counts: self.counts(held_rate),
         }
         .plan()
     }

@@ -248,3 +248,40 @@ fn a_scale_down_delays_the_most_lagged_partition_by_at_most_drain_seconds() {
     let held = answer(30_000.0);
     assert_eq!(held.replicas, 24, "{}", held.reason);
 }
+
+#[test]
+fn a_lag_only_trigger_carries_the_highest_lag_of_the_horizon_then_steps_to_kedas_count() {
+    // lagThreshold 100 on 24 partitions: a lag of 2,000 needs 20 pods, at
+    // once and in one step. The lag falls to 500 (5 pods): a smaller count
+    // must carry the highest lag of the last horizon (start-up, rebalance
+    // and the objective: 180 s), which may be back before new pods could
+    // drain it; then the answer goes to KEDA's count in one step.
+    let p = lag_only(100.0);
+    let (up, mut state) = decide(&p, &running(1), &obs(2_000.0, 0.0, 24), 0.0);
+    assert_eq!(
+        (up.replicas, up.action),
+        (20, Action::ScaleUp),
+        "{}",
+        up.reason
+    );
+    let mut answers = Vec::new();
+    for t in (5..=400).step_by(5) {
+        let (d, next) = decide(&p, &state, &obs(500.0, 0.0, 24), f64::from(t));
+        if t == 100 {
+            let reason = d.reason.to_string();
+            assert!(
+                reason.contains("lag 500 / lagThreshold 100; the highest of the last 180s, 2000"),
+                "{reason}"
+            );
+        }
+        answers.push((t, d.replicas));
+        state = next;
+    }
+    let held = answers.iter().take_while(|(_, r)| *r == 20).count();
+    assert_eq!(
+        answers[held - 1].0,
+        180,
+        "held through the horizon: {answers:?}"
+    );
+    assert!(answers[held..].iter().all(|(_, r)| *r == 5), "{answers:?}");
+}
