@@ -517,8 +517,45 @@ impl<'a> Situation<'a> {
             Action::IdleGapOutlasts => (obs.idle_gap_s.unwrap_or(0.0), s.idle_seconds),
             _ => (0.0, 0.0),
         };
+        let (basis, partition_limit) = self.basis(&plan, &forecast);
+        let reason = Reason {
+            action: choice.action,
+            from: self.current,
+            to: choice.replicas,
+            basis,
+            partition_limit,
+            elapsed_seconds,
+            window,
+            paused_target: choice.paused_target,
+            estimated_wait_s: obs.estimated_wait_s,
+        };
+        let capacity = self.rate_capacity();
+        let hot_partition = match (capacity, &obs.hottest_partition) {
+            (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),
+            _ => None,
+        };
+        let active = activated(params, obs) || (params.rate_aware && choice.replicas > 0);
+        Decision {
+            replicas: choice.replicas,
+            need,
+            active,
+            action: choice.action,
+            reason,
+            partition_limit,
+            hot_partition,
+            capacity_per_s: capacity,
+            rebalance_seconds: s.rebalance_seconds,
+            startup_seconds: s.startup_seconds,
+            plan: Some(plan),
+        }
+    }
+
+    /// What the count was priced on, and the partitions' limit if the
+    /// load outgrows them.
+    fn basis(&self, plan: &Plan, forecast: &Forecast) -> (Basis, Option<PartitionLimit>) {
+        let (params, s, obs) = (self.params, self.s, self.obs);
         let shown = plan.choice();
-        let (basis, partition_limit) = match self.pricing {
+        match self.pricing {
             Pricing::Rate { capacity } => {
                 let p = obs.partitions.max(1);
                 let ahead = forecast.at(s.startup_seconds + s.rebalance_seconds, 0.0);
@@ -563,36 +600,6 @@ impl<'a> Situation<'a> {
                 };
                 (basis, limit)
             }
-        };
-        let reason = Reason {
-            action: choice.action,
-            from: self.current,
-            to: choice.replicas,
-            basis,
-            partition_limit,
-            elapsed_seconds,
-            window,
-            paused_target: choice.paused_target,
-            estimated_wait_s: obs.estimated_wait_s,
-        };
-        let capacity = self.rate_capacity();
-        let hot_partition = match (capacity, &obs.hottest_partition) {
-            (Some(c), Some(hot)) if hot.rate_per_s > c => Some(hot.clone()),
-            _ => None,
-        };
-        let active = activated(params, obs) || (params.rate_aware && choice.replicas > 0);
-        Decision {
-            replicas: choice.replicas,
-            need,
-            active,
-            action: choice.action,
-            reason,
-            partition_limit,
-            hot_partition,
-            capacity_per_s: capacity,
-            rebalance_seconds: s.rebalance_seconds,
-            startup_seconds: s.startup_seconds,
-            plan: Some(plan),
         }
     }
 }
