@@ -97,8 +97,9 @@ enum Command {
         #[arg(long)]
         list: bool,
         /// Also print every decision that changed lagrate's answer, and each
-        /// time it held the answer for a new reason (settling, stabilizing,
-        /// a scale-down's pause too costly, ...), with the reason.
+        /// time it held the answer for a new reason (settling, a
+        /// scale-down's pause too costly, ...), with the reason and the
+        /// candidates the planner priced.
         #[arg(long)]
         explain: bool,
         /// Print the scenario as YAML instead of running it (with --rebalance
