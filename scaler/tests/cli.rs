@@ -39,6 +39,33 @@ fn config_check_accepts_the_example_and_rejects_a_broken_file_with_the_reason() 
     );
 }
 
+#[test]
+fn config_check_names_the_keys_that_no_longer_have_an_effect() {
+    // A config written for the earlier rule chain still loads; the check
+    // says which of its keys no longer do anything.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.yaml");
+    std::fs::write(
+        &old,
+        "clusters:\n  local:\n    bootstrapServers: [\"127.0.0.1:9092\"]\npolicies:\n  default:\n    settleSeconds: 120\n    deadBand: 0.1\n    drainSeconds: 60\n",
+    )
+    .unwrap();
+    let checked = Command::new(LAGRATE)
+        .args(["config", "check"])
+        .arg(&old)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stderr}");
+    for key in ["policies.default.settleSeconds", "policies.default.deadBand"] {
+        assert!(
+            stderr.contains(&format!("{key} no longer has an effect")),
+            "{key}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("drainSeconds"), "{stderr}");
+}
+
 /// The JSON Schema published for editors is the one the binary generates.
 #[test]
 fn published_config_schema_is_the_one_the_binary_generates() {
