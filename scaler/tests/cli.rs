@@ -57,7 +57,10 @@ fn config_check_names_the_keys_that_no_longer_have_an_effect() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&checked.stderr);
     assert!(checked.status.success(), "{stderr}");
-    for key in ["policies.default.settleSeconds", "policies.default.deadBand"] {
+    for key in [
+        "policies.default.settleSeconds",
+        "policies.default.deadBand",
+    ] {
         assert!(
             stderr.contains(&format!("{key} no longer has an effect")),
             "{key}: {stderr}"
