@@ -269,6 +269,33 @@ fn noise_is_not_chased_from_the_right_start_or_a_wrong_one() {
     }
 }
 
+/// Noise started wrong on pods that rebalance slower than the policy's
+/// prior (79 s against 60): two counts are then both kept (the smaller
+/// would make its rebalance's messages wait beyond the objective), and the
+/// replay must go on from the count that runs whichever epoch replays it,
+/// not flip between the two every epoch.
+#[test]
+fn noise_started_wrong_on_slow_rebalances_reverses_at_most_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("noise-slow-rebalance.yaml");
+    std::fs::write(
+        &file,
+        "name: noise-slow-rebalance\nstartupSeconds: 19\nrebalanceSeconds: 79\npartitions: 24\nnoise: 0.1\nseed: 186\ninitialReplicas: 1\nload:\n  - { rate: 459.3, seconds: 3600 }\n",
+    )
+    .unwrap();
+    let report = simulate(&[
+        "--scenario",
+        file.to_str().unwrap(),
+        "--rebalance",
+        "cooperative",
+    ]);
+    let lagrate = row(&report, "lagrate");
+    assert!(
+        lagrate["reversals"].as_u64().unwrap() <= 1,
+        "at most one reversal in an hour: {lagrate}"
+    );
+}
+
 /// Bursts are served near ideal, a hot partition costs fewer pods than
 /// ideal-reactive at about its wait, a scaler restart costs little.
 #[test]

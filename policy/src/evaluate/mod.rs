@@ -149,10 +149,14 @@ pub fn evaluate(
         started_at,
         answers,
     };
-    // The warm-up history replays what the load did, not what an earlier
-    // replay decided: where the group (or the answer it was given) is seen
-    // to change in a way this replay did not ask for, it goes on from
-    // there.
+    // The replay goes on from the count that runs, not from what it would
+    // have decided: where, in its warm-up history, the group (or the
+    // answer it was given) is seen to change in a way this replay did not
+    // ask for, and wherever it stops short of this replay's own change
+    // once that change's pause is over, it goes on from there. Otherwise
+    // two counts that are both kept (the smaller would cost its rebalance)
+    // would each be the answer of every other epoch, and the group would
+    // flip between them.
     let warm_up_end = start + epoch;
     let mut last = None;
     // Every observation looks back over the whole window, not just the
@@ -191,11 +195,16 @@ pub fn evaluate(
         let observation = observe(rules, samples, shapes, i, window_full);
         let (decision, mut next) = decide(params, &state, &observation, sample.t);
         let size_now = replay.size(sample);
-        if sample.t < warm_up_end
-            && let (Some(m), Some(before)) = (size_now, size_before)
-            && !moving_toward(before, m, next.replicas.unwrap_or(m))
-        {
-            next = adopt(params, &next, &observation, sample.t, m);
+        if let (Some(m), Some(before)) = (size_now, size_before) {
+            if sample.t < warm_up_end && !moving_toward(before, m, next.replicas.unwrap_or(m)) {
+                next = adopt(params, &next, &observation, sample.t, m);
+            } else if stalled(&next, sample.t, m) {
+                // The group stopped short of this replay's change, and its
+                // start-up and rebalance are over: it follows an answer
+                // this replay did not give. Go on from the count that runs.
+                next.replicas = Some(m);
+                next.changed_at = None;
+            }
         }
         size_before = size_now;
         state = next;
@@ -283,6 +292,12 @@ impl Replay<'_> {
             ..adopt(params, &changed, &seen, samples[j].t, after)
         }
     }
+}
+
+/// Whether the group, at `size`, still differs from the replay's own last
+/// change (in `state`) once that change's pause is over at `t`.
+fn stalled(state: &State, t: f64, size: u32) -> bool {
+    state.changed_at.is_some() && t >= state.pause_until && state.replicas != Some(size)
 }
 
 /// Whether a group going from `before` to `now` members moves toward (or
