@@ -157,6 +157,11 @@ impl<'a> Situation<'a> {
         }
     }
 
+    /// Priced on KEDA's rule: the rate is not priced.
+    fn lag_priced(&self) -> bool {
+        matches!(self.pricing, Pricing::Lag { .. })
+    }
+
     /// The per-pod capacity a rate-priced trigger knows.
     fn rate_capacity(&self) -> Option<f64> {
         match self.pricing {
@@ -194,7 +199,7 @@ impl<'a> Situation<'a> {
     /// None for a lag-priced trigger: only the backlog is priced.
     fn forecast(&self) -> Forecast {
         let obs = self.obs;
-        if matches!(self.pricing, Pricing::Lag { .. }) {
+        if self.lag_priced() {
             return Forecast::none();
         }
         let quiet = obs.quiet_for_s.is_some();
@@ -328,7 +333,7 @@ impl<'a> Situation<'a> {
         };
         // KEDA's rule has no wait to price but the lag's share per pod:
         // neither the age of the backlog nor the headroom over a rate.
-        let lag_priced = matches!(self.pricing, Pricing::Lag { .. });
+        let lag_priced = self.lag_priced();
         let held_rate = self.held_rate(&forecast, peaks);
         Planner {
             current: self.current,
@@ -437,12 +442,11 @@ impl<'a> Situation<'a> {
     /// of the shortfall while new pods start, then R seconds of the traffic
     /// of the partitions that pause.
     fn pause_backlog(&self, to: u32) -> f64 {
-        let running = match self.pricing {
-            Pricing::Rate { capacity } => {
-                effective_capacity(self.params, self.obs, self.current, capacity)
-            }
-            // The rate is not priced: all of it is counted.
-            Pricing::Lag { .. } => 0.0,
+        // Where the rate is not priced, all of it is counted.
+        let running = if self.lag_priced() {
+            0.0
+        } else {
+            self.capacity(self.current)
         };
         let shortfall = (self.rate - running).max(0.0);
         self.s.startup_seconds * shortfall + rebalance_backlog(self.s, self.rate, self.current, to)

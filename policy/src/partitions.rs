@@ -35,16 +35,6 @@ pub fn partition_aware_pods(demand: f64, partitions: u32, capacity: f64) -> Opti
     partition_aware_pods_skewed(demand, partitions, capacity, 0.0).map(|sized| sized.pods)
 }
 
-/// The smallest count above `pods` whose busiest pod owns fewer of the
-/// `partitions` (more than `partitions` when one pod per partition runs).
-pub fn next_faster_count(partitions: u32, pods: u32) -> u32 {
-    let p = partitions.max(1);
-    match p.div_ceil(pods.max(1)) {
-        0 | 1 => pods.max(p) + 1,
-        most => p.div_ceil(most - 1),
-    }
-}
-
 /// A pod count and whether the hottest partition is beyond any count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sized {
@@ -128,17 +118,6 @@ mod tests {
             }
         );
         assert_eq!(partition_aware_pods(5000.0, 24, 100.0), None);
-    }
-
-    #[test]
-    fn the_next_faster_count_skips_counts_that_only_add_pods() {
-        // 24 partitions: 5 pods own up to 5 each, 6 own 4, 8 own 3, 12 own 2.
-        let next = |n| next_faster_count(24, n);
-        assert_eq!(
-            [next(5), next(6), next(8), next(12), next(20)],
-            [6, 8, 12, 24, 24]
-        );
-        assert_eq!(next(24), 25);
     }
 
     proptest! {
